@@ -1,0 +1,178 @@
+//! One validated `Config` for the whole server.
+//!
+//! Raw command-line flags become a `Config` in `main.rs`; everything below
+//! takes `&Config` (or the `Arc<Config>` held by the hub). There are no
+//! globals: two servers with different settings can live in one process,
+//! which is exactly what the integration tests do.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Every setting of the router, the HTTP layer and the server.
+///
+/// Start from [`Config::default`], change what you need, then call
+/// [`Config::validate`] (the server and [`crate::Hub::new`] do it for you).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the `serve` command listens on.
+    pub listen: SocketAddr,
+    /// Worker threads of the runtime (0 = one per core).
+    pub threads: usize,
+    /// Events kept per channel for resume (the ring size).
+    pub buffer_events: usize,
+    /// How long an event stays in the ring.
+    pub buffer_age: Duration,
+    /// Largest event body accepted by publish.
+    pub max_event_bytes: usize,
+    /// Most parts (events) in one `multipart/form-data` publish.
+    pub max_parts: usize,
+    /// Most events one long-poll answer carries.
+    pub poll_batch: usize,
+    /// Long-poll hold time when the request names none.
+    pub poll_timeout: Duration,
+    /// Upper bound on the `timeout` a long-poll may ask for.
+    pub poll_timeout_max: Duration,
+    /// Interval between heartbeats on idle streams.
+    pub heartbeat: Duration,
+    /// Bytes of padding sent first on streams (for buffering proxies and old browsers).
+    pub stream_padding: usize,
+    /// Reconnect delay announced to SSE clients (`retry:`).
+    pub sse_retry: Duration,
+    /// Open connections beyond which new ones get 503.
+    pub max_connections: usize,
+    /// Origins allowed by CORS. Empty means same origin only; `*` allows any.
+    pub allow_origins: Vec<String>,
+    /// How long graceful shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+    /// How often idle channels are swept away.
+    pub sweep_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: 0,
+            buffer_events: 256,
+            buffer_age: Duration::from_secs(600),
+            max_event_bytes: 64 * 1024,
+            max_parts: 64,
+            poll_batch: 100,
+            poll_timeout: Duration::from_secs(25),
+            poll_timeout_max: Duration::from_secs(120),
+            heartbeat: Duration::from_secs(15),
+            stream_padding: 2048,
+            sse_retry: Duration::from_secs(2),
+            max_connections: 10_000,
+            allow_origins: Vec::new(),
+            shutdown_timeout: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A setting out of range; the message names the setting and its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(msg()))
+    }
+}
+
+impl Config {
+    /// Checks every setting; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check((1..=1_000_000).contains(&self.buffer_events), || {
+            "buffer-events must be between 1 and 1000000".into()
+        })?;
+        check(self.buffer_age >= Duration::from_secs(1), || {
+            "buffer-age must be at least 1 second".into()
+        })?;
+        check((1..=64 << 20).contains(&self.max_event_bytes), || {
+            "max-event-bytes must be between 1 and 67108864".into()
+        })?;
+        check((1..=10_000).contains(&self.max_parts), || {
+            "max-parts must be between 1 and 10000".into()
+        })?;
+        check((1..=10_000).contains(&self.poll_batch), || {
+            "poll-batch must be between 1 and 10000".into()
+        })?;
+        check(self.poll_timeout <= self.poll_timeout_max, || {
+            "poll-timeout must not exceed poll-timeout-max".into()
+        })?;
+        check(self.heartbeat >= Duration::from_millis(10), || {
+            "heartbeat must be at least 10 ms".into()
+        })?;
+        check(self.stream_padding <= 64 * 1024, || {
+            "stream-padding must be at most 65536 bytes".into()
+        })?;
+        check(self.max_connections >= 1, || {
+            "max-connections must be at least 1".into()
+        })?;
+        check(self.sweep_interval >= Duration::from_millis(10), || {
+            "sweep-interval must be at least 10 ms".into()
+        })?;
+        for o in &self.allow_origins {
+            check(
+                o == "*"
+                    || ((o.starts_with("http://") || o.starts_with("https://"))
+                        && !o.ends_with('/')),
+                || {
+                    format!("allow-origin {o:?} must be * or a scheme://host[:port] origin without a path")
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The body size a publish may send: every part at its largest, plus headers.
+    pub(crate) fn max_body_bytes(&self) -> usize {
+        self.max_event_bytes
+            .saturating_mul(self.max_parts)
+            .saturating_add(self.max_parts * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_limit() {
+        let c = Config {
+            max_parts: 0,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "max-parts must be between 1 and 10000"
+        );
+        let c = Config {
+            allow_origins: vec!["http://a/".into()],
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("allow-origin"));
+    }
+}

@@ -1,0 +1,129 @@
+//! The response body type and the small helpers that build responses.
+//!
+//! One `Body` for every route: a list of shared `Bytes` chunks with an exact
+//! length (hyper sends `Content-Length`), or an endless event stream (hyper
+//! sends chunked to HTTP/1.1 clients and a close-delimited body to HTTP/1.0
+//! clients, which never see chunked encoding).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+use super::stream::EventStream;
+use crate::error::Error;
+
+/// The body of every tandem response.
+pub struct Body(Kind);
+
+enum Kind {
+    Chunks(VecDeque<Bytes>),
+    Stream(Box<EventStream>),
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Chunks(c) => write!(f, "Body({} chunks)", c.len()),
+            Kind::Stream(_) => f.write_str("Body(stream)"),
+        }
+    }
+}
+
+impl Body {
+    /// A body of these chunks, sent with their total length.
+    pub fn chunks(chunks: Vec<Bytes>) -> Body {
+        Body(Kind::Chunks(chunks.into()))
+    }
+    /// An empty body.
+    pub fn empty() -> Body {
+        Body::chunks(Vec::new())
+    }
+    pub(crate) fn stream(s: EventStream) -> Body {
+        Body(Kind::Stream(Box::new(s)))
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::chunks(vec![b])
+    }
+}
+impl From<String> for Body {
+    fn from(s: String) -> Body {
+        Body::from(Bytes::from(s))
+    }
+}
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Body {
+        Body::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            Kind::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c)))),
+            Kind::Stream(s) => s.poll_chunk(cx).map(|c| c.map(|c| Ok(Frame::data(c)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(&self.0, Kind::Chunks(c) if c.is_empty())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Chunks(c) => SizeHint::with_exact(c.iter().map(|c| c.len() as u64).sum()),
+            Kind::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Headers that keep browsers, proxies and CDNs from caching or buffering.
+pub(crate) fn no_cache<T>(resp: &mut Response<T>) {
+    let h = resp.headers_mut();
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, no-transform"),
+    );
+    h.insert("pragma", HeaderValue::from_static("no-cache"));
+    h.insert("expires", HeaderValue::from_static("0"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// A response with a body and a content type.
+pub(crate) fn with_type(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Body>,
+) -> Response<Body> {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A JSON response.
+pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut resp = with_type(status, "application/json", body);
+    no_cache(&mut resp);
+    resp
+}
+
+/// The response for a refused request: its status and `{"error":"..."}`.
+pub(crate) fn error(e: &Error) -> Response<Body> {
+    json(e.status(), e.json())
+}

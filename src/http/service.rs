@@ -1,0 +1,456 @@
+//! The hyper `Service`: routes, subscribe and publish handlers, limits.
+//!
+//! One `Service` value is cloned into every connection. It holds the hub, the
+//! path prefix it is mounted under and, when run by [`crate::serve`], the
+//! shutdown signal that ends streams and long-polls.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use super::body::{self, Body};
+use super::cors::{self, Origin};
+use super::publish::{parse_form, parse_multipart, BodyKind};
+use super::route::{parse_path, Query, Route, Sub};
+use super::stream::{EventStream, OpenGuard, ShutdownSignal, Style};
+use crate::error::Error;
+use crate::event::{check_type, Delivery, NewEvent};
+use crate::router::{Hub, SubscribeOptions, Transport};
+use crate::transport::{self, iframe, json, multipart, sse, Format};
+
+/// The default JSONP and iframe callback.
+pub const DEFAULT_CALLBACK: &str = "tandemEvent";
+
+/// tandem as a hyper service, to serve directly or mount in another server.
+///
+/// ```no_run
+/// # async fn demo(hub: tandem::Hub, io: hyper_util::rt::TokioIo<tokio::net::TcpStream>) {
+/// let svc = tandem::Service::new(hub).with_prefix("/push");
+/// hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await.ok();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Service {
+    hub: Hub,
+    prefix: Arc<str>,
+    shutdown: Option<watch::Receiver<bool>>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<B> hyper::service::Service<Request<B>> for Service
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn call(&self, req: Request<B>) -> BoxFuture {
+        let svc = self.clone();
+        Box::pin(async move { Ok(svc.handle(req).await) })
+    }
+}
+
+impl Service {
+    /// A service over this hub, mounted at the root.
+    pub fn new(hub: Hub) -> Service {
+        Service {
+            hub,
+            prefix: Arc::from(""),
+            shutdown: None,
+        }
+    }
+
+    /// Serves under a path prefix such as `/push`: `/push/ch/demo/sse`. Paths
+    /// outside the prefix get 404.
+    pub fn with_prefix(mut self, prefix: &str) -> Service {
+        self.prefix = Arc::from(prefix.trim_end_matches('/'));
+        self
+    }
+
+    /// Ends streams and answers long-polls once the value turns `true`.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Service {
+        self.shutdown = Some(shutdown);
+        self
+    }
+
+    /// The hub this service serves.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn shutdown_signal(&self) -> Option<ShutdownSignal> {
+        let mut rx = self.shutdown.clone()?;
+        Some(Box::pin(async move {
+            let _ = rx.wait_for(|v| *v).await;
+        }))
+    }
+
+    /// Answers one request.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let origin = cors::classify(req.headers(), self.hub.config());
+        let mut resp = match self.route(req, &origin).await {
+            Ok(r) => r,
+            Err(e) => body::error(&e),
+        };
+        cors::decorate(&mut resp, &origin);
+        resp
+    }
+
+    async fn route<B>(&self, req: Request<B>, origin: &Origin) -> Result<Response<Body>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let not_found = || {
+            Error::new(
+                StatusCode::NOT_FOUND,
+                "no such route (see GET / for the routes)",
+            )
+        };
+        let path = req
+            .uri()
+            .path()
+            .strip_prefix(&*self.prefix)
+            .ok_or_else(not_found)?;
+        let route = parse_path(path)?.ok_or_else(not_found)?;
+        let query = Query::parse(req.uri().query().unwrap_or(""))?;
+        let method = req.method().clone();
+        let allow = match &route {
+            Route::Channel(_) => "GET, POST, OPTIONS",
+            Route::Subscribe(..) => "GET, OPTIONS",
+            _ => "GET",
+        };
+        if method == Method::OPTIONS && allow.contains("OPTIONS") {
+            return Ok(cors::preflight(origin, allow));
+        }
+        let allowed = method == Method::GET || (method == Method::POST && allow.contains("POST"));
+        if !allowed {
+            let mut resp = body::error(&Error::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} not allowed here (allowed: {allow})"),
+            ));
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+            return Ok(resp);
+        }
+        match route {
+            Route::Index => Ok(body::with_type(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                include_str!("index.html"),
+            )),
+            Route::Health => Ok(body::json(StatusCode::OK, "{\"status\":\"ok\"}")),
+            Route::Metrics => {
+                let text = self.hub.metrics().render(self.hub.channel_count());
+                let mut resp = body::with_type(StatusCode::OK, "text/plain; version=0.0.4", text);
+                body::no_cache(&mut resp);
+                Ok(resp)
+            }
+            Route::Info(c) => Ok(self.info(&c)),
+            Route::Channel(c) if method == Method::POST => {
+                self.publish(&c, &query, req, origin).await
+            }
+            Route::Channel(c) => {
+                let sub = negotiate(req.headers());
+                self.subscribe(&c, sub, &query, req.headers()).await
+            }
+            Route::Subscribe(c, sub) => self.subscribe(&c, sub, &query, req.headers()).await,
+        }
+    }
+
+    fn info(&self, channel: &str) -> Response<Body> {
+        let info = self.hub.info(channel);
+        let mut s = format!(
+            "{{\"channel\":\"{channel}\",\"last_id\":{},\"buffered\":{},\"subscribers\":{{",
+            info.last_id, info.buffered
+        );
+        for (i, t) in Transport::ALL.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("\"{}\":{}", t.name(), info.subscribers[i]));
+        }
+        s.push_str(&format!(
+            "}},\"total\":{}}}",
+            info.subscribers.iter().sum::<usize>()
+        ));
+        body::json(StatusCode::OK, s)
+    }
+
+    async fn publish<B>(
+        &self,
+        channel: &str,
+        query: &Query,
+        req: Request<B>,
+        origin: &Origin,
+    ) -> Result<Response<Body>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if *origin == Origin::Denied {
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                "origin not allowed (see --allow-origin)",
+            ));
+        }
+        let cfg = self.hub.config();
+        let headers = req.headers();
+        let kind =
+            BodyKind::from_content_type(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+        let header_type = match headers.get("event-type") {
+            Some(v) => {
+                let t = v
+                    .to_str()
+                    .map_err(|_| Error::bad_request("invalid Event-Type header"))?;
+                check_type(t)?;
+                Some(t.to_string())
+            }
+            None => None,
+        };
+        let default_type = query
+            .kind
+            .clone()
+            .or(header_type)
+            .unwrap_or_else(|| "message".into());
+        let max = kind.max_body(cfg);
+        let too_large = || match kind {
+            BodyKind::Multipart(_) => Error::too_large(format!("body too large (max {max} bytes)")),
+            _ => Error::too_large(format!(
+                "event too large (max {} bytes)",
+                cfg.max_event_bytes
+            )),
+        };
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
+        let data = match Limited::new(req.into_body(), max).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(_) => return Err(Error::bad_request("could not read the request body")),
+        };
+        let mut events = match &kind {
+            BodyKind::Raw(ct) => vec![NewEvent {
+                kind: default_type,
+                data,
+                content_type: ct.clone(),
+                from: None,
+            }],
+            BodyKind::Form => vec![parse_form(&data, &default_type, cfg)?],
+            BodyKind::Multipart(boundary) => {
+                parse_multipart(data, boundary, &default_type, cfg).await?
+            }
+        };
+        for e in &mut events {
+            e.from = query.client.clone();
+            self.hub.validate(channel, e)?;
+        }
+        let ids = events
+            .into_iter()
+            .map(|e| self.hub.publish(channel, e).map(|e| e.id()))
+            .collect::<Result<Vec<u64>, Error>>()?;
+        let body = match (&kind, ids.as_slice()) {
+            (BodyKind::Multipart(_), _) => format!(
+                "{{\"ids\":[{}]}}",
+                ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ),
+            (_, [id]) => format!("{{\"id\":{id}}}"),
+            _ => unreachable!("raw and form bodies publish one event"),
+        };
+        Ok(body::json(StatusCode::ACCEPTED, body))
+    }
+
+    async fn subscribe(
+        &self,
+        channel: &str,
+        sub: Sub,
+        query: &Query,
+        headers: &HeaderMap,
+    ) -> Result<Response<Body>, Error> {
+        let cfg = self.hub.config();
+        let last_event_id = match headers.get("last-event-id") {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Error::bad_request("Last-Event-ID must be a non-negative integer")
+                    })?,
+            ),
+            None => None,
+        };
+        let transport = match sub {
+            Sub::Multipart => Transport::Multipart,
+            Sub::Mixed => Transport::Mixed,
+            Sub::Sse => Transport::Sse,
+            Sub::Poll => Transport::Poll,
+            Sub::Jsonp => Transport::Jsonp,
+            Sub::Iframe => Transport::Iframe,
+        };
+        let opts = SubscribeOptions {
+            since: query.since.or(last_event_id),
+            backlog: query.backlog,
+            client: query.client.clone(),
+            transport,
+        };
+        let subscription = self.hub.subscribe(channel, opts)?;
+        let guard = OpenGuard::new(&self.hub, transport);
+        let callback = query.callback.as_deref().unwrap_or(DEFAULT_CALLBACK);
+        let padding = cfg.stream_padding;
+        let (content_type, style, prelude) = match sub {
+            Sub::Poll | Sub::Jsonp => {
+                return Ok(self.poll(subscription, sub, query, callback, guard).await)
+            }
+            Sub::Multipart => (
+                multipart::content_type(false),
+                Style::Multipart,
+                multipart::prelude(padding),
+            ),
+            Sub::Mixed => (
+                multipart::content_type(true),
+                Style::Multipart,
+                multipart::prelude(padding),
+            ),
+            Sub::Sse => {
+                let retry_ms = cfg.sse_retry.as_millis() as u64;
+                (
+                    sse::CONTENT_TYPE.to_string(),
+                    Style::Sse { retry_ms },
+                    sse::prelude(padding, retry_ms),
+                )
+            }
+            Sub::Iframe => (
+                iframe::CONTENT_TYPE.to_string(),
+                Style::Iframe {
+                    open: iframe::script_open(callback),
+                },
+                iframe::prelude(padding),
+            ),
+        };
+        let stream = EventStream::new(
+            subscription,
+            style,
+            prelude,
+            cfg.heartbeat,
+            self.shutdown_signal(),
+            guard,
+        );
+        let mut resp = Response::new(Body::stream(stream));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_str(&content_type).expect("ascii content type"),
+        );
+        resp.headers_mut().insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        body::no_cache(&mut resp);
+        Ok(resp)
+    }
+
+    async fn poll(
+        &self,
+        mut subscription: crate::router::Subscription,
+        sub: Sub,
+        query: &Query,
+        callback: &str,
+        _guard: OpenGuard,
+    ) -> Response<Body> {
+        let cfg = self.hub.config();
+        let timeout = query
+            .timeout
+            .unwrap_or(cfg.poll_timeout)
+            .min(cfg.poll_timeout_max);
+        let first = match subscription.try_next() {
+            Some(d) => Some(d),
+            None if timeout.is_zero() => None,
+            None => {
+                let shutdown = self.shutdown_signal();
+                tokio::select! {
+                    d = subscription.next() => Some(d),
+                    _ = tokio::time::sleep(timeout) => None,
+                    _ = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => None,
+                }
+            }
+        };
+        let mut frames = Vec::new();
+        let mut next = first;
+        while let Some(d) = next {
+            frames.push(match d {
+                Delivery::Event(e) => transport::frame(&e, Format::Json),
+                Delivery::Gap(g) => json::encode_gap(&g),
+            });
+            next = if frames.len() < cfg.poll_batch {
+                subscription.try_next()
+            } else {
+                None
+            };
+        }
+        let mut chunks = json::poll_chunks(frames, subscription.cursor());
+        let mut resp = if sub == Sub::Jsonp {
+            chunks.insert(0, Bytes::from(format!("/**/{callback}(")));
+            chunks.push(Bytes::from_static(b");"));
+            body::with_type(
+                StatusCode::OK,
+                "application/javascript; charset=utf-8",
+                Body::chunks(chunks),
+            )
+        } else {
+            body::with_type(StatusCode::OK, "application/json", Body::chunks(chunks))
+        };
+        self.hub.metrics().bytes_written.add(
+            hyper::body::Body::size_hint(resp.body())
+                .exact()
+                .unwrap_or(0),
+        );
+        resp.headers_mut().insert(
+            "x-content-type-options",
+            HeaderValue::from_static("nosniff"),
+        );
+        body::no_cache(&mut resp);
+        resp
+    }
+}
+
+/// The transport `GET /ch/{c}` picks from `Accept`.
+fn negotiate(headers: &HeaderMap) -> Sub {
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if accept.contains("text/event-stream") {
+        Sub::Sse
+    } else if accept.contains("multipart/mixed") {
+        Sub::Mixed
+    } else if accept.contains("multipart/x-mixed-replace") {
+        Sub::Multipart
+    } else {
+        Sub::Poll
+    }
+}

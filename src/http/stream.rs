@@ -1,0 +1,177 @@
+//! The body of a streamed subscription (multipart, mixed, SSE, iframe).
+//!
+//! hyper pulls chunks from `poll_chunk` whenever the socket can take more, so
+//! a slow reader is naturally paced: nothing queues in the server beyond the
+//! subscription's small read batch, and a reader that falls behind the ring
+//! gets a gap. Each chunk is a shared per-event frame (`transport::frame`),
+//! never a per-subscriber copy of the payload.
+//!
+//! The stream also owns its heartbeat timer (reset by every write, so a busy
+//! stream sends none) and listens for shutdown, when it writes the format's
+//! closing words (SSE: when to retry) and ends.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::{Instant, Sleep};
+
+use crate::event::Delivery;
+use crate::metrics::Metrics;
+use crate::router::{Hub, Subscription, Transport};
+use crate::transport::{self, iframe, json, multipart, sse, Format};
+
+/// A future that completes when the server starts shutting down.
+pub(crate) type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Format-specific bytes of a stream.
+pub(crate) enum Style {
+    Multipart,
+    Sse { retry_ms: u64 },
+    Iframe { open: Bytes },
+}
+
+/// Decrements a transport's open gauge when the response is dropped.
+pub(crate) struct OpenGuard {
+    hub: Hub,
+    transport: Transport,
+}
+
+impl OpenGuard {
+    pub(crate) fn new(hub: &Hub, transport: Transport) -> OpenGuard {
+        hub.metrics().open[transport as usize].inc();
+        OpenGuard {
+            hub: hub.clone(),
+            transport,
+        }
+    }
+    pub(crate) fn metrics(&self) -> &Metrics {
+        self.hub.metrics()
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.hub.metrics().open[self.transport as usize].dec();
+    }
+}
+
+/// An endless response body fed by a subscription.
+pub(crate) struct EventStream {
+    sub: Subscription,
+    style: Style,
+    queue: VecDeque<Bytes>,
+    heartbeat: Pin<Box<Sleep>>,
+    interval: Duration,
+    shutdown: Option<ShutdownSignal>,
+    done: bool,
+    guard: OpenGuard,
+}
+
+/// Most deliveries turned into chunks per poll, so one busy stream cannot
+/// starve the others on its worker thread.
+const CHUNKS_PER_POLL: usize = 64;
+
+impl EventStream {
+    pub(crate) fn new(
+        sub: Subscription,
+        style: Style,
+        prelude: Bytes,
+        interval: Duration,
+        shutdown: Option<ShutdownSignal>,
+        guard: OpenGuard,
+    ) -> EventStream {
+        EventStream {
+            sub,
+            style,
+            queue: VecDeque::from([prelude]),
+            heartbeat: Box::pin(tokio::time::sleep(interval)),
+            interval,
+            shutdown,
+            done: false,
+            guard,
+        }
+    }
+
+    fn push(&mut self, d: Delivery) {
+        match (&self.style, d) {
+            (Style::Multipart, Delivery::Event(e)) => self
+                .queue
+                .push_back(transport::frame(&e, Format::Multipart)),
+            (Style::Multipart, Delivery::Gap(g)) => self.queue.push_back(multipart::encode_gap(&g)),
+            (Style::Sse { .. }, Delivery::Event(e)) => {
+                self.queue.push_back(transport::frame(&e, Format::Sse))
+            }
+            (Style::Sse { .. }, Delivery::Gap(g)) => self.queue.push_back(sse::encode_gap(&g)),
+            (Style::Iframe { open }, d) => {
+                let body = match d {
+                    Delivery::Event(e) => transport::frame(&e, Format::Json),
+                    Delivery::Gap(g) => json::encode_gap(&g),
+                };
+                let open = open.clone();
+                self.queue
+                    .extend([open, body, Bytes::from_static(iframe::SCRIPT_CLOSE)]);
+            }
+        }
+    }
+
+    fn heartbeat_bytes(&self) -> &'static [u8] {
+        match self.style {
+            Style::Multipart => multipart::HEARTBEAT,
+            Style::Sse { .. } => sse::HEARTBEAT,
+            Style::Iframe { .. } => iframe::HEARTBEAT,
+        }
+    }
+
+    fn closing(&self) -> Option<Bytes> {
+        match self.style {
+            Style::Multipart => None,
+            Style::Sse { retry_ms } => Some(sse::closing(retry_ms)),
+            Style::Iframe { .. } => Some(Bytes::from_static(iframe::CLOSING)),
+        }
+    }
+
+    /// The next chunk to write, `None` at the end of the stream.
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if self.queue.is_empty() && !self.done {
+            if let Some(sig) = &mut self.shutdown {
+                if sig.as_mut().poll(cx).is_ready() {
+                    self.shutdown = None;
+                    self.done = true;
+                    self.queue.extend(self.closing());
+                }
+            }
+        }
+        if self.queue.is_empty() && !self.done {
+            let mut n = 0;
+            while n < CHUNKS_PER_POLL {
+                match self.sub.poll_delivery(cx) {
+                    Poll::Ready(d) => self.push(d),
+                    Poll::Pending => break,
+                }
+                n += 1;
+            }
+            if self.queue.is_empty() && self.heartbeat.as_mut().poll(cx).is_ready() {
+                self.queue
+                    .push_back(Bytes::from_static(self.heartbeat_bytes()));
+            }
+        }
+        match self.queue.pop_front() {
+            Some(chunk) => {
+                if self.queue.is_empty() {
+                    // Any write proves the line alive: the next heartbeat is due
+                    // one full interval after the last byte, not on a fixed beat.
+                    let at = Instant::now() + self.interval;
+                    self.heartbeat.as_mut().reset(at);
+                }
+                self.guard.metrics().bytes_written.add(chunk.len() as u64);
+                Poll::Ready(Some(chunk))
+            }
+            None if self.done => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}

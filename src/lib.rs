@@ -1,0 +1,54 @@
+//! tandem: a firewall-friendly HTTP push server, no WebSockets.
+//!
+//! Browsers keep an ordinary HTTP request open (multipart/x-mixed-replace,
+//! multipart/mixed, Server-Sent Events, long-poll, JSONP, a forever iframe)
+//! and the server pushes events they did not ask for; clients publish with
+//! plain POSTs. The map of the crate, each layer using only those above it:
+//!
+//! * [`router`]: the hand-rolled event router. [`Hub`] holds channels, each a
+//!   ring of recent events and the wakers of waiting subscribers behind one
+//!   `parking_lot` mutex; a [`Subscription`] is a cursor and an async stream.
+//!   No HTTP in here: embed it anywhere.
+//! * [`event`](Event): the event, its id/type/data, and the name rules.
+//! * [`transport`]: one file per wire format, turning an event into bytes
+//!   once and sharing them with every subscriber.
+//! * [`http`]: the hyper [`Service`] (routes, publish bodies, limits, CORS).
+//! * [`server`](serve): the accept loop, connection limit, graceful shutdown.
+//! * [`wire`]: parsers for every format, the client side.
+//! * [`Config`]: every setting, validated once and passed down.
+//!
+//! `src/main.rs` only turns flags into a `Config` and calls [`serve`].
+//! `docs/architecture.md` follows one publish to 10,000 subscribers.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod event;
+pub mod http;
+mod metrics;
+pub mod router;
+mod server;
+pub mod transport;
+pub mod wire;
+
+pub use config::{Config, ConfigError};
+pub use error::Error;
+pub use event::{
+    check_channel, check_type, Delivery, Event, Gap, NewEvent, MAX_CHANNEL_LEN, MAX_TYPE_LEN,
+};
+pub use http::{Body, Service};
+pub use metrics::{Counter, Metrics};
+pub use router::{ChannelInfo, Hub, SubscribeOptions, Subscription, Transport};
+pub use server::serve;
+
+/// Encodes an event in every wire format and returns the bytes, for the fuzz
+/// targets and tests that check encode-then-parse round trips.
+#[doc(hidden)]
+pub fn encode_for_test(id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
+    let e = Event::new(id, event);
+    [
+        transport::multipart::encode_event(&e),
+        transport::sse::encode_event(&e),
+        transport::json::encode_event(&e),
+    ]
+}

@@ -1,0 +1,158 @@
+//! `tandem serve`: flags become a validated `Config`, then `tandem::serve`.
+//! Nothing else lives here.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+use tandem::{Config, Hub};
+
+/// tandem: a firewall-friendly HTTP push server.
+#[derive(FromArgs)]
+struct Cli {
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Serve(Serve),
+}
+
+/// Run the push server (with its demo pages) until SIGINT or SIGTERM.
+///
+/// Durations take a unit: 500ms, 15s, 10m, 1h (a bare number is seconds).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+struct Serve {
+    /// address to listen on (default 127.0.0.1:8080)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    listen: SocketAddr,
+    /// worker threads (default: one per core)
+    #[argh(option, default = "0")]
+    threads: usize,
+    /// events kept per channel for resume (default 256)
+    #[argh(option, default = "256")]
+    buffer_events: usize,
+    /// how long events stay buffered (default 10m)
+    #[argh(option, default = "Duration::from_secs(600)", from_str_fn(duration))]
+    buffer_age: Duration,
+    /// largest event in bytes (default 65536)
+    #[argh(option, default = "65536")]
+    max_event_bytes: usize,
+    /// most parts in one multipart/form-data publish (default 64)
+    #[argh(option, default = "64")]
+    max_parts: usize,
+    /// most events in one long-poll answer (default 100)
+    #[argh(option, default = "100")]
+    poll_batch: usize,
+    /// long-poll hold time when the client names none (default 25s)
+    #[argh(option, default = "Duration::from_secs(25)", from_str_fn(duration))]
+    poll_timeout: Duration,
+    /// longest long-poll hold a client may ask for (default 120s)
+    #[argh(option, default = "Duration::from_secs(120)", from_str_fn(duration))]
+    poll_timeout_max: Duration,
+    /// heartbeat interval on idle streams (default 15s)
+    #[argh(option, default = "Duration::from_secs(15)", from_str_fn(duration))]
+    heartbeat: Duration,
+    /// bytes of padding at the start of streams (default 2048)
+    #[argh(option, default = "2048")]
+    stream_padding: usize,
+    /// reconnect delay told to SSE clients (default 2s)
+    #[argh(option, default = "Duration::from_secs(2)", from_str_fn(duration))]
+    sse_retry: Duration,
+    /// open connections beyond which new ones get 503 (default 10000)
+    #[argh(option, default = "10_000")]
+    max_connections: usize,
+    /// an origin allowed by CORS, or *; repeat for more (default: same origin only)
+    #[argh(option)]
+    allow_origin: Vec<String>,
+    /// how long shutdown waits for connections to drain (default 10s)
+    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(duration))]
+    shutdown_timeout: Duration,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (try 500ms, 15s, 10m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration {s:?}"))
+}
+
+impl Serve {
+    fn config(self) -> Config {
+        Config {
+            listen: self.listen,
+            threads: self.threads,
+            buffer_events: self.buffer_events,
+            buffer_age: self.buffer_age,
+            max_event_bytes: self.max_event_bytes,
+            max_parts: self.max_parts,
+            poll_batch: self.poll_batch,
+            poll_timeout: self.poll_timeout,
+            poll_timeout_max: self.poll_timeout_max,
+            heartbeat: self.heartbeat,
+            stream_padding: self.stream_padding,
+            sse_retry: self.sse_retry,
+            max_connections: self.max_connections,
+            allow_origins: self.allow_origin,
+            shutdown_timeout: self.shutdown_timeout,
+            ..Config::default()
+        }
+    }
+}
+
+async fn signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => log::info!("SIGINT received"),
+        _ = term.recv() => log::info!("SIGTERM received"),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let Command::Serve(serve) = argh::from_env::<Cli>().command;
+    let config = serve.config();
+    let hub = match Hub::new(config.clone()) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        rt.worker_threads(config.threads);
+    }
+    let rt = rt.enable_all().build().expect("tokio runtime");
+    rt.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("tandem: cannot listen on {}: {e}", config.listen);
+                return ExitCode::from(1);
+            }
+        };
+        let addr = listener.local_addr().map_or(config.listen, |a| a);
+        log::info!("tandem listening on http://{addr}/");
+        match tandem::serve(listener, hub, signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}

@@ -1,0 +1,208 @@
+//! One channel: its id counter, its ring of recent events, its parked wakers.
+//!
+//! Everything lives behind one `parking_lot::Mutex`, held for a handful of
+//! instructions: publishing pushes one `Arc<Event>` and takes the wakers out,
+//! reading clones a few `Arc`s. Wakers are woken only after the lock is
+//! released, so a woken task never contends with the publisher that woke it.
+//!
+//! Why a sync mutex and not an async one: no critical section awaits, and a
+//! `parking_lot` lock that is never held across `.await` is both faster and
+//! impossible to deadlock through the runtime.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use slab::Slab;
+
+use super::Transport;
+use crate::event::{Delivery, Event, Gap};
+
+/// A channel; shared as `Arc<Channel>` by the hub's map and its subscriptions.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    pub(crate) state: Mutex<State>,
+}
+
+/// Where a parked subscriber's waker sits: its slab key in a given waker generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Parked {
+    key: usize,
+    generation: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Id the next published event gets (ids start at 1).
+    pub(crate) next_id: u64,
+    /// The most recent events, ids consecutive, with the instant each arrived.
+    ring: VecDeque<(Instant, Arc<Event>)>,
+    /// Wakers of subscribers that found nothing new.
+    waiters: Slab<Waker>,
+    /// Bumped each time `waiters` is emptied, so stale slab keys are recognised.
+    generation: u64,
+    /// Live subscriptions per transport.
+    pub(crate) subscribers: [usize; Transport::COUNT],
+    /// Set when the hub has dropped this channel from its map; users must look it up again.
+    pub(crate) removed: bool,
+}
+
+/// What a read found.
+pub(crate) enum Read {
+    /// Deliveries were appended to the output.
+    Ready,
+    /// Nothing new; the waker is parked.
+    Parked,
+}
+
+impl Channel {
+    pub(crate) fn new() -> Channel {
+        Channel {
+            state: Mutex::new(State {
+                next_id: 1,
+                ring: VecDeque::new(),
+                waiters: Slab::new(),
+                generation: 0,
+                subscribers: [0; Transport::COUNT],
+                removed: false,
+            }),
+        }
+    }
+}
+
+impl State {
+    /// Id of the newest event ever published here (0 if none).
+    pub(crate) fn last_id(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub(crate) fn subscriber_total(&self) -> usize {
+        self.subscribers.iter().sum()
+    }
+
+    /// Appends an event (already carrying id `next_id`) and returns the wakers to
+    /// wake once the lock is released, plus evicted events to drop outside it.
+    pub(crate) fn push(
+        &mut self,
+        event: Arc<Event>,
+        now: Instant,
+        capacity: usize,
+        max_age: Duration,
+    ) -> (Vec<Waker>, Vec<Arc<Event>>) {
+        debug_assert_eq!(event.id, self.next_id);
+        self.next_id += 1;
+        self.ring.push_back((now, event));
+        let evicted = self.expire(now, capacity, max_age);
+        let wakers = if self.waiters.is_empty() {
+            Vec::new()
+        } else {
+            self.generation += 1;
+            self.waiters.drain().collect()
+        };
+        (wakers, evicted)
+    }
+
+    /// Drops events beyond the capacity or older than `max_age`.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        capacity: usize,
+        max_age: Duration,
+    ) -> Vec<Arc<Event>> {
+        let mut evicted = Vec::new();
+        while let Some((born, _)) = self.ring.front() {
+            if self.ring.len() > capacity || now.saturating_duration_since(*born) > max_age {
+                evicted.extend(self.ring.pop_front().map(|(_, e)| e));
+            } else {
+                break;
+            }
+        }
+        evicted
+    }
+
+    /// Reads what follows `cursor` into `out` (at most `max` deliveries), skipping
+    /// events published by `skip_from`. Parks `waker` when there is nothing.
+    ///
+    /// The cursor always ends on the last id the subscriber has accounted for,
+    /// whether it was delivered, skipped as its own echo, or reported in a gap.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read(
+        &mut self,
+        cursor: &mut u64,
+        out: &mut VecDeque<Delivery>,
+        max: usize,
+        skip_from: Option<&str>,
+        waker: Option<&Waker>,
+        parked: &mut Option<Parked>,
+    ) -> Read {
+        let last = self.last_id();
+        let before = out.len();
+        if *cursor > last {
+            // The cursor is ahead of the channel: it was removed while idle and
+            // made again, so its ids started over. Say so rather than stall.
+            let first = self.ring.front().map_or(last + 1, |(_, e)| e.id);
+            out.push_back(Delivery::Gap(Gap {
+                from: 1,
+                to: first - 1,
+                reset: true,
+            }));
+            *cursor = first - 1;
+        }
+        let first = self.ring.front().map_or(last + 1, |(_, e)| e.id);
+        if *cursor + 1 < first {
+            out.push_back(Delivery::Gap(Gap {
+                from: *cursor + 1,
+                to: first - 1,
+                reset: false,
+            }));
+            *cursor = first - 1;
+        }
+        let start = (*cursor + 1 - first) as usize;
+        for (_, event) in self.ring.iter().skip(start) {
+            if out.len() - before >= max {
+                break;
+            }
+            *cursor = event.id;
+            if skip_from.is_some() && event.from.as_deref() == skip_from {
+                continue;
+            }
+            out.push_back(Delivery::Event(event.clone()));
+        }
+        if out.len() > before {
+            return Read::Ready;
+        }
+        if let Some(waker) = waker {
+            match parked {
+                Some(p) if p.generation == self.generation => {
+                    let slot = &mut self.waiters[p.key];
+                    if !slot.will_wake(waker) {
+                        slot.clone_from(waker);
+                    }
+                }
+                _ => {
+                    let key = self.waiters.insert(waker.clone());
+                    *parked = Some(Parked {
+                        key,
+                        generation: self.generation,
+                    });
+                }
+            }
+        }
+        Read::Parked
+    }
+
+    /// Removes a parked waker, if it is still in the current generation.
+    pub(crate) fn unpark(&mut self, parked: &mut Option<Parked>) {
+        if let Some(p) = parked.take() {
+            if p.generation == self.generation {
+                self.waiters.try_remove(p.key);
+            }
+        }
+    }
+}

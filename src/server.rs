@@ -1,0 +1,125 @@
+//! The accept loop: connection limit, HTTP/1 connections, graceful shutdown.
+//!
+//! Shutdown follows the axum pattern: a `watch` channel turns `true` when the
+//! caller's `shutdown` future completes. Every connection then stops taking
+//! new requests (hyper's `graceful_shutdown`), every stream writes its closing
+//! words and ends, every long-poll answers at once, and publishes already in
+//! flight finish normally. Each connection task holds a clone of an `mpsc`
+//! sender; when the last one is dropped, everything has drained. `serve`
+//! waits for that at most `shutdown_timeout`.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::http::Service;
+use crate::router::Hub;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves tandem on `listener` until `shutdown` completes, then drains.
+///
+/// Beyond `max_connections` open connections, new ones are answered
+/// `503` with `Retry-After: 1` and closed.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let service = Service::new(hub.clone()).with_shutdown(stop_rx.clone());
+    let cfg = hub.config().clone();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    log::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(stream);
+        let alive = alive_tx.clone();
+        if hub.metrics().connections.get() >= cfg.max_connections as u64 {
+            hub.metrics().refused.inc();
+            log::debug!("refusing {peer}: at the connection limit");
+            let max = cfg.max_connections;
+            tokio::spawn(async move {
+                let refuse = service_fn(move |_req| async move {
+                    let mut resp = Response::new(crate::http::Body::from(Bytes::from(format!(
+                        "{{\"error\":\"too many connections (max {max})\"}}"
+                    ))));
+                    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                    let h = resp.headers_mut();
+                    h.insert("retry-after", "1".parse().expect("static"));
+                    h.insert("content-type", "application/json".parse().expect("static"));
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let conn = http1::Builder::new()
+                    .keep_alive(false)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(5))
+                    .serve_connection(io, refuse);
+                let _ = conn.await;
+                drop(alive);
+            });
+            continue;
+        }
+        hub.metrics().connections.inc();
+        log::debug!("connection opened: {peer}");
+        let svc = service.clone();
+        let mut stop = stop_rx.clone();
+        let hub = svc.hub().clone();
+        tokio::spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(io, svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = async { let _ = stop.wait_for(|v| *v).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            match result {
+                Ok(()) => log::debug!("connection closed: {peer}"),
+                Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
+                Err(e) => log::debug!("connection closed: {peer}: {e}"),
+            }
+            hub.metrics().connections.dec();
+            drop(alive);
+        });
+    }
+    log::info!(
+        "shutting down: draining connections (at most {:?})",
+        cfg.shutdown_timeout
+    );
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(alive_tx);
+    if tokio::time::timeout(cfg.shutdown_timeout, alive_rx.recv())
+        .await
+        .is_err()
+    {
+        log::warn!("shutdown timeout reached; closing the remaining connections");
+    }
+    Ok(())
+}
