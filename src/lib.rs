@@ -52,3 +52,8 @@ pub fn encode_for_test(id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
         transport::json::encode_event(&e),
     ]
 }
+
+/// `docs/embedding.md`, compiled and run as doctests so its code stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/embedding.md")]
+pub struct EmbeddingGuide;

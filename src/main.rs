@@ -69,6 +69,9 @@ struct Serve {
     /// an origin allowed by CORS, or *; repeat for more (default: same origin only)
     #[argh(option)]
     allow_origin: Vec<String>,
+    /// how often idle channels are swept away (default 30s)
+    #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
+    sweep_interval: Duration,
     /// how long shutdown waits for connections to drain (default 10s)
     #[argh(option, default = "Duration::from_secs(10)", from_str_fn(duration))]
     shutdown_timeout: Duration,
@@ -107,7 +110,7 @@ impl Serve {
             max_connections: self.max_connections,
             allow_origins: self.allow_origin,
             shutdown_timeout: self.shutdown_timeout,
-            ..Config::default()
+            sweep_interval: self.sweep_interval,
         }
     }
 }
