@@ -14,6 +14,7 @@
 //!   once and sharing them with every subscriber.
 //! * [`http`]: the hyper [`Service`] (routes, publish bodies, limits, CORS).
 //! * [`server`](serve): the accept loop, connection limit, graceful shutdown.
+//! * [`status`]: the live status feed the server publishes for `/status.html`.
 //! * [`wire`]: parsers for every format, the client side.
 //! * [`Config`]: every setting, validated once and passed down.
 //!
@@ -28,6 +29,7 @@ pub mod http;
 mod metrics;
 pub mod router;
 mod server;
+pub mod status;
 pub mod transport;
 pub mod wire;
 

@@ -39,6 +39,8 @@ pub async fn serve(
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let service = Service::new(hub.clone()).with_shutdown(stop_rx.clone());
     let cfg = hub.config().clone();
+    // The live status feed (`/status.html`): ends with the same signal.
+    tokio::spawn(crate::status::run(hub.clone(), stop_rx.clone()));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -359,7 +359,7 @@ pub fn parse_iframe(page: &[u8], callback: &str) -> Result<Vec<WireEvent>, Strin
     while let Some(i) = rest.find(&open) {
         rest = &rest[i + open.len()..];
         let end = rest.find(");</script>").ok_or("unterminated script")?;
-        out.push(parse_json_event(rest[..end].as_bytes())?);
+        out.push(parse_json_event(&rest.as_bytes()[..end])?);
         rest = &rest[end..];
     }
     Ok(out)

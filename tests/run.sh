@@ -18,6 +18,38 @@ for component in rustfmt clippy; do
   fi
 done
 
+step "system packages"
+# Browser tests drive Debian's chromium; proxy tests run real squid and nginx.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+[ -x /usr/sbin/squid ] || command -v squid >/dev/null || missing+=(squid)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  # Packages must not start their services: the tests start their own
+  # squid and nginx on free ports. policy-rc.d exit 101 = "do not start".
+  added_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    added_policy=1
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  [ -z "$added_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
+fi
+echo "chromium: $(chromium --version 2>/dev/null | head -1)"
+echo "squid: $(/usr/sbin/squid --version 2>/dev/null | head -1)"
+echo "nginx: $(/usr/sbin/nginx -v 2>&1)"
+
+step "npm packages (tests/node_modules)"
+if [ ! -e tests/node_modules/acorn/package.json ]; then
+  npm ci --prefix tests --no-audit --no-fund
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

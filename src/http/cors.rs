@@ -11,7 +11,7 @@
 use hyper::header::{HeaderMap, HeaderValue, HOST, ORIGIN};
 use hyper::{Response, StatusCode};
 
-use super::body::{json, Body};
+use super::body::Body;
 use crate::config::Config;
 use crate::error::Error;
 
@@ -33,12 +33,17 @@ pub(crate) fn classify(headers: &HeaderMap, cfg: &Config) -> Origin {
         return Origin::None;
     };
     let o = origin.to_str().unwrap_or("");
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
     let authority = o.split_once("://").map_or("", |(_, a)| a);
-    if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
+    // Behind a reverse proxy `Host` may be the upstream's address; the
+    // browser's host then arrives as `X-Forwarded-Host` (docs/deployment.md).
+    let same = [HOST.as_str(), "x-forwarded-host"].iter().any(|name| {
+        let host = headers
+            .get(*name)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        !host.is_empty() && authority.eq_ignore_ascii_case(host)
+    });
+    if same {
         return Origin::Same;
     }
     if cfg
@@ -76,7 +81,8 @@ pub(crate) fn preflight(origin: &Origin, allow: &'static str) -> Response<Body> 
             "origin not allowed (see --allow-origin)",
         )),
         _ => {
-            let mut resp = json(StatusCode::NO_CONTENT, Body::empty());
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
             resp.headers_mut()
                 .insert("allow", HeaderValue::from_static(allow));
             if let Origin::Allowed(_) = origin {

@@ -7,10 +7,12 @@
 //!   shutdown included.
 //! * `cors.rs`: allowed origins and preflights.
 //! * `body.rs`: the one response body type and response helpers.
+//! * `assets.rs`: the browser client and demo pages, embedded from `src/client/`.
 //!
 //! Every refusal is an [`crate::Error`] answered as `{"error":"..."}` with the
 //! status that fits; no refusal touches the router or another client.
 
+mod assets;
 mod body;
 mod cors;
 pub mod publish;

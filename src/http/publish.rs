@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::route::parse_pairs;
+use super::route::{parse_pairs, percent_decode};
 use crate::config::Config;
 use crate::error::Error;
 use crate::event::{check_type, NewEvent};
@@ -72,7 +72,18 @@ pub fn parse_form(body: &[u8], default_type: &str, cfg: &Config) -> Result<NewEv
         std::str::from_utf8(body).map_err(|_| Error::bad_request("form body must be utf-8"))?;
     let mut kind = None;
     let mut data = None;
-    for (k, v) in parse_pairs(body)? {
+    // Only a body that names a field is decoded as a form: `curl -d "50% off"`
+    // has no field, and its `%` is no escape but part of the data (below).
+    let is_field = |p: &str| {
+        let k = p.split_once('=').map_or(p, |(k, _)| k);
+        matches!(percent_decode(k, true).as_deref(), Ok(b"type" | b"data"))
+    };
+    let pairs = if body.split('&').any(is_field) {
+        parse_pairs(body)?
+    } else {
+        Vec::new()
+    };
+    for (k, v) in pairs {
         match k.as_str() {
             "type" => {
                 kind = Some(

@@ -11,8 +11,8 @@ use crate::event::{check_channel, check_client, check_type};
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/` : the landing page.
-    Index,
+    /// A file the binary serves itself (`/`, `/tandem.js`, the demo pages).
+    Static(String),
     /// `/healthz`
     Health,
     /// `/metrics`
@@ -45,7 +45,7 @@ pub enum Sub {
 /// Parses a path (already stripped of the mount prefix). `Ok(None)` is "no such route".
 pub fn parse_path(path: &str) -> Result<Option<Route>, Error> {
     let route = match path {
-        "" | "/" => Route::Index,
+        p if super::assets::find(p).is_some() => Route::Static(p.to_string()),
         "/healthz" => Route::Health,
         "/metrics" => Route::Metrics,
         _ => {
@@ -142,6 +142,8 @@ pub struct Query {
     pub client: Option<String>,
     /// `type=T`: event type of a raw publish.
     pub kind: Option<String>,
+    /// `envelope=json`: SSE events carry their JSON object as data (for `EventSource`).
+    pub envelope: bool,
 }
 
 /// Longest JSONP / iframe callback name.
@@ -209,6 +211,12 @@ impl Query {
                     let t = text("type", v)?;
                     check_type(&t)?;
                     q.kind = Some(t);
+                }
+                "envelope" => {
+                    if v != b"json" {
+                        return Err(Error::bad_request("envelope must be json"));
+                    }
+                    q.envelope = true;
                 }
                 _ => {}
             }

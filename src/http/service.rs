@@ -140,12 +140,15 @@ impl Service {
         let allow = match &route {
             Route::Channel(_) => "GET, POST, OPTIONS",
             Route::Subscribe(..) => "GET, OPTIONS",
-            _ => "GET",
+            // Monitoring and proxies probe with HEAD; hyper sends no body for it.
+            _ => "GET, HEAD",
         };
         if method == Method::OPTIONS && allow.contains("OPTIONS") {
             return Ok(cors::preflight(origin, allow));
         }
-        let allowed = method == Method::GET || (method == Method::POST && allow.contains("POST"));
+        let allowed = method == Method::GET
+            || (method == Method::POST && allow.contains("POST"))
+            || (method == Method::HEAD && allow.contains("HEAD"));
         if !allowed {
             let mut resp = body::error(&Error::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -156,11 +159,19 @@ impl Service {
             return Ok(resp);
         }
         match route {
-            Route::Index => Ok(body::with_type(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                include_str!("index.html"),
-            )),
+            Route::Static(path) => {
+                let asset = super::assets::find(&path).ok_or_else(not_found)?;
+                let mut resp = body::with_type(
+                    StatusCode::OK,
+                    asset.content_type,
+                    Bytes::from_static(asset.bytes),
+                );
+                resp.headers_mut().insert(
+                    hyper::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
+                Ok(resp)
+            }
             Route::Health => Ok(body::json(StatusCode::OK, "{\"status\":\"ok\"}")),
             Route::Metrics => {
                 let text = self.hub.metrics().render(self.hub.channel_count());
@@ -218,8 +229,12 @@ impl Service {
         }
         let cfg = self.hub.config();
         let headers = req.headers();
-        let kind =
-            BodyKind::from_content_type(headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+        let kind = BodyKind::from_content_type(match headers.get(CONTENT_TYPE) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                Error::bad_request("invalid content-type header (printable ascii only)")
+            })?),
+            None => None,
+        })?;
         let header_type = match headers.get("event-type") {
             Some(v) => {
                 let t = v
@@ -328,20 +343,29 @@ impl Service {
             }
             Sub::Multipart => (
                 multipart::content_type(false),
-                Style::Multipart,
+                Style::Multipart {
+                    image: wants_image(headers),
+                },
                 multipart::prelude(padding),
             ),
             Sub::Mixed => (
                 multipart::content_type(true),
-                Style::Multipart,
+                Style::Multipart { image: false },
                 multipart::prelude(padding),
             ),
             Sub::Sse => {
                 let retry_ms = cfg.sse_retry.as_millis() as u64;
                 (
                     sse::CONTENT_TYPE.to_string(),
-                    Style::Sse { retry_ms },
-                    sse::prelude(padding, retry_ms),
+                    Style::Sse {
+                        retry_ms,
+                        envelope: query.envelope,
+                    },
+                    if query.envelope {
+                        sse::envelope_prelude(padding, retry_ms)
+                    } else {
+                        sse::prelude(padding, retry_ms)
+                    },
                 )
             }
             Sub::Iframe => (
@@ -435,6 +459,16 @@ impl Service {
         body::no_cache(&mut resp);
         resp
     }
+}
+
+/// Whether a request comes from an `<img>`: every browser's image `Accept`
+/// starts with `image/` (`image/avif,image/webp,...,*/*;q=0.8`), and nothing
+/// else's does. See `Style::Multipart` for what changes.
+fn wants_image(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.trim_start().to_ascii_lowercase().starts_with("image/"))
 }
 
 /// The transport `GET /ch/{c}` picks from `Accept`.

@@ -29,9 +29,25 @@ pub(crate) type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Format-specific bytes of a stream.
 pub(crate) enum Style {
-    Multipart,
-    Sse { retry_ms: u64 },
-    Iframe { open: Bytes },
+    /// `image`: the request came from an `<img>` (its `Accept` starts with
+    /// `image/`). Chromium shows an image part only once the header block
+    /// of the *next* part is complete, so a stream that waits in the next
+    /// header block (for heartbeats) would show each image one event late.
+    /// For such requests the last part of each burst is written a second
+    /// time, which shows it at once and changes nothing on screen when the
+    /// copy itself is shown; gap parts are left out, since an `<img>` cannot
+    /// show them (a JSON part would break it). Other readers of
+    /// `/multipart` get the stream unchanged.
+    Multipart {
+        image: bool,
+    },
+    Sse {
+        retry_ms: u64,
+        envelope: bool,
+    },
+    Iframe {
+        open: Bytes,
+    },
 }
 
 /// Decrements a transport's open gauge when the response is dropped.
@@ -69,6 +85,8 @@ pub(crate) struct EventStream {
     shutdown: Option<ShutdownSignal>,
     done: bool,
     guard: OpenGuard,
+    /// In image mode: the last part written, to repeat when the burst ends.
+    repeat: Option<Bytes>,
 }
 
 /// Most deliveries turned into chunks per poll, so one busy stream cannot
@@ -93,15 +111,29 @@ impl EventStream {
             shutdown,
             done: false,
             guard,
+            repeat: None,
         }
     }
 
     fn push(&mut self, d: Delivery) {
         match (&self.style, d) {
-            (Style::Multipart, Delivery::Event(e)) => self
+            (Style::Multipart { image }, Delivery::Event(e)) => {
+                let frame = transport::frame(&e, Format::Multipart);
+                if *image {
+                    self.repeat = Some(frame.clone());
+                }
+                self.queue.push_back(frame)
+            }
+            (Style::Multipart { image: true }, Delivery::Gap(_)) => {}
+            (Style::Multipart { image: false }, Delivery::Gap(g)) => {
+                self.queue.push_back(multipart::encode_gap(&g))
+            }
+            (Style::Sse { envelope: true, .. }, Delivery::Event(e)) => {
+                self.queue.push_back(transport::frame(&e, Format::SseJson))
+            }
+            (Style::Sse { envelope: true, .. }, Delivery::Gap(g)) => self
                 .queue
-                .push_back(transport::frame(&e, Format::Multipart)),
-            (Style::Multipart, Delivery::Gap(g)) => self.queue.push_back(multipart::encode_gap(&g)),
+                .push_back(sse::encode_envelope_gap(&json::encode_gap(&g))),
             (Style::Sse { .. }, Delivery::Event(e)) => {
                 self.queue.push_back(transport::frame(&e, Format::Sse))
             }
@@ -120,7 +152,8 @@ impl EventStream {
 
     fn heartbeat_bytes(&self) -> &'static [u8] {
         match self.style {
-            Style::Multipart => multipart::HEARTBEAT,
+            Style::Multipart { .. } => multipart::HEARTBEAT,
+            Style::Sse { envelope: true, .. } => sse::ENVELOPE_HEARTBEAT,
             Style::Sse { .. } => sse::HEARTBEAT,
             Style::Iframe { .. } => iframe::HEARTBEAT,
         }
@@ -128,8 +161,8 @@ impl EventStream {
 
     fn closing(&self) -> Option<Bytes> {
         match self.style {
-            Style::Multipart => None,
-            Style::Sse { retry_ms } => Some(sse::closing(retry_ms)),
+            Style::Multipart { .. } => None,
+            Style::Sse { retry_ms, .. } => Some(sse::closing(retry_ms)),
             Style::Iframe { .. } => Some(Bytes::from_static(iframe::CLOSING)),
         }
     }
@@ -153,6 +186,10 @@ impl EventStream {
                     Poll::Pending => break,
                 }
                 n += 1;
+            }
+            if n < CHUNKS_PER_POLL {
+                // The burst is over: in image mode, show its last image now.
+                self.queue.extend(self.repeat.take());
             }
             if self.queue.is_empty() && self.heartbeat.as_mut().poll(cx).is_ready() {
                 self.queue

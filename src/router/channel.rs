@@ -78,6 +78,11 @@ impl State {
         self.next_id - 1
     }
 
+    /// Id of the oldest buffered event (`last_id + 1` when the ring is empty).
+    pub(crate) fn first_id(&self) -> u64 {
+        self.ring.front().map_or(self.next_id, |(_, e)| e.id)
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.ring.len()
     }

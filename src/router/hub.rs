@@ -227,10 +227,13 @@ impl Hub {
             }
             st.subscribers[opts.transport as usize] += 1;
             let last = st.last_id();
+            let first = st.first_id();
             drop(st);
             let cursor = match (opts.since, opts.backlog) {
                 (Some(since), _) => since,
-                (None, Some(n)) => last.saturating_sub(n),
+                // "The last N buffered events": never reach behind the ring,
+                // which would report the unbuffered ids as a gap.
+                (None, Some(n)) => last.saturating_sub(n).max(first - 1),
                 (None, None) => last,
             };
             return Ok(Subscription::new(self.clone(), ch, cursor, opts));

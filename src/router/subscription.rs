@@ -11,6 +11,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use futures_core::Stream;
 
@@ -87,7 +88,11 @@ impl Subscription {
         if !self.ready.is_empty() {
             return true;
         }
+        let cfg = &self.hub.inner.config;
         let mut st = self.channel.state.lock();
+        // Expire by age here too, so an idle channel never hands out events
+        // older than `buffer_age` (publishing is the other place it happens).
+        let expired = st.expire(Instant::now(), cfg.buffer_events, cfg.buffer_age);
         let read = st.read(
             &mut self.cursor,
             &mut self.ready,
@@ -97,6 +102,7 @@ impl Subscription {
             &mut self.parked,
         );
         drop(st);
+        drop(expired);
         let metrics = &self.hub.inner.metrics;
         for d in &self.ready {
             match d {

@@ -28,6 +28,8 @@ pub(crate) enum Format {
     Sse = 1,
     /// A JSON object (long-poll, JSONP, iframe).
     Json = 2,
+    /// An SSE block whose data is the JSON object (`/sse?envelope=json`).
+    SseJson = 3,
 }
 
 /// The event's frame in `format`, encoding it on first use.
@@ -37,6 +39,7 @@ pub(crate) fn frame(event: &Event, format: Format) -> Bytes {
             Format::Multipart => multipart::encode_event(event),
             Format::Sse => sse::encode_event(event),
             Format::Json => json::encode_event(event),
+            Format::SseJson => sse::encode_envelope(event.id, &frame(event, Format::Json)),
         })
         .clone()
 }

@@ -16,7 +16,9 @@
 //! Why the delimiter comes right after the data: a browser showing an
 //! `<img src=".../multipart">` only knows an image part is complete when it
 //! sees the next delimiter, so writing it at once makes each image appear as
-//! it arrives instead of one event late.
+//! it arrives instead of one event late (Firefox). Chromium waits for the
+//! next part's whole header block as well: for `<img>` requests the stream
+//! repeats the last part of each burst (see `http::stream::Style`).
 //!
 //! Why heartbeats are header lines (`X-Heartbeat: 1\r\n`): after a delimiter
 //! the stream is inside the header block of the next part, where a browser

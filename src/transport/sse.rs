@@ -30,6 +30,21 @@ pub(crate) fn prelude(padding: usize, retry_ms: u64) -> Bytes {
 /// A comment that keeps the line busy.
 pub(crate) const HEARTBEAT: &[u8] = b":hb\n\n";
 
+/// The heartbeat of the JSON envelope (`?envelope=json`), also sent once
+/// right after its prelude: an `hb` event rather than a comment, because
+/// `EventSource` hides comments and tandem.js must see bytes arrive to tell
+/// an idle channel from a proxy that buffers the stream (it then falls back
+/// to long-poll). Envelope events are all `message`s, so an app listening
+/// with `onmessage` never sees these.
+pub(crate) const ENVELOPE_HEARTBEAT: &[u8] = b"event: hb\ndata: 1\n\n";
+
+/// The prelude of the JSON envelope: the usual prelude, then one heartbeat.
+pub(crate) fn envelope_prelude(padding: usize, retry_ms: u64) -> Bytes {
+    let mut b = BytesMut::from(&prelude(padding, retry_ms)[..]);
+    b.put_slice(ENVELOPE_HEARTBEAT);
+    b.freeze()
+}
+
 /// Sent before a stream ends on shutdown: when to come back.
 pub(crate) fn closing(retry_ms: u64) -> Bytes {
     Bytes::from(format!("retry: {retry_ms}\n:closing\n\n"))
@@ -40,7 +55,7 @@ fn push_data(b: &mut BytesMut, text: &str) {
     loop {
         let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
         b.put_slice(b"data: ");
-        b.put_slice(rest[..end].as_bytes());
+        b.put_slice(&rest.as_bytes()[..end]);
         b.put_slice(b"\n");
         if end == rest.len() {
             break;
@@ -68,6 +83,28 @@ pub(crate) fn encode_event(e: &Event) -> Bytes {
         );
     }
     b.put_slice(b"\n");
+    b.freeze()
+}
+
+/// One event block in the JSON envelope: `id: N` and one `data:` line holding
+/// the event's JSON object (which never contains a line break). Used with
+/// `?envelope=json`, because `EventSource` only hands events of type
+/// `message` to a catch-all handler: in the envelope every event is a
+/// `message` and its real type travels inside the JSON.
+pub(crate) fn encode_envelope(id: u64, json: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 32);
+    b.put_slice(format!("id: {id}\ndata: ").as_bytes());
+    b.put_slice(json);
+    b.put_slice(b"\n\n");
+    b.freeze()
+}
+
+/// A gap in the JSON envelope.
+pub(crate) fn encode_envelope_gap(json: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 16);
+    b.put_slice(b"data: ");
+    b.put_slice(json);
+    b.put_slice(b"\n\n");
     b.freeze()
 }
 

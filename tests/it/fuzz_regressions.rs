@@ -1,0 +1,183 @@
+//! The fuzz targets' checks, run by `cargo test` (see `docs/fuzzing.md`).
+//!
+//! Each target's invariants live in `fuzz/checks/TARGET.rs`, plain Rust that
+//! the fuzz target and this module both include. Here they run on:
+//!
+//! * every file under `fuzz/regressions/TARGET/`: crashes the fuzzer found
+//!   (minimized, and fixed since) and committed seeds, so a bug once found
+//!   stays fixed without a nightly toolchain or cargo-fuzz;
+//! * a few inputs written out below, with what they must give, so the test
+//!   still says something if the files are lost and shows how inputs are laid
+//!   out.
+
+use std::path::{Path, PathBuf};
+
+#[path = "../../fuzz/checks/publish_body.rs"]
+mod publish_body;
+#[path = "../../fuzz/checks/route_query.rs"]
+mod route_query;
+#[path = "../../fuzz/checks/router_model.rs"]
+mod router_model;
+#[path = "../../fuzz/checks/wire_roundtrip.rs"]
+mod wire_roundtrip;
+
+/// The committed inputs of a target, sorted; there must be some.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no inputs", dir.display());
+    files
+}
+
+/// Runs `check` on every committed input of `target`, naming the file that fails.
+fn replay<T>(target: &str, check: fn(&[u8]) -> T) {
+    for path in inputs(target) {
+        let data = std::fs::read(&path).expect("readable input");
+        let outcome = std::panic::catch_unwind(|| {
+            check(&data);
+        });
+        assert!(
+            outcome.is_ok(),
+            "{} fails its check (the panic is printed above)",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn publish_body_regressions() {
+    replay("publish_body", publish_body::check);
+}
+
+#[test]
+fn publish_body_seeds() {
+    use publish_body::{check, Outcome};
+    // Byte 0 = 0x3f: max_parts 8, max_event_bytes 65536 (the defaults' scale).
+    let form = check(b"\x3fapplication/x-www-form-urlencoded\ntype=chat&data=hi+there%21");
+    assert_eq!(form.form, Some(Ok(1)));
+    // Two parts, one a file with its own content type.
+    let two = check(
+        b"\x3fmultipart/form-data; boundary=xyz\n\
+          --xyz\r\nContent-Disposition: form-data; name=\"chat\"\r\n\r\nhello\r\n\
+          --xyz\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\
+          Content-Type: image/png\r\n\r\n\x89PNG\r\n--xyz--\r\n",
+    );
+    assert_eq!(two.by_header, Some(Ok(2)));
+    // The fixed boundary, whatever the header says; byte 0 = 0x38: max_parts 1.
+    let body = format!(
+        "\x38\n--{b}\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\r\n\
+         --{b}\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\ny\r\n--{b}--\r\n",
+        b = publish_body::BOUNDARY
+    );
+    assert_eq!(check(body.as_bytes()).multipart, Some(Err(413)));
+    // A part whose name is no valid type, and a form over a 1-byte limit.
+    let bad = check(
+        b"\x07multipart/form-data; boundary=q\n\
+          --q\r\nContent-Disposition: form-data; name=\"a b\"\r\n\r\nx\r\n--q--\r\n",
+    );
+    assert_eq!(bad.by_header, Some(Err(400)));
+    assert_eq!(check(b"\x00\nhello").form, Some(Err(413)));
+    assert_eq!(
+        check(b"\x3fmultipart/form-data\n"),
+        Outcome {
+            form: Some(Ok(1)),
+            multipart: Some(Err(400)),
+            by_header: None,
+        }
+    );
+}
+
+#[test]
+fn route_query_regressions() {
+    replay("route_query", route_query::check);
+}
+
+#[test]
+fn route_query_seeds() {
+    use route_query::check;
+    use tandem::http::route::{Route, Sub};
+    let sse = check(b"/ch/a%3Ab/sse");
+    assert_eq!(sse.path, Ok(Some(Route::Subscribe("a:b".into(), Sub::Sse))));
+    let q = check(b"since=5&backlog=0&timeout=0.5&callback=a.b_c$&client=me&type=chat&_=1")
+        .query
+        .expect("a valid query");
+    assert_eq!(
+        (q.since, q.backlog, q.callback.as_deref()),
+        (Some(5), Some(0), Some("a.b_c$"))
+    );
+    for bad in [
+        &b"callback=alert(1)"[..],
+        b"callback=a..b",
+        b"since=18446744073709551616",
+        b"since=%zz",
+        b"timeout=-1",
+        b"client=a%20b",
+    ] {
+        assert!(
+            check(bad).query.is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert!(check(b"/ch/a%2Fb").path.is_err());
+    assert!(check(b"/ch/\xff").path.is_err());
+}
+
+#[test]
+fn wire_roundtrip_regressions() {
+    replay("wire_roundtrip", wire_roundtrip::check);
+}
+
+#[test]
+fn wire_roundtrip_seeds() {
+    use wire_roundtrip::check;
+    // flags, id (8 bytes), type length + chars, [content type], [from], splits (4), data
+    // Text with every kind of line end, no content type, fed in three pieces.
+    check(b"\x00\x07\0\0\0\0\0\0\0\x03\x02\x03\x04\x05\x05\x00\x0a\x00two\r\nlines\rand\nmore");
+    // A PNG (base64 in SSE and JSON) that contains the multipart delimiter,
+    // sent by client "AB" with the largest id, fed a byte at a time.
+    let mut png = b"\x1b\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x01\x00\x01\0\0\0\0".to_vec();
+    png.extend_from_slice(b"\x89PNG\r\n--tandem-b7d1e0\r\n\xfe");
+    check(&png);
+    // A content type made from the input ("}~ !"), and non-UTF-8 data with it.
+    check(b"\x07\x01\0\0\0\0\0\0\0\x00\x10\x03\x5d\x5e\x00\x01\x00\x00\x00\x00\xc3\x28");
+    // Script-closing text in a JSON-typed event.
+    check(b"\x04\x2a\0\0\0\0\0\0\0\x00\x00\xff\xff\x00\x00</script><!--\xe2\x80\xa8\"\\");
+}
+
+#[test]
+fn router_model_regressions() {
+    replay("router_model", router_model::check);
+}
+
+#[test]
+fn router_model_seeds() {
+    use router_model::check;
+    // Byte 0 = 2: a ring of 3. Ops: 0 publish (ch, client), 1 subscribe (ch,
+    // client, start, n, transport), 2 read, 3 drain, 4 poll, 5 drop, 6 sweep.
+    let s = check(&[
+        2, // buffer 3
+        1, 0, 3, 2, 0, 6, // sub 0 on "a", no client, from now, library
+        1, 0, 0, 2, 0, 2, // sub 1 on "a", client x, from now, sse
+        4, 0, // sub 0 polls: pending
+        0, 0, 3, // publish on "a" (wakes sub 0)
+        0, 0, 0, // publish on "a" from x (sub 1 skips it)
+        3, 1, // sub 1 drains: event 1 only
+        0, 0, 3, 0, 0, 3, 0, 0, 3, 0, 0, 3, // four more: 2 and 3 leave the ring
+        3, 0, // sub 0 drains: gap 1..=3, then 4, 5, 6
+        1, 0, 3, 0, 9, 0, // since 9 on "a" (last 6): a reset
+        3, 2, // which it drains
+        5, 0, 6, // drop sub 0 (sub 2 takes its index), sweep
+        1, 1, 3, 1, 2, 3, // backlog 2 on the empty "b": sub at index 2
+        0, 1, 1, 3, 2, // publish on "b" from y, which it reads
+    ]);
+    assert!(s.events >= 8, "{s:?}");
+    assert!(s.gaps >= 2 && s.resets == 1 && s.wakes == 1, "{s:?}");
+}

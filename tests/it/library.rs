@@ -1,0 +1,295 @@
+//! The router as a library, without HTTP: publish, subscribe, info, gaps,
+//! echo suppression, and sweeping idle channels.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tandem::{Config, Delivery, Hub, NewEvent, SubscribeOptions, Transport};
+
+fn hub(cfg: Config) -> Hub {
+    Hub::new(cfg).unwrap()
+}
+
+fn event(d: Delivery) -> std::sync::Arc<tandem::Event> {
+    match d {
+        Delivery::Event(e) => e,
+        Delivery::Gap(g) => panic!("unexpected gap {g:?}"),
+    }
+}
+
+async fn next(sub: &mut tandem::Subscription) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a delivery within 5 s")
+}
+
+#[tokio::test]
+async fn publish_subscribe_next() {
+    let hub = hub(Config::default());
+    let mut sub = hub.subscribe("demo", SubscribeOptions::default()).unwrap();
+    assert!(sub.try_next().is_none());
+    // A subscriber parked in next() is woken by a publish from another task.
+    let h = hub.clone();
+    let publisher = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        h.publish("demo", NewEvent::message("hello").with_kind("greet"))
+            .unwrap()
+            .id()
+    });
+    let e = event(next(&mut sub).await);
+    assert_eq!(publisher.await.unwrap(), 1);
+    assert_eq!(
+        (e.id(), e.kind(), &e.data()[..]),
+        (1, "greet", &b"hello"[..])
+    );
+    assert!(e.time_ms() > 1_600_000_000_000);
+    assert_eq!(sub.cursor(), 1);
+
+    let e2 = hub
+        .publish(
+            "demo",
+            NewEvent {
+                kind: "bin".into(),
+                data: Bytes::from_static(&[0, 1, 2]),
+                content_type: Some("application/octet-stream".into()),
+                from: Some("me".into()),
+            },
+        )
+        .unwrap();
+    assert_eq!(e2.id(), 2);
+    assert!(!e2.is_text());
+    let got = event(next(&mut sub).await);
+    assert_eq!(got.from(), Some("me"));
+    assert_eq!(got.content_type(), Some("application/octet-stream"));
+}
+
+#[tokio::test]
+async fn info_reports_the_channel() {
+    let hub = hub(Config {
+        buffer_events: 3,
+        ..Config::default()
+    });
+    assert_eq!(hub.info("none"), tandem::ChannelInfo::default());
+    assert_eq!(hub.channel_count(), 0, "info does not create channels");
+    let sse = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                transport: Transport::Sse,
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    let lib = hub.subscribe("c", SubscribeOptions::default()).unwrap();
+    for i in 0..5 {
+        hub.publish("c", NewEvent::message(format!("{i}"))).unwrap();
+    }
+    let info = hub.info("c");
+    assert_eq!((info.last_id, info.buffered), (5, 3));
+    assert_eq!(info.subscribers[Transport::Sse as usize], 1);
+    assert_eq!(info.subscribers[Transport::Library as usize], 1);
+    drop(sse);
+    drop(lib);
+    assert_eq!(hub.info("c").subscribers, [0; Transport::COUNT]);
+}
+
+#[tokio::test]
+async fn since_backlog_and_gap() {
+    let hub = hub(Config {
+        buffer_events: 4,
+        ..Config::default()
+    });
+    for i in 1..=10 {
+        hub.publish("c", NewEvent::message(format!("e{i}")))
+            .unwrap();
+    }
+    let mut sub = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                since: Some(2),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    match next(&mut sub).await {
+        Delivery::Gap(g) => {
+            assert_eq!((g.from, g.to, g.reset), (3, 6, false));
+            assert_eq!(g.json(), "{\"from\":3,\"to\":6}");
+        }
+        d => panic!("expected a gap first, got {d:?}"),
+    }
+    for want in 7..=10 {
+        assert_eq!(event(next(&mut sub).await).id(), want);
+    }
+    assert!(sub.try_next().is_none());
+
+    let mut sub = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                backlog: Some(2),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(event(next(&mut sub).await).id(), 9);
+    assert_eq!(event(next(&mut sub).await).id(), 10);
+    assert!(sub.try_next().is_none());
+}
+
+#[tokio::test]
+async fn client_skips_its_own_events() {
+    let hub = hub(Config::default());
+    let mut me = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                client: Some("me".into()),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    let from = |who: &str, d: &'static str| NewEvent {
+        from: Some(who.into()),
+        ..NewEvent::message(d)
+    };
+    hub.publish("c", from("me", "mine")).unwrap();
+    hub.publish("c", from("you", "yours")).unwrap();
+    let e = event(next(&mut me).await);
+    assert_eq!((e.id(), e.from()), (2, Some("you")));
+    assert_eq!(me.cursor(), 2);
+}
+
+#[tokio::test]
+async fn publish_refuses_invalid_events() {
+    let hub = hub(Config {
+        max_event_bytes: 8,
+        ..Config::default()
+    });
+    let e = hub
+        .publish("c", NewEvent::message("123456789"))
+        .unwrap_err();
+    assert!(
+        e.is_too_large() && e.message().contains("max 8 bytes"),
+        "{e}"
+    );
+    let e = hub.publish("bad name", NewEvent::message("x")).unwrap_err();
+    assert!(e.is_bad_request(), "{e}");
+    let e = hub
+        .publish("c", NewEvent::message("x").with_kind(""))
+        .unwrap_err();
+    assert!(e.is_bad_request(), "{e}");
+    assert_eq!(e.json(), format!("{{\"error\":\"{}\"}}", e.message()));
+    assert_eq!(hub.info("c").last_id, 0);
+    assert!(hub.subscribe("a/b", SubscribeOptions::default()).is_err());
+}
+
+#[test]
+fn invalid_config_is_refused() {
+    let err = Hub::new(Config {
+        max_parts: 0,
+        ..Config::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("max-parts"), "{err}");
+    assert!(Hub::new(Config {
+        heartbeat: Duration::from_millis(1),
+        ..Config::default()
+    })
+    .is_err());
+}
+
+#[tokio::test]
+async fn sweep_removes_idle_channels_with_expired_buffers() {
+    let hub = hub(Config {
+        buffer_age: Duration::from_secs(1),
+        ..Config::default()
+    });
+    hub.publish("idle", NewEvent::message("x")).unwrap();
+    hub.publish("watched", NewEvent::message("x")).unwrap();
+    let sub = hub
+        .subscribe("watched", SubscribeOptions::default())
+        .unwrap();
+    // Subscribing alone makes a channel; with no events it is idle at once.
+    drop(hub.subscribe("empty", SubscribeOptions::default()).unwrap());
+    assert_eq!(hub.channel_count(), 3);
+
+    // Nothing expired yet: only the empty, unwatched channel goes.
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 2);
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    hub.publish("fresh", NewEvent::message("x")).unwrap();
+    hub.sweep();
+    // "idle" expired and has no subscriber; "watched" has one; "fresh" is young.
+    assert_eq!(hub.channel_count(), 2);
+    assert_eq!(hub.info("idle"), tandem::ChannelInfo::default());
+    assert_eq!(
+        hub.info("watched").subscribers[Transport::Library as usize],
+        1
+    );
+    assert_eq!(hub.info("watched").buffered, 0, "its buffer expired");
+    assert_eq!(hub.info("fresh").last_id, 1);
+
+    drop(sub);
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 1);
+}
+
+#[tokio::test]
+async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
+    let hub = hub(Config {
+        buffer_age: Duration::from_secs(1),
+        ..Config::default()
+    });
+    for _ in 0..3 {
+        hub.publish("c", NewEvent::message("old")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    hub.sweep();
+    assert_eq!(hub.channel_count(), 0);
+    // Made again: ids start over, and a client resuming from 3 is told so.
+    assert_eq!(hub.publish("c", NewEvent::message("new")).unwrap().id(), 1);
+    let mut sub = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                since: Some(3),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    match next(&mut sub).await {
+        Delivery::Gap(g) => assert!(g.reset, "{g:?}"),
+        d => panic!("expected a reset gap, got {d:?}"),
+    }
+    assert_eq!(&event(next(&mut sub).await).data()[..], b"new");
+}
+
+#[tokio::test]
+async fn reading_never_hands_out_expired_events() {
+    // No publish and no sweep after the events age out: the read itself expires them.
+    let hub = hub(Config {
+        buffer_age: Duration::from_secs(1),
+        ..Config::default()
+    });
+    hub.publish("c", NewEvent::message("old")).unwrap();
+    hub.publish("c", NewEvent::message("old")).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut sub = hub
+        .subscribe(
+            "c",
+            SubscribeOptions {
+                since: Some(0),
+                ..SubscribeOptions::default()
+            },
+        )
+        .unwrap();
+    match sub.try_next() {
+        Some(tandem::Delivery::Gap(g)) => assert_eq!((g.from, g.to), (1, 2)),
+        other => panic!("expected a gap for the expired events, got {other:?}"),
+    }
+    assert!(sub.try_next().is_none());
+    assert_eq!(hub.info("c").buffered, 0);
+}

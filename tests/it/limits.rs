@@ -1,0 +1,293 @@
+//! Limits and errors: each refusal has the fitting status and a JSON body
+//! naming the limit; a refused publish publishes nothing, and other clients
+//! keep working.
+
+use tandem::Config;
+
+use crate::support::*;
+
+fn small() -> Config {
+    Config {
+        max_event_bytes: 1024,
+        max_parts: 3,
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn event_too_large_is_413() {
+    let srv = Server::start(small()).await;
+    // Declared too large (Content-Length).
+    let r = srv.post("/ch/c", Some("text/plain"), &[b'x'; 1025]).await;
+    r.expect_error(413, &["event too large", "1024"]);
+    // Too large without a declared length (chunked).
+    let r = srv.send(Req::post("/ch/c", &[b'x'; 3000]).chunked()).await;
+    r.expect_error(413, &["event too large", "1024"]);
+    // A form whose data field is too large.
+    let body = format!("type=t&data={}", "y".repeat(1025));
+    let r = srv
+        .post(
+            "/ch/c",
+            Some("application/x-www-form-urlencoded"),
+            body.as_bytes(),
+        )
+        .await;
+    r.expect_error(413, &["event too large", "1024"]);
+    // One multipart part too large.
+    let big = vec![b'z'; 1025];
+    let body = form_data("bb", &[("a", None, None, b"ok"), ("b", None, None, &big)]);
+    let r = srv
+        .post("/ch/c", Some("multipart/form-data; boundary=bb"), &body)
+        .await;
+    r.expect_error(413, &["too large", "1024"]);
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+
+    // Exactly the limit is fine.
+    let r = srv.post("/ch/c", Some("text/plain"), &[b'x'; 1024]).await;
+    assert_eq!(r.head.status, 202);
+}
+
+#[tokio::test]
+async fn default_event_limit_is_64_kib() {
+    let srv = Server::start(Config {
+        max_event_bytes: Config::default().max_event_bytes,
+        ..config()
+    })
+    .await;
+    let r = srv
+        .post("/ch/c", Some("application/octet-stream"), &vec![0u8; 65537])
+        .await;
+    r.expect_error(413, &["event too large", "65536"]);
+    let r = srv
+        .post("/ch/c", Some("application/octet-stream"), &vec![0u8; 65536])
+        .await;
+    assert_eq!(r.head.status, 202);
+}
+
+#[tokio::test]
+async fn too_many_parts_is_413_and_publishes_nothing() {
+    let srv = Server::start(small()).await;
+    let parts: Vec<Part> = vec![("p", None, None, b"x"); 4];
+    let body = form_data("zz", &parts);
+    let r = srv
+        .post("/ch/c", Some("multipart/form-data; boundary=zz"), &body)
+        .await;
+    r.expect_error(413, &["too many parts", "3"]);
+    assert_eq!(srv.info("c").await["last_id"], 0);
+    let body = form_data("zz", &parts[..3]);
+    let r = srv
+        .post("/ch/c", Some("multipart/form-data; boundary=zz"), &body)
+        .await;
+    assert_eq!(r.text(), "{\"ids\":[1,2,3]}");
+}
+
+#[tokio::test]
+async fn bad_channel_names_are_400() {
+    let srv = Server::with_defaults().await;
+    let long = "a".repeat(129);
+    for path in [
+        "/ch/a%20b/poll".to_string(),
+        "/ch/a!b/sse".to_string(),
+        "/ch/%ff/poll".to_string(),
+        "/ch//poll".to_string(),
+        format!("/ch/{long}/poll"),
+        format!("/ch/{long}"),
+    ] {
+        srv.get(&path)
+            .await
+            .expect_error(400, &["invalid channel name", "128"]);
+    }
+    srv.post("/ch/a$b", Some("text/plain"), b"x")
+        .await
+        .expect_error(400, &["invalid channel name"]);
+    // 128 characters is fine.
+    let ok = "a".repeat(128);
+    let r = srv.get(&format!("/ch/{ok}/poll?timeout=0")).await;
+    assert_eq!(r.head.status, 200);
+    assert_eq!(srv.hub.channel_count(), 1, "refusals made no channels");
+}
+
+#[tokio::test]
+async fn bad_types_are_400_and_publish_nothing() {
+    let srv = Server::with_defaults().await;
+    srv.post("/ch/c?type=a%20b", Some("text/plain"), b"x")
+        .await
+        .expect_error(400, &["invalid event type", "64"]);
+    let long = "t".repeat(65);
+    srv.post(&format!("/ch/c?type={long}"), None, b"x")
+        .await
+        .expect_error(400, &["invalid event type"]);
+    srv.send(Req::post("/ch/c", b"x").header("Event-Type", "no/slash"))
+        .await
+        .expect_error(400, &["invalid event type"]);
+    srv.post(
+        "/ch/c",
+        Some("application/x-www-form-urlencoded"),
+        b"type=%3Cscript%3E&data=x",
+    )
+    .await
+    .expect_error(400, &["invalid event type"]);
+    // A multipart with one bad part name: the good parts are not published either.
+    let body = form_data(
+        "q",
+        &[("fine", None, None, b"1"), ("not fine", None, None, b"2")],
+    );
+    srv.post("/ch/c", Some("multipart/form-data; boundary=q"), &body)
+        .await
+        .expect_error(400, &["invalid event type"]);
+    // Same when the last part's content type is the problem.
+    let long_ct = format!("application/{}", "x".repeat(130));
+    let body = form_data(
+        "q",
+        &[
+            ("one", None, None, b"1"),
+            ("two", Some("f.bin"), Some(long_ct.as_str()), b"2"),
+        ],
+    );
+    srv.post("/ch/c", Some("multipart/form-data; boundary=q"), &body)
+        .await
+        .expect_error(400, &["invalid content type", "128"]);
+    srv.post("/ch/c", Some(&long_ct), b"x")
+        .await
+        .expect_error(400, &["invalid content type"]);
+    // A header that is not printable ASCII is refused, not silently dropped.
+    srv.send(Req::post("/ch/c", b"x").header("Content-Type", "text/plain; é"))
+        .await
+        .expect_error(400, &["content-type", "ascii"]);
+    assert_eq!(srv.hub.info("c").last_id, 0);
+}
+
+#[tokio::test]
+async fn bad_cursors_and_queries_are_400() {
+    let srv = Server::with_defaults().await;
+    for q in [
+        "since=abc",
+        "since=-1",
+        "since=",
+        "since=1.5",
+        "since=99999999999999999999999",
+    ] {
+        srv.get(&format!("/ch/c/poll?{q}"))
+            .await
+            .expect_error(400, &["since must be a non-negative integer"]);
+    }
+    srv.get("/ch/c/sse?backlog=x")
+        .await
+        .expect_error(400, &["backlog"]);
+    srv.get("/ch/c/poll?timeout=forever")
+        .await
+        .expect_error(400, &["timeout"]);
+    srv.get("/ch/c/poll?client=a%20b")
+        .await
+        .expect_error(400, &["invalid client id"]);
+    let r = srv
+        .send(Req::get("/ch/c/sse").header("Last-Event-ID", "last"))
+        .await;
+    r.expect_error(400, &["Last-Event-ID"]);
+    // Unknown parameters (cache busters) are ignored.
+    let r = srv.get("/ch/c/poll?timeout=0&_=12345").await;
+    assert_eq!(r.head.status, 200);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400() {
+    let srv = Server::with_defaults().await;
+    srv.post("/ch/c", Some("multipart/form-data"), b"x")
+        .await
+        .expect_error(400, &["boundary"]);
+    srv.post("/ch/c", Some("multipart/form-data; boundary=k"), b"garbage")
+        .await
+        .expect_error(400, &["multipart"]);
+    srv.post(
+        "/ch/c",
+        Some("application/x-www-form-urlencoded"),
+        b"type=chat",
+    )
+    .await
+    .expect_error(400, &["data"]);
+    assert_eq!(srv.hub.info("c").last_id, 0);
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_with_allow() {
+    let srv = Server::with_defaults().await;
+    let cases = [
+        ("PUT", "/ch/c", "GET, POST, OPTIONS"),
+        ("DELETE", "/ch/c", "GET, POST, OPTIONS"),
+        ("POST", "/ch/c/sse", "GET, OPTIONS"),
+        ("PATCH", "/ch/c/poll", "GET, OPTIONS"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
+        ("POST", "/ch/c/info", "GET, HEAD"),
+        ("OPTIONS", "/healthz", "GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let r = srv.send(Req::new(method, path)).await;
+        r.expect_error(405, &["not allowed", method]);
+        r.head.expect("allow", allow);
+    }
+    assert_eq!(srv.hub.info("c").last_id, 0);
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404() {
+    let srv = Server::with_defaults().await;
+    for path in [
+        "/nope",
+        "/ch/c/nope",
+        "/ch",
+        "/ch/c/sse/extra",
+        "/healthz/x",
+    ] {
+        srv.get(path).await.expect_error(404, &["no such route"]);
+    }
+}
+
+#[tokio::test]
+async fn refusals_leave_other_clients_working() {
+    let srv = Server::start(small()).await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut mp = srv.multipart("/ch/c/multipart").await;
+
+    srv.post("/ch/c", Some("text/plain"), &[b'x'; 2000])
+        .await
+        .expect_error(413, &["event too large"]);
+    srv.post("/ch/c?type=bad%20type", None, b"x")
+        .await
+        .expect_error(400, &["invalid event type"]);
+    let parts: Vec<Part> = vec![("p", None, None, b"x"); 5];
+    srv.post(
+        "/ch/c",
+        Some("multipart/form-data; boundary=zz"),
+        &form_data("zz", &parts),
+    )
+    .await
+    .expect_error(413, &["too many parts"]);
+    srv.send(Req::new("PUT", "/ch/c").body(b"x"))
+        .await
+        .expect_error(405, &["not allowed"]);
+    let info = srv.info("c").await;
+    assert_eq!(info["last_id"], 0, "{info}");
+    assert_eq!(info["subscribers"]["sse"], 1);
+    assert_eq!(info["subscribers"]["multipart"], 1);
+
+    // The first good event is id 1 and both streams get it.
+    let id = srv.publish("c", "still here").await;
+    assert_eq!(id, 1);
+    assert_eq!(text(&sse.next_event().await), "still here");
+    assert_eq!(mp.next_event().await.id, Some(1));
+}
+
+#[tokio::test]
+async fn refusal_keeps_the_connection_usable_when_the_body_was_read() {
+    let srv = Server::with_defaults().await;
+    let mut conn = srv.connect().await;
+    let r = conn
+        .request(&Req::post("/ch/c?type=a%20b", b"x").host(&srv.host()))
+        .await;
+    r.expect_error(400, &["invalid event type"]);
+    let r = conn
+        .request(&Req::post("/ch/c", b"ok").host(&srv.host()))
+        .await;
+    assert_eq!(r.text(), "{\"id\":1}");
+}

@@ -1,0 +1,131 @@
+//! Long-poll: holds until an event arrives, answers empty after `timeout`,
+//! and `next` used as the next `since` loses nothing.
+
+use std::time::{Duration, Instant};
+
+use tandem::wire::{parse_jsonp, parse_poll};
+use tandem::{Config, Transport};
+
+use crate::support::*;
+
+/// Sends a poll on a new connection and returns the connection, unread.
+async fn start_poll(srv: &Server, path: &str) -> Conn {
+    let mut conn = srv.connect().await;
+    conn.send(&Req::get(path).host(&srv.host()).to_bytes())
+        .await;
+    conn
+}
+
+#[tokio::test]
+async fn held_poll_answers_with_the_event_published_while_it_waits() {
+    let srv = Server::with_defaults().await;
+    srv.publish("c", "before").await;
+    let mut conn = start_poll(&srv, "/ch/c/poll?timeout=20").await;
+    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    let id = srv.publish("c", "while waiting").await;
+    let r = conn.response("GET").await;
+    assert_eq!(r.head.status, 200);
+    let (evs, next) = parse_poll(&r.body).unwrap();
+    assert_eq!(evs.len(), 1, "only the new event: {}", r.text());
+    assert_eq!((evs[0].id, text(&evs[0])), (Some(id), "while waiting"));
+    assert_eq!(next, id);
+    srv.wait_subscribers("c", Transport::Poll, 0).await;
+}
+
+#[tokio::test]
+async fn held_jsonp_answers_with_the_event() {
+    let srv = Server::with_defaults().await;
+    let mut conn = start_poll(&srv, "/ch/c/jsonp?timeout=20&callback=cb").await;
+    srv.wait_subscribers("c", Transport::Jsonp, 1).await;
+    let id = srv.publish("c", "hi").await;
+    let r = conn.response("GET").await;
+    let (cb, evs, next) = parse_jsonp(&r.body).unwrap();
+    assert_eq!((cb.as_str(), evs[0].id, next), ("cb", Some(id), id));
+}
+
+#[tokio::test]
+async fn empty_answer_after_the_timeout() {
+    let srv = Server::with_defaults().await;
+    srv.publish("c", "a").await;
+    srv.publish("c", "b").await;
+    let t0 = Instant::now();
+    let r = srv.get("/ch/c/poll?timeout=0.3").await;
+    let waited = t0.elapsed();
+    assert_eq!(r.head.status, 200);
+    r.head.expect_no_cache();
+    assert_eq!(r.text(), "{\"events\":[],\"next\":2}");
+    assert!(waited >= Duration::from_millis(250), "held only {waited:?}");
+}
+
+#[tokio::test]
+async fn default_timeout_is_the_configured_one_and_capped() {
+    let srv = Server::start(Config {
+        poll_timeout: Duration::from_millis(400),
+        poll_timeout_max: Duration::from_millis(600),
+        ..config()
+    })
+    .await;
+    let t0 = Instant::now();
+    let r = srv.get("/ch/c/poll").await;
+    assert!(t0.elapsed() >= Duration::from_millis(350));
+    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+    // Asking for an hour is cut to poll_timeout_max: it answers within the IO bound.
+    let t0 = Instant::now();
+    let r = srv.get("/ch/c/poll?timeout=3600").await;
+    assert!(t0.elapsed() >= Duration::from_millis(550));
+    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+}
+
+#[tokio::test]
+async fn timeout_zero_answers_at_once() {
+    let srv = Server::with_defaults().await;
+    let r = srv.get("/ch/c/poll?timeout=0").await;
+    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+}
+
+#[tokio::test]
+async fn next_as_since_loses_nothing_while_publishing() {
+    // A small batch forces many rounds; a publisher runs alongside.
+    let srv = Server::start(Config {
+        poll_batch: 3,
+        ..config()
+    })
+    .await;
+    let addr = srv.host();
+    let total = 40u64;
+    let publisher = tokio::spawn(async move {
+        for i in 1..=total {
+            let mut conn = Conn::connect(&addr).await;
+            let r = conn
+                .request(&Req::post("/ch/c", format!("e{i}").as_bytes()).host(&addr))
+                .await;
+            assert_eq!(r.json()["id"], i);
+            if i % 4 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let mut since = 0;
+    let mut got = Vec::new();
+    let mut rounds = 0;
+    while got.len() < total as usize {
+        let r = srv
+            .get(&format!("/ch/c/poll?since={since}&timeout=2"))
+            .await;
+        let (evs, next) = parse_poll(&r.body).unwrap();
+        assert!(evs.len() <= 3, "poll_batch caps an answer");
+        assert!(evs.iter().all(|e| e.kind != "gap"), "no loss: {}", r.text());
+        if let Some(last) = evs.last() {
+            assert_eq!(last.id, Some(next), "next is the last id delivered");
+        }
+        got.extend(evs);
+        since = next;
+        rounds += 1;
+        assert!(rounds < 200, "too many rounds");
+    }
+    publisher.await.unwrap();
+    assert_eq!(ids(&got), some_ids(1..=total));
+    for (i, e) in got.iter().enumerate() {
+        assert_eq!(text(e), format!("e{}", i + 1));
+    }
+}

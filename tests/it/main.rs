@@ -1,0 +1,20 @@
+//! tandem's integration tests: one binary, one module per feature. Every test
+//! runs a real server on 127.0.0.1 with an OS-chosen port and talks to it over
+//! TCP with a hand-written HTTP/1 client (`support.rs`).
+
+mod support;
+
+mod connections;
+mod cors;
+mod echo;
+mod fuzz_regressions;
+mod heartbeat;
+mod http10;
+mod library;
+mod limits;
+mod longpoll;
+mod ops;
+mod publish;
+mod resume;
+mod shutdown;
+mod transports;

@@ -1,0 +1,295 @@
+//! Resume on every transport: `?since=N`, SSE `Last-Event-ID`, one `gap` when
+//! the cursor is older than the ring, `?backlog=N`.
+
+use tandem::wire::{parse_jsonp, parse_poll, WireEvent};
+use tandem::Config;
+
+use crate::support::*;
+
+async fn publish_n(srv: &Server, channel: &str, n: u64) {
+    for i in 1..=n {
+        assert_eq!(srv.publish(channel, &format!("e{i}")).await, i);
+    }
+}
+
+fn assert_texts(evs: &[WireEvent], ids: std::ops::RangeInclusive<u64>) {
+    assert_eq!(crate::support::ids(evs), some_ids(ids.clone()));
+    for (e, i) in evs.iter().zip(ids) {
+        assert_eq!(text(e), format!("e{i}"));
+    }
+}
+
+/// Reads `n` events from a streamed transport at `path`.
+async fn stream_events(srv: &Server, transport: &str, query: &str, n: usize) -> Vec<WireEvent> {
+    let path = format!("/ch/c/{transport}?{query}");
+    match transport {
+        "sse" => srv.sse(&path).await.take(n).await,
+        "multipart" | "mixed" => srv.multipart(&path).await.take(n).await,
+        "iframe" => srv.iframe(&path, "tandemEvent").await.take(n).await,
+        _ => unreachable!(),
+    }
+}
+
+async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEvent>, u64) {
+    let r = srv
+        .get(&format!("/ch/c/{transport}?{query}&timeout=0"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    match transport {
+        "poll" => parse_poll(&r.body).unwrap(),
+        "jsonp" => {
+            let (_, evs, next) = parse_jsonp(&r.body).unwrap();
+            (evs, next)
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn since_replays_buffered_events_in_order_on_every_transport() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 5).await;
+    for t in ["sse", "multipart", "mixed", "iframe"] {
+        let evs = stream_events(&srv, t, "since=2", 3).await;
+        assert_texts(&evs, 3..=5);
+    }
+    for t in ["poll", "jsonp"] {
+        let (evs, next) = poll_events(&srv, t, "since=2").await;
+        assert_texts(&evs, 3..=5);
+        assert_eq!(next, 5);
+    }
+}
+
+#[tokio::test]
+async fn since_then_live_without_duplicates() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 3).await;
+    let mut s = srv.sse("/ch/c/sse?since=1").await;
+    let mut got = s.take(2).await;
+    for i in 4..=6 {
+        assert_eq!(srv.publish("c", &format!("e{i}")).await, i);
+    }
+    got.extend(s.take(3).await);
+    assert_texts(&got, 2..=6);
+    // Nothing else was sent: one more publish is the very next event.
+    srv.publish("c", "e7").await;
+    assert_eq!(s.next_event().await.id, Some(7));
+}
+
+#[tokio::test]
+async fn sse_last_event_id_resumes() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 5).await;
+    let mut s = srv
+        .sse_with(Req::get("/ch/c/sse").header("Last-Event-ID", "3"))
+        .await;
+    assert_texts(&s.take(2).await, 4..=5);
+    srv.publish("c", "e6").await;
+    assert_texts(&[s.next_event().await], 6..=6);
+}
+
+#[tokio::test]
+async fn since_at_the_head_waits_for_new_events() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 2).await;
+    let mut s = srv.sse("/ch/c/sse?since=2").await;
+    srv.publish("c", "e3").await;
+    assert_texts(&[s.next_event().await], 3..=3);
+}
+
+fn small_ring() -> Config {
+    Config {
+        buffer_events: 4,
+        ..config()
+    }
+}
+
+fn assert_gap(e: &WireEvent, from: u64, to: u64) {
+    assert_eq!(e.kind, "gap");
+    assert_eq!(e.id, None, "a gap carries no id");
+    let v: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+    assert_eq!(v, serde_json::json!({"from": from, "to": to}));
+}
+
+#[tokio::test]
+async fn cursor_older_than_the_ring_gets_one_gap_first() {
+    let srv = Server::start(small_ring()).await;
+    publish_n(&srv, "c", 10).await; // the ring keeps 7..=10
+    for t in ["sse", "multipart", "mixed", "iframe"] {
+        let mut evs = stream_events(&srv, t, "since=2", 5).await;
+        assert_gap(&evs.remove(0), 3, 6);
+        assert_texts(&evs, 7..=10);
+    }
+    for t in ["poll", "jsonp"] {
+        let (mut evs, next) = poll_events(&srv, t, "since=2").await;
+        assert_eq!(evs.len(), 5, "{t}: one gap, four events");
+        assert_gap(&evs.remove(0), 3, 6);
+        assert_texts(&evs, 7..=10);
+        assert_eq!(next, 10);
+    }
+    // since=0 on a channel that lost its first events: the gap starts at 1.
+    let (evs, _) = poll_events(&srv, "poll", "since=0").await;
+    assert_gap(&evs[0], 1, 6);
+    assert_eq!(evs.iter().filter(|e| e.kind == "gap").count(), 1);
+}
+
+#[tokio::test]
+async fn gap_bytes_on_the_wire() {
+    let srv = Server::start(small_ring()).await;
+    publish_n(&srv, "c", 6).await; // ring 3..=6
+    let mut s = srv.sse("/ch/c/sse?since=0").await;
+    s.take(5).await;
+    let raw = String::from_utf8(s.body.raw().to_vec()).unwrap();
+    assert!(
+        raw.contains("\n\nevent: gap\ndata: {\"from\":1,\"to\":2}\n\nid: 3\n"),
+        "{raw}"
+    );
+    assert_eq!(raw.matches("event: gap").count(), 1);
+
+    let r = srv.get("/ch/c/poll?since=0").await;
+    assert!(
+        r.text().starts_with(
+            "{\"events\":[{\"type\":\"gap\",\"data\":\"{\\\"from\\\":1,\\\"to\\\":2}\"},{\"id\":3,"
+        ),
+        "{}",
+        r.text()
+    );
+
+    let mut m = srv.multipart("/ch/c/multipart?since=0").await;
+    m.take(5).await;
+    let raw = String::from_utf8(m.body.raw().to_vec()).unwrap();
+    let gap_part = raw.split(&delimiter()).nth(1).unwrap();
+    assert_eq!(
+        gap_part,
+        "\r\nContent-Type: application/json\r\nEvent-Type: gap\r\nContent-Length: 17\r\n\r\n{\"from\":1,\"to\":2}\r\n"
+    );
+}
+
+#[tokio::test]
+async fn backlog_replays_the_last_n() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 5).await;
+    let mut s = srv.sse("/ch/c/sse?backlog=2").await;
+    assert_texts(&s.take(2).await, 4..=5);
+    srv.publish("c", "e6").await;
+    assert_texts(&[s.next_event().await], 6..=6);
+
+    let (evs, next) = poll_events(&srv, "poll", "backlog=3").await;
+    assert_texts(&evs, 4..=6);
+    assert_eq!(next, 6);
+    let evs = stream_events(&srv, "multipart", "backlog=1", 1).await;
+    assert_texts(&evs, 6..=6);
+    // backlog=0 and no cursor: only what comes next.
+    let (evs, next) = poll_events(&srv, "poll", "backlog=0").await;
+    assert!(evs.is_empty());
+    assert_eq!(next, 6);
+}
+
+#[tokio::test]
+async fn no_cursor_means_only_new_events() {
+    let srv = Server::with_defaults().await;
+    publish_n(&srv, "c", 3).await;
+    let mut s = srv.sse("/ch/c/sse").await;
+    srv.publish("c", "e4").await;
+    assert_texts(&[s.next_event().await], 4..=4);
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order() {
+    let srv = Server::start(Config {
+        buffer_events: 1000,
+        ..config()
+    })
+    .await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut mp = srv.multipart("/ch/c/mixed").await;
+    for i in 1..=500u64 {
+        let e = srv
+            .hub
+            .publish("c", tandem::NewEvent::message(format!("e{i}")))
+            .unwrap();
+        assert_eq!(e.id(), i);
+    }
+    assert_texts(&sse.take(500).await, 1..=500);
+    assert_texts(&mp.take(500).await, 1..=500);
+    // A poll from 0 is cut at poll_batch (100 by default) and `next` says where.
+    let (evs, next) = poll_events(&srv, "poll", "since=0").await;
+    assert_texts(&evs, 1..=100);
+    assert_eq!(next, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest() {
+    // The reader's socket buffer is tiny and it reads nothing while 19 MiB
+    // are published: the server cannot queue that much (the stream pulls from
+    // the ring only when the socket takes more), so the reader falls behind
+    // the 16-event ring and must be told with a gap, then resume in order.
+    let srv = Server::start(Config {
+        buffer_events: 16,
+        ..config()
+    })
+    .await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = within("connect", sock.connect(srv.addr)).await.unwrap();
+    let mut conn = Conn::from_stream(stream);
+    conn.send(&Req::get("/ch/c/sse").host(&srv.host()).to_bytes())
+        .await;
+    let head = conn.read_head().await;
+    assert_eq!(head.status, 200);
+    let body = conn.into_body(&head, "GET");
+    let mut s = Events::new(head, body, tandem::wire::SseParser::new());
+    srv.wait_subscribers("c", tandem::Transport::Sse, 1).await;
+
+    let n = 600u64;
+    let data = "x".repeat(32 * 1024);
+    for _ in 0..n {
+        srv.hub
+            .publish("c", tandem::NewEvent::message(data.clone()))
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    let mut expected = 1;
+    let mut gaps = 0;
+    while expected <= n {
+        let e = s.next_event().await;
+        if e.kind == "gap" {
+            assert_eq!(e.id, None);
+            let g: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+            assert_eq!(g["from"], expected, "a gap starts where delivery stopped");
+            expected = g["to"].as_u64().unwrap() + 1;
+            gaps += 1;
+        } else {
+            assert_eq!(e.id, Some(expected), "in order, no duplicates");
+            assert_eq!(e.data.len(), data.len());
+            expected += 1;
+        }
+    }
+    assert!(
+        gaps >= 1,
+        "19 MiB cannot all have been queued for a stalled reader"
+    );
+    assert!(
+        s.body.raw().len() < (n as usize) * data.len(),
+        "lost events were not sent"
+    );
+}
+
+#[tokio::test]
+async fn backlog_never_reaches_behind_the_ring() {
+    // Asking for more than is buffered replays what is buffered, with no gap:
+    // the ids before the ring were never part of "the last N buffered".
+    let srv = Server::start(Config {
+        buffer_events: 3,
+        ..config()
+    })
+    .await;
+    publish_n(&srv, "c", 10).await;
+    let (evs, next) = poll_events(&srv, "poll", "backlog=50").await;
+    assert_texts(&evs, 8..=10);
+    assert_eq!(next, 10);
+    // A cursor behind the ring still gets its gap: only backlog is clamped.
+    let (evs, _) = poll_events(&srv, "poll", "since=2").await;
+    assert_eq!(evs[0].kind, "gap");
+    assert_eq!(evs[0].data, br#"{"from":3,"to":7}"#);
+}
