@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# tandem vs Nchan, side by side, on this machine, in one session.
+#
+#   bash benches/compare.sh            # full run (about 10 minutes), writes docs/benchmarks.md
+#   QUICK=1 bash benches/compare.sh    # small numbers, a smoke test of the script itself
+#
+# For each scenario it starts a fresh server (tandem in release mode with one
+# worker thread, or Nchan: nginx with one process and the memory store, config
+# in benches/nchan.conf), runs benches/loadgen.rs against it, and stops it by
+# PID. Everything listens on 127.0.0.1; every run is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)"
+
+QUICK=${QUICK:-0}
+OUT=${OUT:-docs/benchmarks.md}
+if [ ! -e /usr/share/nginx/modules/ngx_nchan_module.so ]; then
+  echo "== installing nginx and libnginx-mod-nchan"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan
+fi
+cargo build --release --bin tandem --bin loadgen
+
+work=$(mktemp -d)
+results="$work/results.txt"
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "server on port $1 did not start" >&2
+  return 1
+}
+
+start_server() { # $1 = tandem|nchan; sets port, server_pid
+  port=$(free_port)
+  if [ "$1" = tandem ]; then
+    RUST_LOG=warn target/release/tandem serve --listen "127.0.0.1:$port" --threads 1 \
+      --buffer-events 1000 --max-connections 20000 --stream-padding 0 >"$work/tandem.log" 2>&1 &
+    server_pid=$!
+  else
+    mkdir -p "$work/nchan"
+    sed -e "s#@DIR@#$work/nchan#g" -e "s#@PORT@#$port#g" benches/nchan.conf >"$work/nchan/nginx.conf"
+    nginx -c "$work/nchan/nginx.conf" >"$work/nchan/out.log" 2>&1 &
+    server_pid=$!
+  fi
+  wait_port "$port"
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# urls SERVER TRANSPORT -> "sub-template publish-template accept mode"
+urls() {
+  local b="http://127.0.0.1:$port"
+  if [ "$1" = tandem ]; then
+    case $2 in
+      sse) echo "$b/ch/{ch}/sse $b/ch/{ch} */* stream" ;;
+      multipart) echo "$b/ch/{ch}/mixed $b/ch/{ch} */* stream" ;;
+      poll) echo "$b/ch/{ch}/poll $b/ch/{ch} */* poll" ;;
+    esac
+  else
+    case $2 in
+      sse) echo "$b/sse/{ch} $b/pub/{ch} text/event-stream stream" ;;
+      multipart) echo "$b/multipart/{ch} $b/pub/{ch} multipart/mixed stream" ;;
+      poll) echo "$b/poll/{ch} $b/pub/{ch} */* poll" ;;
+    esac
+  fi
+}
+
+scale() { # full quick
+  if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi
+}
+
+# scenario NAME TRANSPORT LOADGEN-ARGS...
+scenario() {
+  local name=$1 transport=$2
+  shift 2
+  for server in tandem nchan; do
+    start_server "$server"
+    read -r sub pub accept mode <<<"$(urls "$server" "$transport")"
+    echo "== $name on $server"
+    output=$(target/release/loadgen --sub "$sub" --publish "$pub" --accept "$accept" --mode "$mode" \
+      --pid "$server_pid" --label "$name/$server" "$@" 2>&1 || true)
+    echo "$output"
+    grep '^RESULT' <<<"$output" >>"$results" || true
+    stop_server
+  done
+}
+
+K1=$(scale 1000 200)
+K10=$(scale 10000 1000)
+scenario fanout-1k-sse sse --subscribers "$K1" --events "$(scale 1000 100)" --timeout 60
+scenario fanout-1k-multipart multipart --subscribers "$K1" --events "$(scale 1000 100)" --timeout 60
+scenario fanout-1k-poll poll --subscribers "$K1" --events "$(scale 200 50)" --rate 100 --timeout 60
+scenario fanout-10k-sse sse --subscribers "$K10" --events "$(scale 200 50)" --timeout 90
+scenario fanout-10k-multipart multipart --subscribers "$K10" --events "$(scale 200 50)" --timeout 90
+scenario fanout-10k-poll poll --subscribers "$K10" --events "$(scale 50 10)" --rate 10 --timeout 90
+scenario saturated-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" --rate 100 --timeout 90
+scenario channels-1000x5-sse sse --subscribers "$(scale 5000 500)" --channels "$(scale 1000 100)" --events "$(scale 20 5)" --timeout 90
+scenario idle-10k-sse sse --subscribers "$K10" --idle 5
+scenario publish-0-subscribers sse --subscribers 0 --events "$(scale 20000 2000)" --publishers 4 --timeout 60
+scenario publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
+scenario latency-1k-sse-100eps sse --subscribers "$K1" --events "$(scale 500 100)" --rate 100 --timeout 60
+
+python3 - "$results" "$OUT" "$QUICK" <<'PY'
+import sys, platform, subprocess, datetime
+results, out, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+runs = {}
+for line in open(results):
+    if not line.startswith("RESULT"):
+        continue
+    kv = dict(p.split("=", 1) for p in line.split()[1:])
+    name, server = kv["label"].split("/")
+    runs.setdefault(name, {})[server] = kv
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+def fmt(v):
+    n = num(v)
+    if n is None or n != n:
+        return v or "n/a"
+    if n == int(n) and abs(n) >= 10:
+        return f"{int(n):,}"
+    return f"{n:,.2f}"
+
+def ratio(t, n):
+    t, n = num(t), num(n)
+    if t is None or n is None or n == 0 or t != t or n != n:
+        return "n/a"
+    return f"{t / n:.2f}"
+
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+lines = [
+    "# Benchmarks: tandem vs Nchan",
+    "",
+    f"Written by `benches/compare.sh` on {datetime.date.today()}{' (QUICK=1 smoke run: small numbers, not for comparison)' if quick else ''}.",
+    f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Linux {platform.release()}.",
+    "Both servers ran on one core (tandem `--threads 1`; nginx with one process and Nchan's memory store, `benches/nchan.conf`);",
+    "the load generator (`benches/loadgen.rs`, one thread) ran on the other. Loopback only.",
+    "Ratio = tandem / Nchan. See the notes below the tables for what each figure means.",
+    "",
+]
+keys = [
+    ("expected", "deliveries expected"),
+    ("received", "deliveries received"),
+    ("lost", "lost"),
+    ("duplicated", "duplicated"),
+    ("publish_rate", "publishes per second"),
+    ("deliveries_per_sec", "deliveries per second"),
+    ("p50_ms", "latency p50 (ms)"),
+    ("p90_ms", "latency p90 (ms)"),
+    ("p99_ms", "latency p99 (ms)"),
+    ("max_ms", "latency max (ms)"),
+    ("server_cpu_secs", "server CPU seconds"),
+    ("deliveries_per_cpu_sec", "deliveries per server CPU-second"),
+    ("server_rss_kib", "server RSS at the end (KiB)"),
+    ("idle_connections", "idle connections held"),
+    ("kib_per_connection", "KiB per idle connection"),
+]
+for name, pair in runs.items():
+    t, n = pair.get("tandem", {}), pair.get("nchan", {})
+    lines += [f"## {name}", "", "| figure | tandem | Nchan | ratio |", "|---|---:|---:|---:|"]
+    for k, label in keys:
+        if k in t or k in n:
+            lines.append(f"| {label} | {fmt(t.get(k))} | {fmt(n.get(k))} | {ratio(t.get(k), n.get(k))} |")
+    lines.append("")
+open(out + ".tables", "w").write("\n".join(lines))
+PY
+
+# Keep the hand-written notes (everything from "## Notes" on) and replace the tables.
+notes=""
+if [ -f "$OUT" ] && grep -q '^## Notes' "$OUT"; then
+  notes=$(sed -n '/^## Notes/,$p' "$OUT")
+fi
+{ cat "$OUT.tables"; [ -n "$notes" ] && printf '\n%s\n' "$notes"; } >"$OUT.new"
+mv "$OUT.new" "$OUT"
+rm -f "$OUT.tables"
+echo "== wrote $OUT"
