@@ -86,6 +86,44 @@ async fn browser_through_squid_forward_proxy_streams() {
     wait_logged("squid", || squid.access_log(), &wanted).await;
 }
 
+/// Through squid, every client transport forced in turn delivers each event
+/// within a second of its publishing: a proxy that buffered any of them
+/// would hold the event back far longer.
+#[tokio::test]
+async fn every_client_transport_through_squid_within_a_second() {
+    let _slot = browser_slot().await;
+    let server = TestServer::start(config()).await;
+    let squid = Squid::start();
+    let proxy = format!("--proxy-server={}", squid.url());
+    let browser = Browser::start(&[&proxy, "--proxy-bypass-list=<-loopback>"]).await;
+    for transport in ["fetch", "eventsource", "xhr", "poll", "jsonp", "iframe"] {
+        let channel = format!("squid-{transport}");
+        let opts = json!({"since": 0, "transport": transport});
+        open_page(&browser, &server.url("/"), &channel, opts).await;
+        wait_open(&browser, transport).await;
+        for i in 1..=3u64 {
+            publish_range(&server, &channel, i, i);
+            let got = wait_got(&browser, i as usize, Duration::from_secs(1)).await;
+            assert_exactly_once(&got, 1, i);
+        }
+    }
+    browser.quit().await;
+    let port = server.addr.port();
+    // Every transport's requests went through squid.
+    let wanted: Vec<String> = [
+        ("fetch", "mixed"),
+        ("eventsource", "sse"),
+        ("xhr", "sse"),
+        ("poll", "poll"),
+        ("jsonp", "jsonp"),
+        ("iframe", "iframe"),
+    ]
+    .iter()
+    .map(|(t, route)| format!("GET http://127.0.0.1:{port}/ch/squid-{t}/{route}"))
+    .collect();
+    wait_logged("squid", || squid.access_log(), &wanted).await;
+}
+
 /// Waits (at most 5 s) until `log()` contains every one of `wanted`.
 async fn wait_logged(what: &str, log: impl Fn() -> String, wanted: &[String]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
