@@ -330,16 +330,6 @@ async fn publisher(
         }
         sent.set(sent.get() + 1);
         let url = &urls[ch];
-        let (s, buf) = match conns.entry(url.addr) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let s = TcpStream::connect(url.addr)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                s.set_nodelay(true).ok();
-                e.insert((s, Vec::new()))
-            }
-        };
         let mut body = format!("@@{seq}:{}##", start.elapsed().as_micros());
         while body.len() < args.payload {
             body.push('.');
@@ -351,10 +341,33 @@ async fn publisher(
             body.len(),
             body
         );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let (head, _) = read_response(s, buf, deadline).await?;
+        // A server may close a keep-alive connection between requests
+        // (nginx after keepalive_requests): reconnect once and resend.
+        let mut attempt = 0;
+        let head = loop {
+            attempt += 1;
+            let (s, buf) = match conns.entry(url.addr) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let s = TcpStream::connect(url.addr)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    s.set_nodelay(true).ok();
+                    e.insert((s, Vec::new()))
+                }
+            };
+            let sent = s.write_all(req.as_bytes()).await.map_err(|e| e.to_string());
+            match sent.and(Ok(())) {
+                Ok(()) => match read_response(s, buf, deadline).await {
+                    Ok((head, _)) => break head,
+                    Err(e) if attempt < 2 && e == "connection closed" => {}
+                    Err(e) => return Err(e),
+                },
+                Err(_) if attempt < 2 => {}
+                Err(e) => return Err(e),
+            }
+            conns.remove(&url.addr);
+        };
         if !(head.starts_with("HTTP/1.1 20") || head.starts_with("HTTP/1.0 20")) {
             return Err(format!(
                 "publish refused: {}",

@@ -103,6 +103,30 @@ impl Service {
         }))
     }
 
+    /// Whether a request (by method, path and `Accept`) opens an endless
+    /// stream: a GET of `/multipart`, `/mixed`, `/sse`, `/iframe`, or of
+    /// `/ch/{c}` negotiated to one of them. The server serves these on its
+    /// lean connection path (`server/lean.rs`) instead of through hyper.
+    pub(crate) fn is_stream_request(
+        &self,
+        method: &Method,
+        uri: &hyper::Uri,
+        headers: &HeaderMap,
+    ) -> bool {
+        if method != Method::GET {
+            return false;
+        }
+        let Some(path) = uri.path().strip_prefix(&*self.prefix) else {
+            return false;
+        };
+        let sub = match parse_path(path) {
+            Ok(Some(Route::Subscribe(_, sub))) => sub,
+            Ok(Some(Route::Channel(_))) => negotiate(headers),
+            _ => return false,
+        };
+        !matches!(sub, Sub::Poll | Sub::Jsonp)
+    }
+
     /// Answers one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where

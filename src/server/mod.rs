@@ -1,5 +1,11 @@
 //! The accept loop: connection limit, HTTP/1 connections, graceful shutdown.
 //!
+//! Each connection's request head is read first (`lean::sniff`): a GET that
+//! opens a stream is served on the lean path (`lean.rs`), which owns the
+//! socket and keeps almost nothing per connection; everything else (publish,
+//! long-poll, pages, keep-alive) is served by hyper with the bytes already
+//! read put back in front of the socket.
+//!
 //! Shutdown follows the axum pattern: a `watch` channel turns `true` when the
 //! caller's `shutdown` future completes. Every connection then stops taking
 //! new requests (hyper's `graceful_shutdown`), every stream writes its closing
@@ -10,6 +16,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +24,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::http::Service;
+use lean::{Prefixed, Sniff};
+
+mod lean;
 use crate::router::Hub;
 
 /// How long a client may take to send its request headers.
@@ -56,9 +66,9 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
         let alive = alive_tx.clone();
         if hub.metrics().connections.get() >= cfg.max_connections as u64 {
+            let io = TokioIo::new(stream);
             hub.metrics().refused.inc();
             log::debug!("refusing {peer}: at the connection limit");
             let max = cfg.max_connections;
@@ -86,27 +96,10 @@ pub async fn serve(
         hub.metrics().connections.inc();
         log::debug!("connection opened: {peer}");
         let svc = service.clone();
-        let mut stop = stop_rx.clone();
-        let hub = svc.hub().clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(io, svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = async { let _ = stop.wait_for(|v| *v).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            match result {
-                Ok(()) => log::debug!("connection closed: {peer}"),
-                Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
-                Err(e) => log::debug!("connection closed: {peer}: {e}"),
-            }
-            hub.metrics().connections.dec();
+            connection(stream, peer, svc.clone(), stop).await;
+            svc.hub().metrics().connections.dec();
             drop(alive);
         });
     }
@@ -124,4 +117,55 @@ pub async fn serve(
         log::warn!("shutdown timeout reached; closing the remaining connections");
     }
     Ok(())
+}
+
+/// Serves one connection: stream subscriptions on the lean path, everything
+/// else through hyper.
+///
+/// The phases are boxed futures so that the task, which lives as long as the
+/// connection, only holds the phase it is in: an idle stream subscriber does
+/// not pay for the request parser or hyper's connection state.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    svc: Service,
+    mut stop: watch::Receiver<bool>,
+) {
+    let sniffed = tokio::select! {
+        s = Box::pin(lean::sniff(&mut stream, &svc, HEADER_READ_TIMEOUT)) => s,
+        _ = async { let _ = stop.wait_for(|v| *v).await; } => return,
+    };
+    let prefix = match sniffed {
+        Ok(Sniff::Stream(req)) => {
+            log::debug!("stream opened: {peer} {}", req.uri());
+            match Box::pin(lean::serve_stream(stream, req, &svc)).await {
+                Ok(()) => log::debug!("stream closed: {peer}"),
+                Err(e) => log::debug!("stream closed: {peer}: {e}"),
+            }
+            return;
+        }
+        Ok(Sniff::Hyper(prefix)) => prefix,
+        Ok(Sniff::Closed) => return,
+        Err(e) => {
+            log::debug!("connection closed: {peer}: {e}");
+            return;
+        }
+    };
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(Prefixed::new(prefix, stream)), svc);
+    let mut conn = Box::pin(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = stop.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    match result {
+        Ok(()) => log::debug!("connection closed: {peer}"),
+        Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
+        Err(e) => log::debug!("connection closed: {peer}: {e}"),
+    }
 }
