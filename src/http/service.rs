@@ -309,10 +309,11 @@ impl Service {
             e.from = query.client.clone();
             self.hub.validate(channel, e)?;
         }
-        let ids = events
+        // Every event was validated above: publish them all or none.
+        let ids: Vec<u64> = events
             .into_iter()
-            .map(|e| self.hub.publish(channel, e).map(|e| e.id()))
-            .collect::<Result<Vec<u64>, Error>>()?;
+            .map(|e| self.hub.publish_checked(channel, e).id())
+            .collect();
         let body = match (&kind, ids.as_slice()) {
             (BodyKind::Multipart(_), _) => format!(
                 "{{\"ids\":[{}]}}",

@@ -81,6 +81,8 @@ pub(crate) struct EventStream {
     style: Style,
     queue: VecDeque<Bytes>,
     heartbeat: Pin<Box<Sleep>>,
+    /// When the last chunk was handed out; the heartbeat is due one interval later.
+    last_write: Instant,
     interval: Duration,
     shutdown: Option<ShutdownSignal>,
     done: bool,
@@ -107,6 +109,7 @@ impl EventStream {
             style,
             queue: VecDeque::from([prelude]),
             heartbeat: Box::pin(tokio::time::sleep(interval)),
+            last_write: Instant::now(),
             interval,
             shutdown,
             done: false,
@@ -168,16 +171,13 @@ impl EventStream {
     }
 
     /// The next chunk to write, `None` at the end of the stream.
+    ///
+    /// Deliveries are looked at first; the shutdown signal and the heartbeat
+    /// timer only when there is nothing to deliver, which is when the stream
+    /// is about to wait anyway (polling them on every chunk was a large part
+    /// of a delivery's cost). A stream under constant load still reaches that
+    /// point after each batch, so shutdown is never starved.
     pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if self.queue.is_empty() && !self.done {
-            if let Some(sig) = &mut self.shutdown {
-                if sig.as_mut().poll(cx).is_ready() {
-                    self.shutdown = None;
-                    self.done = true;
-                    self.queue.extend(self.closing());
-                }
-            }
-        }
         if self.queue.is_empty() && !self.done {
             let mut n = 0;
             while n < CHUNKS_PER_POLL {
@@ -191,9 +191,30 @@ impl EventStream {
                 // The burst is over: in image mode, show its last image now.
                 self.queue.extend(self.repeat.take());
             }
-            if self.queue.is_empty() && self.heartbeat.as_mut().poll(cx).is_ready() {
-                self.queue
-                    .push_back(Bytes::from_static(self.heartbeat_bytes()));
+            if self.queue.is_empty() || n == CHUNKS_PER_POLL {
+                if let Some(sig) = &mut self.shutdown {
+                    if sig.as_mut().poll(cx).is_ready() {
+                        self.shutdown = None;
+                        self.done = true;
+                        self.queue.extend(self.closing());
+                    }
+                }
+            }
+            if self.queue.is_empty() && !self.done && self.heartbeat.as_mut().poll(cx).is_ready() {
+                // The timer is re-armed lazily: writes only note the time, and
+                // a timer that fires early (the stream wrote since it was set)
+                // is moved to one interval after the last write. Resetting the
+                // timer on every write cost more than the write itself.
+                let now = Instant::now();
+                let due = self.last_write + self.interval;
+                if now >= due {
+                    self.queue
+                        .push_back(Bytes::from_static(self.heartbeat_bytes()));
+                    self.heartbeat.as_mut().reset(now + self.interval);
+                } else {
+                    self.heartbeat.as_mut().reset(due);
+                    let _ = self.heartbeat.as_mut().poll(cx);
+                }
             }
         }
         match self.queue.pop_front() {
@@ -201,8 +222,7 @@ impl EventStream {
                 if self.queue.is_empty() {
                     // Any write proves the line alive: the next heartbeat is due
                     // one full interval after the last byte, not on a fixed beat.
-                    let at = Instant::now() + self.interval;
-                    self.heartbeat.as_mut().reset(at);
+                    self.last_write = Instant::now();
                 }
                 self.guard.metrics().bytes_written.add(chunk.len() as u64);
                 Poll::Ready(Some(chunk))

@@ -113,6 +113,15 @@ impl State {
         (wakers, evicted)
     }
 
+    /// Whether the oldest buffered event is older than `max_age` (a cheap
+    /// check readers make before calling `expire`).
+    #[inline]
+    pub(crate) fn front_is_stale(&self, now: Instant, max_age: Duration) -> bool {
+        self.ring
+            .front()
+            .is_some_and(|(born, _)| now.saturating_duration_since(*born) > max_age)
+    }
+
     /// Drops events beyond the capacity or older than `max_age`.
     pub(crate) fn expire(
         &mut self,

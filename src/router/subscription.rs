@@ -92,7 +92,12 @@ impl Subscription {
         let mut st = self.channel.state.lock();
         // Expire by age here too, so an idle channel never hands out events
         // older than `buffer_age` (publishing is the other place it happens).
-        let expired = st.expire(Instant::now(), cfg.buffer_events, cfg.buffer_age);
+        let now = Instant::now();
+        let expired = if st.front_is_stale(now, cfg.buffer_age) {
+            st.expire(now, cfg.buffer_events, cfg.buffer_age)
+        } else {
+            Vec::new()
+        };
         let read = st.read(
             &mut self.cursor,
             &mut self.ready,

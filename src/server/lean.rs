@@ -237,7 +237,7 @@ impl LeanConn {
             }
             if !frames.is_empty() {
                 if self.chunked {
-                    self.out.push_back(Bytes::from(format!("{len:x}\r\n")));
+                    self.out.push_back(chunk_head(len));
                 }
                 self.out.extend(frames);
                 if self.chunked {
@@ -277,6 +277,25 @@ impl LeanConn {
             }
         }
     }
+}
+
+/// `{len:x}\r\n`, the head of one HTTP/1.1 chunk (written per batch, so
+/// without the formatting machinery).
+fn chunk_head(len: usize) -> Bytes {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len() - 2;
+    buf[i..].copy_from_slice(b"\r\n");
+    let mut n = len;
+    loop {
+        i -= 1;
+        buf[i] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    Bytes::copy_from_slice(&buf[i..])
 }
 
 /// A socket with bytes already read from it put back in front, for hyper.
@@ -363,6 +382,13 @@ fn http_date(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_heads() {
+        assert_eq!(&chunk_head(0)[..], b"0\r\n");
+        assert_eq!(&chunk_head(255)[..], b"ff\r\n");
+        assert_eq!(&chunk_head(0x1a2b3c)[..], b"1a2b3c\r\n");
+    }
 
     #[test]
     fn dates() {
