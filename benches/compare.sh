@@ -42,10 +42,10 @@ wait_port() {
   return 1
 }
 
-start_server() { # $1 = tandem|nchan; sets port, server_pid
+start_server() { # $1 = tandem|nchan [$2 = tandem worker threads]; sets port, server_pid
   port=$(free_port)
   if [ "$1" = tandem ]; then
-    RUST_LOG=warn target/release/tandem serve --listen "127.0.0.1:$port" --threads 1 \
+    RUST_LOG=warn target/release/tandem serve --listen "127.0.0.1:$port" --threads "${2:-1}" \
       --buffer-events 1000 --max-connections 20000 --stream-padding 0 >"$work/tandem.log" 2>&1 &
     server_pid=$!
   else
@@ -101,6 +101,22 @@ scenario() {
   done
 }
 
+# scaling NAME TRANSPORT LOADGEN-ARGS...: tandem alone, one worker thread then two.
+scaling() {
+  local name=$1 transport=$2
+  shift 2
+  for threads in 1 2; do
+    start_server tandem "$threads"
+    read -r sub pub accept mode <<<"$(urls tandem "$transport")"
+    echo "== $name on tandem with $threads worker threads"
+    output=$(target/release/loadgen --sub "$sub" --publish "$pub" --accept "$accept" --mode "$mode" \
+      --pid "$server_pid" --label "$name/threads-$threads" "$@" 2>&1 || true)
+    echo "$output"
+    grep '^RESULT' <<<"$output" >>"$results" || true
+    stop_server
+  done
+}
+
 K1=$(scale 1000 200)
 K10=$(scale 10000 1000)
 scenario fanout-1k-sse sse --subscribers "$K1" --events "$(scale 1000 100)" --timeout 60
@@ -110,11 +126,14 @@ scenario fanout-10k-sse sse --subscribers "$K10" --events "$(scale 200 50)" --ti
 scenario fanout-10k-multipart multipart --subscribers "$K10" --events "$(scale 200 50)" --timeout 90
 scenario fanout-10k-poll poll --subscribers "$K10" --events "$(scale 50 10)" --rate 10 --timeout 90
 scenario saturated-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" --rate 100 --timeout 90
+# The same publish rate for both, one that Nchan sustains at 10,000 subscribers.
+scenario latency-10k-sse-5eps sse --subscribers "$K10" --events "$(scale 50 10)" --rate 5 --timeout 90
 scenario channels-1000x5-sse sse --subscribers "$(scale 5000 500)" --channels "$(scale 1000 100)" --events "$(scale 20 5)" --timeout 90
 scenario idle-10k-sse sse --subscribers "$K10" --idle 5
 scenario publish-0-subscribers sse --subscribers 0 --events "$(scale 20000 2000)" --publishers 4 --timeout 60
 scenario publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
 scenario latency-1k-sse-100eps sse --subscribers "$K1" --events "$(scale 500 100)" --rate 100 --timeout 60
+scaling scaling-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" --timeout 90
 
 python3 - "$results" "$OUT" "$QUICK" <<'PY'
 import sys, platform, subprocess, datetime
@@ -137,7 +156,7 @@ def fmt(v):
     n = num(v)
     if n is None or n != n:
         return v or "n/a"
-    if n == int(n) and abs(n) >= 10:
+    if n == int(n):
         return f"{int(n):,}"
     return f"{n:,.2f}"
 
@@ -155,7 +174,7 @@ lines = [
     f"Machine: {cpu}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, Linux {platform.release()}.",
     "Both servers ran on one core (tandem `--threads 1`; nginx with one process and Nchan's memory store, `benches/nchan.conf`);",
     "the load generator (`benches/loadgen.rs`, one thread) ran on the other. Loopback only.",
-    "Ratio = tandem / Nchan. See the notes below the tables for what each figure means.",
+    "Ratio = tandem / Nchan (for scaling: two worker threads / one). See the notes below the tables for what each figure means.",
     "",
 ]
 keys = [
@@ -176,8 +195,12 @@ keys = [
     ("kib_per_connection", "KiB per idle connection"),
 ]
 for name, pair in runs.items():
-    t, n = pair.get("tandem", {}), pair.get("nchan", {})
-    lines += [f"## {name}", "", "| figure | tandem | Nchan | ratio |", "|---|---:|---:|---:|"]
+    if name.startswith("scaling"):
+        t, n = pair.get("threads-2", {}), pair.get("threads-1", {})
+        lines += [f"## {name}", "", "| figure | tandem, 2 threads | tandem, 1 thread | ratio |", "|---|---:|---:|---:|"]
+    else:
+        t, n = pair.get("tandem", {}), pair.get("nchan", {})
+        lines += [f"## {name}", "", "| figure | tandem | Nchan | ratio |", "|---|---:|---:|---:|"]
     for k, label in keys:
         if k in t or k in n:
             lines.append(f"| {label} | {fmt(t.get(k))} | {fmt(n.get(k))} | {ratio(t.get(k), n.get(k))} |")

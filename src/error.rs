@@ -22,6 +22,10 @@ impl Error {
             message: message.into(),
         }
     }
+    /// A refusal with any status, for an [`crate::http::App`] to answer with.
+    pub fn with_status(status: StatusCode, message: impl Into<String>) -> Error {
+        Error::new(status, message)
+    }
     pub(crate) fn bad_request(message: impl Into<String>) -> Error {
         Error::new(StatusCode::BAD_REQUEST, message)
     }

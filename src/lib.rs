@@ -13,6 +13,8 @@
 //! * [`transport`]: one file per wire format, turning an event into bytes
 //!   once and sharing them with every subscriber.
 //! * [`http`]: the hyper [`Service`] (routes, publish bodies, limits, CORS).
+//! * [`cobrowse`]: co-browsing and web assistance on tandem's channels: help
+//!   sessions, agents, the channel gate, the audit log, the demo portal.
 //! * [`server`](serve): the accept loop, connection limit, graceful shutdown.
 //! * [`status`]: the live status feed the server publishes for `/status.html`.
 //! * [`wire`]: parsers for every format, the client side.
@@ -22,6 +24,7 @@
 //! `docs/architecture.md` follows one publish to 10,000 subscribers.
 #![deny(missing_docs)]
 
+pub mod cobrowse;
 mod config;
 mod error;
 mod event;
@@ -33,7 +36,7 @@ pub mod status;
 pub mod transport;
 pub mod wire;
 
-pub use config::{Config, ConfigError};
+pub use config::{AgentKey, Config, ConfigError};
 pub use error::Error;
 pub use event::{
     check_channel, check_type, Delivery, Event, Gap, NewEvent, MAX_CHANNEL_LEN, MAX_TYPE_LEN,
@@ -59,3 +62,8 @@ pub fn encode_for_test(id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
 #[cfg(doctest)]
 #[doc = include_str!("../docs/embedding.md")]
 pub struct EmbeddingGuide;
+
+/// `docs/cobrowse.md`, whose library example is compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/cobrowse.md")]
+pub struct CobrowseGuide;

@@ -2,6 +2,7 @@
 //! Nothing else lives here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,8 +18,62 @@ struct Cli {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+// Parsed once at start; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Serve(Serve),
+    Agents(AgentsCmd),
+    Audit(AuditCmd),
+}
+
+/// Manage co-browsing agent accounts (the --agents file).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "agents")]
+struct AgentsCmd {
+    #[argh(subcommand)]
+    command: AgentsSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum AgentsSub {
+    Add(AgentsAdd),
+}
+
+/// Add an agent: reads the password from standard input (one line), appends
+/// `name:argon2-hash` to FILE.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+struct AgentsAdd {
+    /// the agents file (made if missing)
+    #[argh(positional)]
+    file: PathBuf,
+    /// the agent's name (1 to 32 of A-Z a-z 0-9 . _ -)
+    #[argh(positional)]
+    name: String,
+}
+
+/// Check the co-browsing audit log.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "audit")]
+struct AuditCmd {
+    #[argh(subcommand)]
+    command: AuditSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum AuditSub {
+    Verify(AuditVerify),
+}
+
+/// Verify the hash chain of an audit log; prints the line count and head hash.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "verify")]
+struct AuditVerify {
+    /// the audit log (--audit FILE of serve)
+    #[argh(positional)]
+    file: PathBuf,
 }
 
 /// Run the push server (with its demo pages) until SIGINT or SIGTERM.
@@ -75,6 +130,38 @@ struct Serve {
     /// how long shutdown waits for connections to drain (default 10s)
     #[argh(option, default = "Duration::from_secs(10)", from_str_fn(duration))]
     shutdown_timeout: Duration,
+    /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
+    #[argh(switch)]
+    no_cobrowse: bool,
+    /// co-browsing agent accounts, name:argon2-hash lines (see `tandem agents add`); default: a per-run key, printed
+    #[argh(option)]
+    agents: Option<PathBuf>,
+    /// append the co-browsing audit log (hash-chained JSON lines) to this file
+    #[argh(option)]
+    audit: Option<PathBuf>,
+    /// write chat text into the audit log (default: its length only)
+    #[argh(switch)]
+    audit_chat_text: bool,
+    /// canned chat replies for agents, one a line (default: built-in ones)
+    #[argh(option)]
+    canned: Option<PathBuf>,
+    /// how long an agent stays signed in (default 8h)
+    #[argh(
+        option,
+        default = "Duration::from_secs(8 * 3600)",
+        from_str_fn(duration)
+    )]
+    agent_session_ttl: Duration,
+    /// how long a help session lives at most (default 4h)
+    #[argh(
+        option,
+        default = "Duration::from_secs(4 * 3600)",
+        from_str_fn(duration)
+    )]
+    help_session_ttl: Duration,
+    /// most help sessions open at once (default 1000)
+    #[argh(option, default = "1000")]
+    max_help_sessions: usize,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -111,6 +198,48 @@ impl Serve {
             allow_origins: self.allow_origin,
             shutdown_timeout: self.shutdown_timeout,
             sweep_interval: self.sweep_interval,
+            cobrowse: !self.no_cobrowse,
+            agents_file: self.agents,
+            agent_key: None,
+            audit_file: self.audit,
+            audit_chat_text: self.audit_chat_text,
+            canned_file: self.canned,
+            agent_session_ttl: self.agent_session_ttl,
+            help_session_ttl: self.help_session_ttl,
+            max_help_sessions: self.max_help_sessions,
+        }
+    }
+}
+
+/// `tandem agents add FILE NAME`: the password comes from standard input,
+/// never from the command line (which `ps` and shell histories show).
+fn agents_add(a: &AgentsAdd) -> ExitCode {
+    use std::io::{BufRead, Write};
+    let mut password = String::new();
+    if std::io::stdin().lock().read_line(&mut password).is_err() {
+        eprintln!("tandem: could not read the password from standard input");
+        return ExitCode::from(2);
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    let line = match tandem::cobrowse::agent_line(&a.name, password) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&a.file);
+    match file.and_then(|mut f| writeln!(f, "{line}")) {
+        Ok(()) => {
+            eprintln!("tandem: added agent {} to {}", a.name, a.file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {}: {e}", a.file.display());
+            ExitCode::from(1)
         }
     }
 }
@@ -126,7 +255,26 @@ async fn signal() {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let Command::Serve(serve) = argh::from_env::<Cli>().command;
+    let serve = match argh::from_env::<Cli>().command {
+        Command::Serve(s) => s,
+        Command::Agents(AgentsCmd {
+            command: AgentsSub::Add(a),
+        }) => return agents_add(&a),
+        Command::Audit(AuditCmd {
+            command: AuditSub::Verify(v),
+        }) => {
+            return match tandem::cobrowse::verify_audit(&v.file) {
+                Ok(ok) => {
+                    println!("ok: {} lines, head {}", ok.lines, ok.head);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandem: audit log {}: {e}", v.file.display());
+                    ExitCode::from(1)
+                }
+            };
+        }
+    };
     let config = serve.config();
     let hub = match Hub::new(config.clone()) {
         Ok(h) => h,
@@ -135,8 +283,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
+    if let Err(e) = tandem::cobrowse::check_files(&config) {
+        eprintln!("tandem: {e}");
+        return ExitCode::from(2);
+    }
+    // One worker: the current-thread scheduler does the same work without the
+    // multi-thread scheduler's queues and cross-thread wake-ups (about 10%
+    // less server CPU per publish, measured with benches/loadgen.rs).
+    let mut rt = if config.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.threads > 1 {
         rt.worker_threads(config.threads);
     }
     let rt = rt.enable_all().build().expect("tokio runtime");

@@ -32,6 +32,18 @@ pub(crate) fn find(path: &str) -> Option<Asset> {
             "text/html; charset=utf-8",
             include_bytes!("../client/chat.html"),
         ),
+        "/cobrowse.js" => (
+            "application/javascript; charset=utf-8",
+            include_bytes!("../client/cobrowse.js"),
+        ),
+        "/agent" => (
+            "text/html; charset=utf-8",
+            include_bytes!("../client/agent.html"),
+        ),
+        "/agent.js" => (
+            "application/javascript; charset=utf-8",
+            include_bytes!("../client/agent.js"),
+        ),
         _ => return None,
     };
     Some(Asset {

@@ -7,11 +7,14 @@
 //!   shutdown included.
 //! * `cors.rs`: allowed origins and preflights.
 //! * `body.rs`: the one response body type and response helpers.
+//! * `app.rs`: the hook for an application mounted beside the push routes
+//!   (its own paths, and a gate on every channel access).
 //! * `assets.rs`: the browser client and demo pages, embedded from `src/client/`.
 //!
 //! Every refusal is an [`crate::Error`] answered as `{"error":"..."}` with the
 //! status that fits; no refusal touches the router or another client.
 
+pub mod app;
 mod assets;
 mod body;
 mod cors;
@@ -20,5 +23,13 @@ pub mod route;
 mod service;
 mod stream;
 
+pub use app::{Access, App, AppFuture, MAX_APP_BODY};
 pub use body::Body;
 pub use service::{Service, DEFAULT_CALLBACK};
+
+pub(crate) use body::{error as body_error, no_cache as no_store};
+
+/// Whether a request's `Origin` is neither this server's nor allowed.
+pub(crate) fn origin_denied(headers: &hyper::HeaderMap, cfg: &crate::Config) -> bool {
+    cors::classify(headers, cfg) == cors::Origin::Denied
+}

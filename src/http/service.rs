@@ -15,6 +15,7 @@ use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTE
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use super::app::{Access, App};
 use super::body::{self, Body};
 use super::cors::{self, Origin};
 use super::publish::{parse_form, parse_multipart, BodyKind};
@@ -41,6 +42,7 @@ pub struct Service {
     hub: Hub,
     prefix: Arc<str>,
     shutdown: Option<watch::Receiver<bool>>,
+    app: Option<Arc<dyn App>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -75,7 +77,15 @@ impl Service {
             hub,
             prefix: Arc::from(""),
             shutdown: None,
+            app: None,
         }
+    }
+
+    /// Mounts an application beside the push routes (see [`App`]): it answers
+    /// the paths it claims and gates every channel access.
+    pub fn with_app(mut self, app: Arc<dyn App>) -> Service {
+        self.app = Some(app);
+        self
     }
 
     /// Serves under a path prefix such as `/push`: `/push/ch/demo/sse`. Paths
@@ -158,6 +168,10 @@ impl Service {
             .path()
             .strip_prefix(&*self.prefix)
             .ok_or_else(not_found)?;
+        if let Some(app) = self.app.as_ref().filter(|a| a.claims(path)) {
+            let path = path.to_string();
+            return Ok(app.serve(&path, super::app::read_body(req).await?).await);
+        }
         let route = parse_path(path)?.ok_or_else(not_found)?;
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
         let method = req.method().clone();
@@ -181,6 +195,13 @@ impl Service {
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return Ok(resp);
+        }
+        if let (Some(app), Route::Channel(c) | Route::Subscribe(c, _) | Route::Info(c)) =
+            (&self.app, &route)
+        {
+            let write = method == Method::POST && matches!(route, Route::Channel(_));
+            let access = if write { Access::Write } else { Access::Read };
+            app.gate(c, access, req.headers())?;
         }
         match route {
             Route::Static(path) => {
@@ -322,7 +343,15 @@ impl Service {
             (_, [id]) => format!("{{\"id\":{id}}}"),
             _ => unreachable!("raw and form bodies publish one event"),
         };
-        Ok(body::json(StatusCode::ACCEPTED, body))
+        // A POST answer is never cached (RFC 9111 needs explicit freshness for
+        // that), so it goes without the stream headers: this is the hot
+        // response of a publisher, and each header costs on every publish.
+        let mut resp = body::with_type(StatusCode::ACCEPTED, "application/json", body);
+        resp.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        Ok(resp)
     }
 
     async fn subscribe(

@@ -49,6 +49,12 @@ pub(crate) struct State {
     pub(crate) removed: bool,
 }
 
+/// Events taken out of the ring by a publish, dropped after the lock is released.
+pub(crate) struct Evicted(
+    #[allow(dead_code)] Option<Arc<Event>>,
+    #[allow(dead_code)] Vec<Arc<Event>>,
+);
+
 /// What a read found.
 pub(crate) enum Read {
     /// Deliveries were appended to the output.
@@ -93,17 +99,31 @@ impl State {
 
     /// Appends an event (already carrying id `next_id`) and returns the wakers to
     /// wake once the lock is released, plus evicted events to drop outside it.
+    ///
+    /// A full ring evicts exactly one event per publish: that one comes back
+    /// on its own, so the common case allocates nothing; only expiry by age
+    /// (several at once) needs the `Vec`.
     pub(crate) fn push(
         &mut self,
         event: Arc<Event>,
         now: Instant,
         capacity: usize,
         max_age: Duration,
-    ) -> (Vec<Waker>, Vec<Arc<Event>>) {
+    ) -> (Vec<Waker>, Evicted) {
         debug_assert_eq!(event.id, self.next_id);
         self.next_id += 1;
         self.ring.push_back((now, event));
-        let evicted = self.expire(now, capacity, max_age);
+        let over = if self.ring.len() > capacity {
+            self.ring.pop_front().map(|(_, e)| e)
+        } else {
+            None
+        };
+        let aged = if self.front_is_stale(now, max_age) {
+            self.expire(now, capacity, max_age)
+        } else {
+            Vec::new()
+        };
+        let evicted = Evicted(over, aged);
         let wakers = if self.waiters.is_empty() {
             Vec::new()
         } else {

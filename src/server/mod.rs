@@ -48,6 +48,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let service = Service::new(hub.clone()).with_shutdown(stop_rx.clone());
+    let service = crate::cobrowse::mount(service, listener.local_addr()?)?;
     let cfg = hub.config().clone();
     // The live status feed (`/status.html`): ends with the same signal.
     tokio::spawn(crate::status::run(hub.clone(), stop_rx.clone()));

@@ -68,6 +68,17 @@ fn tandem_js_is_es5() {
     });
 }
 
+/// The co-browsing scripts: the customer's widget runs on every page of a
+/// site, old browsers included; the agent console keeps to the same rule.
+#[test]
+fn cobrowse_scripts_are_es5() {
+    for file in ["src/client/cobrowse.js", "src/client/agent.js"] {
+        check_es5(&root().join(file)).unwrap_or_else(|e| {
+            panic!("{file} is not ECMAScript 5: {e}");
+        });
+    }
+}
+
 /// Parses `file` as ECMAScript 3 as old IE (6 to 8) does: also no reserved
 /// word as a property name (`promise.catch`), which the acorn command line
 /// lets through, hence its API with `allowReserved: "never"`.

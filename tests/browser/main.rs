@@ -13,6 +13,7 @@ mod proxy_browser;
 // helpers, PNGs), tandem.js over every transport (client), the live image
 // page (live_image), and the ES5 check of the client and pages (es5).
 mod client;
+mod cobrowse;
 mod es5;
 mod harness;
 mod live_image;

@@ -301,6 +301,16 @@ impl Browser {
         .await;
     }
 
+    /// Clicks an element the way a user does (scrolled into view, real events).
+    pub async fn click(&self, element: &str) {
+        self.cmd(
+            Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
     /// A PNG of the current window (for looking at a failing page).
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;

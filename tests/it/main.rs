@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cobrowse;
 mod connections;
 mod cors;
 mod echo;

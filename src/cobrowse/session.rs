@@ -1,0 +1,238 @@
+//! Help sessions: who asked, what they were looking at, who joined.
+//!
+//! A help session is made when a customer asks for help and lives until
+//! either side ends it or `--help-session-ttl` passes. It has an id from 18
+//! random bytes (unguessable, but not a credential: it names the session's
+//! channel, `cb.{id}`, and so appears in URLs) and the digest of the
+//! customer's token (the credential, kept in an `HttpOnly` cookie). Agents
+//! are named in `agents` once they join; being signed in is not enough to
+//! read a session.
+//!
+//! A customer on the phone can show a 6-digit code instead of being found in
+//! the list: it expires after [`CODE_TTL`], and an agent who types wrong
+//! codes is stopped after [`CODE_FAILS`] of them (see `mod.rs`), so the
+//! million codes cannot be walked.
+//!
+//! This file is plain data behind the caller's lock: no I/O, no channels.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::secret::{digest, random_below, random_token, Digest32};
+
+/// How long a phone code stays valid.
+pub const CODE_TTL: Duration = Duration::from_secs(600);
+/// Wrong phone codes an agent may type in [`CODE_WINDOW`].
+pub const CODE_FAILS: u32 = 5;
+/// The window of [`CODE_FAILS`].
+pub const CODE_WINDOW: Duration = Duration::from_secs(600);
+
+/// Where a help session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Asked for help; no agent yet.
+    Waiting,
+    /// At least one agent joined.
+    Active,
+}
+
+/// One help session.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) id: String,
+    customer: Digest32,
+    pub(crate) label: String,
+    pub(crate) url: String,
+    pub(crate) title: String,
+    pub(crate) message: String,
+    pub(crate) created_ms: u64,
+    pub(crate) created: Instant,
+    pub(crate) agents: Vec<String>,
+    pub(crate) code: Option<(String, Instant)>,
+    /// The application session shared with joined agents (see `share.rs`),
+    /// never shown to anyone.
+    pub(crate) shared: Option<String>,
+}
+
+impl Session {
+    pub(crate) fn state(&self) -> State {
+        if self.agents.is_empty() {
+            State::Waiting
+        } else {
+            State::Active
+        }
+    }
+
+    /// The channel the session's events travel on.
+    pub(crate) fn channel(&self) -> String {
+        channel_of(&self.id)
+    }
+
+    /// Whether `token` is this session's customer token.
+    pub(crate) fn is_customer(&self, token: &str) -> bool {
+        digest(token) == self.customer
+    }
+
+    /// What the console shows (no token, no code, no shared session).
+    pub(crate) fn summary(&self) -> Value {
+        json!({
+            "id": self.id,
+            "label": self.label,
+            "url": self.url,
+            "title": self.title,
+            "message": self.message,
+            "created": self.created_ms,
+            "state": match self.state() { State::Waiting => "waiting", State::Active => "active" },
+            "agents": self.agents,
+        })
+    }
+}
+
+/// The channel of session `id`.
+pub(crate) fn channel_of(id: &str) -> String {
+    format!("cb.{id}")
+}
+
+/// Every open help session, and the phone codes that point at them.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    pub(crate) map: HashMap<String, Session>,
+    codes: HashMap<String, String>,
+    counter: u64,
+}
+
+/// What the customer asked with.
+pub(crate) struct Ask {
+    pub(crate) label: Option<String>,
+    pub(crate) url: String,
+    pub(crate) title: String,
+    pub(crate) message: String,
+    pub(crate) shared: Option<String>,
+}
+
+impl Sessions {
+    /// Makes a session; returns its id and the customer's token.
+    pub(crate) fn create(&mut self, ask: Ask) -> (String, String) {
+        self.counter += 1;
+        let id = random_token(18);
+        let token = random_token(32);
+        let session = Session {
+            id: id.clone(),
+            customer: digest(&token),
+            label: ask
+                .label
+                .unwrap_or_else(|| format!("visitor {}", self.counter)),
+            url: ask.url,
+            title: ask.title,
+            message: ask.message,
+            created_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            created: Instant::now(),
+            agents: Vec::new(),
+            code: None,
+            shared: ask.shared,
+        };
+        self.map.insert(id.clone(), session);
+        (id, token)
+    }
+
+    /// Removes a session and its code.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<Session> {
+        let s = self.map.remove(id)?;
+        if let Some((code, _)) = &s.code {
+            self.codes.remove(code);
+        }
+        Some(s)
+    }
+
+    /// The sessions older than `ttl`, removed.
+    pub(crate) fn expire(&mut self, ttl: Duration) -> Vec<Session> {
+        let old: Vec<String> = self
+            .map
+            .values()
+            .filter(|s| s.created.elapsed() >= ttl)
+            .map(|s| s.id.clone())
+            .collect();
+        old.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// Gives session `id` a fresh 6-digit code (replacing its old one).
+    pub(crate) fn new_code(&mut self, id: &str) -> Option<String> {
+        let now = Instant::now();
+        self.codes.retain(|_, sid| {
+            self.map
+                .get(sid)
+                .and_then(|s| s.code.as_ref())
+                .is_some_and(|(_, t)| *t > now)
+        });
+        let old = self.map.get(id)?.code.clone();
+        if let Some((c, _)) = old {
+            self.codes.remove(&c);
+        }
+        let code = loop {
+            let c = format!("{:06}", random_below(1_000_000));
+            if !self.codes.contains_key(&c) {
+                break c;
+            }
+        };
+        self.codes.insert(code.clone(), id.to_string());
+        self.map.get_mut(id)?.code = Some((code.clone(), now + CODE_TTL));
+        Some(code)
+    }
+
+    /// The session a code points at, if the code is current. A used code is spent.
+    pub(crate) fn redeem(&mut self, code: &str) -> Option<String> {
+        let id = self.codes.get(code)?.clone();
+        let s = self.map.get_mut(&id)?;
+        let current = s
+            .code
+            .as_ref()
+            .is_some_and(|(c, t)| c == code && *t > Instant::now());
+        self.codes.remove(code);
+        s.code = None;
+        current.then_some(id)
+    }
+
+    /// Summaries of every session, oldest first.
+    pub(crate) fn list(&self) -> Vec<Value> {
+        let mut v: Vec<&Session> = self.map.values().collect();
+        v.sort_by_key(|s| s.created);
+        v.into_iter().map(Session::summary).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask() -> Ask {
+        Ask {
+            label: None,
+            url: "/".into(),
+            title: "t".into(),
+            message: String::new(),
+            shared: None,
+        }
+    }
+
+    #[test]
+    fn tokens_and_codes() {
+        let mut s = Sessions::default();
+        let (id, token) = s.create(ask());
+        let (id2, _) = s.create(ask());
+        assert_ne!(id, id2);
+        assert!(s.map[&id].is_customer(&token));
+        assert!(!s.map[&id2].is_customer(&token));
+        let code = s.new_code(&id).unwrap();
+        assert_eq!(code.len(), 6);
+        assert_eq!(s.redeem("x"), None);
+        assert_eq!(s.redeem(&code).as_deref(), Some(id.as_str()));
+        assert_eq!(s.redeem(&code), None, "a code is spent once used");
+        assert_eq!(s.list().len(), 2);
+        s.remove(&id);
+        assert_eq!(s.list().len(), 1);
+    }
+}

@@ -1,0 +1,68 @@
+//! The hook for an application mounted beside tandem's own routes.
+//!
+//! Co-browsing (`crate::cobrowse`) is built on tandem's public surface plus
+//! this one trait, and an embedder can mount its own app the same way:
+//!
+//! * [`App::claims`] picks the paths the app answers (tandem's routes are
+//!   asked second, so an app may add pages but cannot hide `/ch/...`);
+//! * [`App::serve`] answers them, with the request body already read (at
+//!   most [`MAX_APP_BODY`] bytes, so no app can be made to buffer more);
+//! * [`App::gate`] is asked before every publish, subscribe (each long-poll,
+//!   each stream open, on both connection paths) and `/info` of a channel,
+//!   with the request's headers, so an app can keep channels to the people
+//!   its own credentials (cookies, headers) name.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use hyper::header::HeaderMap;
+use hyper::{Request, Response};
+
+use super::body::Body;
+use crate::error::Error;
+
+/// Most bytes of a request body handed to [`App::serve`].
+pub const MAX_APP_BODY: usize = 64 * 1024;
+
+/// What a request wants to do with a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Subscribe (any transport) or read `/info`.
+    Read,
+    /// Publish.
+    Write,
+}
+
+/// The future an [`App`] answers with.
+pub type AppFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// An application served by [`crate::Service`] beside the push routes.
+pub trait App: Send + Sync + 'static {
+    /// Whether this app answers `path` (stripped of the service's prefix).
+    fn claims(&self, path: &str) -> bool;
+    /// Answers a request whose path it claimed. `path` is stripped of the prefix.
+    fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture;
+    /// Allows (`Ok`) or refuses (an error with its status) access to a channel.
+    fn gate(&self, channel: &str, access: Access, headers: &HeaderMap) -> Result<(), Error>;
+}
+
+/// Reads a request body for an app, refusing more than [`MAX_APP_BODY`].
+pub(crate) async fn read_body<B>(req: Request<B>) -> Result<Request<Bytes>, Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::{BodyExt, Limited};
+    let (parts, body) = req.into_parts();
+    let data = match Limited::new(body, MAX_APP_BODY).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Error::too_large(format!(
+                "request body too large (max {MAX_APP_BODY} bytes)"
+            )))
+        }
+        Err(_) => return Err(Error::bad_request("could not read the request body")),
+    };
+    Ok(Request::from_parts(parts, data))
+}

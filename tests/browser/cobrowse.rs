@@ -1,0 +1,383 @@
+//! The co-browsing story in two separate headless Chromium sessions, a
+//! customer and an agent, as the issue tells it: the customer asks for help,
+//! the agent signs in and sees the request appear without a reload, joins,
+//! pushes a page, pulls, both follow a clicked link and see it blink first,
+//! they chat both ways with a canned reply, the agent sees the customer's
+//! cart, the customer ends. It runs twice: on the best transport, and with
+//! the customer's page forced onto long-poll (as behind a buffering proxy).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tandem::Config;
+use tokio::sync::Mutex;
+
+use crate::harness::{browser_slot, config, eventually, TestServer};
+use crate::webdriver::Browser;
+
+const KEY: &str = "browser-agent-key-0123456789";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Each story holds two browsers; one story at a time keeps within the
+/// harness's two browser slots without two stories deadlocking on them.
+static ONE_STORY: Mutex<()> = Mutex::const_new(());
+
+async fn text(b: &Browser, css: &str) -> String {
+    b.exec(
+        "var e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+        json!([css]),
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+async fn wait_text(b: &Browser, what: &str, css: &str, needle: &str) {
+    eventually(what, WAIT, || async {
+        text(b, css).await.contains(needle).then_some(())
+    })
+    .await;
+}
+
+async fn js(b: &Browser, script: &str) -> Value {
+    b.exec(script, json!([])).await
+}
+
+/// The path the agent's view of the customer's page shows.
+async fn view_path(agent: &Browser) -> String {
+    js(
+        agent,
+        "try { var l = document.getElementById('view').contentWindow.location; return l.pathname; } catch (e) { return ''; }",
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+async fn wait_paths(customer: &Browser, agent: &Browser, path: &str) {
+    eventually(&format!("the customer on {path}"), WAIT, || async {
+        (js(customer, "return location.pathname;").await == json!(path)).then_some(())
+    })
+    .await;
+    eventually(&format!("the agent's view on {path}"), WAIT, || async {
+        (view_path(agent).await == path).then_some(())
+    })
+    .await;
+}
+
+async fn settle(customer: &Browser, agent: &Browser) {
+    eventually("the customer's page connected", WAIT, || async {
+        js(
+            customer,
+            "return window.tandemCobrowse && window.tandemCobrowse.status;",
+        )
+        .await
+        .as_str()
+        .is_some_and(|s| s.starts_with("open"))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    eventually("the agent's view listening", WAIT, || async {
+        js(agent, "try { return document.getElementById('view').contentWindow.tandemHooked === true; } catch (e) { return false; }")
+            .await
+            .as_bool()
+            .unwrap_or(false)
+            .then_some(())
+    })
+    .await;
+}
+
+async fn type_into(b: &Browser, css: &str, value: &str) {
+    let el = b.find(css).await;
+    b.send_keys(&el, value).await;
+}
+
+async fn click(b: &Browser, css: &str) {
+    let el = b.find(css).await;
+    b.click(&el).await;
+}
+
+async fn story(force_poll: bool) {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let server = TestServer::start(Config {
+        agent_key: Some(KEY.into()),
+        ..config()
+    })
+    .await;
+    // The long-poll run also asks for reduced motion: links then get a
+    // steady outline instead of blinking.
+    let customer = if force_poll {
+        Browser::start(&["--force-prefers-reduced-motion"]).await
+    } else {
+        Browser::start(&[]).await
+    };
+    let agent = Browser::start(&[]).await;
+
+    // The customer shops: a lamp in the cart, kept in the portal's server-side session.
+    customer.goto(&server.url("/portal/products/2")).await;
+    if force_poll {
+        js(
+            &customer,
+            "sessionStorage.setItem('tandem.cobrowse.transport', 'poll');",
+        )
+        .await;
+    }
+    click(&customer, "#add").await;
+    wait_text(&customer, "the lamp in the cart", "#cart", "Reading lamp").await;
+
+    // The agent signs in and waits at the console.
+    agent.goto(&server.url("/agent")).await;
+    eventually("the sign-in form", WAIT, || async {
+        (js(
+            &agent,
+            "return document.getElementById('signin').style.display;",
+        )
+        .await
+            == json!(""))
+        .then_some(())
+    })
+    .await;
+    js(&agent, "document.getElementById('signin-name').value = '';").await;
+    type_into(&agent, "#signin-name", "ann").await;
+    type_into(&agent, "#signin-secret", KEY).await;
+    click(&agent, "#signin-button").await;
+    wait_text(
+        &agent,
+        "the empty list",
+        "#list-status",
+        "No one is waiting",
+    )
+    .await;
+    js(&agent, "window.sameConsolePage = true;").await;
+
+    // The customer asks for help from the cart, told what is shared.
+    let toggle = customer.find("#tcb-toggle").await;
+    assert_eq!(
+        customer
+            .exec(
+                "return arguments[0].getAttribute('aria-expanded');",
+                json!([{"element-6066-11e4-a52e-4f735466cecf": toggle}])
+            )
+            .await,
+        json!("false")
+    );
+    customer.click(&toggle).await;
+    assert!(text(&customer, "#tcb-ask")
+        .await
+        .contains("Nothing is shared before you ask"));
+    type_into(&customer, "#tcb-message", "where is my lamp?").await;
+    click(&customer, "#tcb-ask-button").await;
+    wait_text(
+        &customer,
+        "the customer waiting",
+        "#tcb-status",
+        "Waiting for an agent",
+    )
+    .await;
+
+    // The request appears at the console without a reload.
+    wait_text(
+        &agent,
+        "the session in the list",
+        "#rows",
+        "where is my lamp?",
+    )
+    .await;
+    assert_eq!(
+        js(&agent, "return window.sameConsolePage === true;").await,
+        json!(true)
+    );
+    assert!(text(&agent, "#rows").await.contains("/portal/cart"));
+
+    // The agent joins; the customer sees who, and that they are assisted.
+    click(&agent, "#rows button.join").await;
+    wait_text(
+        &customer,
+        "the assisted state",
+        "#tcb-assisted",
+        "You are being assisted by ann",
+    )
+    .await;
+    wait_text(&agent, "the session view", "#session-label", "visitor").await;
+
+    // The agent's view uses the customer's session: the customer's cart.
+    eventually("the customer's cart in the agent's view", WAIT, || async {
+        js(
+            &agent,
+            "try { var d = document.getElementById('view').contentDocument; \
+             return !!d.getElementById('shared-view') && d.getElementById('cart').textContent.indexOf('Reading lamp') >= 0; } catch (e) { return false; }",
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+        .then_some(())
+    })
+    .await;
+    let agent_cookies = js(&agent, "return document.cookie;").await;
+    assert_eq!(agent_cookies, json!(""), "every cookie is HttpOnly");
+
+    // Push: the agent sends the customer to the help page.
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/help").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/help").await;
+
+    // The session survived the navigation.
+    wait_text(
+        &customer,
+        "the assisted state after navigating",
+        "#tcb-assisted",
+        "ann",
+    )
+    .await;
+    if force_poll {
+        eventually("the customer on long-poll", WAIT, || async {
+            js(&customer, "return window.tandemCobrowse.status;")
+                .await
+                .as_str()
+                .is_some_and(|s| s.contains("poll"))
+                .then_some(())
+        })
+        .await;
+    }
+
+    // Pull: the agent asks, the customer's browser answers.
+    click(&agent, "#pull").await;
+    wait_text(
+        &agent,
+        "the pulled page",
+        "#session-state",
+        "Pulled: the customer is on /portal/help",
+    )
+    .await;
+
+    // The customer clicks a link: it blinks on both sides, then both navigate.
+    click(&customer, "#home-link").await;
+    let blinking = js(
+        &customer,
+        "return !!document.querySelector('.tandem-blink, .tandem-marked');",
+    )
+    .await;
+    assert_eq!(
+        blinking,
+        json!(true),
+        "the customer's link blinks before navigating"
+    );
+    eventually("the blink in the agent's view", WAIT, || async {
+        js(
+            &agent,
+            "return window.tandemAgentBlinks.indexOf('/portal/') >= 0;",
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+        .then_some(())
+    })
+    .await;
+    wait_text(
+        &agent,
+        "the announcement of the customer's click",
+        "#live",
+        "clicked the link",
+    )
+    .await;
+    wait_paths(&customer, &agent, "/portal/").await;
+
+    // The agent clicks a link in its view: the customer's copy blinks, both follow.
+    // First let both pages settle: the customer's new page connected and
+    // reported itself, and the agent's view refreshed for it and listening.
+    settle(&customer, &agent).await;
+    js(
+        &agent,
+        "document.getElementById('view').contentDocument.getElementById('cart-link').click();",
+    )
+    .await;
+    eventually("the blink on the customer's side", WAIT, || async {
+        js(&customer, "return window.tandemCobrowse && window.tandemCobrowse.blinks.indexOf('/portal/cart') >= 0;")
+            .await
+            .as_bool()
+            .unwrap_or(false)
+            .then_some(())
+    })
+    .await;
+    wait_text(
+        &customer,
+        "the announcement of the agent's click",
+        "#tcb-live",
+        "ann clicked the link",
+    )
+    .await;
+    wait_paths(&customer, &agent, "/portal/cart").await;
+
+    // Chat both ways, plain text only, and a canned reply.
+    type_into(&customer, "#tcb-chat-text", "<b>bold</b> & thanks").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_text(
+        &agent,
+        "the customer's chat",
+        "#log",
+        "<b>bold</b> & thanks",
+    )
+    .await;
+    assert_eq!(
+        js(
+            &agent,
+            "return document.querySelectorAll('#log .chat-line b').length === document.querySelectorAll('#log .chat-line').length;"
+        )
+        .await,
+        json!(true),
+        "markup arrives as text (the only <b> of a line is the speaker's name)"
+    );
+    let canned = js(&agent, "return document.getElementById('canned').value;").await;
+    let canned = canned.as_str().unwrap().to_string();
+    assert!(!canned.is_empty(), "canned replies are offered");
+    click(&agent, "#canned-send").await;
+    wait_text(&customer, "the canned reply", "#tcb-log", &canned).await;
+
+    // The customer ends; everyone sees it.
+    click(&customer, "#tcb-end").await;
+    wait_text(&customer, "the ended state", "#tcb-ended", "ended").await;
+    eventually("the agent back at the list", WAIT, || async {
+        (js(
+            &agent,
+            "return document.getElementById('console').style.display;",
+        )
+        .await
+            == json!(""))
+        .then_some(())
+    })
+    .await;
+    wait_text(&agent, "the agent told", "#live", "ended by customer").await;
+    wait_text(
+        &agent,
+        "the empty list again",
+        "#list-status",
+        "No one is waiting",
+    )
+    .await;
+    // The session's channel is closed to the customer now.
+    let status = customer
+        .exec_async(
+            "var done = arguments[0], x = new XMLHttpRequest();
+             x.open('GET', '/cobrowse/session'); x.onload = function () { done(x.status); }; x.send();",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, json!(404));
+    customer.quit().await;
+    agent.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cobrowse_story_on_the_best_transport() {
+    story(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cobrowse_story_with_the_customer_on_long_poll() {
+    story(true).await;
+}
