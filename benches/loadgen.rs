@@ -324,13 +324,22 @@ async fn publisher(
         let Some((ch, seq)) = jobs.borrow_mut().pop_front() else {
             return Ok(());
         };
-        if let Some((t0, every)) = pace {
-            let n = sent.get();
-            tokio::time::sleep_until((t0 + every * n as u32).into()).await;
-        }
+        // At a set rate, an event's time is when it was *due*, not when the
+        // publisher got to send it: a server that answers publishes slowly
+        // makes later events late, and that lateness is latency its
+        // subscribers see (stamping the actual send time would hide it, the
+        // "coordinated omission" error). Flat out, nothing is due: stamp now.
+        let stamp = match pace {
+            Some((t0, every)) => {
+                let due = t0 + every * sent.get() as u32;
+                tokio::time::sleep_until(due.into()).await;
+                due.duration_since(start)
+            }
+            None => start.elapsed(),
+        };
         sent.set(sent.get() + 1);
         let url = &urls[ch];
-        let mut body = format!("@@{seq}:{}##", start.elapsed().as_micros());
+        let mut body = format!("@@{seq}:{}##", stamp.as_micros());
         while body.len() < args.payload {
             body.push('.');
         }

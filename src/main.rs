@@ -287,15 +287,11 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
-    // One worker: the current-thread scheduler does the same work without the
-    // multi-thread scheduler's queues and cross-thread wake-ups (about 10%
-    // less server CPU per publish, measured with benches/loadgen.rs).
-    let mut rt = if config.threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    if config.threads > 1 {
+    // Always the multi-thread scheduler, even for one worker: the
+    // current-thread one was measured (benches/compare.sh) at a third of the
+    // deliveries per CPU-second when 10,000 subscribers wake at once.
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
         rt.worker_threads(config.threads);
     }
     let rt = rt.enable_all().build().expect("tokio runtime");

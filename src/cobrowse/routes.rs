@@ -274,6 +274,7 @@ impl Cobrowse {
         let old = self.inner.sessions.lock().expire(ttl);
         for s in &old {
             self.publish(&s.id, "end", &Who::Server, json!({"by": "timeout"}));
+            self.hub().close(&channel_of(&s.id));
             self.inner.audit.record(
                 "ended",
                 &[("session", s.id.as_str().into()), ("by", "timeout".into())],
@@ -289,6 +290,9 @@ impl Cobrowse {
             return false;
         };
         self.publish(id, "end", who, json!({"by": who.name()}));
+        // Close the session's channel: open streams deliver the `end` event
+        // and then end, waiting long-polls answer at once.
+        self.hub().close(&channel_of(id));
         self.inner.audit.record(
             "ended",
             &[("session", id.into()), ("by", who.name().into())],

@@ -470,7 +470,10 @@ impl Service {
             None => {
                 let shutdown = self.shutdown_signal();
                 tokio::select! {
-                    d = subscription.next() => Some(d),
+                    // `None` when the channel is closed: answer at once.
+                    d = std::future::poll_fn(|cx| {
+                        futures_core::Stream::poll_next(Pin::new(&mut subscription), cx)
+                    }) => d,
                     _ = tokio::time::sleep(timeout) => None,
                     _ = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => None,
                 }

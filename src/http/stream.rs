@@ -191,7 +191,13 @@ impl EventStream {
                 // The burst is over: in image mode, show its last image now.
                 self.queue.extend(self.repeat.take());
             }
-            if self.queue.is_empty() || n == CHUNKS_PER_POLL {
+            if self.queue.is_empty() && self.sub.is_closed() {
+                // The channel was closed (`Hub::close`): end the stream the
+                // way shutdown does, so clients see a clean end.
+                self.done = true;
+                self.queue.extend(self.closing());
+            }
+            if !self.done && (self.queue.is_empty() || n == CHUNKS_PER_POLL) {
                 if let Some(sig) = &mut self.shutdown {
                     if sig.as_mut().poll(cx).is_ready() {
                         self.shutdown = None;

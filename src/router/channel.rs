@@ -47,6 +47,8 @@ pub(crate) struct State {
     pub(crate) subscribers: [usize; Transport::COUNT],
     /// Set when the hub has dropped this channel from its map; users must look it up again.
     pub(crate) removed: bool,
+    /// Set by `Hub::close`: readers get what was published, then the end.
+    pub(crate) closed: bool,
 }
 
 /// Events taken out of the ring by a publish, dropped after the lock is released.
@@ -61,6 +63,8 @@ pub(crate) enum Read {
     Ready,
     /// Nothing new; the waker is parked.
     Parked,
+    /// Nothing new, and the channel is closed: nothing will ever come.
+    Closed,
 }
 
 impl Channel {
@@ -73,6 +77,7 @@ impl Channel {
                 generation: 0,
                 subscribers: [0; Transport::COUNT],
                 removed: false,
+                closed: false,
             }),
         }
     }
@@ -124,13 +129,17 @@ impl State {
             Vec::new()
         };
         let evicted = Evicted(over, aged);
-        let wakers = if self.waiters.is_empty() {
+        (self.take_wakers(), evicted)
+    }
+
+    /// Takes every parked waker out (to wake after unlocking).
+    pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
+        if self.waiters.is_empty() {
             Vec::new()
         } else {
             self.generation += 1;
             self.waiters.drain().collect()
-        };
-        (wakers, evicted)
+        }
     }
 
     /// Whether the oldest buffered event is older than `max_age` (a cheap
@@ -210,6 +219,9 @@ impl State {
         }
         if out.len() > before {
             return Read::Ready;
+        }
+        if self.closed {
+            return Read::Closed;
         }
         if let Some(waker) = waker {
             match parked {

@@ -246,6 +246,25 @@ impl Hub {
         }
     }
 
+    /// Closes a channel: its subscribers get every event published before,
+    /// then their streams end (long-polls answer at once); the name is free
+    /// again, and a later subscribe or publish starts a new channel at id 1.
+    /// Returns whether the channel existed.
+    pub fn close(&self, channel: &str) -> bool {
+        let Some(ch) = self.shard(channel).lock().channels.remove(channel) else {
+            return false;
+        };
+        let mut st = ch.state.lock();
+        st.closed = true;
+        st.removed = true;
+        let wakers = st.take_wakers();
+        drop(st);
+        for w in wakers {
+            w.wake();
+        }
+        true
+    }
+
     /// Last id, buffered count and subscribers of a channel (zeros if it does not exist).
     pub fn info(&self, channel: &str) -> ChannelInfo {
         let Some(ch) = self.shard(channel).lock().channels.get(channel).cloned() else {

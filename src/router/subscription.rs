@@ -44,6 +44,7 @@ pub struct Subscription {
     transport: Transport,
     parked: Option<Parked>,
     ready: VecDeque<Delivery>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -70,6 +71,7 @@ impl Subscription {
             transport: opts.transport,
             parked: None,
             ready: VecDeque::new(),
+            closed: false,
         }
     }
 
@@ -115,7 +117,15 @@ impl Subscription {
                 Delivery::Gap(_) => metrics.gaps.inc(),
             }
         }
+        self.closed |= matches!(read, Read::Closed);
         matches!(read, Read::Ready)
+    }
+
+    /// Whether the channel was closed (`Hub::close`) and everything published
+    /// before has been taken: nothing will ever come. A closed subscription's
+    /// `poll_delivery` stays pending; its `Stream` ends.
+    pub fn is_closed(&self) -> bool {
+        self.closed && self.ready.is_empty()
     }
 
     /// The next delivery, if one is ready now.
@@ -142,7 +152,12 @@ impl Subscription {
 impl Stream for Subscription {
     type Item = Delivery;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        self.get_mut().poll_delivery(cx).map(Some)
+        let this = self.get_mut();
+        match this.poll_delivery(cx) {
+            Poll::Ready(d) => Poll::Ready(Some(d)),
+            Poll::Pending if this.is_closed() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

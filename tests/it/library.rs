@@ -293,3 +293,24 @@ async fn reading_never_hands_out_expired_events() {
     assert!(sub.try_next().is_none());
     assert_eq!(hub.info("c").buffered, 0);
 }
+
+#[tokio::test]
+async fn a_closed_subscription_gets_the_rest_then_ends() {
+    let hub = hub(Config::default());
+    let mut sub = hub.subscribe("c", SubscribeOptions::default()).unwrap();
+    let id = hub.publish("c", NewEvent::message("last")).unwrap().id();
+    assert!(hub.close("c"));
+    match next_or_end(&mut sub).await {
+        Some(tandem::Delivery::Event(e)) => assert_eq!(e.id(), id),
+        other => panic!("expected the last event, got {other:?}"),
+    }
+    assert!(next_or_end(&mut sub).await.is_none(), "the stream ends");
+    assert!(sub.is_closed());
+    assert_eq!(hub.info("c"), tandem::ChannelInfo::default());
+}
+
+/// The subscription's `Stream::poll_next`: `None` once the channel is closed.
+async fn next_or_end(sub: &mut tandem::Subscription) -> Option<tandem::Delivery> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *sub), cx))
+        .await
+}

@@ -136,3 +136,47 @@ async fn a_publish_in_flight_finishes_during_shutdown() {
     assert_eq!(srv.hub.info("c").last_id, 1);
     srv.join(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test]
+async fn closing_a_channel_ends_its_streams_and_polls() {
+    // `Hub::close` (used when a help session ends): what was published is
+    // still delivered, then streams end cleanly and a waiting poll answers
+    // at once; other channels are untouched.
+    let srv = Server::with_defaults().await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut other = srv.sse("/ch/d/sse").await;
+    let mut poll = srv.connect().await;
+    poll.send(
+        &Req::get("/ch/c/poll?timeout=30")
+            .host(&srv.host())
+            .to_bytes(),
+    )
+    .await;
+    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    let id = srv.publish("c", "the end").await;
+    let r = poll.response("GET").await;
+    assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
+    poll.send(
+        &Req::get(&format!("/ch/c/poll?timeout=30&since={id}"))
+            .host(&srv.host())
+            .to_bytes(),
+    )
+    .await;
+    srv.wait_subscribers("c", Transport::Poll, 1).await;
+
+    let t0 = Instant::now();
+    assert!(srv.hub.close("c"));
+    let r = poll.response("GET").await;
+    assert_eq!(r.text(), format!("{{\"events\":[],\"next\":{id}}}"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(sse.next_event().await.id, Some(id));
+    assert!(sse.finish().await.is_empty());
+    assert!(sse.body.ended_cleanly());
+    assert!(sse.body.raw().ends_with(b":closing\n\n"));
+
+    // The other channel still streams; the closed name starts afresh.
+    let d = srv.publish("d", "still here").await;
+    assert_eq!(other.next_event().await.id, Some(d));
+    assert_eq!(srv.publish("c", "new").await, 1);
+    assert!(!srv.hub.close("nope"));
+}
