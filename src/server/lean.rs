@@ -215,15 +215,18 @@ impl LeanConn {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            let mut frames = Vec::new();
+            // `out` is empty here: gather the ready frames straight into it,
+            // then put the chunk head in front (no batch `Vec` per write).
+            let mut frames = 0;
             let mut len = 0;
-            while frames.len() < FRAMES_PER_WRITE {
+            while frames < FRAMES_PER_WRITE {
                 match Pin::new(&mut self.body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
                             if !data.is_empty() {
                                 len += data.len();
-                                frames.push(data);
+                                frames += 1;
+                                self.out.push_back(data);
                             }
                         }
                     }
@@ -235,14 +238,9 @@ impl LeanConn {
                     Poll::Pending => break,
                 }
             }
-            if !frames.is_empty() {
-                if self.chunked {
-                    self.out.push_back(chunk_head(len));
-                }
-                self.out.extend(frames);
-                if self.chunked {
-                    self.out.push_back(Bytes::from_static(b"\r\n"));
-                }
+            if frames > 0 && self.chunked {
+                self.out.push_front(chunk_head(len));
+                self.out.push_back(Bytes::from_static(b"\r\n"));
             }
             if self.done && self.chunked {
                 self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));

@@ -289,16 +289,6 @@ impl Squid {
         })
     }
 
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// `http://127.0.0.1:port`, for `--proxy-server`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
     /// The access log so far (one line per finished request).
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
@@ -410,16 +400,6 @@ impl Nginx {
                 dir,
             })
         })
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// `http://127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The error log so far.
@@ -712,16 +692,6 @@ impl BufferingProxy {
             bg,
         }
     }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> SocketAddr {
-        self.bg.addr
-    }
-
-    /// `http://127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.bg.addr)
-    }
 }
 
 /// A reverse proxy that speaks HTTP/1.0 both ways: each request goes to the
@@ -756,16 +726,6 @@ impl Http10Proxy {
             port: bg.addr.port(),
             bg,
         }
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> SocketAddr {
-        self.bg.addr
-    }
-
-    /// `http://127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.bg.addr)
     }
 }
 
@@ -804,11 +764,6 @@ impl IdleCutProxy {
             cut,
             bg,
         }
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn addr(&self) -> SocketAddr {
-        self.bg.addr
     }
 
     /// Connections accepted so far.
@@ -863,3 +818,22 @@ async fn relay_until_idle(
             .reset(tokio::time::Instant::now() + idle);
     }
 }
+
+/// `addr()` and `url()` for each harness, from the port it listens on
+/// (all of them listen on 127.0.0.1).
+macro_rules! listens_on_loopback {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// `127.0.0.1:port`.
+            pub fn addr(&self) -> SocketAddr {
+                SocketAddr::from(([127, 0, 0, 1], self.port))
+            }
+
+            /// `http://127.0.0.1:port`.
+            pub fn url(&self) -> String {
+                format!("http://{}", self.addr())
+            }
+        }
+    )*};
+}
+listens_on_loopback!(Squid, Nginx, BufferingProxy, Http10Proxy, IdleCutProxy);
