@@ -53,16 +53,18 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use http_body_util::{BodyExt, Limited};
+    use super::read::{read_all, ReadError};
     let (parts, body) = req.into_parts();
-    let data = match Limited::new(body, MAX_APP_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let data = match read_all(body, MAX_APP_BODY).await {
+        Ok(data) => data,
+        Err(ReadError::TooLarge) => {
             return Err(Error::too_large(format!(
                 "request body too large (max {MAX_APP_BODY} bytes)"
             )))
         }
-        Err(_) => return Err(Error::bad_request("could not read the request body")),
+        Err(ReadError::Failed) => {
+            return Err(Error::bad_request("could not read the request body"))
+        }
     };
     Ok(Request::from_parts(parts, data))
 }

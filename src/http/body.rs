@@ -22,6 +22,8 @@ use crate::error::Error;
 pub struct Body(Kind);
 
 enum Kind {
+    /// One chunk (taken when sent), the common case: no queue to allocate.
+    One(Option<Bytes>),
     Chunks(VecDeque<Bytes>),
     Stream(Box<EventStream>),
 }
@@ -29,6 +31,7 @@ enum Kind {
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
+            Kind::One(c) => write!(f, "Body({} chunks)", c.iter().len()),
             Kind::Chunks(c) => write!(f, "Body({} chunks)", c.len()),
             Kind::Stream(_) => f.write_str("Body(stream)"),
         }
@@ -42,7 +45,7 @@ impl Body {
     }
     /// An empty body.
     pub fn empty() -> Body {
-        Body::chunks(Vec::new())
+        Body(Kind::One(None))
     }
     pub(crate) fn stream(s: EventStream) -> Body {
         Body(Kind::Stream(Box::new(s)))
@@ -51,7 +54,7 @@ impl Body {
 
 impl From<Bytes> for Body {
     fn from(b: Bytes) -> Body {
-        Body::chunks(vec![b])
+        Body(Kind::One(Some(b).filter(|b| !b.is_empty())))
     }
 }
 impl From<String> for Body {
@@ -74,17 +77,23 @@ impl hyper::body::Body for Body {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match &mut self.get_mut().0 {
+            Kind::One(chunk) => Poll::Ready(chunk.take().map(|c| Ok(Frame::data(c)))),
             Kind::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c)))),
             Kind::Stream(s) => s.poll_chunk(cx).map(|c| c.map(|c| Ok(Frame::data(c)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(&self.0, Kind::Chunks(c) if c.is_empty())
+        match &self.0 {
+            Kind::One(c) => c.is_none(),
+            Kind::Chunks(c) => c.is_empty(),
+            Kind::Stream(_) => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
+            Kind::One(c) => SizeHint::with_exact(c.as_ref().map_or(0, |c| c.len() as u64)),
             Kind::Chunks(c) => SizeHint::with_exact(c.iter().map(|c| c.len() as u64).sum()),
             Kind::Stream(_) => SizeHint::default(),
         }

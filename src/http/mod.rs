@@ -7,6 +7,7 @@
 //!   shutdown included.
 //! * `cors.rs`: allowed origins and preflights.
 //! * `body.rs`: the one response body type and response helpers.
+//! * `read.rs`: reading a whole request body within a limit.
 //! * `app.rs`: the hook for an application mounted beside the push routes
 //!   (its own paths, and a gate on every channel access).
 //! * `assets.rs`: the browser client and demo pages, embedded from `src/client/`.
@@ -19,6 +20,7 @@ mod assets;
 mod body;
 mod cors;
 pub mod publish;
+mod read;
 pub mod route;
 mod service;
 mod stream;

@@ -40,18 +40,15 @@ impl BodyKind {
         let Some(ct) = ct.map(str::trim).filter(|c| !c.is_empty()) else {
             return Ok(BodyKind::Raw(None));
         };
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "application/x-www-form-urlencoded" => Ok(BodyKind::Form),
-            "multipart/form-data" => multer::parse_boundary(ct)
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Ok(BodyKind::Form)
+        } else if essence.eq_ignore_ascii_case("multipart/form-data") {
+            multer::parse_boundary(ct)
                 .map(BodyKind::Multipart)
-                .map_err(|_| Error::bad_request("multipart/form-data without a boundary")),
-            _ => Ok(BodyKind::Raw(Some(ct.to_string()))),
+                .map_err(|_| Error::bad_request("multipart/form-data without a boundary"))
+        } else {
+            Ok(BodyKind::Raw(Some(ct.to_string())))
         }
     }
 

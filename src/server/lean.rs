@@ -1,127 +1,49 @@
-//! The lean connection path for long-lived streams.
+//! The lean connection path: writing responses straight to the socket.
 //!
 //! A streaming subscriber is a connection that sends one small request and
 //! then only receives, for hours. Through hyper each such connection keeps an
 //! 8 KiB read buffer and a write buffer, the price of supporting keep-alive
 //! and request bodies it will never use. With 10,000 idle subscribers those
 //! buffers are most of the server's memory. So the accept loop reads the
-//! request head itself (`sniff`) and, when it is a GET that opens a stream
-//! (see `Service::is_stream_request`), serves it here: the same `Service`
-//! builds the response (routing, validation, CORS, headers are shared), and
-//! this file writes the head and then the body's shared `Bytes` frames
-//! straight to the socket with vectored writes, as one HTTP/1.1 chunk per
-//! batch of ready frames (HTTP/1.0: close-delimited). What stays per
-//! connection is the socket, the subscription's stream and a small queue of
-//! `Bytes` being written. Everything else goes to hyper, with the bytes
-//! already read replayed in front of the socket (`Prefixed`).
+//! request head itself (`sniff.rs`) and, when it is a GET that opens a
+//! stream, serves it here (`serve_stream`): the same `Service` builds the
+//! response (routing, validation, CORS, headers are shared), and this file
+//! writes the head and then the body's shared `Bytes` frames straight to the
+//! socket with vectored writes, as one HTTP/1.1 chunk per batch of ready
+//! frames (HTTP/1.0: close-delimited). What stays per connection is the
+//! socket, the subscription's stream and a small queue of `Bytes` being
+//! written.
 //!
-//! The connection ends when the stream ends (shutdown), or when the client
+//! A stream ends when the subscription ends (shutdown), or when the client
 //! closes: the socket's read side is watched for EOF while the stream is
 //! idle, so a departed subscriber is dropped at once, not at the next write.
+//!
+//! Publishes read whole by `sniff` are answered here too (`exchange`): one
+//! head and body with `Content-Length` in one write, and the connection goes
+//! back to `sniff` for its next request.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::Empty;
+use bytes::{Buf, Bytes};
+use http_body_util::{Empty, Full};
 use hyper::body::Body as _;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Request, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use hyper::{Request, Response, Version};
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use crate::http::{Body, Service};
 
-/// Largest request head read before handing the connection to hyper.
-const MAX_HEAD: usize = 16 * 1024;
-/// Most headers in a request taken on the lean path.
-const MAX_HEADERS: usize = 48;
 /// Most frames gathered into one chunk (one write).
 const FRAMES_PER_WRITE: usize = 64;
 
-/// What the first bytes of a connection turned out to be.
-pub(crate) enum Sniff {
-    /// A stream subscription: serve it here.
-    Stream(Request<Empty<Bytes>>),
-    /// Anything else: hyper serves it, after these bytes.
-    Hyper(Bytes),
-    /// The client closed before sending anything.
-    Closed,
-}
-
-/// Reads the request head and decides who serves the connection.
-pub(crate) async fn sniff(
-    stream: &mut TcpStream,
-    svc: &Service,
-    timeout: Duration,
-) -> io::Result<Sniff> {
-    let mut buf = BytesMut::with_capacity(1024);
-    let read = async {
-        loop {
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Ok(if buf.is_empty() {
-                    Sniff::Closed
-                } else {
-                    Sniff::Hyper(buf.split().freeze())
-                });
-            }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let lean = (n == buf.len()).then(|| to_request(&req)).flatten();
-                    return Ok(match lean {
-                        Some(r)
-                            if has_no_body(&r)
-                                && svc.is_stream_request(r.method(), r.uri(), r.headers()) =>
-                        {
-                            Sniff::Stream(r)
-                        }
-                        _ => Sniff::Hyper(buf.split().freeze()),
-                    });
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
-                // Too long, too many headers or malformed: hyper answers it.
-                _ => return Ok(Sniff::Hyper(buf.split().freeze())),
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(r) => r,
-        Err(_) => Ok(Sniff::Closed),
-    }
-}
-
-fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request<Empty<Bytes>>> {
-    let mut b = Request::builder()
-        .method(req.method?)
-        .uri(req.path?)
-        .version(if req.version? == 0 {
-            Version::HTTP_10
-        } else {
-            Version::HTTP_11
-        });
-    let headers = b.headers_mut()?;
-    for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
-    }
-    b.body(Empty::new()).ok()
-}
-
-fn has_no_body(req: &Request<Empty<Bytes>>) -> bool {
-    let h = req.headers();
-    !h.contains_key(hyper::header::TRANSFER_ENCODING)
-        && h.get(hyper::header::CONTENT_LENGTH)
-            .map_or(true, |v| v.as_bytes() == b"0")
-}
-
 /// Serves one stream subscription on the socket until the stream or the client ends.
 pub(crate) async fn serve_stream(
-    stream: TcpStream,
+    mut stream: TcpStream,
     req: Request<Empty<Bytes>>,
     svc: &Service,
 ) -> io::Result<()> {
@@ -129,65 +51,161 @@ pub(crate) async fn serve_stream(
     // Boxed: the handler's state is large and only needed for a moment; the
     // stream then lives for hours in this future.
     let resp = Box::pin(svc.handle(req)).await;
+    respond(&mut stream, resp, http10, false).await?;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    Ok(())
+}
+
+/// Answers one request read whole by `sniff` (a publish, usually), writing
+/// the answer through `out`, a buffer kept from request to request. Returns
+/// whether the connection may carry another request.
+pub(crate) async fn exchange(
+    stream: &mut TcpStream,
+    req: Request<Full<Bytes>>,
+    svc: &Service,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let http10 = req.version() == Version::HTTP_10;
+    let resp = svc.handle(req).await;
+    let (parts, mut body) = resp.into_parts();
+    let Some(len) = body.size_hint().exact() else {
+        // An endless answer to a POST (an application's stream): chunked,
+        // and the connection ends with it.
+        let resp = Response::from_parts(parts, body);
+        respond(stream, resp, http10, false).await?;
+        let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+        return Ok(false);
+    };
+    out.clear();
+    write_head(out, &parts, http10, Framing::Length(len, keep_alive));
+    drop(parts);
+    // A body of known length is a list of ready chunks.
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(frame) = frame;
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data);
+        }
+    }
+    tokio::io::AsyncWriteExt::write_all(stream, out).await?;
+    if out.capacity() > 64 * 1024 {
+        // An unusually large answer: do not keep its buffer for the next one.
+        *out = Vec::new();
+    }
+    if !keep_alive {
+        let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+    }
+    Ok(keep_alive)
+}
+
+/// How a response's body is delimited.
+enum Framing {
+    /// `Content-Length: n`; the connection stays open if the flag is set.
+    Length(u64, bool),
+    /// HTTP/1.1 chunks.
+    Chunked,
+    /// Until the connection closes (HTTP/1.0 streams).
+    Close,
+}
+
+/// Appends a response head (status line, headers, framing, `Date`).
+fn write_head(
+    out: &mut Vec<u8>,
+    parts: &hyper::http::response::Parts,
+    http10: bool,
+    framing: Framing,
+) {
+    out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n, keep_alive) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+            if !keep_alive {
+                out.extend_from_slice(b"connection: close\r\n");
+            }
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Close => out.extend_from_slice(b"connection: close\r\n"),
+    }
+    out.extend_from_slice(b"date: ");
+    DATE.with(|d| out.extend_from_slice(d.borrow_mut().now()));
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes a response: a body of known length with `Content-Length` (the
+/// connection stays open if `keep_alive`), an endless one chunked (HTTP/1.0:
+/// close-delimited) until it ends. Returns whether the connection may carry
+/// another request.
+async fn respond(
+    stream: &mut TcpStream,
+    resp: Response<Body>,
+    http10: bool,
+    keep_alive: bool,
+) -> io::Result<bool> {
     let (parts, body) = resp.into_parts();
     let exact = body.size_hint().exact();
+    let keep_alive = keep_alive && exact.is_some();
     let chunked = exact.is_none() && !http10;
-    let mut head = Vec::with_capacity(512);
-    head.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
-    head.extend_from_slice(parts.status.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    match exact {
-        // A refusal (bad cursor, bad callback...): a complete answer, then close.
-        Some(n) => head
-            .extend_from_slice(format!("content-length: {n}\r\nconnection: close\r\n").as_bytes()),
-        None if chunked => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        None => head.extend_from_slice(b"connection: close\r\n"),
-    }
-    head.extend_from_slice(b"date: ");
-    head.extend_from_slice(http_date(SystemTime::now()).as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
+    let framing = match exact {
+        Some(n) => Framing::Length(n, keep_alive),
+        None if chunked => Framing::Chunked,
+        None => Framing::Close,
+    };
+    let mut head = Vec::with_capacity(256);
+    write_head(&mut head, &parts, http10, framing);
     drop(parts);
     let mut conn = LeanConn {
         stream,
         body,
-        out: VecDeque::from([Bytes::from(head)]),
+        out: VecDeque::with_capacity(4),
         chunked,
+        // A connection that ends with this response is watched for the
+        // client leaving while the body waits (bytes it sends are dropped);
+        // one that stays open leaves them for the next request.
+        watch_eof: !keep_alive,
         done: false,
     };
+    conn.out.push_back(Bytes::from(head));
     std::future::poll_fn(|cx| conn.poll_run(cx)).await?;
-    let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn.stream).await;
-    Ok(())
+    Ok(keep_alive)
 }
 
-struct LeanConn {
-    stream: TcpStream,
+struct LeanConn<'a> {
+    stream: &'a mut TcpStream,
     body: Body,
     /// Bytes queued for the socket, written front first.
     out: VecDeque<Bytes>,
     chunked: bool,
+    watch_eof: bool,
     done: bool,
 }
 
-impl LeanConn {
+impl LeanConn<'_> {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // The response head waits in `out` for the first frames, so that a
+        // short answer (a publish's `{"id":..}`) leaves in one write with it.
+        self.gather(cx);
         loop {
             while !self.out.is_empty() {
-                let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE + 2];
+                let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE + 3];
                 let n = self
                     .out
                     .iter()
                     .zip(slices.iter_mut())
                     .map(|(b, s)| *s = IoSlice::new(b))
                     .count();
-                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
+                match Pin::new(&mut *self.stream).poll_write_vectored(cx, &slices[..n]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(mut written)) => {
                         while written > 0 {
@@ -215,36 +233,7 @@ impl LeanConn {
             if self.done {
                 return Poll::Ready(Ok(()));
             }
-            // `out` is empty here: gather the ready frames straight into it,
-            // then put the chunk head in front (no batch `Vec` per write).
-            let mut frames = 0;
-            let mut len = 0;
-            while frames < FRAMES_PER_WRITE {
-                match Pin::new(&mut self.body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
-                            if !data.is_empty() {
-                                len += data.len();
-                                frames += 1;
-                                self.out.push_back(data);
-                            }
-                        }
-                    }
-                    Poll::Ready(Some(Err(never))) => match never {},
-                    Poll::Ready(None) => {
-                        self.done = true;
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if frames > 0 && self.chunked {
-                self.out.push_front(chunk_head(len));
-                self.out.push_back(Bytes::from_static(b"\r\n"));
-            }
-            if self.done && self.chunked {
-                self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
-            }
+            self.gather(cx);
             if self.out.is_empty() {
                 // Idle: the body has registered for its next event, heartbeat
                 // or shutdown; also notice the client leaving.
@@ -256,9 +245,49 @@ impl LeanConn {
         }
     }
 
+    /// Moves the body's ready frames (at most one write's worth) to the end
+    /// of `out`, framed as one chunk when chunked: no batch `Vec` per write.
+    fn gather(&mut self, cx: &mut Context<'_>) {
+        if self.done {
+            return;
+        }
+        let start = self.out.len();
+        let mut frames = 0;
+        let mut len = 0;
+        while frames < FRAMES_PER_WRITE {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            len += data.len();
+                            frames += 1;
+                            self.out.push_back(data);
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(None) => {
+                    self.done = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if frames > 0 && self.chunked {
+            self.out.insert(start, chunk_head(len));
+            self.out.push_back(Bytes::from_static(b"\r\n"));
+        }
+        if self.done && self.chunked {
+            self.out.push_back(Bytes::from_static(b"0\r\n\r\n"));
+        }
+    }
+
     /// Ready with an error once the client has closed its side or the socket
     /// failed; bytes it sends after its request are read and ignored.
     fn poll_client_gone(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if !self.watch_eof {
+            return Poll::Pending;
+        }
         loop {
             match self.stream.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -275,6 +304,22 @@ impl LeanConn {
             }
         }
     }
+}
+
+/// Appends `n` in decimal (no `String` per response).
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// `{len:x}\r\n`, the head of one HTTP/1.1 chunk (written per batch, so
@@ -296,58 +341,25 @@ fn chunk_head(len: usize) -> Bytes {
     Bytes::copy_from_slice(&buf[i..])
 }
 
-/// A socket with bytes already read from it put back in front, for hyper.
-pub(crate) struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
+thread_local! {
+    /// The `Date` header's text, formatted once per second per thread.
+    static DATE: RefCell<CachedDate> = const { RefCell::new(CachedDate { secs: u64::MAX, text: String::new() }) };
 }
 
-impl Prefixed {
-    pub(crate) fn new(prefix: Bytes, stream: TcpStream) -> Prefixed {
-        Prefixed { prefix, stream }
-    }
+struct CachedDate {
+    secs: u64,
+    text: String,
 }
 
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
+impl CachedDate {
+    fn now(&mut self) -> &[u8] {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != self.secs {
+            self.secs = secs;
+            self.text = http_date(now);
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        self.text.as_bytes()
     }
 }
 
@@ -380,12 +392,22 @@ fn http_date(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn chunk_heads() {
         assert_eq!(&chunk_head(0)[..], b"0\r\n");
         assert_eq!(&chunk_head(255)[..], b"ff\r\n");
         assert_eq!(&chunk_head(0x1a2b3c)[..], b"1a2b3c\r\n");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 202, 65_536, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

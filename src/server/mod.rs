@@ -1,10 +1,12 @@
 //! The accept loop: connection limit, HTTP/1 connections, graceful shutdown.
 //!
-//! Each connection's request head is read first (`lean::sniff`): a GET that
-//! opens a stream is served on the lean path (`lean.rs`), which owns the
-//! socket and keeps almost nothing per connection; everything else (publish,
-//! long-poll, pages, keep-alive) is served by hyper with the bytes already
-//! read put back in front of the socket.
+//! Each request head is read first (`sniff.rs`): a GET that opens a stream
+//! is served on the lean path (`lean.rs`), which owns the socket and keeps
+//! almost nothing per connection; a publish with a `Content-Length` body is
+//! read whole and answered on the lean path too, and the connection loops
+//! back for its next request; everything else (chunked bodies, long-poll,
+//! pages) is served by hyper with the bytes already read put back in front
+//! of the socket, and hyper keeps the connection from then on.
 //!
 //! Shutdown follows the axum pattern: a `watch` channel turns `true` when the
 //! caller's `shutdown` future completes. Every connection then stops taking
@@ -19,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
@@ -28,9 +30,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::http::Service;
-use lean::{Prefixed, Sniff};
+use sniff::{Prefixed, Sniff};
 
 mod lean;
+mod sniff;
 use crate::router::Hub;
 
 /// How long a new connection may take to send its first request head.
@@ -120,8 +123,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one connection: stream subscriptions on the lean path, everything
-/// else through hyper.
+/// Serves one connection: stream subscriptions and publishes on the lean
+/// path, everything else through hyper.
 ///
 /// The phases are boxed futures so that the task, which lives as long as the
 /// connection, only holds the phase it is in: an idle stream subscriber does
@@ -132,12 +135,11 @@ async fn connection(
     svc: Service,
     mut stop: watch::Receiver<bool>,
 ) {
-    let sniffed = tokio::select! {
-        s = Box::pin(lean::sniff(&mut stream, &svc, HEADER_READ_TIMEOUT)) => s,
-        _ = async { let _ = stop.wait_for(|v| *v).await; } => return,
-    };
-    let prefix = match sniffed {
-        Ok(Sniff::Stream(req)) => {
+    let mut buf = BytesMut::new();
+    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, &mut stop)).await;
+    drop(buf);
+    let (head, rest) = match next {
+        Next::Stream(req) => {
             log::debug!("stream opened: {peer} {}", req.uri());
             match Box::pin(lean::serve_stream(stream, req, &svc)).await {
                 Ok(()) => log::debug!("stream closed: {peer}"),
@@ -145,9 +147,9 @@ async fn connection(
             }
             return;
         }
-        Ok(Sniff::Hyper(prefix)) => prefix,
-        Ok(Sniff::Closed) => return,
-        Err(e) => {
+        Next::Hyper(head, rest) => (head, rest),
+        Next::Done(Ok(())) => return,
+        Next::Done(Err(e)) => {
             log::debug!("connection closed: {peer}: {e}");
             return;
         }
@@ -162,7 +164,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .writev(false)
-        .serve_connection(TokioIo::new(Prefixed::new(prefix, stream)), svc);
+        .serve_connection(TokioIo::new(Prefixed::new(head, rest, stream)), svc);
     let mut conn = Box::pin(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -175,5 +177,61 @@ async fn connection(
         Ok(()) => log::debug!("connection closed: {peer}"),
         Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
         Err(e) => log::debug!("connection closed: {peer}: {e}"),
+    }
+}
+
+/// Where a connection goes after its lean requests.
+enum Next {
+    Stream(hyper::Request<http_body_util::Empty<Bytes>>),
+    /// To hyper, with the bytes already read (a request head, what followed).
+    Hyper(Bytes, Bytes),
+    Done(io::Result<()>),
+}
+
+/// Answers requests on the lean path (publishes, one after another on a
+/// keep-alive connection) until one needs another path or the connection
+/// ends. One boxed future per connection, not one per request.
+async fn lean_requests(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    svc: &Service,
+    stop: &mut watch::Receiver<bool>,
+) -> Next {
+    // Only the first request head is timed (see `sniff`).
+    let mut timeout = Some(HEADER_READ_TIMEOUT);
+    // The answer is written here, reused from request to request.
+    let mut out = Vec::new();
+    loop {
+        let sniffed = tokio::select! {
+            s = sniff::sniff(stream, buf, svc, timeout.take()) => s,
+            _ = async { let _ = stop.wait_for(|v| *v).await; } => return Next::Done(Ok(())),
+        };
+        match sniffed {
+            Ok(Sniff::Exchange {
+                req,
+                length,
+                keep_alive,
+            }) => {
+                // A publish in flight when shutdown begins completes (its
+                // body is read outside the `select!`), and its answer says
+                // the connection closes.
+                let body = match sniff::read_body(stream, buf, length).await {
+                    Ok(Some(body)) => body,
+                    Ok(None) => return Next::Done(Ok(())),
+                    Err(e) => return Next::Done(Err(e)),
+                };
+                let req = req.map(|()| http_body_util::Full::new(body));
+                let keep_alive = keep_alive && !*stop.borrow();
+                match lean::exchange(stream, req, svc, keep_alive, &mut out).await {
+                    Ok(true) => continue,
+                    Ok(false) => return Next::Done(Ok(())),
+                    Err(e) => return Next::Done(Err(e)),
+                }
+            }
+            Ok(Sniff::Stream(req)) => return Next::Stream(req),
+            Ok(Sniff::Hyper(head, rest)) => return Next::Hyper(head, rest),
+            Ok(Sniff::Closed) => return Next::Done(Ok(())),
+            Err(e) => return Next::Done(Err(e)),
+        }
     }
 }

@@ -11,6 +11,7 @@ mod echo;
 mod fuzz_regressions;
 mod heartbeat;
 mod http10;
+mod keepalive;
 mod library;
 mod limits;
 mod longpoll;

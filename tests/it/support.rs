@@ -427,6 +427,18 @@ impl Conn {
         }
     }
 
+    /// Whether the server has closed the connection (nothing more to read).
+    /// Panics if it sends bytes instead.
+    pub async fn at_eof(&mut self) -> bool {
+        let n = self.fill().await;
+        assert!(
+            n == 0,
+            "expected the connection to close, got {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        true
+    }
+
     /// Reads and parses a response head.
     pub async fn read_head(&mut self) -> Head {
         loop {

@@ -1,0 +1,518 @@
+//! Reading a request head before deciding who serves it.
+//!
+//! The accept loop reads each request head itself with `httparse` and sorts
+//! the request into one of three paths:
+//!
+//! - a GET that opens an endless stream goes to the lean stream path
+//!   (`lean::serve_stream`), which owns the socket for hours and keeps almost
+//!   nothing per connection;
+//! - a plain request with a body of known size (a publish: `POST` with
+//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
+//!   (`read_body`) and answered on the lean path too (`lean::exchange`), and
+//!   the connection comes back here for its next request. Publishing is the hot path for
+//!   servers that fan events out, and hyper's general machinery (header
+//!   map conversions, body channel, dispatcher) was half of a publish's
+//!   instructions;
+//! - everything else (chunked bodies, `Expect: 100-continue`, HTTP/1.0
+//!   requests with bodies, malformed or huge heads, long-polls, pages) goes
+//!   to hyper, with the bytes already read put back in front of the socket
+//!   (`Prefixed`). Once hyper has a connection it keeps it.
+//!
+//! The buffer lives with the connection, so pipelined requests are parsed
+//! from what was already read before reading more.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body_util::Empty;
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::{Method, Request, Version};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::http::Service;
+
+/// Largest request head read before handing the connection to hyper.
+const MAX_HEAD: usize = 16 * 1024;
+/// Most headers in a request taken on the lean path.
+const MAX_HEADERS: usize = 48;
+
+/// What the next request on a connection turned out to be.
+pub(crate) enum Sniff {
+    /// A stream subscription: serve it on the lean path.
+    Stream(Request<Empty<Bytes>>),
+    /// A request with a body of `length` bytes (read it with `read_body`):
+    /// answer it on the lean path, and keep the connection for another
+    /// request if `keep_alive`.
+    Exchange {
+        req: Request<()>,
+        length: usize,
+        keep_alive: bool,
+    },
+    /// Anything else: hyper serves the connection, after these bytes (the
+    /// request head, then what followed it).
+    Hyper(Bytes, Bytes),
+    /// The client closed (or stayed silent past the timeout) between requests.
+    Closed,
+}
+
+/// Reads the next request head (and a lean request's body) from `stream`,
+/// after whatever `buf` already holds, and decides who serves it.
+///
+/// `timeout`, when given, bounds the whole wait, idle time included. The
+/// server bounds a connection's first request this way; later ones are not
+/// timed (a timer per request was a tenth of a publish's cost), so a
+/// keep-alive client that goes quiet holds one connection slot, as an idle
+/// stream subscriber does, and `--max-connections` bounds both.
+pub(crate) async fn sniff(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    svc: &Service,
+    timeout: Option<Duration>,
+) -> io::Result<Sniff> {
+    let read = async {
+        loop {
+            if !buf.is_empty() {
+                match parse(buf) {
+                    Parsed::Partial if buf.len() < MAX_HEAD => {}
+                    // Too long, too many headers or malformed: hyper answers it.
+                    Parsed::Partial => return Ok(Sniff::Hyper(Bytes::new(), buf.split().freeze())),
+                    Parsed::Other(raw) => return Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                    Parsed::Head(head) => {
+                        let raw = head.raw.clone();
+                        return match classify(head, svc, buf.is_empty()) {
+                            Class::Stream(req) => {
+                                // The stream lives for hours: free the
+                                // buffer now (the request's slices of the
+                                // head keep only the head alive, briefly).
+                                *buf = BytesMut::new();
+                                Ok(Sniff::Stream(req.map(|()| Empty::new())))
+                            }
+                            Class::Exchange(req, length, keep_alive) => Ok(Sniff::Exchange {
+                                req,
+                                length,
+                                keep_alive,
+                            }),
+                            Class::Hyper => Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                        };
+                    }
+                }
+            }
+            reserve(buf);
+            if stream.read_buf(buf).await? == 0 {
+                return Ok(if buf.is_empty() {
+                    Sniff::Closed
+                } else {
+                    Sniff::Hyper(Bytes::new(), buf.split().freeze())
+                });
+            }
+        }
+    };
+    match timeout {
+        None => read.await,
+        Some(t) => match tokio::time::timeout(t, read).await {
+            Ok(r) => r,
+            Err(_) => Ok(Sniff::Closed),
+        },
+    }
+}
+
+/// Room for the next read: `read_buf` would otherwise grow a full buffer by
+/// a few dozen bytes at a time.
+fn reserve(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(4096);
+    }
+}
+
+// Returned once per request and matched at once: boxing the large variant
+// would cost an allocation per request for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    /// A complete head (taken out of the buffer).
+    Head(Head),
+    Partial,
+    /// Malformed, or beyond what the lean path takes; the head's bytes if
+    /// they were already taken out of the buffer.
+    Other(Bytes),
+}
+
+/// A request head, and what the choice of path depends on, gathered while
+/// converting the parsed headers (cheaper than looking them up afterwards).
+struct Head {
+    req: Request<()>,
+    /// The head's bytes: the request's path and header values are slices
+    /// of them (no copy each), and hyper is handed them back if it must
+    /// serve the request after all.
+    raw: Bytes,
+    /// `Content-Length`, `Some(0)` when absent, `None` when unusable
+    /// (repeated, not a number).
+    length: Option<usize>,
+    /// `Transfer-Encoding`, `Upgrade` or `Expect` is present.
+    special: bool,
+    /// `Some(keep_alive)` from `Connection: keep-alive|close`, `None` for
+    /// another value; `Some(true)` when absent.
+    keep_alive: Option<bool>,
+}
+
+/// Where a parsed header's name and value sit in the head: offsets, so the
+/// head can be split off the buffer before the values become slices of it.
+#[derive(Clone, Copy, Default)]
+struct Spot {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+fn parse(buf: &mut BytesMut) -> Parsed {
+    let mut spots = [Spot::default(); MAX_HEADERS];
+    let (n, count, method, path, version) = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let n = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(_) => return Parsed::Other(Bytes::new()),
+        };
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+        for (spot, h) in spots.iter_mut().zip(parsed.headers.iter()) {
+            *spot = Spot {
+                name: at(h.name.as_bytes()),
+                value: at(h.value),
+            };
+        }
+        let (Some(method), Some(path), Some(version)) =
+            (parsed.method, parsed.path, parsed.version)
+        else {
+            return Parsed::Other(Bytes::new());
+        };
+        let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+            return Parsed::Other(Bytes::new());
+        };
+        (
+            n,
+            parsed.headers.len(),
+            method,
+            at(path.as_bytes()),
+            version,
+        )
+    };
+    let raw = buf.split_to(n).freeze();
+    match to_head(raw, &spots[..count], method, path, version) {
+        Ok(head) => Parsed::Head(head),
+        // Not valid for `http`'s types: hyper gets the bytes and answers.
+        Err(raw) => Parsed::Other(raw),
+    }
+}
+
+fn to_head(
+    raw: Bytes,
+    spots: &[Spot],
+    method: Method,
+    path: (usize, usize),
+    version: u8,
+) -> Result<Head, Bytes> {
+    let slice = |(at, len): (usize, usize)| raw.slice(at..at + len);
+    let mut req = Request::new(());
+    *req.method_mut() = method;
+    let Ok(uri) = hyper::Uri::from_maybe_shared(slice(path)) else {
+        return Err(raw);
+    };
+    *req.uri_mut() = uri;
+    *req.version_mut() = match version {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut length = Some(0);
+    let mut lengths = 0;
+    let mut special = false;
+    let mut keep_alive = Some(true);
+    let map = req.headers_mut();
+    map.reserve(spots.len());
+    for spot in spots {
+        let (at, len) = spot.name;
+        let Ok(name) = HeaderName::from_bytes(&raw[at..at + len]) else {
+            return Err(raw);
+        };
+        let Ok(value) = HeaderValue::from_maybe_shared(slice(spot.value)) else {
+            return Err(raw);
+        };
+        if name == CONTENT_LENGTH {
+            lengths += 1;
+            length = std::str::from_utf8(value.as_bytes())
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse().ok())
+                .filter(|_| lengths == 1);
+        } else if name == TRANSFER_ENCODING || name == UPGRADE || name == EXPECT {
+            special = true;
+        } else if name == CONNECTION {
+            let v = value.as_bytes();
+            keep_alive = if map.contains_key(CONNECTION) {
+                None
+            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+                Some(true)
+            } else if v.eq_ignore_ascii_case(b"close") {
+                Some(false)
+            } else {
+                // `keep-alive, Upgrade` and the like.
+                None
+            };
+        }
+        map.append(name, value);
+    }
+    Ok(Head {
+        req,
+        raw,
+        length,
+        special,
+        keep_alive,
+    })
+}
+
+enum Class {
+    Stream(Request<()>),
+    /// The request, its body length, whether the client keeps the connection.
+    Exchange(Request<()>, usize, bool),
+    Hyper,
+}
+
+/// Which path serves a parsed request head. `alone` is whether nothing
+/// follows the head in the buffer (a stream request must be alone: bytes
+/// after it would be pipelined requests the stream path never answers).
+fn classify(head: Head, svc: &Service, alone: bool) -> Class {
+    let Head {
+        req,
+        length,
+        special,
+        keep_alive,
+        ..
+    } = head;
+    let (Some(length), false) = (length, special) else {
+        return Class::Hyper;
+    };
+    if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
+        return Class::Stream(req);
+    }
+    match keep_alive {
+        Some(keep_alive)
+            if req.method() == Method::POST
+                && req.version() == Version::HTTP_11
+                && length <= svc.hub().config().max_body_bytes() =>
+        {
+            Class::Exchange(req, length, keep_alive)
+        }
+        _ => Class::Hyper,
+    }
+}
+
+/// Reads until `buf` holds a body of `len` bytes, then takes it out.
+/// `None` when the client closes mid-body.
+///
+/// Separate from `sniff`, which shutdown may interrupt: once a request's
+/// head is in, the request is in flight and finishes.
+pub(crate) async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    len: usize,
+) -> io::Result<Option<Bytes>> {
+    if buf.len() < len {
+        buf.reserve(len - buf.len());
+    }
+    while buf.len() < len {
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+    // A copy, not a slice of `buf`: the body becomes an event that may stay
+    // in a channel's ring for minutes, and a slice would pin the whole read
+    // buffer (and every request after it) in memory for that long.
+    let body = Bytes::copy_from_slice(&buf[..len]);
+    buf.advance(len);
+    Ok(Some(body))
+}
+
+/// A socket with bytes already read from it put back in front, for hyper.
+pub(crate) struct Prefixed {
+    prefix: Bytes,
+    then: Bytes,
+    stream: TcpStream,
+}
+
+impl Prefixed {
+    /// `prefix`, then `then`, then the socket.
+    pub(crate) fn new(prefix: Bytes, then: Bytes, stream: TcpStream) -> Prefixed {
+        Prefixed {
+            prefix,
+            then,
+            stream,
+        }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.prefix.is_empty() {
+            std::mem::swap(&mut this.prefix, &mut this.then);
+        }
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Hub};
+
+    /// Which path a request (head and whatever follows) is given to.
+    fn path_of(bytes: &str) -> &'static str {
+        let svc = Service::new(Hub::new(Config::default()).expect("default config"));
+        let mut buf = BytesMut::from(bytes);
+        match parse(&mut buf) {
+            Parsed::Head(head) => match classify(head, &svc, buf.is_empty()) {
+                Class::Stream(_) => "stream",
+                Class::Exchange(_, _, true) => "exchange",
+                Class::Exchange(_, _, false) => "exchange, then close",
+                Class::Hyper => "hyper",
+            },
+            Parsed::Partial => "partial",
+            Parsed::Other(_) => "hyper (unparsed)",
+        }
+    }
+
+    #[test]
+    fn publishes_with_a_length_are_lean() {
+        let post = "POST /ch/c HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n";
+        assert_eq!(path_of(&format!("{post}\r\nhello")), "exchange");
+        assert_eq!(
+            path_of(&format!("{post}Connection: Keep-Alive\r\n\r\nhello")),
+            "exchange"
+        );
+        assert_eq!(
+            path_of(&format!("{post}Connection: close\r\n\r\nhello")),
+            "exchange, then close"
+        );
+        // No body at all is a body of length 0.
+        assert_eq!(
+            path_of("POST /ch/c HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "exchange"
+        );
+    }
+
+    #[test]
+    fn everything_unusual_goes_to_hyper() {
+        for (why, req) in [
+            (
+                "chunked",
+                "POST /ch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
+            (
+                "expect",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            ),
+            ("http/1.0", "POST /ch/c HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello"),
+            (
+                "two lengths",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            ),
+            ("signed length", "POST /ch/c HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
+            (
+                "upgrade",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
+            ),
+            (
+                "connection list",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 0\r\nConnection: keep-alive, x\r\n\r\n",
+            ),
+            (
+                "over the body limit",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+            ),
+            ("a page", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("a long-poll", "GET /ch/c/poll HTTP/1.1\r\n\r\n"),
+        ] {
+            assert_eq!(path_of(req), "hyper", "{why}");
+        }
+        assert_eq!(path_of("BAD\r\n\r\n"), "hyper (unparsed)");
+        assert_eq!(path_of("POST /ch/c HTTP/1.1\r\nHost"), "partial");
+    }
+
+    #[test]
+    fn a_stream_must_come_alone() {
+        assert_eq!(
+            path_of("GET /ch/c/sse HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "stream"
+        );
+        assert_eq!(
+            path_of("GET /ch/c HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n"),
+            "stream"
+        );
+        // Bytes after it would be a pipelined request the stream never reads.
+        assert_eq!(
+            path_of("GET /ch/c/sse HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            "hyper"
+        );
+    }
+
+    #[test]
+    fn the_request_keeps_its_head() {
+        let svc = Service::new(Hub::new(Config::default()).expect("default config"));
+        let mut buf = BytesMut::from(
+            "POST /ch/c?type=x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 2\r\n\r\nhiPOST",
+        );
+        let Parsed::Head(head) = parse(&mut buf) else {
+            panic!("a complete head")
+        };
+        let Class::Exchange(req, 2, true) = classify(head, &svc, false) else {
+            panic!("a lean publish")
+        };
+        assert_eq!(req.uri().path(), "/ch/c");
+        assert_eq!(req.uri().query(), Some("type=x"));
+        let a: Vec<_> = req.headers().get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+        // What follows the head stays in the buffer: the body, then the next request.
+        assert_eq!(&buf[..], b"hiPOST");
+    }
+}
