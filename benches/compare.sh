@@ -3,6 +3,8 @@
 #
 #   bash benches/compare.sh            # full run (about 10 minutes), writes docs/benchmarks.md
 #   QUICK=1 bash benches/compare.sh    # small numbers, a smoke test of the script itself
+#   ONLY=publish bash benches/compare.sh   # only the scenarios whose name matches
+#                                          # (tables printed, docs/ left alone)
 #
 # For each scenario it starts a fresh server (tandem in release mode with one
 # worker thread, or Nchan: nginx with one process and the memory store, config
@@ -13,6 +15,7 @@ cd "$(dirname "$0")/.."
 ulimit -n "$(ulimit -Hn)"
 
 QUICK=${QUICK:-0}
+ONLY=${ONLY:-}
 OUT=${OUT:-docs/benchmarks.md}
 if [ ! -e /usr/share/nginx/modules/ngx_nchan_module.so ]; then
   echo "== installing nginx and libnginx-mod-nchan"
@@ -89,6 +92,7 @@ scale() { # full quick
 scenario() {
   local name=$1 transport=$2
   shift 2
+  if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return; fi
   for server in tandem nchan; do
     start_server "$server"
     read -r sub pub accept mode <<<"$(urls "$server" "$transport")"
@@ -101,10 +105,21 @@ scenario() {
   done
 }
 
+# rounds N NAME TRANSPORT LOADGEN-ARGS...: the scenario N times, the servers
+# alternating (tandem, Nchan, tandem, ...); the table shows each figure's
+# median over the rounds. For short, noisy figures (single runs of the
+# publish rate vary by about 10% on a VM).
+rounds() {
+  local n=$1
+  shift
+  for _ in $(seq "$n"); do scenario "$@"; done
+}
+
 # scaling NAME TRANSPORT LOADGEN-ARGS...: tandem alone, one worker thread then two.
 scaling() {
   local name=$1 transport=$2
   shift 2
+  if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return; fi
   for threads in 1 2; do
     start_server tandem "$threads"
     read -r sub pub accept mode <<<"$(urls tandem "$transport")"
@@ -130,12 +145,12 @@ scenario saturated-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" -
 scenario latency-10k-sse-5eps sse --subscribers "$K10" --events "$(scale 50 10)" --rate 5 --timeout 90
 scenario channels-1000x5-sse sse --subscribers "$(scale 5000 500)" --channels "$(scale 1000 100)" --events "$(scale 20 5)" --timeout 90
 scenario idle-10k-sse sse --subscribers "$K10" --idle 5
-scenario publish-0-subscribers sse --subscribers 0 --events "$(scale 20000 2000)" --publishers 4 --timeout 60
-scenario publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
+rounds "$(scale 5 1)" publish-0-subscribers sse --subscribers 0 --events "$(scale 50000 2000)" --publishers 4 --timeout 60
+rounds "$(scale 3 1)" publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
 scenario latency-1k-sse-100eps sse --subscribers "$K1" --events "$(scale 500 100)" --rate 100 --timeout 60
 scaling scaling-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" --timeout 90
 
-python3 - "$results" "$OUT" "$QUICK" <<'PY'
+python3 - "$results" "$work/tables.md" "$QUICK" <<'PY'
 import sys, platform, subprocess, datetime
 results, out, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 runs = {}
@@ -144,7 +159,25 @@ for line in open(results):
         continue
     kv = dict(p.split("=", 1) for p in line.split()[1:])
     name, server = kv["label"].split("/")
-    runs.setdefault(name, {})[server] = kv
+    runs.setdefault(name, {}).setdefault(server, []).append(kv)
+
+def median(values):
+    nums = sorted(float(v) for v in values)
+    mid = len(nums) // 2
+    return nums[mid] if len(nums) % 2 else (nums[mid - 1] + nums[mid]) / 2
+
+def merge(rounds):
+    """One run as it is; several: the median of each numeric figure."""
+    if len(rounds) == 1:
+        return rounds[0]
+    out = {"rounds": str(len(rounds))}
+    for k in rounds[0]:
+        vals = [r.get(k) for r in rounds]
+        try:
+            out[k] = f"{median(vals):.3f}"
+        except (TypeError, ValueError):
+            out[k] = vals[0]
+    return out
 
 def num(v):
     try:
@@ -178,6 +211,7 @@ lines = [
     "",
 ]
 keys = [
+    ("rounds", "rounds (figures are medians)"),
     ("expected", "deliveries expected"),
     ("received", "deliveries received"),
     ("lost", "lost"),
@@ -195,6 +229,7 @@ keys = [
     ("kib_per_connection", "KiB per idle connection"),
 ]
 for name, pair in runs.items():
+    pair = {server: merge(rounds) for server, rounds in pair.items()}
     if name.startswith("scaling"):
         t, n = pair.get("threads-2", {}), pair.get("threads-1", {})
         lines += [f"## {name}", "", "| figure | tandem, 2 threads | tandem, 1 thread | ratio |", "|---|---:|---:|---:|"]
@@ -205,15 +240,18 @@ for name, pair in runs.items():
         if k in t or k in n:
             lines.append(f"| {label} | {fmt(t.get(k))} | {fmt(n.get(k))} | {ratio(t.get(k), n.get(k))} |")
     lines.append("")
-open(out + ".tables", "w").write("\n".join(lines))
+open(out, "w").write("\n".join(lines))
 PY
 
+if [ -n "$ONLY" ]; then
+  cat "$work/tables.md"
+  exit 0
+fi
 # Keep the hand-written notes (everything from "## Notes" on) and replace the tables.
 notes=""
 if [ -f "$OUT" ] && grep -q '^## Notes' "$OUT"; then
   notes=$(sed -n '/^## Notes/,$p' "$OUT")
 fi
-{ cat "$OUT.tables"; [ -n "$notes" ] && printf '\n%s\n' "$notes"; } >"$OUT.new"
+{ cat "$work/tables.md"; [ -n "$notes" ] && printf '\n%s\n' "$notes"; } >"$OUT.new"
 mv "$OUT.new" "$OUT"
-rm -f "$OUT.tables"
 echo "== wrote $OUT"

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
@@ -308,7 +308,9 @@ impl Service {
             })?),
             None => None,
         })?;
-        let header_type = match headers.get("event-type") {
+        // A constant name: looking up by `&str` parses and hashes it anew.
+        const EVENT_TYPE: HeaderName = HeaderName::from_static("event-type");
+        let header_type = match headers.get(EVENT_TYPE) {
             Some(v) => {
                 let t = v
                     .to_str()

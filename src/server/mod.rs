@@ -136,7 +136,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut buf = BytesMut::new();
-    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, &mut stop)).await;
+    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, &stop)).await;
     drop(buf);
     let (head, rest) = match next {
         Next::Stream(req) => {
@@ -195,16 +195,23 @@ async fn lean_requests(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     svc: &Service,
-    stop: &mut watch::Receiver<bool>,
+    stop: &watch::Receiver<bool>,
 ) -> Next {
     // Only the first request head is timed (see `sniff`).
     let mut timeout = Some(HEADER_READ_TIMEOUT);
     // The answer is written here, reused from request to request.
     let mut out = Vec::new();
+    // One shutdown future for the connection, not one per request (each
+    // new `wait_for` subscribes afresh: a tenth of a publish's cost).
+    let mut stop_rx = stop.clone();
+    let mut stopped = std::pin::pin!(async move {
+        let _ = stop_rx.wait_for(|v| *v).await;
+    });
     loop {
         let sniffed = tokio::select! {
+            biased;
             s = sniff::sniff(stream, buf, svc, timeout.take()) => s,
-            _ = async { let _ = stop.wait_for(|v| *v).await; } => return Next::Done(Ok(())),
+            _ = &mut stopped => return Next::Done(Ok(())),
         };
         match sniffed {
             Ok(Sniff::Exchange {
