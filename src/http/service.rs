@@ -10,7 +10,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
