@@ -123,9 +123,13 @@ pub(crate) async fn sniff(
 }
 
 /// Room for the next read: `read_buf` would otherwise grow a full buffer by
-/// a few dozen bytes at a time.
+/// a few dozen bytes at a time. A connection's first read gets 1 KiB, enough
+/// for a subscriber's request: with thousands of subscribers connecting at
+/// once, larger short-lived buffers leave the allocator holding more memory.
 fn reserve(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 512 {
+    if buf.capacity() == 0 {
+        buf.reserve(1024);
+    } else if buf.capacity() - buf.len() < 512 {
         buf.reserve(4096);
     }
 }
