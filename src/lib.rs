@@ -15,7 +15,8 @@
 //! * [`http`]: the hyper [`Service`] (routes, publish bodies, limits, CORS).
 //! * [`cobrowse`]: co-browsing and web assistance on tandem's channels: help
 //!   sessions, agents, the channel gate, the audit log, the demo portal.
-//! * [`server`](serve): the accept loop, connection limit, graceful shutdown.
+//! * [`server`](serve): the accept loop, the lean paths for streams and
+//!   publishes (hyper for the rest), connection limit, graceful shutdown.
 //! * [`status`]: the live status feed the server publishes for `/status.html`.
 //! * [`wire`]: parsers for every format, the client side.
 //! * [`Config`]: every setting, validated once and passed down.

@@ -10,7 +10,8 @@
 //!
 //! Shutdown follows the axum pattern: a `watch` channel turns `true` when the
 //! caller's `shutdown` future completes. Every connection then stops taking
-//! new requests (hyper's `graceful_shutdown`), every stream writes its closing
+//! new requests (hyper's `graceful_shutdown`, or the lean loop between
+//! requests), every stream writes its closing
 //! words and ends, every long-poll answers at once, and publishes already in
 //! flight finish normally. Each connection task holds a clone of an `mpsc`
 //! sender; when the last one is dropped, everything has drained. `serve`
