@@ -46,6 +46,8 @@ pub use http::{Body, Service};
 pub use metrics::{Counter, Metrics};
 pub use router::{ChannelInfo, Hub, SubscribeOptions, Subscription, Transport};
 pub use server::serve;
+#[doc(hidden)]
+pub use server::{sniff_bytes, SniffOutcome};
 
 /// Encodes an event in every wire format and returns the bytes, for the fuzz
 /// targets and tests that check encode-then-parse round trips.

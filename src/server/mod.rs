@@ -35,7 +35,10 @@ use sniff::{Prefixed, Sniff};
 
 mod lean;
 mod sniff;
+
 use crate::router::Hub;
+#[doc(hidden)]
+pub use sniff::{sniff_bytes, SniffOutcome};
 
 /// How long a new connection may take to send its first request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -405,6 +405,90 @@ impl AsyncWrite for Prefixed {
     }
 }
 
+/// What the lean path makes of a connection's first bytes: the fuzz target
+/// `sniff` compares it with `httparse` (not a stable API).
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum SniffOutcome {
+    /// A complete head turned into a request.
+    Head {
+        /// The method, path and version (0 for HTTP/1.0, 1 for HTTP/1.1).
+        method: String,
+        /// The request target, as the request holds it.
+        uri: String,
+        /// 0 or 1.
+        version: u8,
+        /// Every header in order, names lowercased.
+        headers: Vec<(String, Vec<u8>)>,
+        /// `Content-Length` as taken (see `Head`).
+        length: Option<usize>,
+        /// `Transfer-Encoding`, `Upgrade` or `Expect` present.
+        special: bool,
+        /// From `Connection`.
+        keep_alive: Option<bool>,
+        /// `"stream"`, `"exchange"` or `"hyper"`.
+        path: &'static str,
+        /// What stays in the buffer after the head.
+        rest: Vec<u8>,
+    },
+    /// Not a complete head yet.
+    Partial,
+    /// Given to hyper as it is: the head's bytes if they were taken out,
+    /// then the rest.
+    Other {
+        /// The head, if taken out of the buffer.
+        taken: Vec<u8>,
+        /// The rest of the buffer.
+        rest: Vec<u8>,
+    },
+}
+
+#[doc(hidden)]
+/// Runs the head parser and the path choice on `data` (see [`SniffOutcome`]).
+pub fn sniff_bytes(data: &[u8]) -> SniffOutcome {
+    let svc = Service::new(
+        crate::Hub::new(crate::Config::default()).expect("the default config is valid"),
+    );
+    let mut buf = BytesMut::from(data);
+    match parse(&mut buf) {
+        Parsed::Partial => SniffOutcome::Partial,
+        Parsed::Other(taken) => SniffOutcome::Other {
+            taken: taken.to_vec(),
+            rest: buf.to_vec(),
+        },
+        Parsed::Head(head) => {
+            let req = &head.req;
+            let (method, uri, version) = (
+                req.method().to_string(),
+                req.uri().to_string(),
+                u8::from(req.version() == Version::HTTP_11),
+            );
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect();
+            let (length, special, keep_alive) = (head.length, head.special, head.keep_alive);
+            let path = match classify(head, &svc, buf.is_empty()) {
+                Class::Stream(_) => "stream",
+                Class::Exchange(..) => "exchange",
+                Class::Hyper => "hyper",
+            };
+            SniffOutcome::Head {
+                method,
+                uri,
+                version,
+                headers,
+                length,
+                special,
+                keep_alive,
+                path,
+                rest: buf.to_vec(),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,8 @@ mod publish_body;
 mod route_query;
 #[path = "../../fuzz/checks/router_model.rs"]
 mod router_model;
+#[path = "../../fuzz/checks/sniff.rs"]
+mod sniff;
 #[path = "../../fuzz/checks/wire_roundtrip.rs"]
 mod wire_roundtrip;
 
@@ -180,4 +182,43 @@ fn router_model_seeds() {
     ]);
     assert!(s.events >= 8, "{s:?}");
     assert!(s.gaps >= 2 && s.resets == 1 && s.wakes == 1, "{s:?}");
+}
+
+#[test]
+fn sniff_regressions() {
+    replay("sniff", sniff::check);
+}
+
+#[test]
+fn sniff_seeds() {
+    use tandem::{sniff_bytes, SniffOutcome};
+    let path_of = |data: &[u8]| {
+        sniff::check(data);
+        match sniff_bytes(data) {
+            SniffOutcome::Head { path, .. } => path,
+            SniffOutcome::Partial => "partial",
+            SniffOutcome::Other { .. } => "other",
+        }
+    };
+    assert_eq!(
+        path_of(b"POST /ch/c HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+        "exchange"
+    );
+    assert_eq!(path_of(b"GET /ch/c/sse HTTP/1.1\r\n\r\n"), "stream");
+    assert_eq!(
+        path_of(b"POST /ch/c HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n"),
+        "hyper"
+    );
+    assert_eq!(path_of(b"POST /ch/c HTTP/1.1\r\nHost"), "partial");
+    assert_eq!(path_of(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), "other");
+    // A path `http` refuses although httparse takes it: handed over whole.
+    match sniff_bytes(b"GET /a<b HTTP/1.1\r\n\r\nrest") {
+        SniffOutcome::Other { taken, rest } => {
+            assert!(
+                taken.starts_with(b"GET ") && rest == b"rest",
+                "{taken:?} {rest:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 }

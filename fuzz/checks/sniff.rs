@@ -1,0 +1,129 @@
+//! Checks for the `sniff` target: the server's own request-head parser and
+//! its choice of path (`src/server/sniff.rs`), against `httparse` read
+//! directly. The input is the first bytes of a connection, as they are.
+//!
+//! * no panic;
+//! * incomplete exactly when `httparse` says so (with the same 48 headers);
+//! * nothing lost: a head given to hyper comes back byte for byte, then the
+//!   rest of the buffer;
+//! * a head turned into a request keeps the method, the path (origin form:
+//!   exactly, less a `#fragment`), every header with its exact value (the
+//!   values of one name in order), and leaves exactly the bytes after the
+//!   head in the buffer;
+//! * `Content-Length` is taken only when it is one header of plain digits;
+//! * the lean paths are chosen only for what they can serve: an exchange is
+//!   an HTTP/1.1 `POST` with a usable length and no `Transfer-Encoding`,
+//!   `Upgrade` or `Expect`, and a plain or absent `Connection`; a stream is a
+//!   `GET` with no body and nothing after it.
+
+use std::collections::BTreeMap;
+
+use tandem::{sniff_bytes, SniffOutcome};
+
+const MAX_HEADERS: usize = 48;
+
+pub fn check(data: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut want = httparse::Request::new(&mut headers);
+    let parsed = want.parse(data);
+    let got = sniff_bytes(data);
+    match (parsed, got) {
+        (Ok(httparse::Status::Partial), SniffOutcome::Partial) => {}
+        (Err(_), SniffOutcome::Other { taken, rest }) => {
+            assert!(taken.is_empty(), "an unparsed head is not taken out");
+            assert_eq!(rest, data, "all of it goes to hyper");
+        }
+        (Ok(httparse::Status::Complete(n)), SniffOutcome::Other { taken, rest }) => {
+            // Valid for httparse, not for `http`'s types: hyper answers it.
+            assert_eq!(taken, &data[..n], "the head comes back whole");
+            assert_eq!(rest, &data[n..], "then what followed it");
+        }
+        (
+            Ok(httparse::Status::Complete(n)),
+            SniffOutcome::Head {
+                method,
+                uri,
+                version,
+                headers,
+                length,
+                special,
+                keep_alive,
+                path,
+                rest,
+            },
+        ) => {
+            assert_eq!(Some(method.as_str()), want.method);
+            let target = want.path.expect("a complete head has a path");
+            if target.starts_with('/') {
+                // `http`'s `Uri` drops a fragment (as hyper's requests do).
+                let without_fragment = target.split('#').next().unwrap_or("");
+                assert_eq!(uri, without_fragment, "the path is kept as sent");
+            }
+            assert_eq!(Some(version), want.version);
+            assert_eq!(rest, &data[n..], "the bytes after the head stay");
+            // A header map keeps the values of one name in order, and groups
+            // the names (as hyper's requests do): compare name by name.
+            let mut kept: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
+            for (name, value) in &headers {
+                kept.entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .push(value);
+            }
+            let mut sent: BTreeMap<String, Vec<&[u8]>> = BTreeMap::new();
+            for h in want.headers.iter() {
+                sent.entry(h.name.to_ascii_lowercase())
+                    .or_default()
+                    .push(h.value);
+            }
+            assert_eq!(kept, sent, "every header is kept, with its exact value");
+            let lengths = values(want.headers, "content-length");
+            let expected_length = match lengths.as_slice() {
+                [] => Some(0),
+                [v] if !v.is_empty() && v.iter().all(u8::is_ascii_digit) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok()),
+                _ => None,
+            };
+            assert_eq!(length, expected_length, "Content-Length {lengths:?}");
+            let expected_special = ["transfer-encoding", "upgrade", "expect"]
+                .iter()
+                .any(|n| !values(want.headers, n).is_empty());
+            assert_eq!(special, expected_special);
+            let connections = values(want.headers, "connection");
+            let expected_keep_alive = match connections.as_slice() {
+                [] => Some(true),
+                [v] if v.eq_ignore_ascii_case(b"keep-alive") => Some(true),
+                [v] if v.eq_ignore_ascii_case(b"close") => Some(false),
+                _ => None,
+            };
+            assert_eq!(
+                keep_alive, expected_keep_alive,
+                "Connection {connections:?}"
+            );
+            match path {
+                "exchange" => {
+                    assert_eq!(method, "POST");
+                    assert_eq!(version, 1);
+                    assert!(length.is_some() && !special && keep_alive.is_some());
+                }
+                "stream" => {
+                    assert_eq!(method, "GET");
+                    assert_eq!(length, Some(0));
+                    assert!(!special && rest.is_empty());
+                }
+                "hyper" => {}
+                other => panic!("unknown path {other}"),
+            }
+        }
+        (parsed, got) => panic!("httparse says {parsed:?}, sniff says {got:?}"),
+    }
+}
+
+/// The values of every header called `name`, in order.
+fn values<'a>(headers: &[httparse::Header<'a>], name: &str) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+        .collect()
+}
