@@ -18,9 +18,9 @@
 //! closes: the socket's read side is watched for EOF while the stream is
 //! idle, so a departed subscriber is dropped at once, not at the next write.
 //!
-//! Publishes and long-polls read whole by `sniff` are answered here too
-//! (`exchange`): one head and body with `Content-Length` in one write, and
-//! the connection goes back to `sniff` for its next request.
+//! Publishes read whole by `sniff` are answered here too (`exchange`): one
+//! head and body with `Content-Length` in one write, and the connection goes
+//! back to `sniff` for its next request.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -29,13 +29,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http_body_util::{Empty, Full};
 use hyper::body::Body as _;
 use hyper::{Request, Response, Version};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use crate::http::{Body, Service};
 
@@ -57,33 +56,18 @@ pub(crate) async fn serve_stream(
     Ok(())
 }
 
-/// Answers one request read whole by `sniff` (a publish, a long-poll),
-/// writing the answer through `out`, a buffer kept from request to request.
-/// Returns whether the connection may carry another request: if the client
-/// asked to keep it and the server is not `stopping`.
-///
-/// While the answer is pending (a long-poll waits for events) the socket is
-/// watched: a client that leaves is noticed at once, and its request is
-/// dropped (a long-poll's subscription with it) instead of waiting out its
-/// timeout. What the client sends meanwhile stays in `buf`.
+/// Answers one request read whole by `sniff` (a publish, usually), writing
+/// the answer through `out`, a buffer kept from request to request. Returns
+/// whether the connection may carry another request.
 pub(crate) async fn exchange(
     stream: &mut TcpStream,
-    buf: &mut BytesMut,
     req: Request<Full<Bytes>>,
     svc: &Service,
     keep_alive: bool,
-    stopping: &watch::Receiver<bool>,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let http10 = req.version() == Version::HTTP_10;
-    let resp = tokio::select! {
-        // A publish is answered at its first poll: the watch costs it nothing.
-        biased;
-        resp = svc.handle(req) => resp,
-        gone = super::sniff::client_gone(stream, buf) => return Err(gone),
-    };
-    // A long-poll answered because shutdown began says the connection closes.
-    let keep_alive = keep_alive && !*stopping.borrow();
+    let resp = svc.handle(req).await;
     let (parts, mut body) = resp.into_parts();
     let Some(len) = body.size_hint().exact() else {
         // An endless answer to a POST (an application's stream): chunked,
@@ -144,14 +128,9 @@ fn write_head(
     }
     match framing {
         Framing::Length(n, keep_alive) => {
-            // RFC 9110 8.6: no Content-Length on a 1xx or 204 (a 304's
-            // would be the unsent representation's).
-            let s = parts.status.as_u16();
-            if !(s < 200 || s == 204 || s == 304) {
-                out.extend_from_slice(b"content-length: ");
-                push_decimal(out, n);
-                out.extend_from_slice(b"\r\n");
-            }
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
             if !keep_alive {
                 out.extend_from_slice(b"connection: close\r\n");
             }

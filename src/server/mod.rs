@@ -192,9 +192,9 @@ enum Next {
     Done(io::Result<()>),
 }
 
-/// Answers requests on the lean path (publishes and long-polls, one after
-/// another on a keep-alive connection) until one needs another path or the
-/// connection ends. One boxed future per connection, not one per request.
+/// Answers requests on the lean path (publishes, one after another on a
+/// keep-alive connection) until one needs another path or the connection
+/// ends. One boxed future per connection, not one per request.
 async fn lean_requests(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -225,14 +225,15 @@ async fn lean_requests(
             }) => {
                 // A publish in flight when shutdown begins completes (its
                 // body is read outside the `select!`), and its answer says
-                // the connection closes (see `exchange`).
+                // the connection closes.
                 let body = match sniff::read_body(stream, buf, length).await {
                     Ok(Some(body)) => body,
                     Ok(None) => return Next::Done(Ok(())),
                     Err(e) => return Next::Done(Err(e)),
                 };
                 let req = req.map(|()| http_body_util::Full::new(body));
-                match lean::exchange(stream, buf, req, svc, keep_alive, stop, &mut out).await {
+                let keep_alive = keep_alive && !*stop.borrow();
+                match lean::exchange(stream, req, svc, keep_alive, &mut out).await {
                     Ok(true) => continue,
                     Ok(false) => return Next::Done(Ok(())),
                     Err(e) => return Next::Done(Err(e)),

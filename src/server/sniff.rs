@@ -6,18 +6,17 @@
 //! - a GET that opens an endless stream goes to the lean stream path
 //!   (`lean::serve_stream`), which owns the socket for hours and keeps almost
 //!   nothing per connection;
-//! - a plain HTTP/1.1 request, a `POST` with a `Content-Length` body (a
-//!   publish) or a `GET` without one (a long-poll, a page), with no
-//!   `Expect` and no `Upgrade`, is read whole (`read_body`) and answered on
-//!   the lean path too (`lean::exchange`), and the connection comes back
-//!   here for its next request. Publishing and long-polling are the hot
-//!   paths after streaming, and hyper's general machinery (header map
-//!   conversions, body channel, dispatcher) was half of a publish's
+//! - a plain request with a body of known size (a publish: `POST` with
+//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
+//!   (`read_body`) and answered on the lean path too (`lean::exchange`), and
+//!   the connection comes back here for its next request. Publishing is the hot path for
+//!   servers that fan events out, and hyper's general machinery (header
+//!   map conversions, body channel, dispatcher) was half of a publish's
 //!   instructions;
 //! - everything else (chunked bodies, `Expect: 100-continue`, HTTP/1.0
-//!   requests other than streams, `HEAD`, `OPTIONS`, malformed or huge
-//!   heads) goes to hyper, with the bytes already read put back in front of
-//!   the socket (`Prefixed`). Once hyper has a connection it keeps it.
+//!   requests with bodies, malformed or huge heads, long-polls, pages) goes
+//!   to hyper, with the bytes already read put back in front of the socket
+//!   (`Prefixed`). Once hyper has a connection it keeps it.
 //!
 //! The buffer lives with the connection, so pipelined requests are parsed
 //! from what was already read before reading more.
@@ -301,41 +300,19 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     let (Some(length), false) = (length, special) else {
         return Class::Hyper;
     };
-    let stream = length == 0 && svc.is_stream_request(req.method(), req.uri(), req.headers());
-    if stream && alone {
+    if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
         return Class::Stream(req);
     }
-    let fits = match *req.method() {
-        Method::POST => length <= svc.hub().config().max_body_bytes(),
-        // A long-poll, a page, `/info`: no body. (A stream with bytes
-        // pipelined after it goes to hyper, which never reads them either.)
-        Method::GET => length == 0 && !stream,
-        // HEAD (an answer without its body), OPTIONS, the rest: hyper.
-        _ => false,
-    };
     match keep_alive {
-        Some(keep_alive) if fits && req.version() == Version::HTTP_11 => {
+        Some(keep_alive)
+            if req.method() == Method::POST
+                && req.version() == Version::HTTP_11
+                && length <= svc.hub().config().max_body_bytes() =>
+        {
             Class::Exchange(req, length, keep_alive)
         }
         _ => Class::Hyper,
     }
-}
-
-/// Waits for the client to leave while its request is being answered (a
-/// long-poll waits for events): reads what it sends meanwhile into `buf`,
-/// where it stays for `sniff` (a pipelined request), and returns when the
-/// connection ends. A client that sends more than `MAX_HEAD` bytes ahead is
-/// no longer read until its answer is written.
-pub(crate) async fn client_gone(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Error {
-    while buf.len() < MAX_HEAD {
-        reserve(buf);
-        match stream.read_buf(buf).await {
-            Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
-            Ok(_) => {}
-            Err(e) => return e,
-        }
-    }
-    std::future::pending().await
 }
 
 /// Reads until `buf` holds a body of `len` bytes, then takes it out.
@@ -553,28 +530,6 @@ mod tests {
     }
 
     #[test]
-    fn long_polls_and_pages_are_lean() {
-        assert_eq!(
-            path_of("GET /ch/c/poll?timeout=5 HTTP/1.1\r\n\r\n"),
-            "exchange"
-        );
-        assert_eq!(
-            path_of("GET /ch/c/jsonp?callback=f HTTP/1.1\r\n\r\n"),
-            "exchange"
-        );
-        // `/ch/{c}` without a stream type in `Accept` is a long-poll.
-        assert_eq!(
-            path_of("GET /ch/c HTTP/1.1\r\nAccept: */*\r\n\r\n"),
-            "exchange"
-        );
-        assert_eq!(path_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "exchange");
-        assert_eq!(
-            path_of("GET /ch/c/info HTTP/1.1\r\nConnection: close\r\n\r\n"),
-            "exchange, then close"
-        );
-    }
-
-    #[test]
     fn everything_unusual_goes_to_hyper() {
         for (why, req) in [
             (
@@ -603,14 +558,8 @@ mod tests {
                 "over the body limit",
                 "POST /ch/c HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
             ),
-            ("head", "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            ("preflight", "OPTIONS /ch/c HTTP/1.1\r\nOrigin: x\r\n\r\n"),
-            ("a get with a body", "GET /ch/c/poll HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
-            ("an http/1.0 poll", "GET /ch/c/poll HTTP/1.0\r\n\r\n"),
-            (
-                "a stream with a request after it",
-                "GET /ch/c/sse HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n",
-            ),
+            ("a page", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("a long-poll", "GET /ch/c/poll HTTP/1.1\r\n\r\n"),
         ] {
             assert_eq!(path_of(req), "hyper", "{why}");
         }
