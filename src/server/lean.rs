@@ -128,9 +128,14 @@ fn write_head(
     }
     match framing {
         Framing::Length(n, keep_alive) => {
-            out.extend_from_slice(b"content-length: ");
-            push_decimal(out, n);
-            out.extend_from_slice(b"\r\n");
+            // RFC 9110 8.6: no Content-Length on a 1xx or 204 (a 304's
+            // would be the unsent representation's).
+            let s = parts.status.as_u16();
+            if !(s < 200 || s == 204 || s == 304) {
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
             if !keep_alive {
                 out.extend_from_slice(b"connection: close\r\n");
             }

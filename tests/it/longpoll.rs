@@ -129,3 +129,40 @@ async fn next_as_since_loses_nothing_while_publishing() {
         assert_eq!(text(e), format!("e{}", i + 1));
     }
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_a_held_poll_is_let_go_at_once() {
+    // Its subscription (and the open-subscriber gauge) goes when it does,
+    // not at the end of its 30 s timeout; a poll waiting behind it on
+    // another connection is untouched.
+    let srv = Server::with_defaults().await;
+    let leaving = start_poll(&srv, "/ch/c/poll?timeout=30").await;
+    let mut staying = start_poll(&srv, "/ch/c/jsonp?timeout=30&callback=f").await;
+    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    srv.wait_subscribers("c", Transport::Jsonp, 1).await;
+    let t0 = Instant::now();
+    drop(leaving);
+    srv.wait_subscribers("c", Transport::Poll, 0).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(srv.subscribers("c", Transport::Jsonp), 1);
+    let id = srv.publish("c", "still wanted").await;
+    let r = staying.response("GET").await;
+    let (callback, events, _) = parse_jsonp(&r.body).unwrap();
+    assert_eq!((callback.as_str(), events[0].id), ("f", Some(id)));
+}
+
+#[tokio::test]
+async fn a_request_sent_behind_a_held_poll_is_answered_after_it() {
+    // Bytes that arrive while a poll waits are kept for the next request.
+    let srv = Server::with_defaults().await;
+    let mut conn = start_poll(&srv, "/ch/c/poll?timeout=30").await;
+    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    conn.send(&Req::get("/ch/c/info").host(&srv.host()).to_bytes())
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = srv.publish("c", "x").await;
+    let r = conn.response("GET").await;
+    assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
+    let r = conn.response("GET").await;
+    assert_eq!(r.json()["last_id"], id);
+}
