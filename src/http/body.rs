@@ -100,6 +100,22 @@ impl hyper::body::Body for Body {
     }
 }
 
+/// `n` in decimal, written into `digits` (no `String` per response: this is
+/// on the path of every publish).
+pub(crate) fn decimal(n: u64, digits: &mut [u8; 20]) -> &[u8] {
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &digits[i..]
+}
+
 /// Headers that keep browsers, proxies and CDNs from caching or buffering.
 ///
 /// The names and values are constants: building them from `&str` on every
@@ -140,4 +156,16 @@ pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response<Body> 
 /// The response for a refused request: its status and `{"error":"..."}`.
 pub(crate) fn error(e: &Error) -> Response<Body> {
     json(e.status(), e.json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 202, 65_536, u64::MAX] {
+            assert_eq!(decimal(n, &mut [0; 20]), n.to_string().as_bytes());
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub use app::{Access, App, AppFuture, MAX_APP_BODY};
 pub use body::Body;
 pub use service::{Service, DEFAULT_CALLBACK};
 
-pub(crate) use body::{error as body_error, no_cache as no_store};
+pub(crate) use body::{decimal, error as body_error, no_cache as no_store};
 
 /// Whether a request's `Origin` is neither this server's nor allowed.
 pub(crate) fn origin_denied(headers: &hyper::HeaderMap, cfg: &crate::Config) -> bool {

@@ -37,22 +37,13 @@ enum Events {
 /// `{"id":N}`, a publish's answer, written without the formatting machinery
 /// (and in one allocation: this is the hottest response).
 fn id_json(id: u64) -> Bytes {
-    let mut buf = [0u8; 32];
-    let mut i = buf.len();
-    buf[i - 1] = b'}';
-    i -= 1;
-    let mut n = id;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    i -= 6;
-    buf[i..i + 6].copy_from_slice(b"{\"id\":");
-    Bytes::copy_from_slice(&buf[i..])
+    let mut digits = [0u8; 20];
+    let d = body::decimal(id, &mut digits);
+    let mut answer = [0u8; 32];
+    answer[..6].copy_from_slice(b"{\"id\":");
+    answer[6..6 + d.len()].copy_from_slice(d);
+    answer[6 + d.len()] = b'}';
+    Bytes::copy_from_slice(&answer[..7 + d.len()])
 }
 
 /// The default JSONP and iframe callback.

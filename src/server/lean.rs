@@ -133,7 +133,7 @@ fn write_head(
             let s = parts.status.as_u16();
             if !(s < 200 || s == 204 || s == 304) {
                 out.extend_from_slice(b"content-length: ");
-                push_decimal(out, n);
+                out.extend_from_slice(crate::http::decimal(n, &mut [0; 20]));
                 out.extend_from_slice(b"\r\n");
             }
             if !keep_alive {
@@ -311,22 +311,6 @@ impl LeanConn<'_> {
     }
 }
 
-/// Appends `n` in decimal (no `String` per response).
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 /// `{len:x}\r\n`, the head of one HTTP/1.1 chunk (written per batch, so
 /// without the formatting machinery).
 fn chunk_head(len: usize) -> Bytes {
@@ -404,15 +388,6 @@ mod tests {
         assert_eq!(&chunk_head(0)[..], b"0\r\n");
         assert_eq!(&chunk_head(255)[..], b"ff\r\n");
         assert_eq!(&chunk_head(0x1a2b3c)[..], b"1a2b3c\r\n");
-    }
-
-    #[test]
-    fn decimals() {
-        for n in [0, 7, 10, 202, 65_536, u64::MAX] {
-            let mut out = b"x".to_vec();
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("x{n}").into_bytes());
-        }
     }
 
     #[test]
