@@ -9,10 +9,10 @@
 //! - a plain request with a body of known size (a publish: `POST` with
 //!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
 //!   (`read_body`) and answered on the lean path too (`lean::exchange`), and
-//!   the connection comes back here for its next request. Publishing is the hot path for
-//!   servers that fan events out, and hyper's general machinery (header
-//!   map conversions, body channel, dispatcher) was half of a publish's
-//!   instructions;
+//!   the connection comes back here for its next request. Publishing is the
+//!   hot path for servers that fan events out, and hyper's general machinery
+//!   (header map conversions, body channel, dispatcher) was half of a
+//!   publish's instructions;
 //! - everything else (chunked bodies, `Expect: 100-continue`, HTTP/1.0
 //!   requests with bodies, malformed or huge heads, long-polls, pages) goes
 //!   to hyper, with the bytes already read put back in front of the socket
