@@ -42,6 +42,11 @@ pub struct Config {
     pub sse_retry: Duration,
     /// Open connections beyond which new ones get 503.
     pub max_connections: usize,
+    /// How long a connection may go without sending a complete request head:
+    /// from its opening, or from the last answer on a keep-alive connection.
+    /// Then it is closed. (Streams and held long-polls are answers in
+    /// progress; this does not apply to them.)
+    pub idle_timeout: Duration,
     /// Origins allowed by CORS. Empty means same origin only; `*` allows any.
     pub allow_origins: Vec<String>,
     /// How long graceful shutdown waits for connections to finish.
@@ -85,6 +90,7 @@ impl Default for Config {
             stream_padding: 2048,
             sse_retry: Duration::from_secs(2),
             max_connections: 10_000,
+            idle_timeout: Duration::from_secs(75),
             allow_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(30),
@@ -168,6 +174,10 @@ impl Config {
         check(self.max_connections >= 1, || {
             "max-connections must be at least 1".into()
         })?;
+        check(
+            (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.idle_timeout),
+            || "idle-timeout must be between 100 ms and 1 day".into(),
+        )?;
         check(self.sweep_interval >= Duration::from_millis(10), || {
             "sweep-interval must be at least 10 ms".into()
         })?;
@@ -249,6 +259,14 @@ mod tests {
         assert_eq!(
             format!("{:?}", AgentKey::from("0123456789abcdef")),
             "AgentKey(..)"
+        );
+        let c = Config {
+            idle_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "idle-timeout must be between 100 ms and 1 day"
         );
         let c = Config {
             max_help_sessions: 0,

@@ -121,6 +121,9 @@ struct Serve {
     /// open connections beyond which new ones get 503 (default 10000)
     #[argh(option, default = "10_000")]
     max_connections: usize,
+    /// close a connection that sends no complete request head for this long, from its opening or its last answer (default 75s)
+    #[argh(option, default = "Duration::from_secs(75)", from_str_fn(duration))]
+    idle_timeout: Duration,
     /// an origin allowed by CORS, or *; repeat for more (default: same origin only)
     #[argh(option)]
     allow_origin: Vec<String>,
@@ -195,6 +198,7 @@ impl Serve {
             stream_padding: self.stream_padding,
             sse_retry: self.sse_retry,
             max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
             allow_origins: self.allow_origin,
             shutdown_timeout: self.shutdown_timeout,
             sweep_interval: self.sweep_interval,

@@ -40,9 +40,6 @@ use crate::router::Hub;
 #[doc(hidden)]
 pub use sniff::{sniff_bytes, SniffOutcome};
 
-/// How long a new connection may take to send its first request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves tandem on `listener` until `shutdown` completes, then drains.
 ///
 /// Beyond `max_connections` open connections, new ones are answered
@@ -158,15 +155,13 @@ async fn connection(
             return;
         }
     };
-    // No per-request header timer: the first request head was already bounded
-    // by `sniff`'s timeout, and a client that later dribbles a head on a
-    // keep-alive connection holds one connection slot, as an idle stream
-    // subscriber does by design; `--max-connections` bounds both. hyper's
-    // per-request timer was 7% of a publish's instructions (callgrind).
-    // Flattened writes: a publish answer is one small buffer, one write.
+    // hyper's header-read timer runs from the end of an answer (or now) to
+    // the next complete head, the same rule as the lean loop's. Flattened
+    // writes: most answers here are one small buffer, one write.
+    let idle = svc.hub().config().idle_timeout;
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(None)
+        .header_read_timeout(idle)
         .writev(false)
         .serve_connection(TokioIo::new(Prefixed::new(head, rest, stream)), svc);
     let mut conn = Box::pin(conn);
@@ -201,8 +196,13 @@ async fn lean_requests(
     svc: &Service,
     stop: &watch::Receiver<bool>,
 ) -> Next {
-    // Only the first request head is timed (see `sniff`).
-    let mut timeout = Some(HEADER_READ_TIMEOUT);
+    // `--idle-timeout` from the connection's opening or its last answer to
+    // the next complete head. One timer per connection, re-armed only when
+    // it fires early (a timer per request was a tenth of a publish's cost):
+    // `last` moves with every answer, the timer catches up lazily.
+    let idle = svc.hub().config().idle_timeout;
+    let mut last = tokio::time::Instant::now();
+    let mut idle_timer = std::pin::pin!(tokio::time::sleep_until(last + idle));
     // The answer is written here, reused from request to request.
     let mut out = Vec::new();
     // One shutdown future for the connection, not one per request (each
@@ -214,8 +214,17 @@ async fn lean_requests(
     loop {
         let sniffed = tokio::select! {
             biased;
-            s = sniff::sniff(stream, buf, svc, timeout.take()) => s,
+            s = sniff::sniff(stream, buf, svc) => s,
             _ = &mut stopped => return Next::Done(Ok(())),
+            () = &mut idle_timer => {
+                let due = last + idle;
+                if tokio::time::Instant::now() >= due {
+                    log::debug!("closing a connection idle for {idle:?}");
+                    return Next::Done(Ok(()));
+                }
+                idle_timer.as_mut().reset(due);
+                continue;
+            }
         };
         match sniffed {
             Ok(Sniff::Exchange {
@@ -234,7 +243,10 @@ async fn lean_requests(
                 let req = req.map(|()| http_body_util::Full::new(body));
                 let keep_alive = keep_alive && !*stop.borrow();
                 match lean::exchange(stream, req, svc, keep_alive, &mut out).await {
-                    Ok(true) => continue,
+                    Ok(true) => {
+                        last = tokio::time::Instant::now();
+                        continue;
+                    }
                     Ok(false) => return Next::Done(Ok(())),
                     Err(e) => return Next::Done(Err(e)),
                 }

@@ -24,7 +24,6 @@
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::Empty;
@@ -57,25 +56,21 @@ pub(crate) enum Sniff {
     /// Anything else: hyper serves the connection, after these bytes (the
     /// request head, then what followed it).
     Hyper(Bytes, Bytes),
-    /// The client closed (or stayed silent past the timeout) between requests.
+    /// The client closed between requests.
     Closed,
 }
 
-/// Reads the next request head (and a lean request's body) from `stream`,
-/// after whatever `buf` already holds, and decides who serves it.
+/// Reads the next request head from `stream`, after whatever `buf` already
+/// holds, and decides who serves it.
 ///
-/// `timeout`, when given, bounds the whole wait, idle time included. The
-/// server bounds a connection's first request this way; later ones are not
-/// timed (a timer per request was a tenth of a publish's cost), so a
-/// keep-alive client that goes quiet holds one connection slot, as an idle
-/// stream subscriber does, and `--max-connections` bounds both.
+/// Cancel-safe: what was read stays in `buf`, and a later call starts from
+/// it (the caller's idle timer may interrupt a wait and resume it).
 pub(crate) async fn sniff(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     svc: &Service,
-    timeout: Option<Duration>,
 ) -> io::Result<Sniff> {
-    let read = async {
+    {
         loop {
             if !buf.is_empty() {
                 match parse(buf) {
@@ -112,13 +107,6 @@ pub(crate) async fn sniff(
                 });
             }
         }
-    };
-    match timeout {
-        None => read.await,
-        Some(t) => match tokio::time::timeout(t, read).await {
-            Ok(r) => r,
-            Err(_) => Ok(Sniff::Closed),
-        },
     }
 }
 

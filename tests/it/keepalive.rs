@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+
 use tandem::wire::parse_poll;
 use tandem::Config;
 
@@ -199,4 +201,87 @@ async fn expect_continue_and_http10_publishes_still_work() {
         .await;
     assert_eq!((r.head.version, r.text().as_str()), (0, "{\"id\":2}"));
     assert_eq!(data_of(&srv, "c").await, ["waited", "old"]);
+}
+
+fn idle_config() -> Config {
+    Config {
+        idle_timeout: Duration::from_millis(400),
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() {
+    let srv = Server::start(idle_config()).await;
+    let t0 = std::time::Instant::now();
+    let mut silent = srv.connect().await;
+    assert!(silent.at_eof().await);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        t0.elapsed()
+    );
+    // A head sent a byte at a time, slower than the timeout allows: closed too.
+    let mut slow = srv.connect().await;
+    let t0 = std::time::Instant::now();
+    for b in b"POST /ch/c HTTP/1.1\r\n".iter().take(8) {
+        // Writes fail once the server has closed: that is the point.
+        if slow.stream.write_all(&[*b]).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(slow.at_eof().await);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(srv.hub.info("c").last_id, 0);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_lives_while_used_and_closes_when_idle() {
+    let srv = Server::start(idle_config()).await;
+    let mut conn = srv.connect().await;
+    // Twelve publishes 100 ms apart: three times the idle timeout in all,
+    // never idle for long. (The lean path.)
+    for i in 1..=12u64 {
+        let r = conn.request(&publish(&srv.host(), "c", "tick")).await;
+        assert_eq!(r.text(), format!("{{\"id\":{i}}}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t0 = std::time::Instant::now();
+    assert!(conn.at_eof().await);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+
+    // The same on a connection hyper serves (a GET), then idle.
+    let mut conn = srv.connect().await;
+    for _ in 0..6 {
+        let r = conn
+            .request(&Req::get("/ch/c/info").host(&srv.host()))
+            .await;
+        assert_eq!(r.json()["last_id"], 12);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(conn.at_eof().await);
+}
+
+#[tokio::test]
+async fn streams_and_held_polls_outlive_the_idle_timeout() {
+    // The timeout is for a missing request, not for a long answer.
+    let srv = Server::start(idle_config()).await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut poll = srv.connect().await;
+    poll.send(
+        &Req::get("/ch/c/poll?timeout=5")
+            .host(&srv.host())
+            .to_bytes(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let id = srv.publish("c", "late").await;
+    assert_eq!(sse.next_event().await.id, Some(id));
+    let r = poll.response("GET").await;
+    assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
 }
