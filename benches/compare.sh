@@ -108,7 +108,7 @@ scenario() {
 # rounds N NAME TRANSPORT LOADGEN-ARGS...: the scenario N times, the servers
 # alternating (tandem, Nchan, tandem, ...); the table shows each figure's
 # median over the rounds. For short, noisy figures (single runs of the
-# publish rate vary by about 10% on a VM).
+# publish rate vary by 10 to 30% on a shared VM).
 rounds() {
   local n=$1
   shift
@@ -145,8 +145,8 @@ scenario saturated-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" -
 scenario latency-10k-sse-5eps sse --subscribers "$K10" --events "$(scale 50 10)" --rate 5 --timeout 90
 scenario channels-1000x5-sse sse --subscribers "$(scale 5000 500)" --channels "$(scale 1000 100)" --events "$(scale 20 5)" --timeout 90
 scenario idle-10k-sse sse --subscribers "$K10" --idle 5
-rounds "$(scale 5 1)" publish-0-subscribers sse --subscribers 0 --events "$(scale 50000 2000)" --publishers 4 --timeout 60
-rounds "$(scale 3 1)" publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
+rounds "$(scale 9 1)" publish-0-subscribers sse --subscribers 0 --events "$(scale 50000 2000)" --publishers 4 --timeout 60
+rounds "$(scale 5 1)" publish-100-subscribers sse --subscribers 100 --events "$(scale 5000 500)" --publishers 4 --timeout 60
 scenario latency-1k-sse-100eps sse --subscribers "$K1" --events "$(scale 500 100)" --rate 100 --timeout 60
 scaling scaling-10k-sse sse --subscribers "$K10" --events "$(scale 300 50)" --timeout 90
 
