@@ -235,7 +235,7 @@ async fn lean_requests(
                 // A publish in flight when shutdown begins completes (its
                 // body is read outside the `select!`), and its answer says
                 // the connection closes.
-                let body = match sniff::read_body(stream, buf, length).await {
+                let body = match sniff::read_body(stream, buf, length, idle).await {
                     Ok(Some(body)) => body,
                     Ok(None) => return Next::Done(Ok(())),
                     Err(e) => return Next::Done(Err(e)),

@@ -304,7 +304,9 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
 }
 
 /// Reads until `buf` holds a body of `len` bytes, then takes it out.
-/// `None` when the client closes mid-body.
+/// `None` when the client closes mid-body, or sends nothing more for
+/// `idle` (`--idle-timeout`) while the body is incomplete: a body trickled
+/// slower than that does not hold a connection slot for long.
 ///
 /// Separate from `sniff`, which shutdown may interrupt: once a request's
 /// head is in, the request is in flight and finishes.
@@ -312,13 +314,18 @@ pub(crate) async fn read_body(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     len: usize,
+    idle: std::time::Duration,
 ) -> io::Result<Option<Bytes>> {
     if buf.len() < len {
         buf.reserve(len - buf.len());
     }
+    // Usually the body came with the head and this loop never waits; a
+    // timer is made only for the reads that do.
     while buf.len() < len {
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(None);
+        match tokio::time::timeout(idle, stream.read_buf(buf)).await {
+            Ok(Ok(0)) | Err(_) => return Ok(None),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
         }
     }
     // A copy, not a slice of `buf`: the body becomes an event that may stay

@@ -285,3 +285,33 @@ async fn streams_and_held_polls_outlive_the_idle_timeout() {
     let r = poll.response("GET").await;
     assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
 }
+
+#[tokio::test]
+async fn a_body_that_stalls_is_dropped_and_a_slow_one_is_taken() {
+    let srv = Server::start(idle_config()).await;
+    // Half a body, then silence: closed after the idle timeout, unpublished.
+    let mut stalled = srv.connect().await;
+    let mut bytes = publish(&srv.host(), "c", "0123456789").to_bytes();
+    bytes.truncate(bytes.len() - 5);
+    stalled.send(&bytes).await;
+    let t0 = std::time::Instant::now();
+    assert!(stalled.at_eof().await);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(srv.hub.info("c").last_id, 0);
+    // A body in pieces 200 ms apart (each gap under the timeout, the whole
+    // over it) is read and published.
+    let mut slow = srv.connect().await;
+    let bytes = publish(&srv.host(), "c", "0123456789").to_bytes();
+    let (head, body) = bytes.split_at(bytes.len() - 10);
+    slow.send(head).await;
+    for piece in body.chunks(2) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        slow.send(piece).await;
+    }
+    assert_eq!(slow.response("POST").await.text(), "{\"id\":1}");
+    assert_eq!(data_of(&srv, "c").await, ["0123456789"]);
+}
