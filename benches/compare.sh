@@ -88,21 +88,30 @@ scale() { # full quick
   if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi
 }
 
-# scenario NAME TRANSPORT LOADGEN-ARGS...
+# run SERVER THREADS TRANSPORT LABEL LOADGEN-ARGS...: one fresh server, one
+# load generator run against it, its RESULT line kept; the server stopped.
+run() {
+  local server=$1 threads=$2 transport=$3 label=$4
+  shift 4
+  start_server "$server" "$threads"
+  read -r sub pub accept mode <<<"$(urls "$server" "$transport")"
+  echo "== $label"
+  output=$(target/release/loadgen --sub "$sub" --publish "$pub" --accept "$accept" --mode "$mode" \
+    --pid "$server_pid" --label "$label" "$@" 2>&1 || true)
+  echo "$output"
+  grep '^RESULT' <<<"$output" >>"$results" || true
+  stop_server
+}
+
+# skip NAME: whether ONLY= leaves this scenario out.
+skip() { [ -n "$ONLY" ] && ! [[ $1 =~ $ONLY ]]; }
+
+# scenario NAME TRANSPORT LOADGEN-ARGS...: tandem (one worker thread), then Nchan.
 scenario() {
   local name=$1 transport=$2
   shift 2
-  if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return; fi
-  for server in tandem nchan; do
-    start_server "$server"
-    read -r sub pub accept mode <<<"$(urls "$server" "$transport")"
-    echo "== $name on $server"
-    output=$(target/release/loadgen --sub "$sub" --publish "$pub" --accept "$accept" --mode "$mode" \
-      --pid "$server_pid" --label "$name/$server" "$@" 2>&1 || true)
-    echo "$output"
-    grep '^RESULT' <<<"$output" >>"$results" || true
-    stop_server
-  done
+  if skip "$name"; then return; fi
+  for server in tandem nchan; do run "$server" 1 "$transport" "$name/$server" "$@"; done
 }
 
 # rounds N NAME TRANSPORT LOADGEN-ARGS...: the scenario N times, the servers
@@ -119,17 +128,8 @@ rounds() {
 scaling() {
   local name=$1 transport=$2
   shift 2
-  if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return; fi
-  for threads in 1 2; do
-    start_server tandem "$threads"
-    read -r sub pub accept mode <<<"$(urls tandem "$transport")"
-    echo "== $name on tandem with $threads worker threads"
-    output=$(target/release/loadgen --sub "$sub" --publish "$pub" --accept "$accept" --mode "$mode" \
-      --pid "$server_pid" --label "$name/threads-$threads" "$@" 2>&1 || true)
-    echo "$output"
-    grep '^RESULT' <<<"$output" >>"$results" || true
-    stop_server
-  done
+  if skip "$name"; then return; fi
+  for threads in 1 2; do run tandem "$threads" "$transport" "$name/threads-$threads" "$@"; done
 }
 
 K1=$(scale 1000 200)

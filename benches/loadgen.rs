@@ -136,6 +136,20 @@ fn scan(buf: &mut Vec<u8>, start: Instant, seen: &mut Seen) {
     buf.drain(..keep_from);
 }
 
+/// Counts the events in a subscriber's new bytes; whether it has all it wants.
+fn record(buf: &mut Vec<u8>, start: Instant, want: usize, seen: &std::cell::RefCell<Seen>) -> bool {
+    let mut sn = seen.borrow_mut();
+    scan(buf, start, &mut sn);
+    sn.seqs.len() >= want
+}
+
+/// Keeps a subscriber's error for the report.
+fn keep_error(seen: &std::cell::RefCell<Seen>, res: Result<(), String>) {
+    if let Err(e) = res {
+        seen.borrow_mut().error = Some(e);
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -192,17 +206,13 @@ async fn stream_sub(
                 head_done = true;
                 seen.borrow_mut().connected = true;
             }
-            let mut sn = seen.borrow_mut();
-            scan(&mut buf, start, &mut sn);
-            if sn.seqs.len() >= want {
+            if record(&mut buf, start, want, &seen) {
                 return Ok(());
             }
         }
     }
     .await;
-    if let Err(e) = res {
-        seen.borrow_mut().error = Some(e);
-    }
+    keep_error(&seen, res);
 }
 
 /// Reads one HTTP response with a Content-Length body (or chunked, for Nchan).
@@ -297,17 +307,13 @@ async fn poll_sub(
                     .collect();
                 since = digits.parse().ok().or(since);
             }
-            let mut sn = seen.borrow_mut();
-            scan(&mut body, start, &mut sn);
-            if sn.seqs.len() >= want {
+            if record(&mut body, start, want, &seen) {
                 return Ok(());
             }
         }
     }
     .await;
-    if let Err(e) = res {
-        seen.borrow_mut().error = Some(e);
-    }
+    keep_error(&seen, res);
 }
 
 async fn publisher(

@@ -229,53 +229,32 @@ mod tests {
         Config::default().validate().unwrap();
     }
 
+    /// What `validate` says of the default config changed by `change`.
+    fn error_of(change: impl FnOnce(&mut Config)) -> String {
+        let mut c = Config::default();
+        change(&mut c);
+        c.validate().unwrap_err().to_string()
+    }
+
     #[test]
     fn errors_name_the_limit() {
-        let c = Config {
-            max_parts: 0,
-            ..Config::default()
-        };
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            error_of(|c| c.max_parts = 0),
             "max-parts must be between 1 and 10000"
         );
-        let c = Config {
-            allow_origins: vec!["http://a/".into()],
-            ..Config::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("allow-origin"));
-        let c = Config {
-            agent_key: Some("short".into()),
-            ..Config::default()
-        };
+        assert!(error_of(|c| c.allow_origins = vec!["http://a/".into()]).contains("allow-origin"));
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            error_of(|c| c.agent_key = Some("short".into())),
             "agent-key must be 16 to 128 printable ascii characters"
         );
         assert_eq!(
             format!("{:?}", AgentKey::from("0123456789abcdef")),
             "AgentKey(..)"
         );
-        let c = Config {
-            idle_timeout: Duration::ZERO,
-            ..Config::default()
-        };
         assert_eq!(
-            c.validate().unwrap_err().to_string(),
+            error_of(|c| c.idle_timeout = Duration::ZERO),
             "idle-timeout must be between 100 ms and 1 day"
         );
-        let c = Config {
-            max_help_sessions: 0,
-            ..Config::default()
-        };
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("max-help-sessions"));
+        assert!(error_of(|c| c.max_help_sessions = 0).contains("max-help-sessions"));
     }
 }

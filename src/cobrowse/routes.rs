@@ -795,25 +795,19 @@ pub(crate) struct Apps(pub(crate) Cobrowse, pub(crate) Portal);
 
 impl App for Apps {
     fn claims(&self, path: &str) -> bool {
-        path.starts_with("/cobrowse/") || path.starts_with("/agent/") || self.1.claims(path)
+        self.0.claims(path) || self.1.claims(path)
     }
 
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
         if self.1.claims(path) {
-            return self.1.serve(path, req);
+            self.1.serve(path, req)
+        } else {
+            self.0.serve(path, req)
         }
-        let cb = self.0.clone();
-        let path = path.to_string();
-        Box::pin(async move {
-            match cb.answer(path, req).await {
-                Ok(r) => r,
-                Err(e) => crate::http::body_error(&e),
-            }
-        })
     }
 
     fn gate(&self, channel: &str, access: Access, headers: &HeaderMap) -> Result<(), Error> {
-        self.0.check_gate(channel, access, headers)
+        self.0.gate(channel, access, headers)
     }
 }
 

@@ -102,6 +102,16 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+    /// A file in it, as text; empty if it is not there (yet).
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name)).unwrap_or_default()
+    }
+    /// Writes a file in it and returns its path.
+    fn write(&self, name: &str, text: String) -> Result<PathBuf, String> {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
 }
 
 impl Drop for TempDir {
@@ -260,8 +270,7 @@ impl Squid {
                     ),
                 ],
             );
-            let conf_path = dir.path().join("squid.conf");
-            std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+            let conf_path = dir.write("squid.conf", conf)?;
             // A service name of our own: squid names its shared memory
             // segments after it, so instances running side by side (and the
             // system's squid, if any) never share them.
@@ -291,12 +300,12 @@ impl Squid {
 
     /// The access log so far (one line per finished request).
     pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+        self.dir.read("access.log")
     }
 
     /// The cache (diagnostic) log so far.
     pub fn cache_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("cache.log")).unwrap_or_default()
+        self.dir.read("cache.log")
     }
 }
 
@@ -379,8 +388,7 @@ impl Nginx {
                 ("UPSTREAM", upstream_port.to_string()),
                 ("DIR", dir.path().display().to_string()),
             ]);
-            let conf_path = dir.path().join("nginx.conf");
-            std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+            let conf_path = dir.write("nginx.conf", conf)?;
             let mut cmd = Command::new(&nginx);
             // -p and -e keep nginx away from its system prefix and error log
             // even before it has read the config.
@@ -404,12 +412,12 @@ impl Nginx {
 
     /// The error log so far.
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        self.dir.read("error.log")
     }
 
     /// The access log so far.
     pub fn access_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+        self.dir.read("access.log")
     }
 }
 

@@ -34,13 +34,7 @@ async fn streams_and_polls_end_cleanly() {
     let r = poll.response("GET").await;
     assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
     // Hold a fresh long-poll from where the last one ended.
-    poll.send(
-        &Req::get(&format!("/ch/c/poll?timeout=30&since={id}"))
-            .host(&srv.host())
-            .to_bytes(),
-    )
-    .await;
-    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    srv.hold_poll(&mut poll, "c", id).await;
 
     let t0 = Instant::now();
     srv.trigger_shutdown();
@@ -156,13 +150,7 @@ async fn closing_a_channel_ends_its_streams_and_polls() {
     let id = srv.publish("c", "the end").await;
     let r = poll.response("GET").await;
     assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
-    poll.send(
-        &Req::get(&format!("/ch/c/poll?timeout=30&since={id}"))
-            .host(&srv.host())
-            .to_bytes(),
-    )
-    .await;
-    srv.wait_subscribers("c", Transport::Poll, 1).await;
+    srv.hold_poll(&mut poll, "c", id).await;
 
     let t0 = Instant::now();
     assert!(srv.hub.close("c"));

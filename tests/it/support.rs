@@ -179,6 +179,17 @@ impl Server {
     }
 
     /// Waits (bounded) until the channel has `n` subscribers on transport `t`.
+    /// Sends a long-poll on `conn` from `since`, held up to 30 s, and waits
+    /// until the server holds it (the channel then has one more poller).
+    pub async fn hold_poll(&self, conn: &mut Conn, channel: &str, since: u64) {
+        let before = self.subscribers(channel, Transport::Poll);
+        let path = format!("/ch/{channel}/poll?timeout=30&since={since}");
+        conn.send(&Req::get(&path).host(&self.host()).to_bytes())
+            .await;
+        self.wait_subscribers(channel, Transport::Poll, before + 1)
+            .await;
+    }
+
     pub async fn wait_subscribers(&self, channel: &str, t: Transport, n: usize) {
         wait_until(
             &format!("{n} {} subscriber(s) on {channel}", t.name()),
