@@ -44,6 +44,14 @@ async fn js(b: &Browser, script: &str) -> Value {
     b.exec(script, json!([])).await
 }
 
+/// Waits until `script` returns `true` in `b`.
+async fn wait_true(b: &Browser, what: &str, script: &str) {
+    eventually(what, WAIT, || async {
+        js(b, script).await.as_bool().unwrap_or(false).then_some(())
+    })
+    .await;
+}
+
 /// The path the agent's view of the customer's page shows.
 async fn view_path(agent: &Browser) -> String {
     js(
@@ -80,13 +88,11 @@ async fn settle(customer: &Browser, agent: &Browser) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    eventually("the agent's view listening", WAIT, || async {
-        js(agent, "try { return document.getElementById('view').contentWindow.tandemHooked === true; } catch (e) { return false; }")
-            .await
-            .as_bool()
-            .unwrap_or(false)
-            .then_some(())
-    })
+    wait_true(
+        agent,
+        "the agent's view listening",
+        "try { return document.getElementById('view').contentWindow.tandemHooked === true; } catch (e) { return false; }",
+    )
     .await;
 }
 
@@ -205,17 +211,12 @@ async fn story(force_poll: bool) {
     wait_text(&agent, "the session view", "#session-label", "visitor").await;
 
     // The agent's view uses the customer's session: the customer's cart.
-    eventually("the customer's cart in the agent's view", WAIT, || async {
-        js(
-            &agent,
-            "try { var d = document.getElementById('view').contentDocument; \
+    wait_true(
+        &agent,
+        "the customer's cart in the agent's view",
+        "try { var d = document.getElementById('view').contentDocument; \
              return !!d.getElementById('shared-view') && d.getElementById('cart').textContent.indexOf('Reading lamp') >= 0; } catch (e) { return false; }",
-        )
-        .await
-        .as_bool()
-        .unwrap_or(false)
-        .then_some(())
-    })
+    )
     .await;
     let agent_cookies = js(&agent, "return document.cookie;").await;
     assert_eq!(agent_cookies, json!(""), "every cookie is HttpOnly");
@@ -267,16 +268,11 @@ async fn story(force_poll: bool) {
         json!(true),
         "the customer's link blinks before navigating"
     );
-    eventually("the blink in the agent's view", WAIT, || async {
-        js(
-            &agent,
-            "return window.tandemAgentBlinks.indexOf('/portal/') >= 0;",
-        )
-        .await
-        .as_bool()
-        .unwrap_or(false)
-        .then_some(())
-    })
+    wait_true(
+        &agent,
+        "the blink in the agent's view",
+        "return window.tandemAgentBlinks.indexOf('/portal/') >= 0;",
+    )
     .await;
     wait_text(
         &agent,
@@ -296,13 +292,11 @@ async fn story(force_poll: bool) {
         "document.getElementById('view').contentDocument.getElementById('cart-link').click();",
     )
     .await;
-    eventually("the blink on the customer's side", WAIT, || async {
-        js(&customer, "return window.tandemCobrowse && window.tandemCobrowse.blinks.indexOf('/portal/cart') >= 0;")
-            .await
-            .as_bool()
-            .unwrap_or(false)
-            .then_some(())
-    })
+    wait_true(
+        &customer,
+        "the blink on the customer's side",
+        "return window.tandemCobrowse && window.tandemCobrowse.blinks.indexOf('/portal/cart') >= 0;",
+    )
     .await;
     wait_text(
         &customer,
