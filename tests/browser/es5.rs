@@ -46,6 +46,18 @@ fn temp_script(name: &str, text: &str) -> PathBuf {
 }
 
 /// The inline `<script>` bodies of an HTML page (those without `src`).
+/// Asserts that `check` (the `label` check) refuses the script `text`.
+fn refused_by(check: fn(&Path) -> Result<(), String>, label: &str, name: &str, text: &str) {
+    let tmp = temp_script(name, text);
+    let result = check(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    assert!(
+        result.is_err(),
+        "the {label} check let `{}` through",
+        text.trim()
+    );
+}
+
 fn inline_scripts(html: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = html;
@@ -113,14 +125,7 @@ fn tandem_js_parses_in_es3_engines() {
         ("catch", "p.then(f)['catch'](g); p.catch(g);\n"),
         ("comma", "var o = {a: 1,};\n"),
     ] {
-        let tmp = temp_script(name, text);
-        let result = check_es3(&tmp);
-        let _ = std::fs::remove_file(&tmp);
-        assert!(
-            result.is_err(),
-            "the ES3 check let `{}` through",
-            text.trim()
-        );
+        refused_by(check_es3, "ES3", name, text);
     }
 }
 
@@ -166,13 +171,6 @@ fn es5_check_refuses_newer_syntax() {
         ("class", "class A {}\n"),
         ("spread", "f(...args);\n"),
     ] {
-        let tmp = temp_script(name, text);
-        let result = check_es5(&tmp);
-        let _ = std::fs::remove_file(&tmp);
-        assert!(
-            result.is_err(),
-            "the ES5 check let `{}` through",
-            text.trim()
-        );
+        refused_by(check_es5, "ES5", name, text);
     }
 }
