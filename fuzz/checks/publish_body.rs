@@ -127,7 +127,7 @@ fn check_many(what: &str, r: Result<Vec<NewEvent>, Error>, cfg: &Config) -> Resu
         }
         Err(e) => {
             check_error(what, &e);
-            Err(e.status().as_u16())
+            Err(tandem::http::status_of(&e).as_u16())
         }
     }
 }
@@ -156,7 +156,7 @@ fn check_error(what: &str, e: &Error) {
     assert!(
         e.is_bad_request() || e.is_too_large(),
         "{what}: status {} for {:?}",
-        e.status(),
+        tandem::http::status_of(e),
         e.message()
     );
     let msg = e.message();

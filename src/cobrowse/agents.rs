@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use hyper::StatusCode;
 use parking_lot::Mutex;
 
 use super::secret::{digest, random_token, Digest32};
@@ -189,20 +188,16 @@ impl Agents {
             };
         if !ok {
             self.note_fail(&name);
-            return Err(Error::with_status(
-                StatusCode::UNAUTHORIZED,
-                "wrong agent name or password",
-            ));
+            return Err(Error::unauthorized("wrong agent name or password"));
         }
         let token = random_token(32);
         let now = Instant::now();
         let mut map = self.signed_in.lock();
         map.retain(|_, s| s.expires > now);
         if map.len() >= MAX_SIGNED_IN {
-            return Err(Error::with_status(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many agents signed in (max {MAX_SIGNED_IN})"),
-            ));
+            return Err(Error::rate_limited(format!(
+                "too many agents signed in (max {MAX_SIGNED_IN})"
+            )));
         }
         map.insert(
             digest(&token),
@@ -223,9 +218,7 @@ impl Agents {
             };
         }
         if f.total >= FAILS_TOTAL || f.per_name.get(name).copied().unwrap_or(0) >= FAILS_PER_NAME {
-            return Err(Error::with_status(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
+            return Err(Error::rate_limited(format!(
                     "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
                 ),
             ));
@@ -281,7 +274,7 @@ mod tests {
             key: "nope".into(),
             name: "ann".into(),
         };
-        assert_eq!(a.sign_in(&bad).unwrap_err().status(), 401);
+        assert_eq!(a.sign_in(&bad).unwrap_err().is_unauthorized(), true);
         let good = Credentials::Key {
             key,
             name: "ann".into(),
@@ -294,6 +287,6 @@ mod tests {
         for _ in 0..5 {
             let _ = a.sign_in(&bad);
         }
-        assert_eq!(a.sign_in(&good).unwrap_err().status(), 429);
+        assert_eq!(a.sign_in(&good).unwrap_err().is_rate_limited(), true);
     }
 }

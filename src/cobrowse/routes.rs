@@ -110,7 +110,17 @@ impl Who {
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Error {
-    Error::with_status(status, msg)
+    match status {
+        StatusCode::UNAUTHORIZED => Error::unauthorized(msg),
+        StatusCode::FORBIDDEN => Error::forbidden(msg),
+        StatusCode::NOT_FOUND => Error::not_found(msg),
+        StatusCode::METHOD_NOT_ALLOWED => Error::method_not_allowed(msg),
+        StatusCode::TOO_MANY_REQUESTS => Error::rate_limited(msg),
+        StatusCode::SERVICE_UNAVAILABLE => Error::unavailable(msg),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::unsupported_media_type(msg),
+        StatusCode::INTERNAL_SERVER_ERROR => Error::internal(msg),
+        _ => Error::bad_request(msg),
+    }
 }
 
 impl Cobrowse {
@@ -321,7 +331,7 @@ impl Cobrowse {
             }
         };
         if !allow.split(", ").any(|m| m == method.as_str()) {
-            let mut resp = crate::http::body_error(&err(
+            let mut resp = crate::http::error_response(&err(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("method {method} not allowed here (allowed: {allow})"),
             ));
@@ -456,7 +466,7 @@ impl Cobrowse {
             Some(id) => self.mine_by_id(&id),
             None => {
                 let had = cookie(headers, HELP_COOKIE).is_some();
-                let mut resp = crate::http::body_error(&err(
+                let mut resp = crate::http::error_response(&err(
                     StatusCode::NOT_FOUND,
                     "no help session (ask for help first; an ended one is gone)",
                 ));
@@ -732,9 +742,10 @@ impl Cobrowse {
         let (name, token) = match result {
             Ok(v) => v,
             Err(e) => {
-                self.inner
-                    .audit
-                    .record("signin_failed", &[("status", e.status().as_u16().into())]);
+                self.inner.audit.record(
+                    "signin_failed",
+                    &[("status", crate::http::status_of(&e).as_u16().into())],
+                );
                 return Err(e);
             }
         };
@@ -822,7 +833,7 @@ impl App for Cobrowse {
         Box::pin(async move {
             match cb.answer(path, req).await {
                 Ok(r) => r,
-                Err(e) => crate::http::body_error(&e),
+                Err(e) => crate::http::error_response(&e),
             }
         })
     }

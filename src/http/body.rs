@@ -16,7 +16,6 @@ use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 use super::stream::EventStream;
-use crate::error::Error;
 
 /// The body of every tandem response.
 pub struct Body(Kind);
@@ -151,11 +150,6 @@ pub(crate) fn json(status: StatusCode, body: impl Into<Body>) -> Response<Body> 
     let mut resp = with_type(status, "application/json", body);
     no_cache(&mut resp);
     resp
-}
-
-/// The response for a refused request: its status and `{"error":"..."}`.
-pub(crate) fn error(e: &Error) -> Response<Body> {
-    json(e.status(), e.json())
 }
 
 #[cfg(test)]

@@ -76,10 +76,9 @@ pub(crate) fn decorate(resp: &mut Response<Body>, origin: &Origin) {
 /// The answer to an `OPTIONS` preflight.
 pub(crate) fn preflight(origin: &Origin, allow: &'static str) -> Response<Body> {
     match origin {
-        Origin::Denied => super::body::error(&Error::new(
-            StatusCode::FORBIDDEN,
-            "origin not allowed (see --allow-origin)",
-        )),
+        Origin::Denied => {
+            super::error_response(&Error::forbidden("origin not allowed (see --allow-origin)"))
+        }
         _ => {
             let mut resp = Response::new(Body::empty());
             *resp.status_mut() = StatusCode::NO_CONTENT;

@@ -7,6 +7,7 @@
 //!   shutdown included.
 //! * `cors.rs`: allowed origins and preflights.
 //! * `body.rs`: the one response body type and response helpers.
+//! * `error.rs`: the status and JSON body each refusal is answered with.
 //! * `read.rs`: reading a whole request body within a limit.
 //! * `app.rs`: the hook for an application mounted beside the push routes
 //!   (its own paths, and a gate on every channel access).
@@ -19,6 +20,7 @@ pub mod app;
 mod assets;
 mod body;
 mod cors;
+mod error;
 pub mod publish;
 mod read;
 pub mod route;
@@ -27,9 +29,10 @@ mod stream;
 
 pub use app::{Access, App, AppFuture, MAX_APP_BODY};
 pub use body::Body;
+pub use error::{error_json, error_response, status_of};
 pub use service::{Service, DEFAULT_CALLBACK};
 
-pub(crate) use body::{decimal, error as body_error, no_cache as no_store};
+pub(crate) use body::{decimal, no_cache as no_store};
 
 /// Whether a request's `Origin` is neither this server's nor allowed.
 pub(crate) fn origin_denied(headers: &hyper::HeaderMap, cfg: &crate::Config) -> bool {

@@ -166,7 +166,7 @@ impl Service {
         let origin = cors::classify(req.headers(), self.hub.config());
         let mut resp = match self.route(req, &origin).await {
             Ok(r) => r,
-            Err(e) => body::error(&e),
+            Err(e) => super::error_response(&e),
         };
         cors::decorate(&mut resp, &origin);
         resp
@@ -177,12 +177,7 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let not_found = || {
-            Error::new(
-                StatusCode::NOT_FOUND,
-                "no such route (see GET / for the routes)",
-            )
-        };
+        let not_found = || Error::not_found("no such route (see GET / for the routes)");
         let path = req
             .uri()
             .path()
@@ -209,10 +204,9 @@ impl Service {
             || (method == Method::POST && post)
             || (method == Method::HEAD && head);
         if !allowed {
-            let mut resp = body::error(&Error::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                format!("method {method} not allowed here (allowed: {allow})"),
-            ));
+            let mut resp = super::error_response(&Error::method_not_allowed(format!(
+                "method {method} not allowed here (allowed: {allow})"
+            )));
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
             return Ok(resp);
@@ -288,10 +282,7 @@ impl Service {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if *origin == Origin::Denied {
-            return Err(Error::new(
-                StatusCode::FORBIDDEN,
-                "origin not allowed (see --allow-origin)",
-            ));
+            return Err(Error::forbidden("origin not allowed (see --allow-origin)"));
         }
         let cfg = self.hub.config();
         let headers = req.headers();

@@ -180,7 +180,10 @@ async fn publish_refuses_invalid_events() {
         .publish("c", NewEvent::message("x").with_kind(""))
         .unwrap_err();
     assert!(e.is_bad_request(), "{e}");
-    assert_eq!(e.json(), format!("{{\"error\":\"{}\"}}", e.message()));
+    assert_eq!(
+        tandem::http::error_json(&e),
+        format!("{{\"error\":\"{}\"}}", e.message())
+    );
     assert_eq!(hub.info("c").last_id, 0);
     assert!(hub.subscribe("a/b", SubscribeOptions::default()).is_err());
 }

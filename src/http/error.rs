@@ -1,0 +1,58 @@
+//! How a refusal is answered over HTTP: the status that fits each kind of
+//! [`Error`], and the short JSON body `{"error":"..."}`.
+//!
+//! Public so that an [`crate::http::App`] written outside this crate answers
+//! its own refusals exactly the way tandem answers its.
+
+use hyper::{Response, StatusCode};
+
+use super::body::{self, Body};
+use crate::error::{Error, Kind};
+
+/// The HTTP status an error is answered with.
+pub fn status_of(e: &Error) -> StatusCode {
+    match e.kind() {
+        Kind::BadRequest => StatusCode::BAD_REQUEST,
+        Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+        Kind::Forbidden => StatusCode::FORBIDDEN,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The JSON body of an error answer: `{"error":"..."}`, escaped so that it
+/// is safe inside a `<script>` too.
+pub fn error_json(e: &Error) -> String {
+    let mut out = String::from("{\"error\":");
+    crate::transport::json::push_str(&mut out, e.message());
+    out.push('}');
+    out
+}
+
+/// The whole answer to a refused request: its status, `application/json`,
+/// no caching, and [`error_json`].
+pub fn error_response(e: &Error) -> Response<Body> {
+    body::json(status_of(e), error_json(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_bodies() {
+        let e = Error::too_large("event too large (max 3 bytes)");
+        assert_eq!(status_of(&e), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            error_json(&e),
+            r#"{"error":"event too large (max 3 bytes)"}"#
+        );
+        assert_eq!(status_of(&Error::rate_limited("slow down")), 429);
+        assert_eq!(status_of(&Error::unavailable("full")), 503);
+    }
+}
