@@ -33,6 +33,7 @@ pub mod http;
 mod metrics;
 pub mod router;
 mod server;
+mod shutdown;
 pub mod status;
 pub mod transport;
 pub mod wire;
@@ -45,9 +46,10 @@ pub use event::{
 pub use http::{Body, Service};
 pub use metrics::{Counter, Metrics};
 pub use router::{ChannelInfo, Hub, SubscribeOptions, Subscription, Transport};
-pub use server::serve;
+pub use server::{serve, Serve};
 #[doc(hidden)]
 pub use server::{sniff_bytes, SniffOutcome};
+pub use shutdown::Shutdown;
 
 /// Encodes an event in every wire format and returns the bytes, for the fuzz
 /// targets and tests that check encode-then-parse round trips.

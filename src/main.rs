@@ -308,8 +308,21 @@ fn main() -> ExitCode {
             }
         };
         let addr = listener.local_addr().map_or(config.listen, |a| a);
+        // The application the binary serves: channels, co-browsing with its
+        // demo portal, and the live status feed. A library user picks.
+        let service = match tandem::cobrowse::mount(tandem::Service::new(hub.clone()), addr) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tandem: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        tokio::spawn(tandem::status::run(hub, service.shutdown().clone()));
         log::info!("tandem listening on http://{addr}/");
-        match tandem::serve(listener, hub, signal()).await {
+        match tandem::serve(listener, service)
+            .with_graceful_shutdown(signal())
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: {e}");

@@ -1,6 +1,6 @@
 //! The live status feed behind `/status.html`.
 //!
-//! [`crate::serve`] runs [`run`] next to its accept loop. Once a second it
+//! The binary spawns [`run`] beside its server (an embedder may too). Once a second it
 //! reads the server's counters and, only while someone subscribes to the
 //! channel [`CHANNEL`], publishes a JSON snapshot there, so the status page
 //! is itself a tandem client (with any transport) and an idle server
@@ -19,11 +19,11 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::event::NewEvent;
 use crate::router::{Hub, Transport};
+use crate::shutdown::Shutdown;
 
 /// The channel the snapshots are published to.
 pub const CHANNEL: &str = "tandem.status";
@@ -40,15 +40,18 @@ struct Sample {
     bytes: u64,
 }
 
-/// Publishes snapshots until `stop` turns `true` (or its sender is gone).
-pub(crate) async fn run(hub: Hub, mut stop: watch::Receiver<bool>) {
+/// Publishes snapshots of `hub`'s counters to [`CHANNEL`] once a second,
+/// while anyone subscribes there, until `stop` is triggered.
+pub async fn run(hub: Hub, stop: Shutdown) {
+    let stopped = stop.wait();
+    tokio::pin!(stopped);
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut own = 0u64; // snapshots published, left out of the rates
     let mut last: Option<Sample> = None;
     loop {
         tokio::select! {
-            _ = stop.wait_for(|v| *v) => return,
+            _ = &mut stopped => return,
             _ = tick.tick() => {}
         }
         let m = hub.metrics();
@@ -118,8 +121,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn publishes_only_while_watched() {
         let hub = Hub::new(Config::default()).unwrap();
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(run(hub.clone(), rx));
+        let stop = Shutdown::new();
+        let task = tokio::spawn(run(hub.clone(), stop.clone()));
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert_eq!(hub.info(CHANNEL).last_id, 0, "nobody listened");
 
@@ -134,7 +137,7 @@ mod tests {
         assert_eq!(v["published"], 1, "its own snapshots are left out");
         assert!(v["events_per_second"].is_number());
 
-        tx.send(true).unwrap();
+        stop.trigger();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .expect("the task ends on shutdown")

@@ -74,10 +74,9 @@ pub fn check_files(cfg: &crate::Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Mounts co-browsing on the service `serve` runs (when `Config::cobrowse`),
-/// with the demo portal, printing the agent sign-in link when the server
-/// made a per-run key.
-pub(crate) fn mount(service: Service, addr: std::net::SocketAddr) -> io::Result<Service> {
+/// Mounts co-browsing on a service (when `Config::cobrowse`), with the demo
+/// portal, printing the agent sign-in link when it made a per-run key.
+pub fn mount(service: Service, addr: std::net::SocketAddr) -> io::Result<Service> {
     let hub = service.hub().clone();
     if !hub.config().cobrowse {
         return Ok(service);

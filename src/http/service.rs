@@ -14,7 +14,6 @@ use hyper::header::{
     HeaderMap, HeaderName, HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::watch;
 
 use super::app::{Access, App};
 use super::body::{self, Body};
@@ -26,6 +25,7 @@ use super::stream::{EventStream, OpenGuard, ShutdownSignal, Style};
 use crate::error::Error;
 use crate::event::{check_type, Delivery, NewEvent};
 use crate::router::{Hub, SubscribeOptions, Transport};
+use crate::shutdown::Shutdown;
 use crate::transport::{self, iframe, json, multipart, sse, Format};
 
 /// What one publish request carries.
@@ -61,7 +61,7 @@ pub const DEFAULT_CALLBACK: &str = "tandemEvent";
 pub struct Service {
     hub: Hub,
     prefix: Arc<str>,
-    shutdown: Option<watch::Receiver<bool>>,
+    shutdown: Shutdown,
     app: Option<Arc<dyn App>>,
 }
 
@@ -96,7 +96,7 @@ impl Service {
         Service {
             hub,
             prefix: Arc::from(""),
-            shutdown: None,
+            shutdown: Shutdown::new(),
             app: None,
         }
     }
@@ -115,10 +115,18 @@ impl Service {
         self
     }
 
-    /// Ends streams and answers long-polls once the value turns `true`.
-    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Service {
-        self.shutdown = Some(shutdown);
+    /// Uses this shutdown signal instead of the service's own, to share it
+    /// with other parts of a program.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Service {
+        self.shutdown = shutdown;
         self
+    }
+
+    /// The signal that ends this service's streams and answers its
+    /// long-polls at once: [`crate::serve`] triggers it on its graceful
+    /// shutdown; an embedder serving with hyper directly triggers it itself.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 
     /// The hub this service serves.
@@ -127,10 +135,7 @@ impl Service {
     }
 
     fn shutdown_signal(&self) -> Option<ShutdownSignal> {
-        let mut rx = self.shutdown.clone()?;
-        Some(Box::pin(async move {
-            let _ = rx.wait_for(|v| *v).await;
-        }))
+        Some(Box::pin(self.shutdown.wait()))
     }
 
     /// Whether a request (by method, path and `Accept`) opens an endless
@@ -487,14 +492,13 @@ impl Service {
             Some(d) => Some(d),
             None if timeout.is_zero() => None,
             None => {
-                let shutdown = self.shutdown_signal();
                 tokio::select! {
                     // `None` when the channel is closed: answer at once.
                     d = std::future::poll_fn(|cx| {
                         futures_core::Stream::poll_next(Pin::new(&mut subscription), cx)
                     }) => d,
                     _ = tokio::time::sleep(timeout) => None,
-                    _ = async { match shutdown { Some(s) => s.await, None => std::future::pending().await } } => None,
+                    _ = self.shutdown.wait() => None,
                 }
             }
         };

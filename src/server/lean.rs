@@ -29,12 +29,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::Io;
 use bytes::{Buf, Bytes};
 use http_body_util::{Empty, Full};
 use hyper::body::Body as _;
 use hyper::{Request, Response, Version};
-use tokio::io::AsyncWrite;
-use tokio::net::TcpStream;
 
 use crate::http::{Body, Service};
 
@@ -43,7 +42,7 @@ const FRAMES_PER_WRITE: usize = 64;
 
 /// Serves one stream subscription on the socket until the stream or the client ends.
 pub(crate) async fn serve_stream(
-    mut stream: TcpStream,
+    mut stream: impl Io,
     req: Request<Empty<Bytes>>,
     svc: &Service,
 ) -> io::Result<()> {
@@ -60,7 +59,7 @@ pub(crate) async fn serve_stream(
 /// the answer through `out`, a buffer kept from request to request. Returns
 /// whether the connection may carry another request.
 pub(crate) async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     req: Request<Full<Bytes>>,
     svc: &Service,
     keep_alive: bool,
@@ -153,7 +152,7 @@ fn write_head(
 /// close-delimited) until it ends. Returns whether the connection may carry
 /// another request.
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     resp: Response<Body>,
     http10: bool,
     keep_alive: bool,
@@ -186,8 +185,8 @@ async fn respond(
     Ok(keep_alive)
 }
 
-struct LeanConn<'a> {
-    stream: &'a mut TcpStream,
+struct LeanConn<'a, S> {
+    stream: &'a mut S,
     body: Body,
     /// Bytes queued for the socket, written front first.
     out: VecDeque<Bytes>,
@@ -196,7 +195,7 @@ struct LeanConn<'a> {
     done: bool,
 }
 
-impl LeanConn<'_> {
+impl<S: Io> LeanConn<'_, S> {
     fn poll_run(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // The response head waits in `out` for the first frames, so that a
         // short answer (a publish's `{"id":..}`) leaves in one write with it.
@@ -293,19 +292,19 @@ impl LeanConn<'_> {
         if !self.watch_eof {
             return Poll::Pending;
         }
+        // A read into a scratch buffer on the stack: for a TCP socket this
+        // registers read interest exactly as `poll_read_ready` would, and it
+        // works the same for any stream that wraps one (TLS).
+        let mut scratch = [0u8; 256];
         loop {
-            match self.stream.poll_read_ready(cx) {
+            let mut read = tokio::io::ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *self.stream).poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(e),
-                Poll::Ready(Ok(())) => {
-                    let mut scratch = [0u8; 256];
-                    match self.stream.try_read(&mut scratch) {
-                        Ok(0) => return Poll::Ready(io::ErrorKind::UnexpectedEof.into()),
-                        Ok(_) => continue,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Poll::Ready(e),
-                    }
+                Poll::Ready(Ok(())) if read.filled().is_empty() => {
+                    return Poll::Ready(io::ErrorKind::UnexpectedEof.into())
                 }
+                Poll::Ready(Ok(())) => continue,
             }
         }
     }

@@ -8,18 +8,24 @@
 //! pages) is served by hyper with the bytes already read put back in front
 //! of the socket, and hyper keeps the connection from then on.
 //!
-//! Shutdown follows the axum pattern: a `watch` channel turns `true` when the
-//! caller's `shutdown` future completes. Every connection then stops taking
-//! new requests (hyper's `graceful_shutdown`, or the lean loop between
-//! requests), every stream writes its closing
-//! words and ends, every long-poll answers at once, and publishes already in
-//! flight finish normally. Each connection task holds a clone of an `mpsc`
-//! sender; when the last one is dropped, everything has drained. `serve`
-//! waits for that at most `shutdown_timeout`.
+//! Shutdown follows the axum pattern: `serve(listener, service)
+//! .with_graceful_shutdown(signal)`. When the signal completes (or anyone
+//! triggers the service's [`Shutdown`]), the loop stops accepting, every
+//! connection stops taking new requests (hyper's `graceful_shutdown`, or the
+//! lean loop between requests), every stream writes its closing words and
+//! ends, every long-poll answers at once, and publishes already in flight
+//! finish normally. Each connection task holds a clone of an `mpsc` sender;
+//! when the last one is dropped, everything has drained. `serve` waits for
+//! that at most `shutdown_timeout`.
+//!
+//! A connection is any `AsyncRead + AsyncWrite` stream (`Io`): the accept
+//! loop hands over TCP sockets today, and a TLS layer can wrap them without
+//! a second copy of these paths.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,39 +33,108 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::http::Service;
+use crate::shutdown::Shutdown;
 use sniff::{Prefixed, Sniff};
 
 mod lean;
 mod sniff;
 
-use crate::router::Hub;
 #[doc(hidden)]
 pub use sniff::{sniff_bytes, SniffOutcome};
 
-/// Serves tandem on `listener` until `shutdown` completes, then drains.
+/// What a connection can be served over: a TCP socket, or anything that
+/// wraps one (TLS).
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves `service` on `listener`; await it (it is a future) to run it.
 ///
-/// Beyond `max_connections` open connections, new ones are answered
-/// `503` with `Retry-After: 1` and closed.
-pub async fn serve(
+/// It runs until the service's [`Shutdown`] is triggered, by the signal given
+/// to [`Serve::with_graceful_shutdown`] or by anyone holding the handle,
+/// then drains: see the [module docs](self). Beyond `max_connections` open
+/// connections, new ones are answered `503` with `Retry-After: 1`.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let hub = tandem::Hub::new(tandem::Config::default()).unwrap();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// tandem::serve(listener, tandem::Service::new(hub))
+///     .with_graceful_shutdown(async { tokio::signal::ctrl_c().await.ok(); })
+///     .await
+/// # }
+/// ```
+pub fn serve(listener: TcpListener, service: Service) -> Serve {
+    Serve {
+        listener,
+        service,
+        signal: None,
+    }
+}
+
+/// A server being set up by [`serve`]; `.await` it to run it.
+#[must_use = "a server does nothing until it is awaited"]
+pub struct Serve {
     listener: TcpListener,
-    hub: Hub,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    service: Service,
+    signal: Option<Signal>,
+}
+
+impl std::fmt::Debug for Serve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serve {
+    /// Shuts down gracefully when `signal` completes (SIGTERM, a test's
+    /// oneshot): it triggers the service's [`Shutdown`].
+    pub fn with_graceful_shutdown(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Serve {
+        self.signal = Some(Box::pin(signal));
+        self
+    }
+}
+
+impl IntoFuture for Serve {
+    type Output = io::Result<()>;
+    type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(run(self.listener, self.service, self.signal))
+    }
+}
+
+async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) -> io::Result<()> {
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let service = Service::new(hub.clone()).with_shutdown(stop_rx.clone());
-    let service = crate::cobrowse::mount(service, listener.local_addr()?)?;
+    let shutdown: Shutdown = service.shutdown().clone();
+    let hub = service.hub().clone();
     let cfg = hub.config().clone();
-    // The live status feed (`/status.html`): ends with the same signal.
-    tokio::spawn(crate::status::run(hub.clone(), stop_rx.clone()));
-    tokio::pin!(shutdown);
+    if let Some(signal) = signal {
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = signal => trigger.trigger(),
+                // Triggered by someone else: the signal is not needed.
+                () = trigger.wait() => {}
+            }
+        });
+    }
+    let stopped = shutdown.wait();
+    tokio::pin!(stopped);
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
+            () = &mut stopped => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -73,37 +148,16 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let alive = alive_tx.clone();
         if hub.metrics().connections.get() >= cfg.max_connections as u64 {
-            let io = TokioIo::new(stream);
             hub.metrics().refused.inc();
             log::debug!("refusing {peer}: at the connection limit");
-            let max = cfg.max_connections;
-            tokio::spawn(async move {
-                let refuse = service_fn(move |_req| async move {
-                    let mut resp = Response::new(crate::http::Body::from(Bytes::from(format!(
-                        "{{\"error\":\"too many connections (max {max})\"}}"
-                    ))));
-                    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                    let h = resp.headers_mut();
-                    h.insert("retry-after", "1".parse().expect("static"));
-                    h.insert("content-type", "application/json".parse().expect("static"));
-                    Ok::<_, std::convert::Infallible>(resp)
-                });
-                let conn = http1::Builder::new()
-                    .keep_alive(false)
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(5))
-                    .serve_connection(io, refuse);
-                let _ = conn.await;
-                drop(alive);
-            });
+            tokio::spawn(refuse(stream, cfg.max_connections, alive));
             continue;
         }
         hub.metrics().connections.inc();
         log::debug!("connection opened: {peer}");
         let svc = service.clone();
-        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            connection(stream, peer, svc.clone(), stop).await;
+            connection(stream, peer, svc.clone()).await;
             svc.hub().metrics().connections.dec();
             drop(alive);
         });
@@ -113,7 +167,6 @@ pub async fn serve(
         cfg.shutdown_timeout
     );
     drop(listener);
-    let _ = stop_tx.send(true);
     drop(alive_tx);
     if tokio::time::timeout(cfg.shutdown_timeout, alive_rx.recv())
         .await
@@ -124,20 +177,34 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers a connection over the limit with `503` and closes it.
+async fn refuse(stream: impl Io, max: usize, alive: mpsc::Sender<()>) {
+    let refuse = service_fn(move |_req| async move {
+        let e = crate::Error::unavailable(format!("too many connections (max {max})"));
+        let mut resp: Response<crate::http::Body> = crate::http::error_response(&e);
+        debug_assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        resp.headers_mut()
+            .insert("retry-after", "1".parse().expect("static"));
+        Ok::<_, std::convert::Infallible>(resp)
+    });
+    let conn = http1::Builder::new()
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(5))
+        .serve_connection(TokioIo::new(stream), refuse);
+    let _ = conn.await;
+    drop(alive);
+}
+
 /// Serves one connection: stream subscriptions and publishes on the lean
 /// path, everything else through hyper.
 ///
 /// The phases are boxed futures so that the task, which lives as long as the
 /// connection, only holds the phase it is in: an idle stream subscriber does
 /// not pay for the request parser or hyper's connection state.
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    svc: Service,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
     let mut buf = BytesMut::new();
-    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, &stop)).await;
+    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc)).await;
     drop(buf);
     let (head, rest) = match next {
         Next::Stream(req) => {
@@ -159,6 +226,7 @@ async fn connection(
     // the next complete head, the same rule as the lean loop's. Flattened
     // writes: most answers here are one small buffer, one write.
     let idle = svc.hub().config().idle_timeout;
+    let stopped = svc.shutdown().wait();
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
@@ -167,7 +235,7 @@ async fn connection(
     let mut conn = Box::pin(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
-        _ = async { let _ = stop.wait_for(|v| *v).await; } => {
+        () = stopped => {
             conn.as_mut().graceful_shutdown();
             conn.await
         }
@@ -190,12 +258,7 @@ enum Next {
 /// Answers requests on the lean path (publishes, one after another on a
 /// keep-alive connection) until one needs another path or the connection
 /// ends. One boxed future per connection, not one per request.
-async fn lean_requests(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    svc: &Service,
-    stop: &watch::Receiver<bool>,
-) -> Next {
+async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service) -> Next {
     // `--idle-timeout` from the connection's opening or its last answer to
     // the next complete head. One timer per connection, re-armed only when
     // it fires early (a timer per request was a tenth of a publish's cost):
@@ -207,10 +270,8 @@ async fn lean_requests(
     let mut out = Vec::new();
     // One shutdown future for the connection, not one per request (each
     // new `wait_for` subscribes afresh: a tenth of a publish's cost).
-    let mut stop_rx = stop.clone();
-    let mut stopped = std::pin::pin!(async move {
-        let _ = stop_rx.wait_for(|v| *v).await;
-    });
+    let shutdown = svc.shutdown();
+    let mut stopped = std::pin::pin!(shutdown.wait());
     loop {
         let sniffed = tokio::select! {
             biased;
@@ -241,7 +302,7 @@ async fn lean_requests(
                     Err(e) => return Next::Done(Err(e)),
                 };
                 let req = req.map(|()| http_body_util::Full::new(body));
-                let keep_alive = keep_alive && !*stop.borrow();
+                let keep_alive = keep_alive && !shutdown.is_triggered();
                 match lean::exchange(stream, req, svc, keep_alive, &mut out).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();

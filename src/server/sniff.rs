@@ -25,6 +25,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::Io;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::Empty;
 use hyper::header::{
@@ -32,7 +33,6 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Version};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::http::Service;
 
@@ -66,7 +66,7 @@ pub(crate) enum Sniff {
 /// Cancel-safe: what was read stays in `buf`, and a later call starts from
 /// it (the caller's idle timer may interrupt a wait and resume it).
 pub(crate) async fn sniff(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut BytesMut,
     svc: &Service,
 ) -> io::Result<Sniff> {
@@ -311,7 +311,7 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
 /// Separate from `sniff`, which shutdown may interrupt: once a request's
 /// head is in, the request is in flight and finishes.
 pub(crate) async fn read_body(
-    stream: &mut TcpStream,
+    stream: &mut impl Io,
     buf: &mut BytesMut,
     len: usize,
     idle: std::time::Duration,
@@ -337,15 +337,15 @@ pub(crate) async fn read_body(
 }
 
 /// A socket with bytes already read from it put back in front, for hyper.
-pub(crate) struct Prefixed {
+pub(crate) struct Prefixed<S> {
     prefix: Bytes,
     then: Bytes,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `prefix`, then `then`, then the socket.
-    pub(crate) fn new(prefix: Bytes, then: Bytes, stream: TcpStream) -> Prefixed {
+    pub(crate) fn new(prefix: Bytes, then: Bytes, stream: S) -> Prefixed<S> {
         Prefixed {
             prefix,
             then,
@@ -354,7 +354,7 @@ impl Prefixed {
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: Io> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -374,7 +374,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: Io> AsyncWrite for Prefixed<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // not every test module uses every helper
 
 use std::future::Future;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -76,13 +77,20 @@ impl TestServer {
     fn serve(&mut self, listener: TcpListener) {
         let (tx, rx) = oneshot::channel::<()>();
         self.stop = Some(tx);
-        self.task = Some(tokio::spawn(tandem::serve(
-            listener,
+        let addr = listener.local_addr().expect("local addr");
+        let svc =
+            tandem::cobrowse::mount(tandem::Service::new(self.hub.clone()), addr).expect("mount");
+        tokio::spawn(tandem::status::run(
             self.hub.clone(),
-            async {
-                let _ = rx.await;
-            },
-        )));
+            svc.shutdown().clone(),
+        ));
+        self.task = Some(tokio::spawn(
+            tandem::serve(listener, svc)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .into_future(),
+        ));
     }
 
     /// `http://127.0.0.1:port{path}`.

@@ -20,6 +20,7 @@
 //! bounded by [`IO`] so that a failure is a message, never a hang.
 
 use std::collections::VecDeque;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -58,9 +59,14 @@ impl Tandem {
         let addr = listener.local_addr().expect("local addr");
         let hub = Hub::new(cfg).expect("valid test config");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(tandem::serve(listener, hub.clone(), async {
-            let _ = rx.await;
-        }));
+        let svc = tandem::cobrowse::mount(tandem::Service::new(hub.clone()), addr).expect("mount");
+        tokio::spawn(
+            tandem::serve(listener, svc)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .into_future(),
+        );
         Tandem {
             addr,
             hub,

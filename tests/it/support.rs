@@ -9,7 +9,7 @@
 #![allow(dead_code)] // not every test module uses every helper
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,6 +45,14 @@ pub fn config() -> Config {
     }
 }
 
+/// What the binary serves: channels, co-browsing and its demo portal (when
+/// the config says so), and the live status feed.
+pub fn app(hub: &Hub, addr: SocketAddr) -> tandem::Service {
+    let svc = tandem::cobrowse::mount(tandem::Service::new(hub.clone()), addr).expect("mount");
+    tokio::spawn(tandem::status::run(hub.clone(), svc.shutdown().clone()));
+    svc
+}
+
 /// A tandem server running in the test's runtime.
 pub struct Server {
     pub addr: SocketAddr,
@@ -59,9 +67,13 @@ impl Server {
         let addr = listener.local_addr().expect("local addr");
         let hub = Hub::new(cfg).expect("valid test config");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(tandem::serve(listener, hub.clone(), async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(
+            tandem::serve(listener, app(&hub, addr))
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .into_future(),
+        );
         Server {
             addr,
             hub,
