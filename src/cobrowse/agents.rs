@@ -274,7 +274,7 @@ mod tests {
             key: "nope".into(),
             name: "ann".into(),
         };
-        assert_eq!(a.sign_in(&bad).unwrap_err().is_unauthorized(), true);
+        assert!(a.sign_in(&bad).unwrap_err().is_unauthorized());
         let good = Credentials::Key {
             key,
             name: "ann".into(),
@@ -287,6 +287,6 @@ mod tests {
         for _ in 0..5 {
             let _ = a.sign_in(&bad);
         }
-        assert_eq!(a.sign_in(&good).unwrap_err().is_rate_limited(), true);
+        assert!(a.sign_in(&good).unwrap_err().is_rate_limited());
     }
 }
