@@ -12,11 +12,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hub = Hub::new(Config::default())?;
     let push = Service::new(hub.clone()).with_prefix("/push");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    // On Ctrl-C, end streams cleanly and answer long-polls.
-    let shutdown = push.shutdown().clone();
-    tokio::spawn(async move { tokio::signal::ctrl_c().await.map(|()| shutdown.trigger()) });
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            // Ctrl-C: tandem's streams end cleanly, its long-polls answer.
+            _ = tokio::signal::ctrl_c() => break,
+        };
         let (push, hub) = (push.clone(), hub.clone());
         let app = service_fn(move |req: Request<Incoming>| {
             let (push, hub) = (push.clone(), hub.clone());
@@ -32,4 +33,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), app);
         tokio::spawn(conn);
     }
+    push.shutdown().trigger();
+    Ok(())
 }
