@@ -1,25 +1,32 @@
-//! One validated `Config` for the whole server.
+//! The core settings: the router, the transports, the size limits.
 //!
-//! Raw command-line flags become a `Config` in `main.rs`; everything below
-//! takes `&Config` (or the `Arc<Config>` held by the hub). There are no
-//! globals: two servers with different settings can live in one process,
-//! which is exactly what the integration tests do.
+//! Settings come in layers, one struct each, validated once and passed down:
+//! this [`Config`] (held by the [`crate::Hub`]), [`crate::http::HttpConfig`]
+//! (held by the [`crate::Service`]: connections, timeouts, origins) and the
+//! co-browsing settings. Each is `#[non_exhaustive]`: start from `Default`
+//! and change what you need with the builder methods, so a new setting never
+//! breaks a caller. `main.rs` lays the command-line flags over these
+//! defaults, so each default is written once, here. There are no globals:
+//! two servers with different settings can live in one process, which is
+//! exactly what the integration tests do.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Every setting of the router, the HTTP layer and the server.
+/// The settings of the router and the transports.
 ///
-/// Start from [`Config::default`], change what you need, then call
-/// [`Config::validate`] (the server and [`crate::Hub::new`] do it for you).
+/// ```
+/// use std::time::Duration;
+/// let cfg = tandem::Config::default()
+///     .buffer_events(1000)
+///     .heartbeat(Duration::from_secs(20));
+/// let hub = tandem::Hub::new(cfg).unwrap(); // validates
+/// assert_eq!(hub.config().buffer_events, 1000);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
-    /// Address the `serve` command listens on.
-    pub listen: SocketAddr,
-    /// Worker threads of the runtime (0 = one per core).
-    pub threads: usize,
     /// Events kept per channel for resume (the ring size).
     pub buffer_events: usize,
     /// How long an event stays in the ring.
@@ -40,17 +47,6 @@ pub struct Config {
     pub stream_padding: usize,
     /// Reconnect delay announced to SSE clients (`retry:`).
     pub sse_retry: Duration,
-    /// Open connections beyond which new ones get 503.
-    pub max_connections: usize,
-    /// How long a connection may go without sending a complete request head:
-    /// from its opening, or from the last answer on a keep-alive connection.
-    /// Then it is closed. (Streams and held long-polls are answers in
-    /// progress; this does not apply to them.)
-    pub idle_timeout: Duration,
-    /// Origins allowed by CORS. Empty means same origin only; `*` allows any.
-    pub allow_origins: Vec<String>,
-    /// How long graceful shutdown waits for connections to finish.
-    pub shutdown_timeout: Duration,
     /// How often idle channels are swept away.
     pub sweep_interval: Duration,
     /// Serve co-browsing (`/cobrowse.js`, `/agent`, `/cobrowse/...`, the demo portal).
@@ -77,8 +73,6 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            threads: 0,
             buffer_events: 256,
             buffer_age: Duration::from_secs(600),
             max_event_bytes: 64 * 1024,
@@ -89,10 +83,6 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             stream_padding: 2048,
             sse_retry: Duration::from_secs(2),
-            max_connections: 10_000,
-            idle_timeout: Duration::from_secs(75),
-            allow_origins: Vec::new(),
-            shutdown_timeout: Duration::from_secs(10),
             sweep_interval: Duration::from_secs(30),
             cobrowse: true,
             agents_file: None,
@@ -136,7 +126,47 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), ConfigError> {
+/// Builder methods, one per field: `Config::default().buffer_events(64)`.
+macro_rules! setters {
+    ($ty:ident { $($field:ident: $t:ty,)* }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets [`", stringify!($ty), "::", stringify!($field), "`].")]
+                #[must_use]
+                pub fn $field(mut self, value: $t) -> $ty {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+pub(crate) use setters;
+
+setters!(Config {
+    buffer_events: usize,
+    buffer_age: Duration,
+    max_event_bytes: usize,
+    max_parts: usize,
+    poll_batch: usize,
+    poll_timeout: Duration,
+    poll_timeout_max: Duration,
+    heartbeat: Duration,
+    stream_padding: usize,
+    sse_retry: Duration,
+    sweep_interval: Duration,
+    cobrowse: bool,
+    agents_file: Option<PathBuf>,
+    agent_key: Option<AgentKey>,
+    audit_file: Option<PathBuf>,
+    audit_chat_text: bool,
+    canned_file: Option<PathBuf>,
+    agent_session_ttl: Duration,
+    help_session_ttl: Duration,
+    max_help_sessions: usize,
+});
+
+pub(crate) fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -171,13 +201,6 @@ impl Config {
         check(self.stream_padding <= 64 * 1024, || {
             "stream-padding must be at most 65536 bytes".into()
         })?;
-        check(self.max_connections >= 1, || {
-            "max-connections must be at least 1".into()
-        })?;
-        check(
-            (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.idle_timeout),
-            || "idle-timeout must be between 100 ms and 1 day".into(),
-        )?;
         check(self.sweep_interval >= Duration::from_millis(10), || {
             "sweep-interval must be at least 10 ms".into()
         })?;
@@ -199,16 +222,6 @@ impl Config {
         check((1..=100_000).contains(&self.max_help_sessions), || {
             "max-help-sessions must be between 1 and 100000".into()
         })?;
-        for o in &self.allow_origins {
-            check(
-                o == "*"
-                    || ((o.starts_with("http://") || o.starts_with("https://"))
-                        && !o.ends_with('/')),
-                || {
-                    format!("allow-origin {o:?} must be * or a scheme://host[:port] origin without a path")
-                },
-            )?;
-        }
         Ok(())
     }
 
@@ -242,7 +255,6 @@ mod tests {
             error_of(|c| c.max_parts = 0),
             "max-parts must be between 1 and 10000"
         );
-        assert!(error_of(|c| c.allow_origins = vec!["http://a/".into()]).contains("allow-origin"));
         assert_eq!(
             error_of(|c| c.agent_key = Some("short".into())),
             "agent-key must be 16 to 128 printable ascii characters"
@@ -250,10 +262,6 @@ mod tests {
         assert_eq!(
             format!("{:?}", AgentKey::from("0123456789abcdef")),
             "AgentKey(..)"
-        );
-        assert_eq!(
-            error_of(|c| c.idle_timeout = Duration::ZERO),
-            "idle-timeout must be between 100 ms and 1 day"
         );
         assert!(error_of(|c| c.max_help_sessions = 0).contains("max-help-sessions"));
     }

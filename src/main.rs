@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use tandem::http::HttpConfig;
 use tandem::{Config, Hub};
 
 /// tandem: a firewall-friendly HTTP push server.
@@ -79,92 +80,86 @@ struct AuditVerify {
 /// Run the push server (with its demo pages) until SIGINT or SIGTERM.
 ///
 /// Durations take a unit: 500ms, 15s, 10m, 1h (a bare number is seconds).
+/// A flag left out keeps the library's default (`tandem::Config`,
+/// `tandem::http::HttpConfig`, `tandem::cobrowse` settings), shown in brackets.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "serve")]
 struct Serve {
-    /// address to listen on (default 127.0.0.1:8080)
+    /// address to listen on [127.0.0.1:8080]
     #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
     listen: SocketAddr,
-    /// worker threads (default: one per core)
-    #[argh(option, default = "0")]
-    threads: usize,
-    /// events kept per channel for resume (default 256)
-    #[argh(option, default = "256")]
-    buffer_events: usize,
-    /// how long events stay buffered (default 10m)
-    #[argh(option, default = "Duration::from_secs(600)", from_str_fn(duration))]
-    buffer_age: Duration,
-    /// largest event in bytes (default 65536)
-    #[argh(option, default = "65536")]
-    max_event_bytes: usize,
-    /// most parts in one multipart/form-data publish (default 64)
-    #[argh(option, default = "64")]
-    max_parts: usize,
-    /// most events in one long-poll answer (default 100)
-    #[argh(option, default = "100")]
-    poll_batch: usize,
-    /// long-poll hold time when the client names none (default 25s)
-    #[argh(option, default = "Duration::from_secs(25)", from_str_fn(duration))]
-    poll_timeout: Duration,
-    /// longest long-poll hold a client may ask for (default 120s)
-    #[argh(option, default = "Duration::from_secs(120)", from_str_fn(duration))]
-    poll_timeout_max: Duration,
-    /// heartbeat interval on idle streams (default 15s)
-    #[argh(option, default = "Duration::from_secs(15)", from_str_fn(duration))]
-    heartbeat: Duration,
-    /// bytes of padding at the start of streams (default 2048)
-    #[argh(option, default = "2048")]
-    stream_padding: usize,
-    /// reconnect delay told to SSE clients (default 2s)
-    #[argh(option, default = "Duration::from_secs(2)", from_str_fn(duration))]
-    sse_retry: Duration,
-    /// open connections beyond which new ones get 503 (default 10000)
-    #[argh(option, default = "10_000")]
-    max_connections: usize,
-    /// close a connection that sends no complete request head for this long, from its opening or its last answer (default 75s)
-    #[argh(option, default = "Duration::from_secs(75)", from_str_fn(duration))]
-    idle_timeout: Duration,
-    /// an origin allowed by CORS, or *; repeat for more (default: same origin only)
+    /// worker threads [one per core]
+    #[argh(option)]
+    threads: Option<usize>,
+    /// events kept per channel for resume [256]
+    #[argh(option)]
+    buffer_events: Option<usize>,
+    /// how long events stay buffered [10m]
+    #[argh(option, from_str_fn(duration))]
+    buffer_age: Option<Duration>,
+    /// largest event in bytes [65536]
+    #[argh(option)]
+    max_event_bytes: Option<usize>,
+    /// most parts in one multipart/form-data publish [64]
+    #[argh(option)]
+    max_parts: Option<usize>,
+    /// most events in one long-poll answer [100]
+    #[argh(option)]
+    poll_batch: Option<usize>,
+    /// long-poll hold time when the client names none [25s]
+    #[argh(option, from_str_fn(duration))]
+    poll_timeout: Option<Duration>,
+    /// longest long-poll hold a client may ask for [2m]
+    #[argh(option, from_str_fn(duration))]
+    poll_timeout_max: Option<Duration>,
+    /// heartbeat interval on idle streams [15s]
+    #[argh(option, from_str_fn(duration))]
+    heartbeat: Option<Duration>,
+    /// bytes of padding at the start of streams [2048]
+    #[argh(option)]
+    stream_padding: Option<usize>,
+    /// reconnect delay told to SSE clients [2s]
+    #[argh(option, from_str_fn(duration))]
+    sse_retry: Option<Duration>,
+    /// how often idle channels are swept away [30s]
+    #[argh(option, from_str_fn(duration))]
+    sweep_interval: Option<Duration>,
+    /// open connections beyond which new ones get 503 [10000]
+    #[argh(option)]
+    max_connections: Option<usize>,
+    /// close a connection that sends no complete request head for this long, from its opening or its last answer [75s]
+    #[argh(option, from_str_fn(duration))]
+    idle_timeout: Option<Duration>,
+    /// an origin allowed by CORS, or *; repeat for more [same origin only]
     #[argh(option)]
     allow_origin: Vec<String>,
-    /// how often idle channels are swept away (default 30s)
-    #[argh(option, default = "Duration::from_secs(30)", from_str_fn(duration))]
-    sweep_interval: Duration,
-    /// how long shutdown waits for connections to drain (default 10s)
-    #[argh(option, default = "Duration::from_secs(10)", from_str_fn(duration))]
-    shutdown_timeout: Duration,
+    /// how long shutdown waits for connections to drain [10s]
+    #[argh(option, from_str_fn(duration))]
+    shutdown_timeout: Option<Duration>,
     /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
     #[argh(switch)]
     no_cobrowse: bool,
-    /// co-browsing agent accounts, name:argon2-hash lines (see `tandem agents add`); default: a per-run key, printed
+    /// co-browsing agent accounts, name:argon2-hash lines (see `tandem agents add`) [a per-run key, printed]
     #[argh(option)]
     agents: Option<PathBuf>,
     /// append the co-browsing audit log (hash-chained JSON lines) to this file
     #[argh(option)]
     audit: Option<PathBuf>,
-    /// write chat text into the audit log (default: its length only)
+    /// write chat text into the audit log [its length only]
     #[argh(switch)]
     audit_chat_text: bool,
-    /// canned chat replies for agents, one a line (default: built-in ones)
+    /// canned chat replies for agents, one a line [built-in ones]
     #[argh(option)]
     canned: Option<PathBuf>,
-    /// how long an agent stays signed in (default 8h)
-    #[argh(
-        option,
-        default = "Duration::from_secs(8 * 3600)",
-        from_str_fn(duration)
-    )]
-    agent_session_ttl: Duration,
-    /// how long a help session lives at most (default 4h)
-    #[argh(
-        option,
-        default = "Duration::from_secs(4 * 3600)",
-        from_str_fn(duration)
-    )]
-    help_session_ttl: Duration,
-    /// most help sessions open at once (default 1000)
-    #[argh(option, default = "1000")]
-    max_help_sessions: usize,
+    /// how long an agent stays signed in [8h]
+    #[argh(option, from_str_fn(duration))]
+    agent_session_ttl: Option<Duration>,
+    /// how long a help session lives at most [4h]
+    #[argh(option, from_str_fn(duration))]
+    help_session_ttl: Option<Duration>,
+    /// most help sessions open at once [1000]
+    #[argh(option)]
+    max_help_sessions: Option<usize>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -182,36 +177,48 @@ fn duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration {s:?}"))
 }
 
+/// `cfg.field = flag` for each flag that was given: the flags are laid over
+/// the library's defaults, which are written once, in the library.
+macro_rules! lay {
+    ($cfg:expr, $flags:expr, $($field:ident),* $(,)?) => {
+        $(if let Some(v) = $flags.$field.clone() {
+            $cfg.$field = v;
+        })*
+    };
+}
+
 impl Serve {
-    fn config(self) -> Config {
-        Config {
-            listen: self.listen,
-            threads: self.threads,
-            buffer_events: self.buffer_events,
-            buffer_age: self.buffer_age,
-            max_event_bytes: self.max_event_bytes,
-            max_parts: self.max_parts,
-            poll_batch: self.poll_batch,
-            poll_timeout: self.poll_timeout,
-            poll_timeout_max: self.poll_timeout_max,
-            heartbeat: self.heartbeat,
-            stream_padding: self.stream_padding,
-            sse_retry: self.sse_retry,
-            max_connections: self.max_connections,
-            idle_timeout: self.idle_timeout,
-            allow_origins: self.allow_origin,
-            shutdown_timeout: self.shutdown_timeout,
-            sweep_interval: self.sweep_interval,
-            cobrowse: !self.no_cobrowse,
-            agents_file: self.agents,
-            agent_key: None,
-            audit_file: self.audit,
-            audit_chat_text: self.audit_chat_text,
-            canned_file: self.canned,
-            agent_session_ttl: self.agent_session_ttl,
-            help_session_ttl: self.help_session_ttl,
-            max_help_sessions: self.max_help_sessions,
+    fn config(&self) -> (Config, HttpConfig) {
+        let mut core = Config::default();
+        lay!(
+            core,
+            self,
+            buffer_events,
+            buffer_age,
+            max_event_bytes,
+            max_parts,
+            poll_batch,
+            poll_timeout,
+            poll_timeout_max,
+            heartbeat,
+            stream_padding,
+            sse_retry,
+            sweep_interval,
+            agent_session_ttl,
+            help_session_ttl,
+            max_help_sessions,
+        );
+        core.cobrowse = !self.no_cobrowse;
+        core.agents_file = self.agents.clone();
+        core.audit_file = self.audit.clone();
+        core.audit_chat_text = self.audit_chat_text;
+        core.canned_file = self.canned.clone();
+        let mut http = HttpConfig::default();
+        lay!(http, self, max_connections, idle_timeout, shutdown_timeout);
+        if !self.allow_origin.is_empty() {
+            http.allow_origins = self.allow_origin.clone();
         }
+        (core, http)
     }
 }
 
@@ -279,7 +286,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let config = serve.config();
+    let (config, http) = serve.config();
     let hub = match Hub::new(config.clone()) {
         Ok(h) => h,
         Err(e) => {
@@ -287,6 +294,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = http.validate() {
+        eprintln!("tandem: {e}");
+        return ExitCode::from(2);
+    }
     if let Err(e) = tandem::cobrowse::check_files(&config) {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
@@ -295,22 +306,25 @@ fn main() -> ExitCode {
     // current-thread one was measured (benches/compare.sh) at a third of the
     // deliveries per CPU-second when 10,000 subscribers wake at once.
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
-        rt.worker_threads(config.threads);
+    if let Some(n) = serve.threads.filter(|&n| n > 0) {
+        rt.worker_threads(n);
     }
     let rt = rt.enable_all().build().expect("tokio runtime");
     rt.block_on(async {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match tokio::net::TcpListener::bind(serve.listen).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("tandem: cannot listen on {}: {e}", config.listen);
+                eprintln!("tandem: cannot listen on {}: {e}", serve.listen);
                 return ExitCode::from(1);
             }
         };
-        let addr = listener.local_addr().map_or(config.listen, |a| a);
+        let addr = listener.local_addr().map_or(serve.listen, |a| a);
         // The application the binary serves: channels, co-browsing with its
         // demo portal, and the live status feed. A library user picks.
-        let service = match tandem::cobrowse::mount(tandem::Service::new(hub.clone()), addr) {
+        let service = tandem::Service::new(hub.clone())
+            .with_config(http)
+            .expect("validated before the runtime started");
+        let service = match tandem::cobrowse::mount(service, addr) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("tandem: {e}");
@@ -330,4 +344,85 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A duration as the help writes it: `10m`, `75s`, `8h`.
+    fn shown(d: Duration) -> String {
+        match d.as_secs() {
+            s if s % 3600 == 0 => format!("{}h", s / 3600),
+            s if s % 60 == 0 => format!("{}m", s / 60),
+            s => format!("{s}s"),
+        }
+    }
+
+    /// Each default is written once, in the library; the help only shows
+    /// it, and this keeps what it shows true.
+    #[test]
+    fn help_shows_the_library_defaults() {
+        let help = match Cli::from_args(&["tandem"], &["serve", "--help"]) {
+            Err(e) => e.output,
+            Ok(_) => panic!("--help parsed as a command"),
+        };
+        let (c, h) = (Config::default(), HttpConfig::default());
+        let expected = [
+            ("--buffer-events", c.buffer_events.to_string()),
+            ("--buffer-age", shown(c.buffer_age)),
+            ("--max-event-bytes", c.max_event_bytes.to_string()),
+            ("--max-parts", c.max_parts.to_string()),
+            ("--poll-batch", c.poll_batch.to_string()),
+            ("--poll-timeout ", shown(c.poll_timeout)),
+            ("--poll-timeout-max", shown(c.poll_timeout_max)),
+            ("--heartbeat", shown(c.heartbeat)),
+            ("--stream-padding", c.stream_padding.to_string()),
+            ("--sse-retry", shown(c.sse_retry)),
+            ("--sweep-interval", shown(c.sweep_interval)),
+            ("--max-connections", h.max_connections.to_string()),
+            ("--idle-timeout", shown(h.idle_timeout)),
+            ("--shutdown-timeout", shown(h.shutdown_timeout)),
+            ("--agent-session-ttl", shown(c.agent_session_ttl)),
+            ("--help-session-ttl", shown(c.help_session_ttl)),
+            ("--max-help-sessions", c.max_help_sessions.to_string()),
+        ];
+        let lines: Vec<&str> = help.lines().collect();
+        for (flag, value) in expected {
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with(flag))
+                .unwrap_or_else(|| panic!("no {flag} in the help:\n{help}"));
+            // A flag's description may wrap onto the lines that follow.
+            let line = lines[at..]
+                .iter()
+                .enumerate()
+                .take_while(|(i, l)| *i == 0 || !l.trim_start().starts_with("--"))
+                .map(|(_, l)| l.trim())
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                line.trim_end().ends_with(&format!("[{value}]")),
+                "{flag} shows another default than the library's {value}: {line}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_are_laid_over_the_defaults() {
+        let Command::Serve(s) = Cli::from_args(
+            &["tandem"],
+            &["serve", "--heartbeat", "3s", "--max-connections", "7"],
+        )
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        let (core, http) = s.config();
+        assert_eq!(core.heartbeat, Duration::from_secs(3));
+        assert_eq!(http.max_connections, 7);
+        assert_eq!(core.buffer_events, Config::default().buffer_events);
+        assert_eq!(http.idle_timeout, HttpConfig::default().idle_timeout);
+    }
 }

@@ -12,7 +12,7 @@ use hyper::header::{HeaderMap, HeaderValue, HOST, ORIGIN};
 use hyper::{Response, StatusCode};
 
 use super::body::Body;
-use crate::config::Config;
+use super::config::HttpConfig;
 use crate::error::Error;
 
 /// What the `Origin` of a request is to this server.
@@ -28,7 +28,7 @@ pub(crate) enum Origin {
     Denied,
 }
 
-pub(crate) fn classify(headers: &HeaderMap, cfg: &Config) -> Origin {
+pub(crate) fn classify(headers: &HeaderMap, cfg: &HttpConfig) -> Origin {
     let Some(origin) = headers.get(ORIGIN) else {
         return Origin::None;
     };

@@ -1,5 +1,6 @@
 //! The HTTP face of the router: a hyper `Service` and its response body.
 //!
+//! * `config.rs`: [`HttpConfig`], this layer's settings.
 //! * `route.rs`: path and query parsing (pure, fuzzed).
 //! * `service.rs`: dispatch, the subscribe and long-poll handlers, publish.
 //! * `publish.rs`: the three publish body formats (pure, fuzzed).
@@ -19,6 +20,7 @@
 pub mod app;
 mod assets;
 mod body;
+mod config;
 mod cors;
 mod error;
 pub mod publish;
@@ -29,12 +31,20 @@ mod stream;
 
 pub use app::{Access, App, AppFuture, MAX_APP_BODY};
 pub use body::Body;
+pub use config::HttpConfig;
 pub use error::{error_json, error_response, status_of};
 pub use service::{Service, DEFAULT_CALLBACK};
 
 pub(crate) use body::{decimal, no_cache as no_store};
 
-/// Whether a request's `Origin` is neither this server's nor allowed.
-pub(crate) fn origin_denied(headers: &hyper::HeaderMap, cfg: &crate::Config) -> bool {
-    cors::classify(headers, cfg) == cors::Origin::Denied
+/// Set by the [`Service`] in the extensions of a request it hands to an
+/// [`App`] when the request's `Origin` is neither this server's nor allowed
+/// by [`HttpConfig::allow_origins`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OriginDenied;
+
+/// Whether a request handed to an app came from an origin that is neither
+/// this server's nor allowed.
+pub(crate) fn origin_denied<B>(req: &hyper::Request<B>) -> bool {
+    req.extensions().get::<OriginDenied>().is_some()
 }

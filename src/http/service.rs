@@ -17,11 +17,13 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use super::app::{Access, App};
 use super::body::{self, Body};
+use super::config::HttpConfig;
 use super::cors::{self, Origin};
 use super::publish::{parse_form, parse_multipart, BodyKind};
 use super::read::{read_all, ReadError};
 use super::route::{parse_path, Query, Route, Sub};
 use super::stream::{EventStream, OpenGuard, ShutdownSignal, Style};
+use crate::config::ConfigError;
 use crate::error::Error;
 use crate::event::{check_type, Delivery, NewEvent};
 use crate::router::{Hub, SubscribeOptions, Transport};
@@ -60,6 +62,7 @@ pub const DEFAULT_CALLBACK: &str = "tandemEvent";
 #[derive(Clone)]
 pub struct Service {
     hub: Hub,
+    config: Arc<HttpConfig>,
     prefix: Arc<str>,
     shutdown: Shutdown,
     app: Option<Arc<dyn App>>,
@@ -95,10 +98,23 @@ impl Service {
     pub fn new(hub: Hub) -> Service {
         Service {
             hub,
+            config: Arc::new(HttpConfig::default()),
             prefix: Arc::from(""),
             shutdown: Shutdown::new(),
             app: None,
         }
+    }
+
+    /// Uses these HTTP settings (validated here) instead of the defaults.
+    pub fn with_config(mut self, config: HttpConfig) -> Result<Service, ConfigError> {
+        config.validate()?;
+        self.config = Arc::new(config);
+        Ok(self)
+    }
+
+    /// The HTTP settings this service runs with.
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
     }
 
     /// Mounts an application beside the push routes (see [`App`]): it answers
@@ -168,7 +184,7 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let origin = cors::classify(req.headers(), self.hub.config());
+        let origin = cors::classify(req.headers(), &self.config);
         let mut resp = match self.route(req, &origin).await {
             Ok(r) => r,
             Err(e) => super::error_response(&e),
@@ -190,6 +206,10 @@ impl Service {
             .ok_or_else(not_found)?;
         if let Some(app) = self.app.as_ref().filter(|a| a.claims(path)) {
             let path = path.to_string();
+            let mut req = req;
+            if *origin == Origin::Denied {
+                req.extensions_mut().insert(super::OriginDenied);
+            }
             return Ok(app.serve(&path, super::app::read_body(req).await?).await);
         }
         let route = parse_path(path)?.ok_or_else(not_found)?;

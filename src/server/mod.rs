@@ -119,7 +119,7 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let shutdown: Shutdown = service.shutdown().clone();
     let hub = service.hub().clone();
-    let cfg = hub.config().clone();
+    let cfg = service.config().clone();
     if let Some(signal) = signal {
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -225,7 +225,7 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
     // hyper's header-read timer runs from the end of an answer (or now) to
     // the next complete head, the same rule as the lean loop's. Flattened
     // writes: most answers here are one small buffer, one write.
-    let idle = svc.hub().config().idle_timeout;
+    let idle = svc.config().idle_timeout;
     let stopped = svc.shutdown().wait();
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -263,7 +263,7 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
     // the next complete head. One timer per connection, re-armed only when
     // it fires early (a timer per request was a tenth of a publish's cost):
     // `last` moves with every answer, the timer catches up lazily.
-    let idle = svc.hub().config().idle_timeout;
+    let idle = svc.config().idle_timeout;
     let mut last = tokio::time::Instant::now();
     let mut idle_timer = std::pin::pin!(tokio::time::sleep_until(last + idle));
     // The answer is written here, reused from request to request.

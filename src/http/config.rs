@@ -1,0 +1,98 @@
+//! The HTTP layer's settings: connections, timeouts, allowed origins.
+
+use std::time::Duration;
+
+use crate::config::{check, setters, ConfigError};
+
+/// The settings of the HTTP layer, held by a [`crate::Service`] and read by
+/// [`crate::serve`]'s accept loop.
+///
+/// ```
+/// use std::time::Duration;
+/// let http = tandem::http::HttpConfig::default()
+///     .max_connections(20_000)
+///     .allow_origins(vec!["https://app.example".into()]);
+/// let hub = tandem::Hub::new(tandem::Config::default()).unwrap();
+/// let svc = tandem::Service::new(hub).with_config(http).unwrap(); // validates
+/// assert_eq!(svc.config().max_connections, 20_000);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Open connections beyond which new ones get 503 (by [`crate::serve`]).
+    pub max_connections: usize,
+    /// How long a connection may go without sending a complete request head:
+    /// from its opening, or from the last answer on a keep-alive connection.
+    /// Then it is closed. (Streams and held long-polls are answers in
+    /// progress; this does not apply to them.)
+    pub idle_timeout: Duration,
+    /// Origins allowed by CORS. Empty means same origin only; `*` allows any.
+    pub allow_origins: Vec<String>,
+    /// How long graceful shutdown waits for connections to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(75),
+            allow_origins: Vec::new(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+setters!(HttpConfig {
+    max_connections: usize,
+    idle_timeout: Duration,
+    allow_origins: Vec<String>,
+    shutdown_timeout: Duration,
+});
+
+impl HttpConfig {
+    /// Checks every setting; the error says which one is wrong and why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check(self.max_connections >= 1, || {
+            "max-connections must be at least 1".into()
+        })?;
+        check(
+            (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.idle_timeout),
+            || "idle-timeout must be between 100 ms and 1 day".into(),
+        )?;
+        for o in &self.allow_origins {
+            check(
+                o == "*"
+                    || ((o.starts_with("http://") || o.starts_with("https://"))
+                        && !o.ends_with('/')),
+                || {
+                    format!("allow-origin {o:?} must be * or a scheme://host[:port] origin without a path")
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_limit() {
+        HttpConfig::default().validate().unwrap();
+        let e = |c: HttpConfig| c.validate().unwrap_err().to_string();
+        assert!(
+            e(HttpConfig::default().allow_origins(vec!["http://a/".into()]))
+                .contains("allow-origin")
+        );
+        assert_eq!(
+            e(HttpConfig::default().idle_timeout(Duration::ZERO)),
+            "idle-timeout must be between 100 ms and 1 day"
+        );
+        assert_eq!(
+            e(HttpConfig::default().max_connections(0)),
+            "max-connections must be at least 1"
+        );
+    }
+}
