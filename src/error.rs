@@ -52,7 +52,7 @@ impl Error {
     /// The JSON body of the error response: `{"error":"..."}`.
     pub fn json(&self) -> String {
         let mut out = String::from("{\"error\":");
-        crate::transport::json::push_str(&mut out, &self.message);
+        crate::json_escape::push_str(&mut out, &self.message);
         out.push('}');
         out
     }

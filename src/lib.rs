@@ -29,6 +29,7 @@ pub mod cobrowse;
 mod config;
 mod error;
 mod event;
+mod json_escape;
 pub mod http;
 mod metrics;
 pub mod router;
