@@ -215,6 +215,30 @@ impl Serve {
     }
 }
 
+impl Serve {
+    /// The co-browsing settings of the flags, unless `--no-cobrowse`.
+    fn cobrowse_settings(&self) -> Option<tandem::cobrowse::Settings> {
+        if self.no_cobrowse {
+            return None;
+        }
+        let mut s = tandem::cobrowse::Settings::default()
+            .audit_chat_text(self.audit_chat_text)
+            .agent_session_ttl(self.agent_session_ttl)
+            .help_session_ttl(self.help_session_ttl)
+            .max_help_sessions(self.max_help_sessions);
+        if let Some(p) = &self.agents {
+            s = s.agents_file(p);
+        }
+        if let Some(p) = &self.audit {
+            s = s.audit_file(p);
+        }
+        if let Some(p) = &self.canned {
+            s = s.canned_file(p);
+        }
+        Some(s)
+    }
+}
+
 /// `tandem agents add FILE NAME`: the password comes from standard input,
 /// never from the command line (which `ps` and shell histories show).
 fn agents_add(a: &AgentsAdd) -> ExitCode {
@@ -279,6 +303,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    let cobrowse = serve.cobrowse_settings();
     let config = serve.config();
     let hub = match Hub::new(config.clone()) {
         Ok(h) => h,
@@ -287,7 +312,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = tandem::cobrowse::check_files(&config) {
+    if let Some(Err(e)) = cobrowse.as_ref().map(tandem::cobrowse::check_files) {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }

@@ -4,9 +4,10 @@
 //! argon2id PHC string (salted, slow, memory-hard: a stolen file costs an
 //! attacker real work per guess). `tandem agents add FILE NAME` appends one,
 //! reading the password from standard input so it never sits in `ps` or a
-//! shell history. Without a file the server makes a random per-run agent
-//! key and prints a sign-in link carrying it in the URL *fragment*, which
-//! browsers never send to a server nor put in a `Referer`.
+//! shell history. Without a file co-browsing makes a random per-run agent
+//! key, which the program shows its operator as a sign-in link carrying it
+//! in the URL *fragment* (`Cobrowse::sign_in_link`), which browsers never
+//! send to a server nor put in a `Referer`.
 //!
 //! A sign-in gives a random token in a cookie (`HttpOnly`, `SameSite=Strict`,
 //! `Max-Age`); the server keeps only its digest and an expiry, checked on
@@ -19,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordVerifier};
-use hyper::StatusCode;
 use parking_lot::Mutex;
 
+use super::helpers::{too_many, unauthorized};
 use super::secret::{digest, random_token, Digest32};
+use super::settings::SetupError;
 use crate::error::Error;
 
 /// Longest agent name.
@@ -106,16 +108,18 @@ pub(crate) enum Credentials {
 
 impl Agents {
     /// Accounts from a file: `name:$argon2id$...` lines, `#` comments.
-    pub(crate) fn from_file(path: &Path, ttl: Duration) -> Result<Agents, String> {
+    pub(crate) fn from_file(path: &Path, ttl: Duration) -> Result<Agents, SetupError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--agents {}: {e}", path.display()))?;
+            .map_err(|e| SetupError::file(format!("--agents {}: {e}", path.display())))?;
         let mut accounts = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: &str| format!("--agents {} line {}: {why}", path.display(), i + 1);
+            let bad = |why: &str| {
+                SetupError::file(format!("--agents {} line {}: {why}", path.display(), i + 1))
+            };
             let (name, hash) = line
                 .split_once(':')
                 .ok_or_else(|| bad("expected name:hash"))?;
@@ -125,10 +129,10 @@ impl Agents {
             accounts.insert(name.to_string(), hash.to_string());
         }
         if accounts.is_empty() {
-            return Err(format!(
+            return Err(SetupError::file(format!(
                 "--agents {}: no accounts in the file",
                 path.display()
-            ));
+            )));
         }
         Ok(Agents::new(Method::Accounts(accounts), ttl))
     }
@@ -151,11 +155,6 @@ impl Agents {
     /// Whether agents sign in with the per-run key (no accounts file).
     pub(crate) fn uses_key(&self) -> bool {
         matches!(self.method, Method::Key(_))
-    }
-
-    /// How long a sign-in lasts.
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// Checks credentials; on success returns the agent's name and a new cookie token.
@@ -189,20 +188,16 @@ impl Agents {
             };
         if !ok {
             self.note_fail(&name);
-            return Err(Error::with_status(
-                StatusCode::UNAUTHORIZED,
-                "wrong agent name or password",
-            ));
+            return Err(unauthorized("wrong agent name or password"));
         }
         let token = random_token(32);
         let now = Instant::now();
         let mut map = self.signed_in.lock();
         map.retain(|_, s| s.expires > now);
         if map.len() >= MAX_SIGNED_IN {
-            return Err(Error::with_status(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("too many agents signed in (max {MAX_SIGNED_IN})"),
-            ));
+            return Err(too_many(format!(
+                "too many agents signed in (max {MAX_SIGNED_IN})"
+            )));
         }
         map.insert(
             digest(&token),
@@ -223,12 +218,9 @@ impl Agents {
             };
         }
         if f.total >= FAILS_TOTAL || f.per_name.get(name).copied().unwrap_or(0) >= FAILS_PER_NAME {
-            return Err(Error::with_status(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
-                ),
-            ));
+            return Err(too_many(format!(
+                "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
+            )));
         }
         Ok(())
     }

@@ -52,7 +52,8 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let service = Service::new(hub.clone()).with_shutdown(stop_rx.clone());
-    let service = crate::cobrowse::mount(service, listener.local_addr()?)?;
+    let cobrowse = cobrowse_settings(hub.config());
+    let service = crate::cobrowse::mount(service, cobrowse, listener.local_addr()?)?;
     let cfg = hub.config().clone();
     // The live status feed (`/status.html`): ends with the same signal.
     tokio::spawn(crate::status::run(hub.clone(), stop_rx.clone()));
@@ -130,6 +131,33 @@ pub async fn serve(
 /// The phases are boxed futures so that the task, which lives as long as the
 /// connection, only holds the phase it is in: an idle stream subscriber does
 /// not pay for the request parser or hyper's connection state.
+/// The co-browsing fields of the all-in-one `Config` as
+/// `cobrowse::Settings` (`None` with `cobrowse` off), until the binary builds
+/// the settings and mounts co-browsing itself.
+fn cobrowse_settings(cfg: &crate::Config) -> Option<crate::cobrowse::Settings> {
+    if !cfg.cobrowse {
+        return None;
+    }
+    let mut s = crate::cobrowse::Settings::default()
+        .audit_chat_text(cfg.audit_chat_text)
+        .agent_session_ttl(cfg.agent_session_ttl)
+        .help_session_ttl(cfg.help_session_ttl)
+        .max_help_sessions(cfg.max_help_sessions);
+    if let Some(p) = &cfg.agents_file {
+        s = s.agents_file(p);
+    }
+    if let Some(k) = &cfg.agent_key {
+        s = s.agent_key(k.0.as_str());
+    }
+    if let Some(p) = &cfg.audit_file {
+        s = s.audit_file(p);
+    }
+    if let Some(p) = &cfg.canned_file {
+        s = s.canned_file(p);
+    }
+    Some(s)
+}
+
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
