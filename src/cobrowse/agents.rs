@@ -38,7 +38,7 @@ const FAIL_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SIGNED_IN: usize = 10_000;
 
 /// Checks an agent name: 1 to 32 of `A-Z a-z 0-9 . _ -`.
-pub fn check_agent_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_agent_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > MAX_AGENT_NAME
         || !name
@@ -63,11 +63,12 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// The `--agents` file line for an agent: `name:hash`.
-pub fn agent_line(name: &str, password: &str) -> Result<String, String> {
-    check_agent_name(name)?;
+/// The `--agents` file line for an agent: `name:hash`. The name is 1 to 32
+/// of `A-Z a-z 0-9 . _ -`, the password at least 8 characters.
+pub fn agent_line(name: &str, password: &str) -> Result<String, SetupError> {
+    check_agent_name(name).map_err(SetupError::setting)?;
     if password.len() < 8 {
-        return Err("password too short (min 8 characters)".into());
+        return Err(SetupError::setting("password too short (min 8 characters)"));
     }
     Ok(format!("{name}:{}", hash_password(password)))
 }

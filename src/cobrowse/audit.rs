@@ -8,13 +8,13 @@
 //! hash so it can be noted elsewhere (a ticket, a second log) and compared.
 //!
 //! **One writer.** The file, and the hash of the last line written, belong
-//! to one thread of their own (`tandem-audit`). [`Audit::record`] builds the
+//! to one thread of their own (`tandem-audit`). `Audit::record` builds the
 //! record and sends it down a channel, so whoever records, from any async
 //! worker, neither waits for the disk nor holds a lock while it does; there
 //! is no lock in here at all. The writer takes the records in the order they
 //! were sent, sets each one's `prev`, writes the line and hashes it: the
 //! chain's order is the channel's, and no two lines can interleave.
-//! [`Audit::written`] waits (asynchronously) until every record sent before
+//! `Audit::written` waits (asynchronously) until every record sent before
 //! it is in the file, so an answer can follow its audit line as it always
 //! has. Dropping the `Audit` closes the channel and waits for the writer to
 //! finish what was sent: nothing is lost at shutdown.

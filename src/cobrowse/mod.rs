@@ -73,7 +73,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use agents::{agent_line, check_agent_name, hash_password};
+pub use agents::{agent_line, hash_password};
 pub use audit::{verify as verify_audit, Verified};
 pub use settings::{Settings, SetupError};
 pub use share::{CookieShare, ShareSession};

@@ -341,10 +341,13 @@ impl Cobrowse {
     }
 
     /// Every open session's summary, oldest first, and the console
-    /// channel's last id (to resume the live list from).
+    /// channel's last id to resume the live list from. The id is read
+    /// first: a change the list misses is published after it, so a console
+    /// that resumes from it hears of that change.
     pub(crate) fn list(&self) -> (Vec<Value>, u64) {
+        let since = self.hub().info(CONSOLE_CHANNEL).last_id;
         let list = self.inner.sessions.lock().list();
-        (list, self.hub().info(CONSOLE_CHANNEL).last_id)
+        (list, since)
     }
 
     /// Ends sessions past their lifetime.
