@@ -11,7 +11,6 @@
 //! exactly what the integration tests do.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The settings of the router and the transports.
@@ -49,25 +48,6 @@ pub struct Config {
     pub sse_retry: Duration,
     /// How often idle channels are swept away.
     pub sweep_interval: Duration,
-    /// Serve co-browsing (`/cobrowse.js`, `/agent`, `/cobrowse/...`, the demo portal).
-    pub cobrowse: bool,
-    /// Agent accounts (`name:argon2-hash` lines); `None` means a per-run agent key.
-    pub agents_file: Option<PathBuf>,
-    /// The per-run agent key to use instead of a random one (tests, scripted
-    /// runs); ignored when `agents_file` is set. Never logged.
-    pub agent_key: Option<AgentKey>,
-    /// Where the hash-chained audit log is appended (JSON lines); `None`: no log.
-    pub audit_file: Option<PathBuf>,
-    /// Write chat text into the audit log (by default only its length).
-    pub audit_chat_text: bool,
-    /// Canned chat replies for agents, one a line; `None`: built-in ones.
-    pub canned_file: Option<PathBuf>,
-    /// How long an agent's sign-in lasts.
-    pub agent_session_ttl: Duration,
-    /// How long a help session lives (waiting or active) before it ends by itself.
-    pub help_session_ttl: Duration,
-    /// Most help sessions open at once (waiting and active).
-    pub max_help_sessions: usize,
 }
 
 impl Default for Config {
@@ -84,33 +64,7 @@ impl Default for Config {
             stream_padding: 2048,
             sse_retry: Duration::from_secs(2),
             sweep_interval: Duration::from_secs(30),
-            cobrowse: true,
-            agents_file: None,
-            agent_key: None,
-            audit_file: None,
-            audit_chat_text: false,
-            canned_file: None,
-            agent_session_ttl: Duration::from_secs(8 * 3600),
-            help_session_ttl: Duration::from_secs(4 * 3600),
-            max_help_sessions: 1000,
         }
-    }
-}
-
-/// The per-run agent key given in a [`Config`]: a string whose `Debug` never
-/// shows it, so printing a config does not leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AgentKey(pub String);
-
-impl fmt::Debug for AgentKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AgentKey(..)")
-    }
-}
-
-impl From<&str> for AgentKey {
-    fn from(s: &str) -> AgentKey {
-        AgentKey(s.to_string())
     }
 }
 
@@ -155,15 +109,6 @@ setters!(Config {
     stream_padding: usize,
     sse_retry: Duration,
     sweep_interval: Duration,
-    cobrowse: bool,
-    agents_file: Option<PathBuf>,
-    agent_key: Option<AgentKey>,
-    audit_file: Option<PathBuf>,
-    audit_chat_text: bool,
-    canned_file: Option<PathBuf>,
-    agent_session_ttl: Duration,
-    help_session_ttl: Duration,
-    max_help_sessions: usize,
 });
 
 pub(crate) fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), ConfigError> {
@@ -204,24 +149,6 @@ impl Config {
         check(self.sweep_interval >= Duration::from_millis(10), || {
             "sweep-interval must be at least 10 ms".into()
         })?;
-        check(
-            self.agent_key
-                .as_ref()
-                .map(|k| k.0.as_str())
-                .map_or(true, |k| {
-                    (16..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
-                }),
-            || "agent-key must be 16 to 128 printable ascii characters".into(),
-        )?;
-        check(self.agent_session_ttl >= Duration::from_secs(60), || {
-            "agent-session-ttl must be at least 1 minute".into()
-        })?;
-        check(self.help_session_ttl >= Duration::from_secs(60), || {
-            "help-session-ttl must be at least 1 minute".into()
-        })?;
-        check((1..=100_000).contains(&self.max_help_sessions), || {
-            "max-help-sessions must be between 1 and 100000".into()
-        })?;
         Ok(())
     }
 
@@ -255,14 +182,5 @@ mod tests {
             error_of(|c| c.max_parts = 0),
             "max-parts must be between 1 and 10000"
         );
-        assert_eq!(
-            error_of(|c| c.agent_key = Some("short".into())),
-            "agent-key must be 16 to 128 printable ascii characters"
-        );
-        assert_eq!(
-            format!("{:?}", AgentKey::from("0123456789abcdef")),
-            "AgentKey(..)"
-        );
-        assert!(error_of(|c| c.max_help_sessions = 0).contains("max-help-sessions"));
     }
 }

@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod event;
 pub mod http;
+mod json_escape;
 mod metrics;
 pub mod router;
 mod server;
@@ -38,7 +39,7 @@ pub mod status;
 pub mod transport;
 pub mod wire;
 
-pub use config::{AgentKey, Config, ConfigError};
+pub use config::{Config, ConfigError};
 pub use error::Error;
 pub use event::{
     check_channel, check_type, Delivery, Event, Gap, NewEvent, MAX_CHANNEL_LEN, MAX_TYPE_LEN,

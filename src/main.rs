@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
+use tandem::cobrowse::{Cobrowse, CobrowseConfig};
 use tandem::http::HttpConfig;
 use tandem::{Config, Hub};
 
@@ -188,7 +189,9 @@ macro_rules! lay {
 }
 
 impl Serve {
-    fn config(&self) -> (Config, HttpConfig) {
+    /// The library's settings with the flags laid over them; `None` for
+    /// co-browsing with `--no-cobrowse`.
+    fn config(&self) -> (Config, HttpConfig, Option<CobrowseConfig>) {
         let mut core = Config::default();
         lay!(
             core,
@@ -204,21 +207,25 @@ impl Serve {
             stream_padding,
             sse_retry,
             sweep_interval,
-            agent_session_ttl,
-            help_session_ttl,
-            max_help_sessions,
         );
-        core.cobrowse = !self.no_cobrowse;
-        core.agents_file = self.agents.clone();
-        core.audit_file = self.audit.clone();
-        core.audit_chat_text = self.audit_chat_text;
-        core.canned_file = self.canned.clone();
         let mut http = HttpConfig::default();
         lay!(http, self, max_connections, idle_timeout, shutdown_timeout);
         if !self.allow_origin.is_empty() {
             http.allow_origins = self.allow_origin.clone();
         }
-        (core, http)
+        let mut cb = CobrowseConfig::default();
+        lay!(
+            cb,
+            self,
+            agent_session_ttl,
+            help_session_ttl,
+            max_help_sessions
+        );
+        cb.agents_file = self.agents.clone();
+        cb.audit_file = self.audit.clone();
+        cb.audit_chat_text = self.audit_chat_text;
+        cb.canned_file = self.canned.clone();
+        (core, http, (!self.no_cobrowse).then_some(cb))
     }
 }
 
@@ -286,7 +293,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    let (config, http) = serve.config();
+    let (config, http, cobrowse) = serve.config();
     let hub = match Hub::new(config.clone()) {
         Ok(h) => h,
         Err(e) => {
@@ -298,7 +305,11 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = tandem::cobrowse::check_files(&config) {
+    let checked = cobrowse.as_ref().map(|cb| {
+        cb.validate()?;
+        tandem::cobrowse::check_files(cb)
+    });
+    if let Some(Err(e)) = checked {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
@@ -324,9 +335,19 @@ fn main() -> ExitCode {
         let service = tandem::Service::new(hub.clone())
             .with_config(http)
             .expect("validated before the runtime started");
-        let service = match tandem::cobrowse::mount(service, addr) {
-            Ok(s) => s,
-            Err(e) => {
+        let service = match cobrowse.map(|cb| Cobrowse::new(hub.clone(), cb)) {
+            None => service,
+            Some(Ok(cb)) => {
+                let cb = cb.with_portal();
+                if let Some(link) = cb.sign_in_link(addr) {
+                    // Printed, not logged: the key must reach the operator
+                    // whatever RUST_LOG says. It sits in the URL's fragment,
+                    // which no browser sends.
+                    eprintln!("tandem: agent sign-in for this run: {link}");
+                }
+                service.with_app(std::sync::Arc::new(cb))
+            }
+            Some(Err(e)) => {
                 eprintln!("tandem: {e}");
                 return ExitCode::from(2);
             }
@@ -368,6 +389,7 @@ mod tests {
             Ok(_) => panic!("--help parsed as a command"),
         };
         let (c, h) = (Config::default(), HttpConfig::default());
+        let cb = CobrowseConfig::default();
         let expected = [
             ("--buffer-events", c.buffer_events.to_string()),
             ("--buffer-age", shown(c.buffer_age)),
@@ -383,9 +405,9 @@ mod tests {
             ("--max-connections", h.max_connections.to_string()),
             ("--idle-timeout", shown(h.idle_timeout)),
             ("--shutdown-timeout", shown(h.shutdown_timeout)),
-            ("--agent-session-ttl", shown(c.agent_session_ttl)),
-            ("--help-session-ttl", shown(c.help_session_ttl)),
-            ("--max-help-sessions", c.max_help_sessions.to_string()),
+            ("--agent-session-ttl", shown(cb.agent_session_ttl)),
+            ("--help-session-ttl", shown(cb.help_session_ttl)),
+            ("--max-help-sessions", cb.max_help_sessions.to_string()),
         ];
         let lines: Vec<&str> = help.lines().collect();
         for (flag, value) in expected {
@@ -419,7 +441,7 @@ mod tests {
         else {
             panic!("not serve")
         };
-        let (core, http) = s.config();
+        let (core, http, _) = s.config();
         assert_eq!(core.heartbeat, Duration::from_secs(3));
         assert_eq!(http.max_connections, 7);
         assert_eq!(core.buffer_events, Config::default().buffer_events);

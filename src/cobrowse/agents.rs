@@ -4,9 +4,10 @@
 //! argon2id PHC string (salted, slow, memory-hard: a stolen file costs an
 //! attacker real work per guess). `tandem agents add FILE NAME` appends one,
 //! reading the password from standard input so it never sits in `ps` or a
-//! shell history. Without a file the server makes a random per-run agent
-//! key and prints a sign-in link carrying it in the URL *fragment*, which
-//! browsers never send to a server nor put in a `Referer`.
+//! shell history. Without a file co-browsing makes a random per-run agent
+//! key, which the program shows its operator as a sign-in link carrying it
+//! in the URL *fragment* (`Cobrowse::sign_in_link`), which browsers never
+//! send to a server nor put in a `Referer`.
 //!
 //! A sign-in gives a random token in a cookie (`HttpOnly`, `SameSite=Strict`,
 //! `Max-Age`); the server keeps only its digest and an expiry, checked on
@@ -22,6 +23,7 @@ use argon2::{Argon2, PasswordVerifier};
 use parking_lot::Mutex;
 
 use super::secret::{digest, random_token, Digest32};
+use super::settings::SetupError;
 use crate::error::Error;
 
 /// Longest agent name.
@@ -35,7 +37,7 @@ const FAIL_WINDOW: Duration = Duration::from_secs(60);
 const MAX_SIGNED_IN: usize = 10_000;
 
 /// Checks an agent name: 1 to 32 of `A-Z a-z 0-9 . _ -`.
-pub fn check_agent_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_agent_name(name: &str) -> Result<(), String> {
     if name.is_empty()
         || name.len() > MAX_AGENT_NAME
         || !name
@@ -60,11 +62,12 @@ pub fn hash_password(password: &str) -> String {
         .to_string()
 }
 
-/// The `--agents` file line for an agent: `name:hash`.
-pub fn agent_line(name: &str, password: &str) -> Result<String, String> {
-    check_agent_name(name)?;
+/// The `--agents` file line for an agent: `name:hash`. The name is 1 to 32
+/// of `A-Z a-z 0-9 . _ -`, the password at least 8 characters.
+pub fn agent_line(name: &str, password: &str) -> Result<String, SetupError> {
+    check_agent_name(name).map_err(SetupError::setting)?;
     if password.len() < 8 {
-        return Err("password too short (min 8 characters)".into());
+        return Err(SetupError::setting("password too short (min 8 characters)"));
     }
     Ok(format!("{name}:{}", hash_password(password)))
 }
@@ -105,16 +108,18 @@ pub(crate) enum Credentials {
 
 impl Agents {
     /// Accounts from a file: `name:$argon2id$...` lines, `#` comments.
-    pub(crate) fn from_file(path: &Path, ttl: Duration) -> Result<Agents, String> {
+    pub(crate) fn from_file(path: &Path, ttl: Duration) -> Result<Agents, SetupError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--agents {}: {e}", path.display()))?;
+            .map_err(|e| SetupError::file(format!("--agents {}: {e}", path.display())))?;
         let mut accounts = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bad = |why: &str| format!("--agents {} line {}: {why}", path.display(), i + 1);
+            let bad = |why: &str| {
+                SetupError::file(format!("--agents {} line {}: {why}", path.display(), i + 1))
+            };
             let (name, hash) = line
                 .split_once(':')
                 .ok_or_else(|| bad("expected name:hash"))?;
@@ -124,10 +129,10 @@ impl Agents {
             accounts.insert(name.to_string(), hash.to_string());
         }
         if accounts.is_empty() {
-            return Err(format!(
+            return Err(SetupError::file(format!(
                 "--agents {}: no accounts in the file",
                 path.display()
-            ));
+            )));
         }
         Ok(Agents::new(Method::Accounts(accounts), ttl))
     }
@@ -150,11 +155,6 @@ impl Agents {
     /// Whether agents sign in with the per-run key (no accounts file).
     pub(crate) fn uses_key(&self) -> bool {
         matches!(self.method, Method::Key(_))
-    }
-
-    /// How long a sign-in lasts.
-    pub(crate) fn ttl(&self) -> Duration {
-        self.ttl
     }
 
     /// Checks credentials; on success returns the agent's name and a new cookie token.
@@ -219,9 +219,8 @@ impl Agents {
         }
         if f.total >= FAILS_TOTAL || f.per_name.get(name).copied().unwrap_or(0) >= FAILS_PER_NAME {
             return Err(Error::rate_limited(format!(
-                    "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
-                ),
-            ));
+                "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
+            )));
         }
         Ok(())
     }

@@ -7,45 +7,62 @@
 //! fit. A chain cannot vouch for its own last line: `verify` prints the head
 //! hash so it can be noted elsewhere (a ticket, a second log) and compared.
 //!
-//! Lines are written under a `parking_lot` mutex, file I/O included. That is
-//! the one place this crate does I/O under a lock, on purpose: the chain is
-//! only valid if lines reach the file in the order their hashes were
-//! computed, audit lines are a few hundred bytes into the page cache, and
-//! they come at human speed (a click, a chat line), never per stream event.
+//! **One writer.** The file, and the hash of the last line written, belong
+//! to one thread of their own (`tandem-audit`). `Audit::record` builds the
+//! record and sends it down a channel, so whoever records, from any async
+//! worker, neither waits for the disk nor holds a lock while it does; there
+//! is no lock in here at all. The writer takes the records in the order they
+//! were sent, sets each one's `prev`, writes the line and hashes it: the
+//! chain's order is the channel's, and no two lines can interleave.
+//! `Audit::written` waits (asynchronously) until every record sent before
+//! it is in the file, so an answer can follow its audit line as it always
+//! has. Dropping the `Audit` closes the channel and waits for the writer to
+//! finish what was sent: nothing is lost at shutdown.
+//!
 //! On restart the writer reads the file's last line and continues the chain.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
 use serde_json::{Map, Value};
+use tokio::sync::oneshot;
 
 use super::secret::sha256_hex;
 
 /// `prev` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The audit log writer (or a no-op without `--audit`).
+/// The audit log writer (or a no-op without an audit file).
 pub(crate) struct Audit {
-    file: Mutex<Option<Chain>>,
+    writer: Option<Writer>,
 }
 
-struct Chain {
-    file: File,
-    prev: String,
+/// The sending side of the writer thread.
+struct Writer {
+    // `Option` only so that `drop` can close the channel before joining.
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+enum Msg {
+    /// A record without its `prev`, which the writer sets.
+    Record(Map<String, Value>),
+    /// Answered once every record sent before it is written.
+    Written(oneshot::Sender<()>),
 }
 
 impl Audit {
     /// A writer that writes nothing.
     pub(crate) fn off() -> Audit {
-        Audit {
-            file: Mutex::new(None),
-        }
+        Audit { writer: None }
     }
 
-    /// Opens (or creates) the log at `path`, continuing its chain.
+    /// Opens (or creates) the log at `path`, continuing its chain, and starts
+    /// its writer thread.
     pub(crate) fn open(path: &Path) -> io::Result<Audit> {
         let prev = match File::open(path) {
             Ok(f) => {
@@ -62,15 +79,25 @@ impl Audit {
             Err(e) => return Err(e),
         };
         let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Unbounded: records come at human speed (a click, a chat line),
+        // never per stream event, and a bounded channel would make a
+        // recorder on an async worker wait for the disk after all.
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("tandem-audit".into())
+            .spawn(move || write_all(file, prev, rx))?;
         Ok(Audit {
-            file: Mutex::new(Some(Chain { file, prev })),
+            writer: Some(Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
         })
     }
 
-    /// Appends one record: `event`, the fields, `time` (ms since the epoch) and `prev`.
+    /// Appends one record: `event`, the fields, `time` (ms since the epoch)
+    /// and `prev`. Never blocks: the writer thread writes it.
     pub(crate) fn record(&self, event: &str, fields: &[(&str, Value)]) {
-        let mut guard = self.file.lock();
-        let Some(chain) = guard.as_mut() else {
+        let Some(tx) = self.writer.as_ref().and_then(|w| w.tx.as_ref()) else {
             return;
         };
         let mut obj = Map::new();
@@ -82,18 +109,58 @@ impl Audit {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         obj.insert("time".into(), Value::from(time));
-        obj.insert("prev".into(), Value::from(chain.prev.as_str()));
-        let line = Value::Object(obj).to_string();
-        let mut bytes = line.clone().into_bytes();
-        bytes.push(b'\n');
-        match chain
-            .file
-            .write_all(&bytes)
-            .and_then(|()| chain.file.flush())
-        {
-            Ok(()) => chain.prev = sha256_hex(line.as_bytes()),
-            // A full disk must not take co-browsing down, but must be seen.
-            Err(e) => log::error!("audit log write failed: {e}"),
+        if tx.send(Msg::Record(obj)).is_err() {
+            log::error!("audit log writer is gone: a {event} record is lost");
+        }
+    }
+
+    /// Waits until every record sent before this call is written (or its
+    /// write failed and was logged). At once without an audit file.
+    pub(crate) async fn written(&self) {
+        let Some(tx) = self.writer.as_ref().and_then(|w| w.tx.as_ref()) else {
+            return;
+        };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Msg::Written(done)).is_ok() {
+            // An error means the writer is gone; nothing more will be written.
+            let _ = wait.await;
+        }
+    }
+}
+
+impl Drop for Audit {
+    /// Closes the channel and waits for the writer to write what was sent.
+    fn drop(&mut self) {
+        if let Some(w) = &mut self.writer {
+            drop(w.tx.take());
+            if let Some(t) = w.thread.take() {
+                if t.join().is_err() {
+                    log::error!("audit log writer panicked");
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread: one record at a time, in the order sent, until every
+/// sender is gone.
+fn write_all(mut file: File, mut prev: String, rx: mpsc::Receiver<Msg>) {
+    for msg in rx {
+        match msg {
+            Msg::Record(mut obj) => {
+                obj.insert("prev".into(), Value::from(prev.as_str()));
+                let line = Value::Object(obj).to_string();
+                let mut bytes = line.clone().into_bytes();
+                bytes.push(b'\n');
+                match file.write_all(&bytes).and_then(|()| file.flush()) {
+                    Ok(()) => prev = sha256_hex(line.as_bytes()),
+                    // A full disk must not take co-browsing down, but must be seen.
+                    Err(e) => log::error!("audit log write failed: {e}"),
+                }
+            }
+            Msg::Written(done) => {
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -137,20 +204,56 @@ pub fn verify(path: &Path) -> Result<Verified, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn chain_continues_across_reopen_and_detects_edits() {
+    fn temp(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("tandem-audit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("unit.log");
+        let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn chain_continues_across_reopen_and_detects_edits() {
+        let path = temp("unit.log");
         Audit::open(&path).unwrap().record("a", &[("n", 1.into())]);
         let log = Audit::open(&path).unwrap();
         log.record("b", &[]);
         log.record("c", &[]);
+        drop(log);
         assert_eq!(verify(&path).unwrap().lines, 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("\"b\"", "\"x\"", 1)).unwrap();
         assert!(verify(&path).unwrap_err().starts_with("line 3:"));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// Many threads record at once: every line is there, whole, and the
+    /// chain verifies. Then `written` makes the lines sent before it visible.
+    #[test]
+    fn many_writers_keep_one_chain() {
+        let path = temp("many.log");
+        let log = std::sync::Arc::new(Audit::open(&path).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..250 {
+                        log.record("chat", &[("thread", t.into()), ("n", i.into())]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(log.written());
+        assert_eq!(verify(&path).unwrap().lines, 2000);
+        log.record("ended", &[]);
+        drop(log);
+        assert_eq!(verify(&path).unwrap().lines, 2001, "drop writes the rest");
         let _ = std::fs::remove_file(&path);
     }
 }

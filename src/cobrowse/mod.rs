@@ -8,18 +8,41 @@
 //! over an ordinary tandem channel, so whatever transport reaches the
 //! browser (a stream, or long-poll behind a buffering proxy) carries them.
 //!
-//! The parts, one idea a file:
+//! **Using it.** Make a [`Cobrowse`] from a [`crate::Hub`] and [`CobrowseConfig`],
+//! add the demo portal ([`Cobrowse::with_portal`]) or your application's own
+//! session hook ([`Cobrowse::with_share`]), and mount it with
+//! [`crate::Service::with_app`]. Without an agents file it makes a per-run
+//! key; [`Cobrowse::sign_in_link`] gives the link to show the operator (the
+//! library prints nothing). `docs/cobrowse.md` has the whole story.
 //!
+//! **The parts, one idea a file**, each using only those listed above it:
+//!
+//! * `helpers.rs`: refusals by kind, the limits on what clients send,
+//!   string fields, paths within the site.
+//! * `settings.rs`: [`CobrowseConfig`] and [`SetupError`]; loading the canned replies.
 //! * `secret.rs`: ids and tokens from the OS random source; digests kept
 //!   instead of tokens.
 //! * `session.rs`: help sessions (plain data), phone codes.
-//! * `agents.rs`: agent accounts (argon2), the per-run key, sign-in cookies.
-//! * `audit.rs`: the hash-chained JSON-lines audit log and its verifier.
+//! * `agents.rs`: agent accounts (argon2), the per-run key, sign-ins.
+//! * `audit.rs`: the hash-chained JSON-lines audit log, its writer thread,
+//!   and its verifier.
+//! * `console.rs`: publishing the live list on `cb.console` so that its
+//!   last event is always the current list.
 //! * `share.rs`: sharing the application's own session with joined agents
-//!   (the hook for embedders, and the demo portal's use of it).
-//! * `portal.rs`: the small demo portal built into the binary.
-//! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...`, and the
-//!   channel gate.
+//!   (the hook for embedders).
+//! * `portal.rs`: the small demo portal (knows nothing of the rest).
+//! * `state.rs`: [`Cobrowse`], the state and its operations, no HTTP in it:
+//!   plain inputs (cookie values, a checked request), plain outputs, errors
+//!   as [`crate::Error`].
+//! * `gate.rs`: who may read which `cb.` channel.
+//! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...` and the
+//!   portal's paths, cookies, request bodies, answers; the [`crate::http::App`]
+//!   impl.
+//!
+//! **Where to change what.** A new kind of session event: `Say` in
+//! `state.rs`, its parsing in `routes.rs`, `docs/cobrowse.md`. Who may read
+//! a channel: `gate.rs`. A new setting: `settings.rs`. What the console
+//! shows: `Session::summary` in `session.rs`.
 //!
 //! **The gate.** Channels whose names start with `cb.` belong to
 //! co-browsing: `cb.console` (the live list of sessions, read by signed-in
@@ -31,69 +54,44 @@
 //! 401/403 unless it names someone allowed. Nobody publishes to `cb.`
 //! channels directly: writes go through `POST /cobrowse/event`, where the
 //! server checks who is speaking, validates the event, sets its `from`, and
-//! writes the audit line. The gate is checked when a subscription opens; a
-//! stream already open when its session ends receives the `end` event and
-//! is closed by the client, and no new subscription is let in.
+//! writes the audit line.
 
 mod agents;
 pub mod audit;
+mod console;
+mod gate;
+mod helpers;
 mod portal;
 mod routes;
 mod secret;
 mod session;
+mod settings;
 pub mod share;
+mod state;
 
-use std::io;
-use std::sync::Arc;
-
-pub use agents::{agent_line, check_agent_name, hash_password};
+pub use agents::{agent_line, hash_password};
 pub use audit::{verify as verify_audit, Verified};
-pub use routes::Cobrowse;
+pub use settings::{CobrowseConfig, SetupError};
 pub use share::{CookieShare, ShareSession};
+pub use state::Cobrowse;
 
-use crate::http::Service;
-
-/// Checks the co-browsing files of a config (agents, canned replies, the
-/// audit log's directory) so `tandem serve` can refuse to start with a clear
-/// message before it listens. `serve` checks them again when it mounts.
-pub fn check_files(cfg: &crate::Config) -> Result<(), String> {
-    if !cfg.cobrowse {
-        return Ok(());
+/// Reads the files `settings` names (agents, canned replies) and opens the
+/// audit log for appending, so a program can refuse to start with a clear
+/// message before it listens. [`Cobrowse::new`] reads them again.
+pub fn check_files(settings: &CobrowseConfig) -> Result<(), SetupError> {
+    if let Some(p) = &settings.agents_file {
+        agents::Agents::from_file(p, settings.agent_session_ttl)?;
     }
-    if let Some(p) = &cfg.agents_file {
-        agents::Agents::from_file(p, cfg.agent_session_ttl)?;
-    }
-    routes::load_canned(cfg.canned_file.as_deref())?;
-    if let Some(p) = &cfg.audit_file {
+    settings::load_canned(settings.canned_file.as_deref())?;
+    if let Some(p) = &settings.audit_file {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(p)
-            .map_err(|e| format!("--audit {}: {e}", p.display()))?;
+            .map_err(|e| SetupError::file(format!("--audit {}: {e}", p.display())))?;
     }
     Ok(())
 }
 
-/// Mounts co-browsing on a service (when `Config::cobrowse`), with the demo
-/// portal, printing the agent sign-in link when it made a per-run key.
-pub fn mount(service: Service, addr: std::net::SocketAddr) -> io::Result<Service> {
-    let hub = service.hub().clone();
-    if !hub.config().cobrowse {
-        return Ok(service);
-    }
-    let cb = Cobrowse::new(hub)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?
-        .with_share(Arc::new(share::CookieShare::new(portal::COOKIE)));
-    let mut addr = addr;
-    if addr.ip().is_unspecified() {
-        // Listening on every interface: this machine's own is a link that works.
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    if let Some(key) = cb.printable_key() {
-        // Printed, not logged: the key must reach the operator whatever
-        // RUST_LOG says. It sits in the fragment, which no browser sends.
-        eprintln!("tandem: agent sign-in for this run: http://{addr}/agent#key={key}");
-    }
-    let portal = portal::Portal::new(cb.clone());
-    Ok(service.with_app(Arc::new(routes::Apps(cb, portal))))
-}
+#[cfg(test)]
+mod tests;

@@ -2,26 +2,26 @@
 //! kept in a server-side session (`/portal/...`).
 //!
 //! It stands for "the customer's web application" in the co-browsing demo
-//! and tests. Its session is the cookie `tandem_portal` (`HttpOnly`), a key
-//! into a table kept here. It finds the session of a request the way an
-//! embedder would with the library hook: first
-//! [`Cobrowse::shared_session`] (a joined agent viewing a help session gets
-//! the customer's portal session), then its own cookie. So the agent sees
-//! the customer's cart and sign-in without the cookie value ever leaving
-//! the server.
+//! and tests, mounted with [`crate::cobrowse::Cobrowse::with_portal`]. Its
+//! session is the cookie `tandem_portal` (`HttpOnly`), a key into a table
+//! kept here. It finds the session of a request the way an embedder would
+//! with the library hook: first the shared session
+//! ([`crate::cobrowse::Cobrowse::shared_session`], which `routes.rs` asks
+//! and hands in: a joined agent viewing a help session gets the customer's
+//! portal session), then its own cookie. So the agent sees the customer's
+//! cart and sign-in without the cookie value ever leaving the server. It
+//! knows nothing else of co-browsing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use hyper::{Method, Request, Response, StatusCode};
 use parking_lot::Mutex;
 
-use super::routes::Cobrowse;
 use super::secret::random_token;
 use super::share::cookie;
-use crate::http::{AppFuture, Body};
+use crate::http::Body;
 
 /// The portal's session cookie.
 pub(crate) const COOKIE: &str = "tandem_portal";
@@ -45,40 +45,38 @@ struct PortalSession {
 }
 
 /// The demo portal.
-#[derive(Clone)]
+#[derive(Default)]
 pub(crate) struct Portal {
-    cb: Cobrowse,
-    sessions: Arc<Mutex<(HashMap<String, PortalSession>, u64)>>,
+    sessions: Mutex<(HashMap<String, PortalSession>, u64)>,
 }
 
 impl Portal {
-    pub(crate) fn new(cb: Cobrowse) -> Portal {
-        Portal {
-            cb,
-            sessions: Arc::new(Mutex::new((HashMap::new(), 0))),
-        }
+    pub(crate) fn new() -> Portal {
+        Portal::default()
     }
 
     pub(crate) fn claims(&self, path: &str) -> bool {
         path == "/portal" || path.starts_with("/portal/")
     }
 
-    pub(crate) fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
-        let resp = self.answer(path, &req);
-        Box::pin(async move { resp })
-    }
-
     /// The session id this request uses, and whether it is shared (an agent's view).
-    fn session_of(&self, headers: &HeaderMap) -> (Option<String>, bool) {
-        if let Some(shared) = self.cb.shared_session(headers) {
-            return (Some(shared), true);
+    fn session_of(headers: &HeaderMap, shared: Option<String>) -> (Option<String>, bool) {
+        match shared {
+            Some(s) => (Some(s), true),
+            None => (cookie(headers, COOKIE), false),
         }
-        (cookie(headers, COOKIE), false)
     }
 
-    fn answer(&self, path: &str, req: &Request<Bytes>) -> Response<Body> {
+    /// Answers a request whose path [`Portal::claims`], given the shared
+    /// application session of the help session an agent is viewing, if any.
+    pub(crate) fn answer(
+        &self,
+        path: &str,
+        req: &Request<Bytes>,
+        shared: Option<String>,
+    ) -> Response<Body> {
         let headers = req.headers();
-        let (sid, shared) = self.session_of(headers);
+        let (sid, shared) = Portal::session_of(headers, shared);
         let current = sid
             .as_ref()
             .and_then(|s| self.sessions.lock().0.get(s).cloned())

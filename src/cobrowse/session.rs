@@ -10,7 +10,7 @@
 //!
 //! A customer on the phone can show a 6-digit code instead of being found in
 //! the list: it expires after [`CODE_TTL`], and an agent who types wrong
-//! codes is stopped after [`CODE_FAILS`] of them (see `mod.rs`), so the
+//! codes is stopped after [`CODE_FAILS`] of them (see `state.rs`), so the
 //! million codes cannot be walked.
 //!
 //! This file is plain data behind the caller's lock: no I/O, no channels.

@@ -15,24 +15,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::event::{Event, Gap};
 
-/// Appends `s` as a script-safe JSON string literal.
-pub fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' | '\0'..='\x1f' | '\x7f' => {
-                let _ = std::fmt::Write::write_fmt(out, format_args!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+/// Appends `s` as a script-safe JSON string literal (see `crate::json_escape`).
+pub use crate::json_escape::push_str;
 
 /// The JSON object of one event.
 pub(crate) fn encode_event(e: &Event) -> Bytes {
@@ -92,18 +76,4 @@ pub(crate) fn poll_chunks(events: Vec<Bytes>, next: u64) -> Vec<Bytes> {
     tail.put_slice(b"}");
     out.push(tail.freeze());
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn script_safe_escaping() {
-        let mut s = String::new();
-        push_str(&mut s, "</script><!--\u{2028}\"\\\n\u{1}");
-        assert_eq!(s, r#""\u003c/script\u003e\u003c!--\u2028\"\\\n\u0001""#);
-        let back: String = serde_json::from_str(&s).unwrap();
-        assert_eq!(back, "</script><!--\u{2028}\"\\\n\u{1}");
-    }
 }

@@ -1,0 +1,619 @@
+//! The co-browsing state and what can be done with it, with no HTTP in it.
+//!
+//! [`Cobrowse`] holds the help sessions, the agents and their sign-ins, the
+//! audit log, the phone-code guess counts and the console publisher. Its
+//! operations take plain inputs (the values of the co-browsing cookies a
+//! request carried, an [`Ask`], a [`Say`]) and give plain outputs (ids,
+//! tokens, JSON values for the answers), refusing with a [`crate::Error`]
+//! that says what and names the limit. `routes.rs` turns requests into these
+//! calls and their results into answers; `gate.rs` decides who reads which
+//! `cb.` channel.
+//!
+//! Locks (`parking_lot`) are held for a few map operations and never while
+//! publishing, writing the audit log or awaiting: every operation changes
+//! the state under the lock, lets it go, then tells the channels, the audit
+//! writer and the console publisher.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::agents::{Agents, Credentials};
+use super::audit::Audit;
+use super::console::{Console, CONSOLE_CHANNEL};
+use super::portal::Portal;
+use super::session::{channel_of, Ask, Sessions, CODE_FAILS, CODE_TTL, CODE_WINDOW};
+use super::settings::{load_canned, CobrowseConfig, SetupError};
+use super::share::ShareSession;
+use crate::error::Error;
+use crate::{Hub, NewEvent};
+
+/// Co-browsing: help sessions, agents, the audit log and the channel gate.
+/// Cheap to clone. Mount it with [`crate::Service::with_app`]; with
+/// [`Cobrowse::with_portal`] it serves the demo portal too.
+#[derive(Clone)]
+pub struct Cobrowse {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    hub: Hub,
+    settings: CobrowseConfig,
+    agents: Agents,
+    key: Option<String>,
+    sessions: Mutex<Sessions>,
+    audit: Audit,
+    canned: Vec<String>,
+    code_fails: Mutex<HashMap<String, (Instant, u32)>>,
+    share: OnceLock<Arc<dyn ShareSession>>,
+    console: Console,
+    portal: OnceLock<Portal>,
+}
+
+/// The co-browsing cookies a request carried: their values, unchecked.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Cookies {
+    /// The customer's `{session id}.{token}`.
+    pub(crate) help: Option<String>,
+    /// The agent's sign-in token.
+    pub(crate) agent: Option<String>,
+    /// The help session an agent's browser is viewing.
+    pub(crate) view: Option<String>,
+}
+
+/// Who is speaking in a help session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Who {
+    Customer,
+    Agent(String),
+    /// The server itself (a session that timed out).
+    Server,
+}
+
+impl Who {
+    fn client_id(&self) -> String {
+        match self {
+            Who::Customer => "customer".into(),
+            Who::Agent(n) => format!("agent:{n}"),
+            Who::Server => "server".into(),
+        }
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Who::Customer => "customer",
+            Who::Agent(n) => n,
+            Who::Server => "timeout",
+        }
+    }
+
+    pub(crate) fn is_agent(&self) -> bool {
+        matches!(self, Who::Agent(_))
+    }
+}
+
+/// A checked event a participant sends into a help session (`end` is
+/// [`Cobrowse::end`]). URLs are paths within the site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Say {
+    /// An agent sends the customer to `url`.
+    Push { url: String },
+    /// An agent asks for the customer's page.
+    Pull,
+    /// The customer answers a pull.
+    Pulled { url: String, title: String },
+    /// A page load on either side.
+    Nav {
+        url: String,
+        title: String,
+        text: String,
+    },
+    /// A clicked link, which blinks on both sides before both navigate.
+    Click {
+        url: String,
+        title: String,
+        text: String,
+    },
+    /// A chat line, not blank.
+    Chat { text: String },
+}
+
+impl Cobrowse {
+    /// Co-browsing over `hub` with `settings`: agents from the agents file
+    /// (or a per-run key), the audit log, the canned replies. The error
+    /// names the setting, or the file and line.
+    pub fn new(hub: Hub, settings: CobrowseConfig) -> Result<Cobrowse, SetupError> {
+        settings.validate()?;
+        let ttl = settings.agent_session_ttl;
+        let (agents, key) = match &settings.agents_file {
+            Some(p) => (Agents::from_file(p, ttl)?, None),
+            None => {
+                let (a, k) = Agents::with_key(settings.agent_key.as_deref(), ttl);
+                // A key the caller chose is the caller's to show; only a made one is printable.
+                (a, settings.agent_key.is_none().then_some(k))
+            }
+        };
+        let audit = match &settings.audit_file {
+            Some(p) => Audit::open(p)
+                .map_err(|e| SetupError::file(format!("--audit {}: {e}", p.display())))?,
+            None => Audit::off(),
+        };
+        let canned = load_canned(settings.canned_file.as_deref())?;
+        Ok(Cobrowse {
+            inner: Arc::new(Inner {
+                hub,
+                settings,
+                agents,
+                key,
+                sessions: Mutex::new(Sessions::default()),
+                audit,
+                canned,
+                code_fails: Mutex::new(HashMap::new()),
+                share: OnceLock::new(),
+                console: Console::default(),
+                portal: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Shares the application's session with joined agents (see
+    /// [`ShareSession`]). Set once: a second call is ignored (and logged).
+    pub fn with_share(self, share: Arc<dyn ShareSession>) -> Cobrowse {
+        if self.inner.share.set(share).is_err() {
+            log::warn!("Cobrowse::with_share called twice; the first one stays");
+        }
+        self
+    }
+
+    /// The per-run agent key this instance made (no agents file and no key
+    /// given), for the program to show its operator; `None` otherwise.
+    pub fn printable_key(&self) -> Option<&str> {
+        self.inner.key.as_deref()
+    }
+
+    /// The agent sign-in link for the per-run key this instance made, on a
+    /// server listening at `addr` (one listening on every interface gets
+    /// this machine's own, `127.0.0.1`); `None` when it made no key. The key
+    /// is in the fragment, which browsers never send to a server. Nothing is
+    /// printed: showing it is the program's choice.
+    pub fn sign_in_link(&self, addr: SocketAddr) -> Option<String> {
+        let key = self.printable_key()?;
+        let mut addr = addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Some(format!("http://{addr}/agent#key={key}"))
+    }
+
+    /// Adds the demo portal; false if it was there already.
+    pub(crate) fn set_portal(&self, portal: Portal) -> bool {
+        self.inner.portal.set(portal).is_ok()
+    }
+
+    /// The demo portal, if it is mounted and claims `path`.
+    pub(crate) fn portal(&self, path: &str) -> Option<&Portal> {
+        self.inner.portal.get().filter(|p| p.claims(path))
+    }
+
+    /// Waits until the audit lines recorded so far are in the file.
+    pub(crate) async fn audited(&self) {
+        self.inner.audit.written().await;
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub(crate) fn settings(&self) -> &CobrowseConfig {
+        &self.inner.settings
+    }
+
+    pub(crate) fn canned(&self) -> &[String] {
+        &self.inner.canned
+    }
+
+    pub(crate) fn share(&self) -> Option<&Arc<dyn ShareSession>> {
+        self.inner.share.get()
+    }
+
+    /// The signed-in agent named by a sign-in token, if any.
+    pub(crate) fn agent_named(&self, cookies: &Cookies) -> Option<String> {
+        cookies
+            .agent
+            .as_deref()
+            .and_then(|t| self.inner.agents.who(t))
+    }
+
+    /// The signed-in agent of a request, or 401.
+    pub(crate) fn agent(&self, cookies: &Cookies) -> Result<String, Error> {
+        self.agent_named(cookies)
+            .ok_or_else(|| Error::unauthorized("agents only: sign in at /agent"))
+    }
+
+    /// The customer's session id, if the request carries a valid customer cookie.
+    pub(crate) fn customer(&self, cookies: &Cookies) -> Option<String> {
+        let (id, token) = cookies.help.as_deref()?.split_once('.')?;
+        let ttl = self.inner.settings.help_session_ttl;
+        let sessions = self.inner.sessions.lock();
+        sessions
+            .map
+            .get(id)
+            .filter(|s| s.is_customer(token) && s.created.elapsed() < ttl)
+            .map(|s| s.id.clone())
+    }
+
+    /// Who may speak in a session: the customer by cookie, or a joined agent
+    /// naming the session.
+    pub(crate) fn participant(
+        &self,
+        cookies: &Cookies,
+        named: Option<&str>,
+    ) -> Result<(String, Who), Error> {
+        if let Some(id) = self.customer(cookies) {
+            if named.map_or(true, |n| n == id) {
+                return Ok((id, Who::Customer));
+            }
+        }
+        let agent = match self.agent(cookies) {
+            Ok(a) => a,
+            Err(_) if cookies.help.is_some() => {
+                return Err(Error::forbidden(
+                    "not a participant of this help session (it may have ended)",
+                ))
+            }
+            Err(_) => {
+                return Err(Error::unauthorized(
+                    "ask for help first, or sign in as an agent",
+                ))
+            }
+        };
+        let id = named.ok_or_else(|| Error::bad_request("session is required for agents"))?;
+        let ttl = self.inner.settings.help_session_ttl;
+        let sessions = self.inner.sessions.lock();
+        match sessions.map.get(id).filter(|s| s.created.elapsed() < ttl) {
+            None => Err(Error::not_found("no such help session (it may have ended)")),
+            Some(s) if s.agents.contains(&agent) => Ok((id.to_string(), Who::Agent(agent))),
+            Some(_) => Err(Error::forbidden("join this help session first")),
+        }
+    }
+
+    /// Whether a signed-in `agent` joined help session `id`.
+    pub(crate) fn has_joined(&self, agent: &str, id: &str) -> bool {
+        self.inner
+            .sessions
+            .lock()
+            .map
+            .get(id)
+            .is_some_and(|s| s.agents.iter().any(|a| a == agent))
+    }
+
+    /// The application session of the help session an agent is viewing, if
+    /// the agent joined it (see `share.rs`).
+    pub(crate) fn shared_of(&self, cookies: &Cookies) -> Option<String> {
+        let agent = self.agent_named(cookies)?;
+        let id = cookies.view.as_deref()?;
+        let sessions = self.inner.sessions.lock();
+        let s = sessions.map.get(id)?;
+        if s.agents.contains(&agent) {
+            s.shared.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Whether `agent` joined session `id`, if the session is open (not
+    /// ended, not past its lifetime).
+    pub(crate) fn joined_open(&self, id: &str, agent: &str) -> Option<bool> {
+        let ttl = self.inner.settings.help_session_ttl;
+        let sessions = self.inner.sessions.lock();
+        let s = sessions.map.get(id).filter(|s| s.created.elapsed() < ttl)?;
+        Some(s.agents.iter().any(|a| a == agent))
+    }
+
+    fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
+        let ev = NewEvent {
+            kind: kind.to_string(),
+            data: Bytes::from(data.to_string()),
+            content_type: Some("application/json".into()),
+            from: Some(who.client_id()),
+        };
+        if let Err(e) = self.hub().publish(&channel_of(id), ev) {
+            log::warn!("co-browse event for {id} refused: {e}");
+        }
+    }
+
+    /// Republishes the console list after a change to it (see `console.rs`).
+    fn publish_list(&self) {
+        self.inner.console.changed(|| {
+            let list = self.inner.sessions.lock().list();
+            let ev = NewEvent {
+                kind: "sessions".into(),
+                data: Bytes::from(json!({ "sessions": list }).to_string()),
+                content_type: Some("application/json".into()),
+                from: Some("server".into()),
+            };
+            if let Err(e) = self.hub().publish(CONSOLE_CHANNEL, ev) {
+                log::warn!("console list refused: {e}");
+            }
+        });
+    }
+
+    /// Every open session's summary, oldest first, and the console
+    /// channel's last id to resume the live list from. The id is read
+    /// first: a change the list misses is published after it, so a console
+    /// that resumes from it hears of that change.
+    pub(crate) fn list(&self) -> (Vec<Value>, u64) {
+        let since = self.hub().info(CONSOLE_CHANNEL).last_id;
+        let list = self.inner.sessions.lock().list();
+        (list, since)
+    }
+
+    /// Ends sessions past their lifetime.
+    pub(crate) fn expire(&self) {
+        let ttl = self.inner.settings.help_session_ttl;
+        let old = self.inner.sessions.lock().expire(ttl);
+        for s in &old {
+            self.publish(&s.id, "end", &Who::Server, json!({"by": "timeout"}));
+            self.hub().close(&channel_of(&s.id));
+            self.inner.audit.record(
+                "ended",
+                &[("session", s.id.as_str().into()), ("by", "timeout".into())],
+            );
+        }
+        if !old.is_empty() {
+            self.publish_list();
+        }
+    }
+
+    /// Opens a help session; returns its id and the customer's token.
+    pub(crate) fn open(&self, ask: Ask) -> Result<(String, String), Error> {
+        let max = self.inner.settings.max_help_sessions;
+        let shared = ask.shared.is_some();
+        let (id, token) = {
+            let mut sessions = self.inner.sessions.lock();
+            if sessions.map.len() >= max {
+                return Err(Error::rate_limited(format!(
+                    "too many open help sessions (max {max}): try again in a while"
+                )));
+            }
+            sessions.create(ask)
+        };
+        self.inner.audit.record(
+            "created",
+            &[
+                ("session", id.as_str().into()),
+                ("by", "customer".into()),
+                ("shared_app_session", shared.into()),
+            ],
+        );
+        self.publish_list();
+        Ok((id, token))
+    }
+
+    /// What the customer sees of their session: its summary, its channel
+    /// and where to resume it, and what is (not) shared.
+    pub(crate) fn session_view(&self, id: &str) -> Result<Value, Error> {
+        let sessions = self.inner.sessions.lock();
+        let s = sessions
+            .map
+            .get(id)
+            .ok_or_else(|| Error::not_found("no help session (it has ended)"))?;
+        let mut shared = vec![
+            "the address and title of the pages of this site you open while the session lasts",
+            "the links you click on this site",
+            "the chat",
+        ];
+        if s.shared.is_some() {
+            shared.push("your session on this site (for example your cart), for the agent to see");
+        }
+        let mut v = s.summary();
+        v["channel"] = Value::from(s.channel());
+        v["shared"] = json!(shared);
+        v["not_shared"] = json!([
+            "other tabs and other sites",
+            "what you type into forms",
+            "your cookies and passwords"
+        ]);
+        drop(sessions);
+        v["since"] = Value::from(self.hub().info(&channel_of(id)).last_id);
+        Ok(v)
+    }
+
+    /// A fresh phone code for session `id`, and how long it lasts.
+    pub(crate) fn issue_code(&self, id: &str) -> Result<(String, u64), Error> {
+        let code = self
+            .inner
+            .sessions
+            .lock()
+            .new_code(id)
+            .ok_or_else(|| Error::not_found("no help session (it has ended)"))?;
+        self.inner
+            .audit
+            .record("code_issued", &[("session", id.into())]);
+        Ok((code, CODE_TTL.as_secs()))
+    }
+
+    /// The session a phone code points at; wrong codes are counted per agent.
+    pub(crate) fn redeem(&self, agent: &str, code: &str) -> Result<String, Error> {
+        {
+            let mut fails = self.inner.code_fails.lock();
+            fails.retain(|_, (t, _)| t.elapsed() < CODE_WINDOW);
+            if fails.get(agent).is_some_and(|(_, n)| *n >= CODE_FAILS) {
+                return Err(Error::rate_limited(format!(
+                    "too many wrong codes (max {CODE_FAILS} in {} minutes): find the session in the list",
+                    CODE_WINDOW.as_secs() / 60
+                )));
+            }
+        }
+        if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            if let Some(id) = self.inner.sessions.lock().redeem(code) {
+                return Ok(id);
+            }
+        }
+        self.inner
+            .code_fails
+            .lock()
+            .entry(agent.to_string())
+            .or_insert((Instant::now(), 0))
+            .1 += 1;
+        self.inner
+            .audit
+            .record("code_failed", &[("agent", agent.into())]);
+        Err(Error::not_found(
+            "no help session has this code (6 digits, valid 10 minutes)",
+        ))
+    }
+
+    /// `agent` joins session `id` (found `via` the list or a code); returns
+    /// the session's summary with its channel and where to resume it.
+    pub(crate) fn join(&self, agent: &str, id: &str, via: &str) -> Result<Value, Error> {
+        let first = {
+            let mut sessions = self.inner.sessions.lock();
+            let s = sessions
+                .map
+                .get_mut(id)
+                .ok_or_else(|| Error::not_found("no such help session (it may have ended)"))?;
+            if s.agents.iter().any(|a| a == agent) {
+                false
+            } else {
+                s.agents.push(agent.to_string());
+                true
+            }
+        };
+        if first {
+            let who = Who::Agent(agent.to_string());
+            self.publish(id, "joined", &who, json!({"agent": agent}));
+            self.inner.audit.record(
+                "joined",
+                &[
+                    ("session", id.into()),
+                    ("agent", agent.into()),
+                    ("via", via.into()),
+                ],
+            );
+            self.publish_list();
+        }
+        let sessions = self.inner.sessions.lock();
+        let mut v = sessions
+            .map
+            .get(id)
+            .map(|s| s.summary())
+            .unwrap_or_default();
+        drop(sessions);
+        v["channel"] = Value::from(channel_of(id));
+        v["since"] = Value::from(self.hub().info(&channel_of(id)).last_id);
+        Ok(v)
+    }
+
+    /// A participant's event into session `id`: audited, then published
+    /// with `from` set by the server.
+    pub(crate) fn say(&self, id: &str, who: &Who, say: Say) {
+        let audit = &self.inner.audit;
+        let sid = || ("session", Value::from(id));
+        let by = || ("by", Value::from(who.name()));
+        let (kind, data) = match say {
+            Say::Push { url } => {
+                audit.record("pushed", &[sid(), by(), ("url", url.as_str().into())]);
+                ("push", json!({"by": who.name(), "url": url}))
+            }
+            Say::Pull => {
+                audit.record("pull_asked", &[sid(), by()]);
+                ("pull", json!({"by": who.name()}))
+            }
+            Say::Pulled { url, title } => {
+                audit.record("pulled", &[sid(), by(), ("url", url.as_str().into())]);
+                (
+                    "pulled",
+                    json!({"by": who.name(), "url": url, "title": title}),
+                )
+            }
+            Say::Nav { url, title, text } => {
+                if !who.is_agent() {
+                    let mut sessions = self.inner.sessions.lock();
+                    if let Some(s) = sessions.map.get_mut(id) {
+                        s.url = url.clone();
+                        s.title = title.clone();
+                    }
+                }
+                let data = json!({"by": who.name(), "url": url, "title": title, "text": text});
+                ("nav", data)
+            }
+            Say::Click { url, title, text } => {
+                audit.record("clicked", &[sid(), by(), ("url", url.as_str().into())]);
+                let data = json!({"by": who.name(), "url": url, "title": title, "text": text});
+                ("click", data)
+            }
+            Say::Chat { text } => {
+                let mut fields = vec![sid(), by(), ("length", Value::from(text.chars().count()))];
+                if self.inner.settings.audit_chat_text {
+                    fields.push(("text", Value::from(text.as_str())));
+                }
+                audit.record("chat", &fields);
+                ("chat", json!({"by": who.name(), "text": text}))
+            }
+        };
+        if kind == "nav" && !who.is_agent() {
+            self.publish_list();
+        }
+        self.publish(id, kind, who, data);
+    }
+
+    /// Ends session `id`: everyone on its channel hears `end`, the channel
+    /// closes, the console list changes. Whether it was open.
+    pub(crate) fn end(&self, id: &str, who: &Who) -> bool {
+        let Some(_) = self.inner.sessions.lock().remove(id) else {
+            return false;
+        };
+        self.publish(id, "end", who, json!({"by": who.name()}));
+        // Close the session's channel: open streams deliver the `end` event
+        // and then end, waiting long-polls answer at once.
+        self.hub().close(&channel_of(id));
+        self.inner.audit.record(
+            "ended",
+            &[("session", id.into()), ("by", who.name().into())],
+        );
+        self.publish_list();
+        true
+    }
+
+    /// Checks an agent's credentials (off the async workers: argon2 takes
+    /// tens of milliseconds); returns the agent's name and a new sign-in
+    /// token.
+    pub(crate) async fn sign_in(&self, creds: Credentials) -> Result<(String, String), Error> {
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || this.inner.agents.sign_in(&creds))
+            .await
+            .map_err(|_| Error::internal("sign-in failed"))?;
+        let (name, token) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.inner.audit.record(
+                    "signin_failed",
+                    &[("status", crate::http::status_of(&e).as_u16().into())],
+                );
+                return Err(e);
+            }
+        };
+        self.inner
+            .audit
+            .record("signed_in", &[("agent", name.as_str().into())]);
+        Ok((name, token))
+    }
+
+    /// Whether agents sign in with the per-run key (no accounts file).
+    pub(crate) fn uses_key(&self) -> bool {
+        self.inner.agents.uses_key()
+    }
+
+    /// Ends the sign-in of a token.
+    pub(crate) fn sign_out(&self, cookies: &Cookies) {
+        if let Some(t) = &cookies.agent {
+            self.inner.agents.sign_out(t);
+        }
+    }
+}
