@@ -112,12 +112,20 @@ fn route_query_seeds() {
         .expect("a valid query");
     assert_eq!(
         (q.since, q.backlog, q.callback.as_deref()),
-        (Some(5), Some(0), Some("a.b_c$"))
+        (Some(tandem::Cursor::bare(5)), Some(0), Some("a.b_c$"))
+    );
+    let q = check(b"since=k3j9x2a:17").query.expect("a cursor");
+    assert_eq!(
+        q.since.map(|c| c.to_string()).as_deref(),
+        Some("k3j9x2a:17")
     );
     for bad in [
         &b"callback=alert(1)"[..],
         b"callback=a..b",
         b"since=18446744073709551616",
+        b"since=K3:1",
+        b"since=:1",
+        b"since=0123456789abcdefg:1",
         b"since=%zz",
         b"timeout=-1",
         b"client=a%20b",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tandem::{Config, Delivery, Hub, NewEvent, SubscribeOptions, Transport};
+use tandem::{Config, Cursor, Delivery, Hub, NewEvent, SubscribeOptions, Transport};
 
 fn hub(cfg: Config) -> Hub {
     Hub::new(cfg).unwrap()
@@ -43,7 +43,11 @@ async fn publish_subscribe_next() {
         (1, "greet", &b"hello"[..])
     );
     assert!(e.time_ms() > 1_600_000_000_000);
-    assert_eq!(sub.cursor(), 1);
+    assert_eq!(sub.cursor(), e.cursor());
+    assert_eq!(
+        sub.cursor(),
+        Cursor::new(hub.info("demo").epoch.unwrap(), 1)
+    );
 
     let e2 = hub
         .publish(
@@ -107,7 +111,7 @@ async fn since_backlog_and_gap() {
         .subscribe(
             "c",
             SubscribeOptions {
-                since: Some(2),
+                since: Some(Cursor::bare(2)),
                 ..SubscribeOptions::default()
             },
         )
@@ -115,7 +119,12 @@ async fn since_backlog_and_gap() {
     match next(&mut sub).await {
         Delivery::Gap(g) => {
             assert_eq!((g.from, g.to, g.reset), (3, 6, false));
-            assert_eq!(g.json(), "{\"from\":3,\"to\":6}");
+            let epoch = hub.info("c").epoch.unwrap();
+            assert_eq!(g.epoch, epoch);
+            assert_eq!(
+                g.json(),
+                format!("{{\"from\":3,\"to\":6,\"epoch\":\"{epoch}\"}}")
+            );
         }
         d => panic!("expected a gap first, got {d:?}"),
     }
@@ -158,7 +167,7 @@ async fn client_skips_its_own_events() {
     hub.publish("c", from("you", "yours")).unwrap();
     let e = event(next(&mut me).await);
     assert_eq!((e.id(), e.from()), (2, Some("you")));
-    assert_eq!(me.cursor(), 2);
+    assert_eq!(me.cursor().id, 2);
 }
 
 #[tokio::test]
@@ -255,7 +264,7 @@ async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
         .subscribe(
             "c",
             SubscribeOptions {
-                since: Some(3),
+                since: Some(Cursor::bare(3)),
                 ..SubscribeOptions::default()
             },
         )
@@ -281,7 +290,7 @@ async fn reading_never_hands_out_expired_events() {
         .subscribe(
             "c",
             SubscribeOptions {
-                since: Some(0),
+                since: Some(Cursor::bare(0)),
                 ..SubscribeOptions::default()
             },
         )

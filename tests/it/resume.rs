@@ -30,7 +30,7 @@ async fn stream_events(srv: &Server, transport: &str, query: &str, n: usize) -> 
     }
 }
 
-async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEvent>, u64) {
+async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEvent>, String) {
     let r = srv
         .get(&format!("/ch/c/{transport}?{query}&timeout=0"))
         .await;
@@ -56,7 +56,7 @@ async fn since_replays_buffered_events_in_order_on_every_transport() {
     for t in ["poll", "jsonp"] {
         let (evs, next) = poll_events(&srv, t, "since=2").await;
         assert_texts(&evs, 3..=5);
-        assert_eq!(next, 5);
+        assert_eq!(next, srv.cursor("c", 5));
     }
 }
 
@@ -104,11 +104,15 @@ fn small_ring() -> Config {
     }
 }
 
-fn assert_gap(e: &WireEvent, from: u64, to: u64) {
+fn assert_gap(srv: &Server, e: &WireEvent, from: u64, to: u64) {
     assert_eq!(e.kind, "gap");
     assert_eq!(e.id, None, "a gap carries no id");
     let v: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
-    assert_eq!(v, serde_json::json!({"from": from, "to": to}));
+    let epoch = srv.epoch("c");
+    assert_eq!(
+        v,
+        serde_json::json!({"from": from, "to": to, "epoch": epoch})
+    );
 }
 
 #[tokio::test]
@@ -117,19 +121,19 @@ async fn cursor_older_than_the_ring_gets_one_gap_first() {
     publish_n(&srv, "c", 10).await; // the ring keeps 7..=10
     for t in ["sse", "multipart", "mixed", "iframe"] {
         let mut evs = stream_events(&srv, t, "since=2", 5).await;
-        assert_gap(&evs.remove(0), 3, 6);
+        assert_gap(&srv, &evs.remove(0), 3, 6);
         assert_texts(&evs, 7..=10);
     }
     for t in ["poll", "jsonp"] {
         let (mut evs, next) = poll_events(&srv, t, "since=2").await;
         assert_eq!(evs.len(), 5, "{t}: one gap, four events");
-        assert_gap(&evs.remove(0), 3, 6);
+        assert_gap(&srv, &evs.remove(0), 3, 6);
         assert_texts(&evs, 7..=10);
-        assert_eq!(next, 10);
+        assert_eq!(next, srv.cursor("c", 10));
     }
     // since=0 on a channel that lost its first events: the gap starts at 1.
     let (evs, _) = poll_events(&srv, "poll", "since=0").await;
-    assert_gap(&evs[0], 1, 6);
+    assert_gap(&srv, &evs[0], 1, 6);
     assert_eq!(evs.iter().filter(|e| e.kind == "gap").count(), 1);
 }
 
@@ -137,31 +141,32 @@ async fn cursor_older_than_the_ring_gets_one_gap_first() {
 async fn gap_bytes_on_the_wire() {
     let srv = Server::start(small_ring()).await;
     publish_n(&srv, "c", 6).await; // ring 3..=6
+    let e = srv.epoch("c");
     let mut s = srv.sse("/ch/c/sse?since=0").await;
     s.take(5).await;
     let raw = String::from_utf8(s.body.raw().to_vec()).unwrap();
-    assert!(
-        raw.contains("\n\nevent: gap\ndata: {\"from\":1,\"to\":2}\n\nid: 3\n"),
-        "{raw}"
-    );
+    let want =
+        format!("\n\nevent: gap\ndata: {{\"from\":1,\"to\":2,\"epoch\":\"{e}\"}}\n\nid: {e}:3\n");
+    assert!(raw.contains(&want), "{raw}");
     assert_eq!(raw.matches("event: gap").count(), 1);
 
     let r = srv.get("/ch/c/poll?since=0").await;
-    assert!(
-        r.text().starts_with(
-            "{\"events\":[{\"type\":\"gap\",\"data\":\"{\\\"from\\\":1,\\\"to\\\":2}\"},{\"id\":3,"
-        ),
-        "{}",
-        r.text()
+    let want = format!(
+        "{{\"events\":[{{\"type\":\"gap\",\"data\":\"{{\\\"from\\\":1,\\\"to\\\":2,\\\"epoch\\\":\\\"{e}\\\"}}\"}},{{\"id\":3,\"epoch\":\"{e}\","
     );
+    assert!(r.text().starts_with(&want), "{}", r.text());
 
     let mut m = srv.multipart("/ch/c/multipart?since=0").await;
     m.take(5).await;
     let raw = String::from_utf8(m.body.raw().to_vec()).unwrap();
     let gap_part = raw.split(&delimiter()).nth(1).unwrap();
+    let payload = format!("{{\"from\":1,\"to\":2,\"epoch\":\"{e}\"}}");
     assert_eq!(
         gap_part,
-        "\r\nContent-Type: application/json\r\nEvent-Type: gap\r\nContent-Length: 17\r\n\r\n{\"from\":1,\"to\":2}\r\n"
+        format!(
+            "\r\nContent-Type: application/json\r\nEvent-Type: gap\r\nContent-Length: {}\r\n\r\n{payload}\r\n",
+            payload.len()
+        )
     );
 }
 
@@ -176,13 +181,13 @@ async fn backlog_replays_the_last_n() {
 
     let (evs, next) = poll_events(&srv, "poll", "backlog=3").await;
     assert_texts(&evs, 4..=6);
-    assert_eq!(next, 6);
+    assert_eq!(next, srv.cursor("c", 6));
     let evs = stream_events(&srv, "multipart", "backlog=1", 1).await;
     assert_texts(&evs, 6..=6);
     // backlog=0 and no cursor: only what comes next.
     let (evs, next) = poll_events(&srv, "poll", "backlog=0").await;
     assert!(evs.is_empty());
-    assert_eq!(next, 6);
+    assert_eq!(next, srv.cursor("c", 6));
 }
 
 #[tokio::test]
@@ -215,7 +220,7 @@ async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order() {
     // A poll from 0 is cut at poll_batch (100 by default) and `next` says where.
     let (evs, next) = poll_events(&srv, "poll", "since=0").await;
     assert_texts(&evs, 1..=100);
-    assert_eq!(next, 100);
+    assert_eq!(next, srv.cursor("c", 100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,9 +292,10 @@ async fn backlog_never_reaches_behind_the_ring() {
     publish_n(&srv, "c", 10).await;
     let (evs, next) = poll_events(&srv, "poll", "backlog=50").await;
     assert_texts(&evs, 8..=10);
-    assert_eq!(next, 10);
+    assert_eq!(next, srv.cursor("c", 10));
     // A cursor behind the ring still gets its gap: only backlog is clamped.
     let (evs, _) = poll_events(&srv, "poll", "since=2").await;
     assert_eq!(evs[0].kind, "gap");
-    assert_eq!(evs[0].data, br#"{"from":3,"to":7}"#);
+    let want = format!("{{\"from\":3,\"to\":7,\"epoch\":\"{}\"}}", srv.epoch("c"));
+    assert_eq!(evs[0].data, want.as_bytes());
 }

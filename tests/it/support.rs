@@ -173,6 +173,17 @@ impl Server {
         r.json()
     }
 
+    /// The channel's current epoch, straight from the hub (it must exist).
+    pub fn epoch(&self, channel: &str) -> String {
+        let info = self.hub.info(channel);
+        info.epoch.expect("the channel exists").to_string()
+    }
+
+    /// `EPOCH:ID` in the channel's current epoch.
+    pub fn cursor(&self, channel: &str, id: u64) -> String {
+        format!("{}:{id}", self.epoch(channel))
+    }
+
     /// Live subscribers of a channel on one transport, straight from the hub.
     pub fn subscribers(&self, channel: &str, t: Transport) -> usize {
         self.hub.info(channel).subscribers[t as usize]
@@ -881,6 +892,11 @@ pub fn ids(events: &[WireEvent]) -> Vec<Option<u64>> {
 /// Ids `a..=b` as delivered ids.
 pub fn some_ids(r: std::ops::RangeInclusive<u64>) -> Vec<Option<u64>> {
     r.map(Some).collect()
+}
+
+/// The id of a cursor (`EPOCH:ID` or `ID`), such as a poll answer's `next`.
+pub fn cursor_id(cursor: &str) -> u64 {
+    cursor.parse::<tandem::Cursor>().expect("a cursor").id
 }
 
 /// The text of an event's data.
