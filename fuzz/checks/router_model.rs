@@ -137,7 +137,8 @@ impl Log {
             return;
         }
         let (last, first) = (self.last(sub.channel), self.first(sub.channel));
-        if sub.cursor > last || std::mem::take(&mut sub.foreign) {
+        let foreign = std::mem::take(&mut sub.foreign);
+        if foreign || sub.cursor > last {
             // A cursor of another incarnation, or from the future (a `since`
             // past the last id): the ids must have started over, so the
             // subscriber is told to reset.
@@ -187,11 +188,12 @@ impl Log {
 }
 
 impl Log {
-    /// The channel's epoch as `Hub::info` tells it (the channel must exist);
-    /// a channel with events, or with live subscribers, keeps its epoch.
+    /// The channel's epoch as `Hub::info` tells it (the channel must exist).
+    /// `kept`: the channel has held events or subscribers since the epoch was
+    /// last learned, so it cannot have been swept: the epoch must be the same.
     fn learn_epoch(&mut self, hub: &Hub, ch: usize, kept: bool) -> Epoch {
         let epoch = hub.info(CHANNELS[ch]).epoch.expect("the channel exists");
-        if kept || self.last(ch) > 0 {
+        if kept {
             if let Some(known) = self.epochs[ch] {
                 assert_eq!(epoch, known, "channel {} changed epoch", CHANNELS[ch]);
             }
@@ -202,6 +204,11 @@ impl Log {
 }
 
 impl Model {
+    /// Whether a channel holds events or subscribers (and so is never swept).
+    fn held(&self, ch: usize) -> bool {
+        self.log.last(ch) > 0 || self.subs.iter().any(|(s, _)| s.channel == ch)
+    }
+
     fn check_info(&mut self, hub: &Hub) {
         for (ch, name) in CHANNELS.iter().enumerate() {
             let mut subscribers = [0; Transport::COUNT];
@@ -362,9 +369,9 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
                     },
                 )
                 .expect("publish of a valid event");
+            let held = model.held(ch);
             model.log.events[ch].push(p);
             assert_eq!(e.id(), model.log.last(ch), "ids count up from 1");
-            let held = model.subs.iter().any(|(s, _)| s.channel == ch);
             let epoch = model.log.learn_epoch(hub, ch, held);
             assert_eq!(e.epoch(), epoch, "the event carries its channel's epoch");
             // Every subscriber parked on this channel must have been woken.
@@ -386,7 +393,7 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
                 return;
             }
             let client = client.map(|c| CLIENTS[c].to_string());
-            let held = model.subs.iter().any(|(s, _)| s.channel == ch);
+            let held = model.held(ch);
             let foreign_epoch = Epoch::new(FOREIGN).expect("a valid epoch");
             let which = since.map(|(w, _)| w);
             // Subscribing from the current epoch needs it known: the channel
@@ -419,7 +426,10 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
             let last = model.log.last(ch);
             let id = match since {
                 Some(c) => c.id,
-                None => last.saturating_sub(backlog.unwrap_or(0)),
+                // A backlog never reaches behind the ring.
+                None => last
+                    .saturating_sub(backlog.unwrap_or(0))
+                    .max(model.log.first(ch) - 1),
             };
             // Until its first read, a foreign cursor stays as it was given.
             let foreign = matches!(which, Some(Since::Foreign));

@@ -190,6 +190,16 @@ fn router_model_seeds() {
     ]);
     assert!(s.events >= 8, "{s:?}");
     assert!(s.gaps >= 2 && s.resets == 1 && s.wakes == 1, "{s:?}");
+    // Start 3 is since in the channel's own epoch, 4 in a foreign one.
+    let s = check(&[
+        7, // buffer 8
+        0, 0, 3, 0, 0, 3, 0, 0, 3, // three publishes on "a"
+        1, 0, 3, 3, 1, 0, // sub 0 on "a": since EPOCH:1 (its epoch)
+        1, 0, 3, 4, 2, 0, // sub 1 on "a": since f0reign:2
+        3, 0, // sub 0 drains: 2, 3
+        3, 1, // sub 1 drains: a reset gap, then 1, 2, 3
+    ]);
+    assert_eq!((s.events, s.gaps, s.resets), (5, 1, 1), "{s:?}");
 }
 
 #[test]

@@ -209,7 +209,9 @@ fn invalid_config_is_refused() {
     .is_err());
 }
 
-#[tokio::test]
+// The router's clock is tokio's: with the clock paused, the sleeps below
+// advance it at once instead of waiting.
+#[tokio::test(start_paused = true)]
 async fn sweep_removes_idle_channels_with_expired_buffers() {
     let hub = hub(Config {
         buffer_age: Duration::from_secs(1),
@@ -246,7 +248,7 @@ async fn sweep_removes_idle_channels_with_expired_buffers() {
     assert_eq!(hub.channel_count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
     let hub = hub(Config {
         buffer_age: Duration::from_secs(1),
@@ -255,28 +257,57 @@ async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
     for _ in 0..3 {
         hub.publish("c", NewEvent::message("old")).unwrap();
     }
+    let old = hub.info("c").cursor();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     hub.sweep();
     assert_eq!(hub.channel_count(), 0);
-    // Made again: ids start over, and a client resuming from 3 is told so.
-    assert_eq!(hub.publish("c", NewEvent::message("new")).unwrap().id(), 1);
-    let mut sub = hub
-        .subscribe(
+    // Made again: ids start over, in a new epoch.
+    assert_eq!(hub.publish("c", NewEvent::message("new1")).unwrap().id(), 1);
+    let epoch = hub.info("c").epoch.unwrap();
+    assert_ne!(Some(epoch), old.epoch);
+    let since = |cursor| {
+        hub.subscribe(
             "c",
             SubscribeOptions {
-                since: Some(Cursor::bare(3)),
+                since: Some(cursor),
                 ..SubscribeOptions::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    };
+    let reset = tandem::Gap {
+        from: 1,
+        to: 0,
+        epoch,
+        reset: true,
+    };
+    // A bare 3 is ahead of the new incarnation: told to reset.
+    let mut sub = since(Cursor::bare(3));
     match next(&mut sub).await {
-        Delivery::Gap(g) => assert!(g.reset, "{g:?}"),
+        Delivery::Gap(g) => assert_eq!(g, reset),
         d => panic!("expected a reset gap, got {d:?}"),
     }
-    assert_eq!(&event(next(&mut sub).await).data()[..], b"new");
+    assert_eq!(&event(next(&mut sub).await).data()[..], b"new1");
+    // Once the new incarnation has passed 3, only the epoch tells: the old
+    // cursor gets the reset and every new event, not just 4 and 5.
+    for i in 2..=5 {
+        hub.publish("c", NewEvent::message(format!("new{i}")))
+            .unwrap();
+    }
+    let mut sub = since(old);
+    match next(&mut sub).await {
+        Delivery::Gap(g) => assert_eq!(g, reset),
+        d => panic!("expected a reset gap, got {d:?}"),
+    }
+    for i in 1..=5 {
+        let e = event(next(&mut sub).await);
+        assert_eq!((e.id(), e.epoch()), (i, epoch));
+        assert_eq!(e.data(), format!("new{i}").as_bytes());
+    }
+    assert_eq!(sub.cursor(), Cursor::new(epoch, 5));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reading_never_hands_out_expired_events() {
     // No publish and no sweep after the events age out: the read itself expires them.
     let hub = hub(Config {
