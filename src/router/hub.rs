@@ -10,6 +10,8 @@
 //! bounds memory without a background task, and [`Hub::sweep`] does the whole
 //! map on demand. A swept channel is marked `removed` under its own lock, so a
 //! publisher or subscriber that looked it up just before simply looks again.
+//! A channel made again under the same name is a new incarnation: ids from 1,
+//! and a new random epoch, so cursors of the old one get a reset gap.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
