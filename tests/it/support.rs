@@ -894,11 +894,6 @@ pub fn some_ids(r: std::ops::RangeInclusive<u64>) -> Vec<Option<u64>> {
     r.map(Some).collect()
 }
 
-/// The id of a cursor (`EPOCH:ID` or `ID`), such as a poll answer's `next`.
-pub fn cursor_id(cursor: &str) -> u64 {
-    cursor.parse::<tandem::Cursor>().expect("a cursor").id
-}
-
 /// The text of an event's data.
 pub fn text(e: &WireEvent) -> &str {
     std::str::from_utf8(&e.data).expect("utf-8 data")
