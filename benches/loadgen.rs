@@ -267,13 +267,14 @@ async fn poll_sub(
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
-        let mut since: Option<u64> = None;
+        // tandem's cursor, `EPOCH:ID`, as the last answer's `next` gave it.
+        let mut since: Option<String> = None;
         let mut etag: Option<String> = None;
         let mut modified: Option<String> = None;
         let mut first = true;
         loop {
             let mut path = url.path.clone();
-            if let Some(n) = since {
+            if let Some(n) = &since {
                 path.push(if path.contains('?') { '&' } else { '?' });
                 path.push_str(&format!("since={n}"));
             }
@@ -299,13 +300,15 @@ async fn poll_sub(
             modified = header(&head, "last-modified")
                 .map(str::to_string)
                 .or(modified);
-            if let Some(p) = find(&body, b"\"next\":") {
-                let digits: String = body[p + 7..]
+            if let Some(p) = find(&body, b"\"next\":\"") {
+                let cursor: String = body[p + 8..]
                     .iter()
-                    .take_while(|c| c.is_ascii_digit())
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b':')
                     .map(|&c| c as char)
                     .collect();
-                since = digits.parse().ok().or(since);
+                if !cursor.is_empty() {
+                    since = Some(cursor);
+                }
             }
             if record(&mut body, start, want, &seen) {
                 return Ok(());

@@ -42,7 +42,8 @@ pub mod wire;
 pub use config::{Config, ConfigError};
 pub use error::Error;
 pub use event::{
-    check_channel, check_type, Delivery, Event, Gap, NewEvent, MAX_CHANNEL_LEN, MAX_TYPE_LEN,
+    check_channel, check_type, Cursor, Delivery, Epoch, Event, Gap, NewEvent, MAX_CHANNEL_LEN,
+    MAX_TYPE_LEN,
 };
 pub use http::{Body, Service};
 pub use metrics::{Counter, Metrics};
@@ -55,8 +56,8 @@ pub use shutdown::Shutdown;
 /// Encodes an event in every wire format and returns the bytes, for the fuzz
 /// targets and tests that check encode-then-parse round trips.
 #[doc(hidden)]
-pub fn encode_for_test(id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
-    let e = Event::new(id, event);
+pub fn encode_for_test(epoch: Epoch, id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
+    let e = Event::new(epoch, id, event);
     [
         transport::multipart::encode_event(&e),
         transport::sse::encode_event(&e),

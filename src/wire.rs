@@ -5,6 +5,11 @@
 //! iframe scripts. A Rust program can subscribe with them; the integration
 //! tests use them to check bytes on the wire; the fuzz targets check that each
 //! format gives back exactly what was encoded.
+//!
+//! Every event carries its channel's epoch beside its id; a client resumes
+//! from [`WireEvent::cursor`] (`EPOCH:ID`), or from a poll answer's `next`.
+//! A gap's payload is read with [`WireEvent::gap`]; after a reset gap the
+//! client must forget the ids it has seen: the channel started over.
 
 use base64::Engine;
 use serde_json::Value;
@@ -14,6 +19,9 @@ use serde_json::Value;
 pub struct WireEvent {
     /// The id (`None` for a gap).
     pub id: Option<u64>,
+    /// The epoch of the channel's incarnation the id belongs to (`None` for a
+    /// gap, whose epoch is in its payload: see [`WireEvent::gap`]).
+    pub epoch: Option<String>,
     /// The type (`gap` for a gap notice).
     pub kind: String,
     /// The payload, base64 already undone.
@@ -22,6 +30,69 @@ pub struct WireEvent {
     pub content_type: Option<String>,
     /// The publisher's client id, where the format carries it.
     pub from: Option<String>,
+}
+
+impl WireEvent {
+    /// Where this event is, `EPOCH:ID` (a bare `ID` if the format carried no
+    /// epoch): pass it as `since` to resume after it. For a gap, the cursor
+    /// just after it. `None` for anything else without an id.
+    pub fn cursor(&self) -> Option<String> {
+        match (self.id, &self.epoch) {
+            (Some(id), Some(e)) => Some(format!("{e}:{id}")),
+            (Some(id), None) => Some(id.to_string()),
+            (None, _) => self.gap().ok().flatten().map(|g| g.cursor()),
+        }
+    }
+
+    /// The payload of a gap notice (`type` `gap` and no id); `Ok(None)` for
+    /// anything else, an error if a gap's payload is malformed.
+    pub fn gap(&self) -> Result<Option<WireGap>, String> {
+        if self.kind != "gap" || self.id.is_some() {
+            return Ok(None);
+        }
+        let v: Value =
+            serde_json::from_slice(&self.data).map_err(|e| format!("bad gap payload: {e}"))?;
+        let n = |k: &str| v[k].as_u64().ok_or_else(|| format!("gap has no {k}"));
+        Ok(Some(WireGap {
+            from: n("from")?,
+            to: n("to")?,
+            epoch: v["epoch"].as_str().map(str::to_string),
+            reset: v["reset"].as_bool().unwrap_or(false),
+        }))
+    }
+}
+
+/// A gap notice's payload: `{"from":A,"to":B,"epoch":"E"}`, plus
+/// `"reset":true` when the channel started over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireGap {
+    /// First id lost.
+    pub from: u64,
+    /// Last id lost (`to < from`: none, only a reset).
+    pub to: u64,
+    /// The incarnation the ids belong to.
+    pub epoch: Option<String>,
+    /// The cursor was of another incarnation (or ahead of this one): forget
+    /// the ids seen, and continue from `epoch:to`.
+    pub reset: bool,
+}
+
+impl WireGap {
+    /// The cursor just after the gap: `EPOCH:TO`.
+    pub fn cursor(&self) -> String {
+        match &self.epoch {
+            Some(e) => format!("{e}:{}", self.to),
+            None => self.to.to_string(),
+        }
+    }
+}
+
+/// Splits an SSE `id:` value, `EPOCH:ID` or `ID`.
+fn split_cursor(s: &str) -> Result<(Option<String>, u64), String> {
+    let c: crate::Cursor = s
+        .parse()
+        .map_err(|e: crate::Error| e.message().to_string())?;
+    Ok((c.epoch.map(|e| e.as_str().to_string()), c.id))
 }
 
 fn b64(s: &[u8]) -> Result<Vec<u8>, String> {
@@ -94,12 +165,16 @@ impl SseParser {
                 } else {
                     data.into_bytes()
                 };
-                let id = match id {
-                    Some(i) => Some(i.parse().map_err(|_| format!("bad sse id {i:?}"))?),
-                    None => None,
+                let (epoch, id) = match id {
+                    Some(i) => {
+                        let (e, n) = split_cursor(&i).map_err(|e| format!("bad sse id: {e}"))?;
+                        (e, Some(n))
+                    }
+                    None => (None, None),
                 };
                 out.push(WireEvent {
                     id,
+                    epoch,
                     kind,
                     data,
                     ..WireEvent::default()
@@ -263,6 +338,7 @@ impl MultipartParser {
                     };
                     out.push(WireEvent {
                         id,
+                        epoch: get("event-epoch"),
                         kind: get("event-type").unwrap_or_else(|| "message".into()),
                         data,
                         content_type: get("content-type"),
@@ -310,6 +386,7 @@ fn json_event(v: &Value) -> Result<WireEvent, String> {
     };
     Ok(WireEvent {
         id: obj.get("id").and_then(Value::as_u64),
+        epoch: s("epoch"),
         kind: s("type").ok_or("event has no type")?,
         data,
         content_type: s("content_type"),
@@ -323,8 +400,9 @@ pub fn parse_json_event(text: &[u8]) -> Result<WireEvent, String> {
     json_event(&v)
 }
 
-/// Parses a long-poll answer: its events and `next`.
-pub fn parse_poll(body: &[u8]) -> Result<(Vec<WireEvent>, u64), String> {
+/// Parses a long-poll answer: its events and `next`, the cursor to poll
+/// from next (`EPOCH:ID`; a bare number is taken too).
+pub fn parse_poll(body: &[u8]) -> Result<(Vec<WireEvent>, String), String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     let events = v["events"]
         .as_array()
@@ -332,12 +410,19 @@ pub fn parse_poll(body: &[u8]) -> Result<(Vec<WireEvent>, u64), String> {
         .iter()
         .map(json_event)
         .collect::<Result<_, _>>()?;
-    let next = v["next"].as_u64().ok_or("no next")?;
+    let next = match &v["next"] {
+        Value::String(s) => {
+            split_cursor(s).map_err(|e| format!("bad next: {e}"))?;
+            s.clone()
+        }
+        Value::Number(n) if n.is_u64() => n.to_string(),
+        _ => return Err("no next".into()),
+    };
     Ok((events, next))
 }
 
 /// Parses a JSONP answer `/**/callback({...});`: the callback and the answer.
-pub fn parse_jsonp(body: &[u8]) -> Result<(String, Vec<WireEvent>, u64), String> {
+pub fn parse_jsonp(body: &[u8]) -> Result<(String, Vec<WireEvent>, String), String> {
     let text = std::str::from_utf8(body).map_err(|_| "jsonp is not utf-8")?;
     let text = text
         .strip_prefix("/**/")

@@ -7,11 +7,13 @@
 //! string, a callback and a percent-encoded string; its first 8 bytes are also
 //! a number. What must hold: no panic; whatever is accepted is valid by rules
 //! written out again here (channel names, callbacks, client ids, types); the
-//! percent decoder agrees with a second, simpler one; numbers and channel names
-//! survive a trip through a query string or a path.
+//! percent decoder agrees with a second, simpler one; numbers, cursors and
+//! channel names survive a trip through a query string or a path; the input is
+//! a cursor (`EPOCH:ID` or `ID`) exactly when a grammar written out again here
+//! says so.
 
 use tandem::http::route::{check_callback, parse_path, percent_decode, Query, Route};
-use tandem::{check_channel, check_type, Error};
+use tandem::{check_channel, check_type, Cursor, Error};
 
 /// What the input gave as a path and as a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,7 @@ pub fn check(data: &[u8]) -> Outcome {
     check_callback_agrees(s);
     check_percent(s);
     check_channel_path(s);
+    check_cursor(s);
     let mut n = [0u8; 8];
     let k = data.len().min(8);
     n[..k].copy_from_slice(&data[..k]);
@@ -78,12 +81,53 @@ fn check_query(s: &str, q: &Result<Query, Error>) {
         );
     }
     // What was read back out must read the same when written again.
-    for (name, v) in [("since", q.since), ("backlog", q.backlog)] {
-        if let Some(n) = v {
-            let again = Query::parse(&format!("{name}={n}")).expect("a number parses");
-            assert_eq!(again.since.or(again.backlog), Some(n), "{name}={n}");
+    if let Some(n) = q.backlog {
+        let again = Query::parse(&format!("backlog={n}")).expect("a number parses");
+        assert_eq!(again.backlog, Some(n), "backlog={n}");
+    }
+    if let Some(c) = q.since {
+        let again = Query::parse(&format!("since={c}")).expect("a cursor parses");
+        assert_eq!(again.since, Some(c), "since={c}");
+    }
+}
+
+/// `Cursor`'s parser accepts exactly `EPOCH:ID` (EPOCH 1 to 16 of `0-9 a-z`)
+/// and `ID` (ASCII digits that fit a u64), and gives back what it read.
+fn check_cursor(s: &str) {
+    let theirs = s.parse::<Cursor>();
+    let ours = cursor(s);
+    match (&theirs, &ours) {
+        (Ok(c), Some((epoch, id))) => {
+            assert_eq!(c.epoch.as_ref().map(|e| e.as_str()), *epoch, "{s:?}");
+            assert_eq!(c.id, *id, "{s:?}");
+            // Written again it reads the same (leading zeros are dropped).
+            assert_eq!(c.to_string().parse::<Cursor>().as_ref(), Ok(c), "{s:?}");
+        }
+        (Err(e), None) => {
+            check_error(s, e);
+            assert!(e.message().contains("EPOCH:ID or ID"), "{s:?}: {e:?}");
+        }
+        _ => panic!("{s:?} parsed as {theirs:?}, expected {ours:?}"),
+    }
+}
+
+fn cursor(s: &str) -> Option<(Option<&str>, u64)> {
+    let (epoch, id) = match s.find(':') {
+        Some(i) => (Some(&s[..i]), &s[i + 1..]),
+        None => (None, s),
+    };
+    if let Some(e) = epoch {
+        let ok = (1..=16).contains(&e.len())
+            && e.chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase());
+        if !ok {
+            return None;
         }
     }
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((epoch, id.parse().ok()?))
 }
 
 /// `check_callback` must accept exactly the dotted JavaScript identifiers of at
@@ -185,11 +229,23 @@ fn check_channel_path(name: &str) {
     }
 }
 
-/// Numbers survive `since=`, `backlog=`, with leading zeros too; one past
-/// `u64::MAX` is refused rather than wrapped.
+/// Numbers survive `since=`, `backlog=`, with leading zeros too, and as the
+/// id of an `EPOCH:ID` cursor; one past `u64::MAX` is refused rather than
+/// wrapped.
 fn check_number(n: u64) {
     let q = Query::parse(&format!("since={n}&backlog=000{n}")).expect("numbers parse");
-    assert_eq!((q.since, q.backlog), (Some(n), Some(n)), "n = {n}");
+    assert_eq!(
+        (q.since, q.backlog),
+        (Some(Cursor::bare(n)), Some(n)),
+        "n = {n}"
+    );
+    let q = Query::parse(&format!("since=0z%3A{n}")).expect("a cursor parses");
+    let c = q.since.expect("since");
+    assert_eq!(
+        (c.epoch.map(|e| e.to_string()), c.id),
+        (Some("0z".into()), n)
+    );
+    assert_eq!(c.to_string(), format!("0z:{n}"));
     let over = u128::from(u64::MAX) + 1 + u128::from(n);
     let e = Query::parse(&format!("since={over}")).expect_err("past u64::MAX is refused");
     check_error("since", &e);

@@ -17,8 +17,13 @@
 //! After every operation: ids start at 1 and rise by one per publish; every
 //! delivery is exactly the model's (so each subscriber sees events in order,
 //! without duplicates, with a gap covering exactly the ids it lost and none of
-//! its own events); `cursor()` is where a resume would start; a parked
+//! its own events, and a reset gap first when its cursor is of another epoch);
+//! every event and gap carries its channel's epoch, which never changes while
+//! the channel has events; `cursor()` is where a resume would start; a parked
 //! subscriber is woken by the next publish; `Hub::info` matches the model.
+//!
+//! Epochs are random, so the model learns each channel's from `Hub::info`
+//! when it first needs it, and checks that it stays.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +31,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use tandem::{
-    ChannelInfo, Config, Delivery, Hub, NewEvent, SubscribeOptions, Subscription, Transport,
+    ChannelInfo, Config, Cursor, Delivery, Epoch, Hub, NewEvent, SubscribeOptions, Subscription,
+    Transport,
 };
 
 const CHANNELS: [&str; 3] = ["a", "b", "c"];
 const CLIENTS: [&str; 3] = ["x", "y", "z"];
+/// An epoch no channel has (the router's random ones are 10 characters).
+const FOREIGN: &str = "f0reign";
 /// Most live subscriptions, so that long inputs spend their bytes on reads.
 const MAX_SUBS: usize = 16;
 
@@ -54,6 +62,8 @@ struct ModelSub {
     transport: Transport,
     client: Option<String>,
     cursor: u64,
+    /// The cursor's epoch is another incarnation's, until the first read.
+    foreign: bool,
     ready: VecDeque<Expect>,
     /// The waker of the last poll that returned `Pending`, until a publish.
     parked: Option<Arc<Flag>>,
@@ -73,6 +83,8 @@ impl Wake for Flag {
 struct Log {
     buffer: usize,
     events: [Vec<Published>; 3],
+    /// Each channel's epoch, once seen.
+    epochs: [Option<Epoch>; 3],
 }
 
 /// What a run checked, so hand-written inputs can say what they exercise.
@@ -125,9 +137,11 @@ impl Log {
             return;
         }
         let (last, first) = (self.last(sub.channel), self.first(sub.channel));
-        if sub.cursor > last {
-            // A cursor from the future (a `since` past the last id): the ids
-            // must have started over, so the subscriber is told to reset.
+        let foreign = std::mem::take(&mut sub.foreign);
+        if foreign || sub.cursor > last {
+            // A cursor of another incarnation, or from the future (a `since`
+            // past the last id): the ids must have started over, so the
+            // subscriber is told to reset.
             sub.ready.push_back(Expect::Gap {
                 from: 1,
                 to: first - 1,
@@ -159,27 +173,62 @@ impl Log {
             (Some(Expect::Event(id)), Some(Delivery::Event(e))) => {
                 let p = &self.events[ch][id as usize - 1];
                 assert_eq!(e.id(), id, "delivered the wrong event");
+                assert_eq!(Some(e.epoch()), self.epochs[ch], "the event's epoch");
                 assert_eq!(e.kind(), p.kind);
                 assert_eq!(&e.data()[..], &p.data[..]);
                 assert_eq!(e.from(), p.from.as_deref());
             }
             (Some(Expect::Gap { from, to, reset }), Some(Delivery::Gap(g))) => {
                 assert_eq!((g.from, g.to, g.reset), (from, to, reset), "wrong gap");
+                assert_eq!(Some(g.epoch), self.epochs[ch], "the gap's epoch");
             }
             (e, g) => panic!("expected {e:?}, got {g:?}"),
         }
     }
 }
 
+impl Log {
+    /// The channel's epoch as `Hub::info` tells it (the channel must exist).
+    /// `kept`: the channel has held events or subscribers since the epoch was
+    /// last learned, so it cannot have been swept: the epoch must be the same.
+    fn learn_epoch(&mut self, hub: &Hub, ch: usize, kept: bool) -> Epoch {
+        let epoch = hub.info(CHANNELS[ch]).epoch.expect("the channel exists");
+        if kept {
+            if let Some(known) = self.epochs[ch] {
+                assert_eq!(epoch, known, "channel {} changed epoch", CHANNELS[ch]);
+            }
+        }
+        self.epochs[ch] = Some(epoch);
+        epoch
+    }
+}
+
 impl Model {
-    fn check_info(&self, hub: &Hub) {
-        let log = &self.log;
+    /// Whether a channel holds events or subscribers (and so is never swept).
+    fn held(&self, ch: usize) -> bool {
+        self.log.last(ch) > 0 || self.subs.iter().any(|(s, _)| s.channel == ch)
+    }
+
+    fn check_info(&mut self, hub: &Hub) {
         for (ch, name) in CHANNELS.iter().enumerate() {
             let mut subscribers = [0; Transport::COUNT];
             for (s, _) in self.subs.iter().filter(|(s, _)| s.channel == ch) {
                 subscribers[s.transport as usize] += 1;
             }
+            // Only a channel with nothing in it and nobody on it may be swept
+            // (and made again with another epoch); the model cannot tell when.
+            let held = self.log.last(ch) > 0 || subscribers.iter().sum::<usize>() > 0;
+            let info = hub.info(name);
+            let epoch = match info.epoch {
+                Some(_) => Some(self.log.learn_epoch(hub, ch, held)),
+                None => {
+                    assert!(!held, "channel {name} with events or subscribers is gone");
+                    None
+                }
+            };
+            let log = &self.log;
             let expected = ChannelInfo {
+                epoch,
                 last_id: log.last(ch),
                 buffered: (log.last(ch) as usize).min(log.buffer),
                 subscribers,
@@ -189,17 +238,30 @@ impl Model {
     }
 }
 
+/// Which epoch a `since` cursor is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Since {
+    /// A bare id: the current incarnation.
+    Bare,
+    /// The channel's current epoch (learned from `Hub::info` first).
+    Current,
+    /// An epoch no incarnation has.
+    Foreign,
+}
+
 /// One step, decoded from the next bytes of the input.
 #[derive(Debug)]
 enum Op {
     /// `0, channel, client` (client >= 3: none)
     Publish { ch: usize, client: Option<usize> },
-    /// `1, channel, client, start, n, transport`: `start % 3` is since `n`,
-    /// backlog `n`, or neither; since may pass the last id by up to 3.
+    /// `1, channel, client, start, n, transport`: `start % 6` is since `n`
+    /// (a bare id), backlog `n`, neither, since `n` in the channel's epoch,
+    /// since `n` in a foreign epoch, or since `n` in the channel's epoch if it
+    /// has one yet (else bare); since may pass the last id by up to 3.
     Subscribe {
         ch: usize,
         client: Option<usize>,
-        since: Option<u64>,
+        since: Option<(Since, u64)>,
         backlog: Option<u64>,
         transport: Transport,
     },
@@ -226,13 +288,19 @@ fn decode(bytes: &mut impl Iterator<Item = u8>, model: &Model) -> Option<Op> {
         1 => {
             let ch = next()? as usize % 3;
             let client = Some(next()? as usize % 4).filter(|&c| c < 3);
-            let start = next()? % 3;
+            let start = next()? % 6;
             let n = u64::from(next()?) % (model.log.last(ch) + 4);
             let transport = Transport::ALL[next()? as usize % Transport::COUNT];
+            let since = match start {
+                0 => Some(Since::Bare),
+                3 | 5 => Some(Since::Current),
+                4 => Some(Since::Foreign),
+                _ => None,
+            };
             Op::Subscribe {
                 ch,
                 client,
-                since: (start == 0).then_some(n),
+                since: since.map(|s| (s, n)),
                 backlog: (start == 1).then_some(n),
                 transport,
             }
@@ -260,6 +328,7 @@ pub fn check(data: &[u8]) -> Stats {
         log: Log {
             buffer,
             events: Default::default(),
+            epochs: [None; 3],
         },
         stats: Stats::default(),
         subs: Vec::new(),
@@ -300,8 +369,11 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
                     },
                 )
                 .expect("publish of a valid event");
+            let held = model.held(ch);
             model.log.events[ch].push(p);
             assert_eq!(e.id(), model.log.last(ch), "ids count up from 1");
+            let epoch = model.log.learn_epoch(hub, ch, held);
+            assert_eq!(e.epoch(), epoch, "the event carries its channel's epoch");
             // Every subscriber parked on this channel must have been woken.
             for (s, _) in model.subs.iter_mut().filter(|(s, _)| s.channel == ch) {
                 if let Some(flag) = s.parked.take() {
@@ -321,6 +393,21 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
                 return;
             }
             let client = client.map(|c| CLIENTS[c].to_string());
+            let held = model.held(ch);
+            let foreign_epoch = Epoch::new(FOREIGN).expect("a valid epoch");
+            let which = since.map(|(w, _)| w);
+            // Subscribing from the current epoch needs it known: the channel
+            // is looked up (and made) by a throwaway subscription first.
+            let since = since.map(|(which, n)| match which {
+                Since::Bare => Cursor::bare(n),
+                Since::Foreign => Cursor::new(foreign_epoch, n),
+                Since::Current => {
+                    let probe = hub.subscribe(CHANNELS[ch], SubscribeOptions::default());
+                    let epoch = model.log.learn_epoch(hub, ch, held);
+                    drop(probe);
+                    Cursor::new(epoch, n)
+                }
+            });
             let sub = hub
                 .subscribe(
                     CHANNELS[ch],
@@ -332,14 +419,28 @@ fn step(hub: &Hub, model: &mut Model, op: Op, count: u64) {
                     },
                 )
                 .expect("subscribe with valid options");
+            // The channel's epoch: the one just learned for `Current`, else
+            // the one it had if it held anything.
+            let kept = held || matches!(which, Some(Since::Current));
+            let epoch = model.log.learn_epoch(hub, ch, kept);
             let last = model.log.last(ch);
-            let cursor = since.unwrap_or_else(|| last.saturating_sub(backlog.unwrap_or(0)));
-            assert_eq!(sub.cursor(), cursor, "cursor of a new subscription");
+            let id = match since {
+                Some(c) => c.id,
+                // A backlog never reaches behind the ring.
+                None => last
+                    .saturating_sub(backlog.unwrap_or(0))
+                    .max(model.log.first(ch) - 1),
+            };
+            // Until its first read, a foreign cursor stays as it was given.
+            let foreign = matches!(which, Some(Since::Foreign));
+            let expected = Cursor::new(if foreign { foreign_epoch } else { epoch }, id);
+            assert_eq!(sub.cursor(), expected, "cursor of a new subscription");
             let m = ModelSub {
                 channel: ch,
                 transport,
                 client,
-                cursor,
+                cursor: id,
+                foreign,
                 ready: VecDeque::new(),
                 parked: None,
             };
@@ -368,7 +469,7 @@ fn read(model: &mut Model, i: usize) -> bool {
     let got = sub.try_next();
     let delivered = got.is_some();
     model.log.check_delivery(m.channel, expected, got);
-    check_cursor(m, sub);
+    check_cursor(&model.log, m, sub);
     delivered
 }
 
@@ -393,16 +494,18 @@ fn poll(model: &mut Model, i: usize) {
         m.parked = Some(flag);
     }
     model.log.check_delivery(m.channel, expected, got);
-    check_cursor(m, sub);
+    check_cursor(&model.log, m, sub);
 }
 
 /// `cursor()` is where `since` would resume without loss or duplicates: just
 /// before the next delivery still queued, else the last id accounted for.
-fn check_cursor(m: &ModelSub, sub: &Subscription) {
-    let expected = match m.ready.front() {
+/// It is in the channel's epoch once the subscription has read.
+fn check_cursor(log: &Log, m: &ModelSub, sub: &Subscription) {
+    let id = match m.ready.front() {
         Some(Expect::Event(id)) => id - 1,
         Some(Expect::Gap { from, .. }) => from - 1,
         None => m.cursor,
     };
-    assert_eq!(sub.cursor(), expected, "cursor");
+    let epoch = log.epochs[m.channel].expect("the epoch is known once subscribed");
+    assert_eq!(sub.cursor(), Cursor::new(epoch, id), "cursor");
 }

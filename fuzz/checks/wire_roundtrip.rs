@@ -8,7 +8,7 @@
 //!
 //! | bytes | meaning |
 //! | --- | --- |
-//! | 1 | flags: bits 0-2 content type ([`CONTENT_TYPES`], 7 = made from the input), bit 3 `from` is set, bit 4 feed byte by byte |
+//! | 1 | flags: bits 0-2 content type ([`CONTENT_TYPES`], 7 = made from the input), bit 3 `from` is set, bit 4 feed byte by byte, bits 5-7 the epoch ([`EPOCHS`]) |
 //! | 8 | id, little-endian |
 //! | 1 + n | type: length `1 + b % 64`, then one byte per character, mapped onto the name alphabet |
 //! | (1 + n) | content type made from the input: length `1 + b % 128`, printable ASCII, trimmed (none if that leaves nothing) |
@@ -16,9 +16,9 @@
 //! | 4 | two split points (u16 each) for feeding the stream in three pieces |
 //! | rest | data, any bytes |
 //!
-//! Each format must give back exactly what it carries: multipart the id, type,
-//! data, content type (or its `text/plain; charset=utf-8` default) and `from`;
-//! SSE the id, type and data (text data with its CR / CRLF line ends turned
+//! Each format must give back exactly what it carries: multipart the id, epoch,
+//! type, data, content type (or its `text/plain; charset=utf-8` default) and
+//! `from`; SSE the id, epoch, type and data (text data with its CR / CRLF line ends turned
 //! into LF, as the SSE format defines); JSON all of it. A second, fixed event
 //! follows the fuzzed one in the streams, so an event that runs into the next
 //! one, or swallows it, is caught.
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use tandem::transport::multipart::BOUNDARY;
 use tandem::wire::{parse_iframe, parse_json_event, parse_jsonp, parse_poll, WireEvent};
 use tandem::wire::{MultipartParser, SseParser};
-use tandem::NewEvent;
+use tandem::{Epoch, NewEvent};
 
 /// Content types the flags can pick; index 0 is none and 7 is made from the input.
 pub const CONTENT_TYPES: [Option<&str>; 7] = [
@@ -38,6 +38,18 @@ pub const CONTENT_TYPES: [Option<&str>; 7] = [
     Some("application/json"),
     Some("application/vnd.api+json"),
     Some("TEXT/HTML; Charset=UTF-8"),
+];
+
+/// Epochs the flags can pick: the shortest, the longest, and in between.
+pub const EPOCHS: [&str; 8] = [
+    "k3j9x2a0qz",
+    "0",
+    "z",
+    "0123456789abcdef",
+    "zzzzzzzzzzzzzzzz",
+    "9",
+    "a1",
+    "tandem",
 ];
 
 /// The content type a multipart part announces when the event has none.
@@ -80,7 +92,7 @@ fn printable(b: u8) -> char {
 /// Builds the event an input describes; also returns the feeding plan.
 /// Besides the event: the feeding plan, and the content type as made from the
 /// input before its end spaces were trimmed (which the router must refuse).
-fn decode(data: &[u8]) -> (u64, NewEvent, Feed, Option<String>) {
+fn decode(data: &[u8]) -> (u64, NewEvent, Feed, Option<String>, Epoch) {
     let mut input = Input(data);
     let flags = input.byte();
     let mut id = [0u8; 8];
@@ -108,7 +120,8 @@ fn decode(data: &[u8]) -> (u64, NewEvent, Feed, Option<String>) {
         content_type,
         from,
     };
-    (u64::from_le_bytes(id), event, feed, untrimmed)
+    let epoch = Epoch::new(EPOCHS[(flags >> 5) as usize]).expect("a valid epoch");
+    (u64::from_le_bytes(id), event, feed, untrimmed, epoch)
 }
 
 /// How a stream is handed to an incremental parser.
@@ -135,7 +148,8 @@ impl Feed {
 
 /// Checks every format's round trip for the event the input describes.
 pub fn check(data: &[u8]) {
-    let (id, event, feed, untrimmed) = decode(data);
+    let (id, event, feed, untrimmed, epoch) = decode(data);
+    let e = Some(epoch.to_string());
     // Every input must describe an event the router would accept, or the
     // round trip proves nothing about real traffic.
     let hub = tandem::Hub::new(tandem::Config::default()).expect("default config");
@@ -159,10 +173,11 @@ pub fn check(data: &[u8]) {
 
     let tail_id = id.wrapping_add(1);
     let tail = NewEvent::message("tail").with_kind("tail");
-    let [part, sse, json] = tandem::encode_for_test(id, event.clone());
-    let [tail_part, tail_sse, _] = tandem::encode_for_test(tail_id, tail.clone());
+    let [part, sse, json] = tandem::encode_for_test(epoch, id, event.clone());
+    let [tail_part, tail_sse, _] = tandem::encode_for_test(epoch, tail_id, tail.clone());
     let tail_expected = WireEvent {
         id: Some(tail_id),
+        epoch: e.clone(),
         kind: "tail".into(),
         data: b"tail".to_vec(),
         content_type: None,
@@ -180,7 +195,7 @@ pub fn check(data: &[u8]) {
             "non-UTF-8 data sent as text"
         );
     }
-    check_json(id, &event, &json);
+    check_json(epoch, id, &event, &json);
 
     // Multipart: the stream's first delimiter, then the two parts.
     let stream = [format!("--{BOUNDARY}\r\n").as_bytes(), &part, &tail_part].concat();
@@ -195,6 +210,7 @@ pub fn check(data: &[u8]) {
     }
     let expected = WireEvent {
         id: Some(id),
+        epoch: e.clone(),
         kind: event.kind.clone(),
         data: event.data.to_vec(),
         content_type: Some(
@@ -229,19 +245,29 @@ pub fn check(data: &[u8]) {
     };
     let expected = WireEvent {
         id: Some(id),
+        epoch: e.clone(),
         kind: event.kind.clone(),
         data,
         content_type: None,
         from: None,
     };
+    assert_eq!(
+        got.iter().map(WireEvent::cursor).collect::<Vec<_>>(),
+        [
+            Some(format!("{epoch}:{id}")),
+            Some(format!("{epoch}:{tail_id}"))
+        ],
+        "sse cursors"
+    );
     assert_eq!(got, [expected, tail_expected], "sse round trip");
 }
 
 /// The JSON frame, alone and inside a long-poll answer, a JSONP call and an
 /// iframe script.
-fn check_json(id: u64, event: &NewEvent, json: &[u8]) {
+fn check_json(epoch: Epoch, id: u64, event: &NewEvent, json: &[u8]) {
     let expected = WireEvent {
         id: Some(id),
+        epoch: Some(epoch.to_string()),
         kind: event.kind.clone(),
         data: event.data.to_vec(),
         content_type: event.content_type.clone(),
@@ -261,9 +287,12 @@ fn check_json(id: u64, event: &NewEvent, json: &[u8]) {
         assert!(!text.contains(bad), "json frame contains {bad:?}: {text}");
     }
 
-    let poll = format!("{{\"events\":[{text}],\"next\":{id}}}");
+    let poll = format!("{{\"events\":[{text}],\"next\":\"{epoch}:{id}\"}}");
     let (events, next) = parse_poll(poll.as_bytes()).expect("poll answer parses");
-    assert_eq!((events, next), (vec![expected.clone()], id));
+    assert_eq!(
+        (events, next),
+        (vec![expected.clone()], format!("{epoch}:{id}"))
+    );
 
     let jsonp = format!("/**/app.got({poll});");
     let (cb, events, _) = parse_jsonp(jsonp.as_bytes()).expect("jsonp parses");

@@ -327,7 +327,10 @@
   /* ---- events from the agents ---- */
   function onEvent(ev) {
     if (!state) { return; }
-    if (ev.id) { state.since = ev.id; save(); }
+    // Keep the connection's cursor (`EPOCH:ID`), gaps included: after a
+    // reset the old ids mean nothing, and the next page must resume here.
+    var cursor = this && this.cursor ? this.cursor() : null;
+    if (cursor !== null) { state.since = cursor; save(); }
     if (ev.type === 'gap') { return; }
     var d = {};
     try { d = JSON.parse(ev.data); } catch (err) { return; }

@@ -13,6 +13,12 @@
  * (forever iframe). The app sees every event once, in id order, whatever the
  * transport and however often it reconnects or switches, or a gap event that
  * says which ids it will never see.
+ *
+ * The client keeps a cursor, `EPOCH:ID`: the last id seen and the epoch of
+ * the channel's incarnation it belongs to. A server that restarted, or a
+ * channel made again, has another epoch, and answers that cursor with a
+ * reset gap: the client then forgets the ids it has seen and takes the new
+ * incarnation's events from id 1.
  */
 (function (win) {
   'use strict';
@@ -102,6 +108,16 @@
 
   function trim(s) {
     return String(s).replace(/^\s+|\s+$/g, '');
+  }
+
+  // A cursor, `EPOCH:ID` or a bare `ID`: {epoch: 'k3j9' or null, id: N}, or
+  // null if it is neither (docs/protocol.md).
+  function parseCursor(c) {
+    var m = /^(?:([0-9a-z]{1,16}):)?([0-9]+)$/.exec(String(c));
+    if (!m) {
+      return null;
+    }
+    return {epoch: m[1] || null, id: parseInt(m[2], 10)};
   }
 
   function randomId() {
@@ -330,6 +346,9 @@
       return;
     }
     o = {id: parseInt(h['event-id'], 10), type: h['event-type'] || 'message'};
+    if (h['event-epoch']) {
+      o.epoch = h['event-epoch'];
+    }
     if (text !== null) {
       o.data = text;
     } else {
@@ -861,7 +880,11 @@
     this.options = o;
     this.channel = String(channel);
     this.client = options.client ? String(options.client) : randomId();
-    this.lastId = options.since === undefined || options.since === null ? null : +options.since;
+    // The cursor: the last id seen, and the epoch it belongs to (null until
+    // the server has named one, or for a bare `since`).
+    var since = options.since === undefined || options.since === null ? null : parseCursor(options.since);
+    this.lastId = since ? since.id : null;
+    this.epoch = since ? since.epoch : null;
     this.status = null;
     this.transport = null;
     this._onEvent = options.onEvent;
@@ -921,10 +944,20 @@
     return t;
   };
 
+  /* Where the connection is: `EPOCH:ID` (a bare `ID` before the server has
+   * named an epoch), or null before it knows. Pass it as `since` to resume
+   * from here, for example after the page reloads. */
+  Connection.prototype.cursor = function () {
+    if (this.lastId === null) {
+      return null;
+    }
+    return this.epoch === null ? String(this.lastId) : this.epoch + ':' + this.lastId;
+  };
+
   Connection.prototype._url = function (route, extra) {
     var p = {}, k;
     if (this.lastId !== null) {
-      p.since = this.lastId;
+      p.since = this.cursor();
     } else if (this._backlog) {
       p.backlog = this._backlog;
     }
@@ -1038,10 +1071,13 @@
   // A long-poll answer; true when the transport should poll again.
   Connection.prototype._batch = function (att, body) {
     var events = body && body.events, i;
+    // `next` is a cursor string, `EPOCH:ID` (a number from older servers).
+    var next = body && (typeof body.next === 'string' || typeof body.next === 'number') ?
+      parseCursor(body.next) : null;
     if (att.dead || att !== this._att) {
       return false;
     }
-    if (!events || typeof body.next !== 'number') {
+    if (!events || !next) {
       this._fail(att, 'bad answer');
       return false;
     }
@@ -1052,7 +1088,10 @@
         return false;
       }
     }
-    this.lastId = body.next;
+    this.lastId = next.id;
+    if (next.epoch) {
+      this.epoch = next.epoch;
+    }
     if (att.probe) {
       this._kill(att);
       this._start(this._current, false);
@@ -1084,9 +1123,13 @@
         return;
       }
       if (g.reset) {
-        // The channel started over: forget what we saw, continue from `to`.
+        // Another incarnation of the channel (the server restarted, or the
+        // channel was made again): the ids we saw mean nothing in it. Forget
+        // them and continue from `to` in the new epoch, so its events 1, 2...
+        // are taken, not dropped as already seen.
         this.lastId = g.to;
-        this._emit({type: 'gap', from: g.from, to: g.to, reset: true});
+        this.epoch = g.epoch || null;
+        this._emit({type: 'gap', from: g.from, to: g.to, reset: true, epoch: this.epoch});
         return;
       }
       if (this.lastId !== null && g.to <= this.lastId) {
@@ -1096,15 +1139,32 @@
         g.from = this.lastId + 1;
       }
       this.lastId = g.to;
-      this._emit({type: 'gap', from: g.from, to: g.to, reset: false});
+      if (g.epoch) {
+        this.epoch = g.epoch;
+      }
+      this._emit({type: 'gap', from: g.from, to: g.to, reset: false, epoch: this.epoch});
       return;
     }
-    if (!(o.id > 0) || this.lastId !== null && o.id <= this.lastId) {
+    if (!(o.id > 0)) {
+      return;
+    }
+    if (o.epoch && this.epoch !== null && o.epoch !== this.epoch) {
+      // An event of another incarnation with no reset gap before it: never
+      // drop it as seen, nor skip silently what came before it there.
+      this.lastId = o.id - 1;
+      this.epoch = o.epoch;
+      this._emit({type: 'gap', from: 1, to: o.id - 1, reset: true, epoch: o.epoch});
+    }
+    if (this.lastId !== null && o.id <= this.lastId) {
       return; // seen already (a resumed stream, a late answer)
     }
     this.lastId = o.id;
+    if (o.epoch) {
+      this.epoch = o.epoch;
+    }
     ev = {
       id: o.id,
+      epoch: o.epoch || null,
       type: o.type,
       data: o.data,
       from: o.from || null,

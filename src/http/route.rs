@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::event::{check_channel, check_client, check_type};
+use crate::event::{check_channel, check_client, check_type, Cursor};
 
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +130,8 @@ pub fn parse_pairs(s: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
 /// The query parameters tandem reads, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {
-    /// `since=N`: resume after id N.
-    pub since: Option<u64>,
+    /// `since=EPOCH:ID` (or a bare `ID`): resume after that cursor.
+    pub since: Option<Cursor>,
     /// `backlog=N`: replay the last N buffered events.
     pub backlog: Option<u64>,
     /// `timeout=S`: long-poll hold in seconds (fractions allowed).
@@ -184,7 +184,7 @@ impl Query {
         let mut q = Query::default();
         for (k, v) in parse_pairs(qs)? {
             match k.as_str() {
-                "since" => q.since = Some(number("since", &v)?),
+                "since" => q.since = Some(Cursor::parse_in("since", &String::from_utf8_lossy(&v))?),
                 "backlog" => q.backlog = Some(number("backlog", &v)?),
                 "timeout" => {
                     let s = text("timeout", v)?;
@@ -252,9 +252,18 @@ mod tests {
     #[test]
     fn queries() {
         let q = Query::parse("since=5&timeout=0.5&callback=a.b_c$&client=me&_=1").unwrap();
-        assert_eq!(q.since, Some(5));
+        assert_eq!(q.since, Some(Cursor::bare(5)));
         assert_eq!(q.timeout, Some(Duration::from_millis(500)));
         assert_eq!(q.callback.as_deref(), Some("a.b_c$"));
+        let q = Query::parse("since=k3j9x2a%3A17").unwrap();
+        assert_eq!(q.since.unwrap().to_string(), "k3j9x2a:17");
+        let e = Query::parse("since=x").unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid cursor \"x\" in since (EPOCH:ID or ID, where EPOCH is 1 to 16 of 0-9 a-z and ID a non-negative integer)"
+        );
+        assert!(Query::parse("since=K:1").is_err());
+        assert!(Query::parse("since=a:").is_err());
         assert!(Query::parse("since=-1").is_err());
         assert!(Query::parse("callback=alert(1)").is_err());
         assert!(Query::parse("callback=a..b").is_err());

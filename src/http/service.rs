@@ -25,7 +25,7 @@ use super::route::{parse_path, Query, Route, Sub};
 use super::stream::{EventStream, OpenGuard, ShutdownSignal, Style};
 use crate::config::ConfigError;
 use crate::error::Error;
-use crate::event::{check_type, Delivery, NewEvent};
+use crate::event::{check_type, Cursor, Delivery, NewEvent};
 use crate::router::{Hub, SubscribeOptions, Transport};
 use crate::shutdown::Shutdown;
 use crate::transport::{self, iframe, json, multipart, sse, Format};
@@ -278,8 +278,12 @@ impl Service {
 
     fn info(&self, channel: &str) -> Response<Body> {
         let info = self.hub.info(channel);
+        // `null` for a channel that does not exist (yet).
+        let epoch = info
+            .epoch
+            .map_or_else(|| "null".to_string(), |e| format!("\"{e}\""));
         let mut s = format!(
-            "{{\"channel\":\"{channel}\",\"last_id\":{},\"buffered\":{},\"subscribers\":{{",
+            "{{\"channel\":\"{channel}\",\"epoch\":{epoch},\"last_id\":{},\"buffered\":{},\"subscribers\":{{",
             info.last_id, info.buffered
         );
         for (i, t) in Transport::ALL.iter().enumerate() {
@@ -406,15 +410,12 @@ impl Service {
         headers: &HeaderMap,
     ) -> Result<Response<Body>, Error> {
         let cfg = self.hub.config();
+        // `EPOCH:ID` (what an SSE stream's `id:` lines carry) or a bare `ID`.
         let last_event_id = match headers.get("last-event-id") {
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Error::bad_request("Last-Event-ID must be a non-negative integer")
-                    })?,
-            ),
+            Some(v) => Some(Cursor::parse_in(
+                "Last-Event-ID",
+                String::from_utf8_lossy(v.as_bytes()).trim(),
+            )?),
             None => None,
         };
         let transport = match sub {

@@ -12,13 +12,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use slab::Slab;
+use tokio::time::Instant;
 
 use super::Transport;
-use crate::event::{Delivery, Event, Gap};
+use crate::event::{Cursor, Delivery, Epoch, Event, Gap};
 
 /// A channel; shared as `Arc<Channel>` by the hub's map and its subscriptions.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub(crate) struct Parked {
 
 #[derive(Debug)]
 pub(crate) struct State {
+    /// This incarnation of the channel: every event published here carries it.
+    pub(crate) epoch: Epoch,
     /// Id the next published event gets (ids start at 1).
     pub(crate) next_id: u64,
     /// The most recent events, ids consecutive, with the instant each arrived.
@@ -71,6 +74,7 @@ impl Channel {
     pub(crate) fn new() -> Channel {
         Channel {
             state: Mutex::new(State {
+                epoch: Epoch::random(),
                 next_id: 1,
                 ring: VecDeque::new(),
                 waiters: Slab::new(),
@@ -115,7 +119,7 @@ impl State {
         capacity: usize,
         max_age: Duration,
     ) -> (Vec<Waker>, Evicted) {
-        debug_assert_eq!(event.id, self.next_id);
+        debug_assert_eq!((event.id, event.epoch), (self.next_id, self.epoch));
         self.next_id += 1;
         self.ring.push_back((now, event));
         let over = if self.ring.len() > capacity {
@@ -173,11 +177,12 @@ impl State {
     /// events published by `skip_from`. Parks `waker` when there is nothing.
     ///
     /// The cursor always ends on the last id the subscriber has accounted for,
-    /// whether it was delivered, skipped as its own echo, or reported in a gap.
+    /// whether it was delivered, skipped as its own echo, or reported in a gap,
+    /// and in this incarnation of the channel.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn read(
         &mut self,
-        cursor: &mut u64,
+        cursor: &mut Cursor,
         out: &mut VecDeque<Delivery>,
         max: usize,
         skip_from: Option<&str>,
@@ -185,33 +190,38 @@ impl State {
         parked: &mut Option<Parked>,
     ) -> Read {
         let last = self.last_id();
+        let first = self.first_id();
         let before = out.len();
-        if *cursor > last {
-            // The cursor is ahead of the channel: it was removed while idle and
-            // made again, so its ids started over. Say so rather than stall.
-            let first = self.ring.front().map_or(last + 1, |(_, e)| e.id);
+        let elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
+        if elsewhere || cursor.id > last {
+            // The cursor belongs to another incarnation of the channel (an
+            // earlier run of the server, or this name before a sweep or a
+            // close), or is ahead of this one: its ids mean nothing here.
+            // Say so, then start this incarnation from its beginning.
             out.push_back(Delivery::Gap(Gap {
                 from: 1,
                 to: first - 1,
+                epoch: self.epoch,
                 reset: true,
             }));
-            *cursor = first - 1;
+            cursor.id = first - 1;
         }
-        let first = self.ring.front().map_or(last + 1, |(_, e)| e.id);
-        if *cursor + 1 < first {
+        cursor.epoch = Some(self.epoch);
+        if cursor.id + 1 < first {
             out.push_back(Delivery::Gap(Gap {
-                from: *cursor + 1,
+                from: cursor.id + 1,
                 to: first - 1,
+                epoch: self.epoch,
                 reset: false,
             }));
-            *cursor = first - 1;
+            cursor.id = first - 1;
         }
-        let start = (*cursor + 1 - first) as usize;
+        let start = (cursor.id + 1 - first) as usize;
         for (_, event) in self.ring.iter().skip(start) {
             if out.len() - before >= max {
                 break;
             }
-            *cursor = event.id;
+            cursor.id = event.id;
             if skip_from.is_some() && event.from.as_deref() == skip_from {
                 continue;
             }

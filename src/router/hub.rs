@@ -10,21 +10,25 @@
 //! bounds memory without a background task, and [`Hub::sweep`] does the whole
 //! map on demand. A swept channel is marked `removed` under its own lock, so a
 //! publisher or subscriber that looked it up just before simply looks again.
+//! A channel made again under the same name is a new incarnation: ids from 1,
+//! and a new random epoch, so cursors of the old one get a reset gap.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::Mutex;
+use tokio::time::Instant;
 
 use super::channel::Channel;
 use super::subscription::{SubscribeOptions, Subscription};
 use super::Transport;
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
-use crate::event::{check_channel, check_client, check_content_type, check_type, Event, NewEvent};
+use crate::event::{
+    check_channel, check_client, check_content_type, check_type, Cursor, Epoch, Event, NewEvent,
+};
 use crate::metrics::Metrics;
 
 const SHARDS: usize = 16;
@@ -73,12 +77,26 @@ impl std::fmt::Debug for Hub {
 /// A snapshot of one channel, as `GET /ch/{c}/info` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChannelInfo {
+    /// The channel's current incarnation (`None` if it does not exist).
+    pub epoch: Option<Epoch>,
     /// Id of the newest event (0 if none).
     pub last_id: u64,
     /// Events still in the ring.
     pub buffered: usize,
     /// Live subscribers per transport, in [`Transport::ALL`] order.
     pub subscribers: [usize; Transport::COUNT],
+}
+
+impl ChannelInfo {
+    /// The cursor of the newest event (`EPOCH:LAST_ID`; a bare `0` if the
+    /// channel does not exist): subscribing from it delivers only what is
+    /// published next, and a reset if the channel starts over meanwhile.
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            epoch: self.epoch,
+            id: self.last_id,
+        }
+    }
 }
 
 impl Hub {
@@ -174,7 +192,7 @@ impl Hub {
     /// `publish` for an event that `validate` has already accepted (the HTTP
     /// layer checks every event of a request before publishing any).
     pub(crate) fn publish_checked(&self, channel: &str, event: NewEvent) -> Arc<Event> {
-        let mut event = Event::new(0, event);
+        let mut event = Event::new(Epoch::PLACEHOLDER, 0, event);
         let cfg = &self.inner.config;
         loop {
             let ch = self.channel(channel);
@@ -183,6 +201,7 @@ impl Hub {
                 continue;
             }
             event.id = st.next_id;
+            event.epoch = st.epoch;
             let event = Arc::new(event);
             let (wakers, evicted) = st.push(
                 event.clone(),
@@ -234,13 +253,19 @@ impl Hub {
             st.subscribers[opts.transport as usize] += 1;
             let last = st.last_id();
             let first = st.first_id();
+            let epoch = st.epoch;
             drop(st);
             let cursor = match (opts.since, opts.backlog) {
-                (Some(since), _) => since,
+                // A bare id is in the current incarnation; another epoch gets
+                // its reset gap on the first read.
+                (Some(since), _) => Cursor {
+                    epoch: Some(since.epoch.unwrap_or(epoch)),
+                    id: since.id,
+                },
                 // "The last N buffered events": never reach behind the ring,
                 // which would report the unbuffered ids as a gap.
-                (None, Some(n)) => last.saturating_sub(n).max(first - 1),
-                (None, None) => last,
+                (None, Some(n)) => Cursor::new(epoch, last.saturating_sub(n).max(first - 1)),
+                (None, None) => Cursor::new(epoch, last),
             };
             return Ok(Subscription::new(self.clone(), ch, cursor, opts));
         }
@@ -248,7 +273,8 @@ impl Hub {
 
     /// Closes a channel: its subscribers get every event published before,
     /// then their streams end (long-polls answer at once); the name is free
-    /// again, and a later subscribe or publish starts a new channel at id 1.
+    /// again, and a later subscribe or publish starts a new incarnation of
+    /// the channel, at id 1 with a new epoch (so old cursors get a reset gap).
     /// Returns whether the channel existed.
     pub fn close(&self, channel: &str) -> bool {
         let Some(ch) = self.shard(channel).lock().channels.remove(channel) else {
@@ -265,16 +291,138 @@ impl Hub {
         true
     }
 
-    /// Last id, buffered count and subscribers of a channel (zeros if it does not exist).
+    /// Epoch, last id, buffered count and subscribers of a channel (none and
+    /// zeros if it does not exist).
     pub fn info(&self, channel: &str) -> ChannelInfo {
         let Some(ch) = self.shard(channel).lock().channels.get(channel).cloned() else {
             return ChannelInfo::default();
         };
         let st = ch.state.lock();
         ChannelInfo {
+            epoch: Some(st.epoch),
             last_id: st.last_id(),
             buffered: st.buffered(),
             subscribers: st.subscribers,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::{Delivery, Gap};
+
+    fn ids(sub: &mut Subscription) -> Vec<Result<u64, Gap>> {
+        std::iter::from_fn(|| sub.try_next())
+            .map(|d| match d {
+                Delivery::Event(e) => Ok(e.id()),
+                Delivery::Gap(g) => Err(g),
+            })
+            .collect()
+    }
+
+    fn since(hub: &Hub, cursor: Cursor) -> Subscription {
+        let opts = SubscribeOptions {
+            since: Some(cursor),
+            ..SubscribeOptions::default()
+        };
+        hub.subscribe("c", opts).unwrap()
+    }
+
+    /// The router's clock is tokio's: with time paused, events age out as
+    /// the test advances it, with no real sleep.
+    #[tokio::test(start_paused = true)]
+    async fn events_expire_by_age_on_the_paused_clock() {
+        let hub = Hub::new(Config {
+            buffer_age: Duration::from_secs(10),
+            ..Config::default()
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        for _ in 0..3 {
+            hub.publish("c", NewEvent::message("old")).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        for _ in 0..2 {
+            hub.publish("c", NewEvent::message("young")).unwrap();
+        }
+        let epoch = hub.info("c").epoch.unwrap();
+        let gap = |from, to| Gap {
+            from,
+            to,
+            epoch,
+            reset: false,
+        };
+        assert_eq!(
+            ids(&mut since(&hub, Cursor::bare(0))),
+            [Ok(1), Ok(2), Ok(3), Ok(4), Ok(5)]
+        );
+        // 11 s after the first three: they are gone, the last two are 5 s old.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(
+            ids(&mut since(&hub, Cursor::bare(0))),
+            [Err(gap(1, 3)), Ok(4), Ok(5)]
+        );
+        assert_eq!(hub.info("c").buffered, 2);
+        // Past 10 s for all: a read alone expires them (nobody published).
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(
+            ids(&mut since(&hub, Cursor::new(epoch, 2))),
+            [Err(gap(3, 5))]
+        );
+        assert_eq!(hub.info("c").buffered, 0);
+        assert!(started.elapsed() < Duration::from_secs(5), "no real sleep");
+    }
+
+    /// A cursor of an earlier incarnation (the channel was closed and made
+    /// again) gets one reset gap, then the whole new incarnation; a bare
+    /// cursor is taken to be in the current one.
+    #[test]
+    fn a_cursor_of_another_incarnation_gets_a_reset() {
+        let hub = Hub::new(Config::default()).unwrap();
+        for _ in 0..3 {
+            hub.publish("c", NewEvent::message("old")).unwrap();
+        }
+        let old = hub.info("c").cursor();
+        assert_eq!(old.id, 3);
+        assert!(hub.close("c"));
+        for _ in 0..5 {
+            hub.publish("c", NewEvent::message("new")).unwrap();
+        }
+        let new = hub.info("c").epoch.unwrap();
+        assert_ne!(Some(new), old.epoch, "a new incarnation, a new epoch");
+
+        let mut sub = since(&hub, old);
+        assert_eq!(sub.cursor(), old, "nothing taken yet");
+        let reset = Gap {
+            from: 1,
+            to: 0,
+            epoch: new,
+            reset: true,
+        };
+        assert_eq!(
+            sub.try_next()
+                .map(|d| matches!(d, Delivery::Gap(g) if g == reset)),
+            Some(true)
+        );
+        assert_eq!(sub.cursor(), Cursor::new(new, 0));
+        assert_eq!(ids(&mut sub), [Ok(1), Ok(2), Ok(3), Ok(4), Ok(5)]);
+        assert_eq!(sub.cursor(), Cursor::new(new, 5));
+
+        // Bare ids: the current incarnation, as before epochs.
+        assert_eq!(ids(&mut since(&hub, Cursor::bare(3))), [Ok(4), Ok(5)]);
+        assert_eq!(since(&hub, Cursor::bare(3)).cursor(), Cursor::new(new, 3));
+        // Ahead of the channel: a reset too.
+        let ahead = ids(&mut since(&hub, Cursor::new(new, 9)));
+        assert_eq!(ahead.len(), 6);
+        assert_eq!(ahead[0], Err(reset));
+        // The cursor of the newest event: only what comes next.
+        let mut sub = since(&hub, hub.info("c").cursor());
+        assert!(sub.try_next().is_none());
+        let e = hub.publish("c", NewEvent::message("next")).unwrap();
+        assert_eq!((e.epoch(), e.id()), (new, 6));
+        assert_eq!(ids(&mut sub), [Ok(6)]);
     }
 }

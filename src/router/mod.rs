@@ -4,13 +4,19 @@
 //!
 //! * [`Hub`] maps channel names to channels (made on first use, swept when
 //!   idle) and is the whole API: `publish`, `subscribe`, `info`.
-//! * A channel (`channel.rs`) is one `parking_lot::Mutex` around `next_id`, a
-//!   bounded ring of `Arc<Event>` (by count and by age) and a `Slab` of the
-//!   wakers of subscribers with nothing to read. Publishing appends one event,
-//!   takes the wakers out and wakes them after unlocking.
-//! * A [`Subscription`] is only a cursor. It reads what follows the cursor from
-//!   the ring, or parks its waker. Falling behind the ring yields one
-//!   [`crate::Gap`], never unbounded memory.
+//! * A channel (`channel.rs`) is one `parking_lot::Mutex` around its epoch,
+//!   `next_id`, a bounded ring of `Arc<Event>` (by count and by age) and a
+//!   `Slab` of the wakers of subscribers with nothing to read. Publishing
+//!   appends one event, takes the wakers out and wakes them after unlocking.
+//! * A [`Subscription`] is only a [`crate::Cursor`] (`EPOCH:ID`). It reads
+//!   what follows the cursor from the ring, or parks its waker. Falling behind
+//!   the ring yields one [`crate::Gap`], never unbounded memory; a cursor of
+//!   another incarnation of the channel (another epoch: an earlier run, or
+//!   the name before a sweep or close) yields one reset gap, then the whole
+//!   new incarnation.
+//!
+//! Time (buffer age, sweeps) is read from `tokio::time::Instant`, so tests
+//! can pause and advance it.
 //!
 //! Fan-out cost is one `Arc` clone per subscriber per event: the bytes each
 //! transport writes are encoded once per event and shared (see `transport`).

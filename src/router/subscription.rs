@@ -11,13 +11,13 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures_core::Stream;
+use tokio::time::Instant;
 
 use super::channel::{Channel, Parked, Read};
 use super::{Hub, Transport};
-use crate::event::Delivery;
+use crate::event::{Cursor, Delivery};
 
 /// Most deliveries taken from the ring per lock.
 const READ_BATCH: usize = 64;
@@ -25,8 +25,12 @@ const READ_BATCH: usize = 64;
 /// Where a subscription starts and what it is labelled with.
 #[derive(Debug, Clone, Default)]
 pub struct SubscribeOptions {
-    /// Resume after this id (`?since=`, `Last-Event-ID`). Takes precedence over `backlog`.
-    pub since: Option<u64>,
+    /// Resume after this cursor (`?since=`, `Last-Event-ID`). Takes precedence
+    /// over `backlog`. A cursor of another incarnation of the channel (its
+    /// epoch is not the current one) starts with a reset [`crate::Gap`] and
+    /// then every buffered event of this incarnation; a bare id is taken to be
+    /// in the current one.
+    pub since: Option<Cursor>,
     /// Without `since`: replay the last N buffered events first.
     pub backlog: Option<u64>,
     /// The subscriber's client id: events it published itself are skipped.
@@ -39,7 +43,7 @@ pub struct SubscribeOptions {
 pub struct Subscription {
     hub: Hub,
     channel: Arc<Channel>,
-    cursor: u64,
+    cursor: Cursor,
     client: Option<Box<str>>,
     transport: Transport,
     parked: Option<Parked>,
@@ -60,7 +64,7 @@ impl Subscription {
     pub(crate) fn new(
         hub: Hub,
         channel: Arc<Channel>,
-        cursor: u64,
+        cursor: Cursor,
         opts: SubscribeOptions,
     ) -> Subscription {
         Subscription {
@@ -75,13 +79,15 @@ impl Subscription {
         }
     }
 
-    /// The id of the last event this subscription has accounted for: pass it as
-    /// `since` to resume without loss or duplicates. Deliveries already read
-    /// from the ring but not yet taken are not counted.
-    pub fn cursor(&self) -> u64 {
+    /// The place of the last event this subscription has accounted for, with
+    /// the channel's epoch: pass it as `since` to resume without loss or
+    /// duplicates. Deliveries already read from the ring but not yet taken
+    /// are not counted. (A gap is only ever the first of a read, and taken
+    /// at once, so it is never left waiting here.)
+    pub fn cursor(&self) -> Cursor {
         match self.ready.front() {
-            Some(Delivery::Event(e)) => e.id - 1,
-            Some(Delivery::Gap(g)) => g.from - 1,
+            Some(Delivery::Event(e)) => Cursor::new(e.epoch, e.id - 1),
+            Some(Delivery::Gap(g)) => Cursor::new(g.epoch, g.from - 1),
             None => self.cursor,
         }
     }

@@ -5,7 +5,9 @@
 //! writes a clone of the same `Bytes` (a reference count, not a copy). Where a
 //! frame depends on the request (the JSONP callback, the iframe callback) the
 //! request-specific bytes are built once per subscriber and written around the
-//! shared frame as separate chunks.
+//! shared frame as separate chunks. Every frame names the event's epoch (its
+//! channel's incarnation) beside its id, and the epoch is the event's own, so
+//! the frame stays the same for every subscriber.
 //!
 //! The parsers in [`crate::wire`] read these formats back; the fuzz targets
 //! check that encode-then-parse gives every event back unchanged.
@@ -39,7 +41,7 @@ pub(crate) fn frame(event: &Event, format: Format) -> Bytes {
             Format::Multipart => multipart::encode_event(event),
             Format::Sse => sse::encode_event(event),
             Format::Json => json::encode_event(event),
-            Format::SseJson => sse::encode_envelope(event.id, &frame(event, Format::Json)),
+            Format::SseJson => sse::encode_envelope(event, &frame(event, Format::Json)),
         })
         .clone()
 }

@@ -6,6 +6,7 @@
 //! ```text
 //! Content-Type: text/plain\r\n
 //! Event-Id: 7\r\n
+//! Event-Epoch: k3j9x2a0qz\r\n
 //! Event-Type: message\r\n
 //! Content-Length: 5\r\n
 //! \r\n
@@ -101,6 +102,7 @@ pub(crate) fn encode_event(e: &Event) -> Bytes {
     let mut headers = vec![
         ("Content-Type", ct),
         ("Event-Id", &id),
+        ("Event-Epoch", e.epoch.as_str()),
         ("Event-Type", &e.kind),
     ];
     if let Some(from) = &e.from {

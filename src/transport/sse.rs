@@ -1,7 +1,8 @@
 //! `text/event-stream` (Server-Sent Events).
 //!
-//! An event is `id:`, `event:` and one `data:` line per line of the payload
-//! (CR, LF and CRLF all split lines, as the SSE parser would). A payload that
+//! An event is `id: EPOCH:ID` (the event's cursor, so `Last-Event-ID` brings
+//! the incarnation back by itself), `event:` and one `data:` line per line of
+//! the payload (CR, LF and CRLF all split lines, as the SSE parser would). A payload that
 //! is not text is sent base64-encoded, announced by a `:base64` comment line
 //! that `EventSource` ignores and tandem's own client reads. A gap is an
 //! `event: gap` with no `id:`, so `Last-Event-ID` is not moved by it.
@@ -72,7 +73,7 @@ fn push_data(b: &mut BytesMut, text: &str) {
 /// One event block.
 pub(crate) fn encode_event(e: &Event) -> Bytes {
     let mut b = BytesMut::with_capacity(e.data.len() + 64);
-    b.put_slice(format!("id: {}\nevent: {}\n", e.id, e.kind).as_bytes());
+    b.put_slice(format!("id: {}:{}\nevent: {}\n", e.epoch, e.id, e.kind).as_bytes());
     if e.is_text() {
         push_data(&mut b, std::str::from_utf8(&e.data).unwrap_or_default());
     } else {
@@ -86,14 +87,14 @@ pub(crate) fn encode_event(e: &Event) -> Bytes {
     b.freeze()
 }
 
-/// One event block in the JSON envelope: `id: N` and one `data:` line holding
+/// One event block in the JSON envelope: `id: E:N` and one `data:` line holding
 /// the event's JSON object (which never contains a line break). Used with
 /// `?envelope=json`, because `EventSource` only hands events of type
 /// `message` to a catch-all handler: in the envelope every event is a
 /// `message` and its real type travels inside the JSON.
-pub(crate) fn encode_envelope(id: u64, json: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(json.len() + 32);
-    b.put_slice(format!("id: {id}\ndata: ").as_bytes());
+pub(crate) fn encode_envelope(e: &Event, json: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 48);
+    b.put_slice(format!("id: {}:{}\ndata: ", e.epoch, e.id).as_bytes());
     b.put_slice(json);
     b.put_slice(b"\n\n");
     b.freeze()

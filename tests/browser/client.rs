@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::json;
-use tandem::NewEvent;
+use tandem::{Hub, NewEvent};
 
 use crate::harness::{
     assert_exactly_once, browser_slot, config, eventually, got, open_page, statuses, wait_got,
@@ -287,6 +287,126 @@ async fn jsonp_survives_drops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iframe_survives_drops() {
     survives_drops("iframe", 1).await;
+}
+
+/// The server stops and a new run starts on the same port (a new hub: every
+/// channel is a new incarnation, with a new epoch, its ids from 1), which
+/// publishes 5 events before the page is back. The page saw 1..=3 of the old
+/// run; it resumes with its cursor `EPOCH:3`, gets one reset gap, forgets
+/// the ids it saw and delivers the new run's 1..=5 (not only 4 and 5), then
+/// what comes live.
+async fn follows_a_restart_into_a_new_run(transport: &str) {
+    let _slot = browser_slot().await;
+    let mut server = TestServer::start(config()).await;
+    let browser = Browser::start(&[]).await;
+    open_page(
+        &browser,
+        &server.url("/"),
+        "runs",
+        json!({"transport": transport, "since": 0, "retryMin": 100, "retryMax": 800,
+               "idleTimeout": 3000}),
+    )
+    .await;
+    wait_open(&browser, transport).await;
+    for i in 1..=3 {
+        server.publish("runs", NewEvent::message(format!("old {i}")));
+    }
+    wait_got(&browser, 3, Duration::from_secs(20)).await;
+    let old_epoch = server
+        .hub
+        .info("runs")
+        .epoch
+        .expect("a channel")
+        .to_string();
+    let cursor = browser.exec("return T.conn.cursor();", json!([])).await;
+    assert_eq!(cursor, json!(format!("{old_epoch}:3")), "{transport}");
+
+    server.shutdown().await;
+    server.hub = Hub::new(config()).expect("a valid config");
+    for i in 1..=5 {
+        assert_eq!(
+            server.publish("runs", NewEvent::message(format!("new {i}"))),
+            i
+        );
+    }
+    let epoch = server
+        .hub
+        .info("runs")
+        .epoch
+        .expect("a channel")
+        .to_string();
+    assert_ne!(epoch, old_epoch);
+    server.restart().await;
+    wait_got(&browser, 9, Duration::from_secs(30)).await;
+    for i in 6..=7 {
+        server.publish("runs", NewEvent::message(format!("new {i}")));
+    }
+    wait_got(&browser, 11, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = browser
+        .exec(
+            "return T.got.map(function (e) {
+               return [e.type, e.id || null, e.type === 'gap' ? null : e.data,
+                       !!e.reset, e.epoch || null];
+             });",
+            json!([]),
+        )
+        .await;
+    let mut want = Vec::new();
+    for i in 1..=3 {
+        want.push(json!(["message", i, format!("old {i}"), false, old_epoch]));
+    }
+    want.push(json!(["gap", null, null, true, epoch]));
+    for i in 1..=7 {
+        want.push(json!(["message", i, format!("new {i}"), false, epoch]));
+    }
+    assert_eq!(
+        got,
+        json!(want),
+        "{transport}: every event once, the reset between the runs"
+    );
+    let gap = browser
+        .exec(
+            "for (var i = 0; i < T.got.length; i++) {
+               if (T.got[i].type === 'gap') { return [T.got[i].from, T.got[i].to]; }
+             }",
+            json!([]),
+        )
+        .await;
+    assert_eq!(gap, json!([1, 0]), "{transport}: the new run lost nothing");
+    let cursor = browser.exec("return T.conn.cursor();", json!([])).await;
+    assert_eq!(cursor, json!(format!("{epoch}:7")), "{transport}");
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("fetch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventsource_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("eventsource").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xhr_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("xhr").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("poll").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonp_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("jsonp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iframe_follows_a_restart_into_a_new_run() {
+    follows_a_restart_into_a_new_run("iframe").await;
 }
 
 /// Stream sensing, in the page: the browser's own `fetch` (or

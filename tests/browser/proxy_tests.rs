@@ -715,7 +715,11 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
         (events[0].id, events[0].data.as_slice()),
         (Some(id1), &b"first"[..])
     );
-    assert_eq!(next, id1);
+    let cursor = |id: u64| {
+        let epoch = tandem.hub.info(&ch).epoch.expect("the channel exists");
+        format!("{epoch}:{id}")
+    };
+    assert_eq!(next, cursor(id1));
     heads.push(head);
 
     // Buffered events come at once, in order, from `next`.
@@ -726,7 +730,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
     let (events, next) = wire::parse_poll(&body).expect("a poll answer");
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![Some(id2), Some(id3)]);
-    assert_eq!(next, id3);
+    assert_eq!(next, cursor(id3));
     heads.push(head);
 
     // JSONP: everything since 0, wrapped in the callback.
@@ -739,7 +743,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
     assert_eq!(callback, "got");
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![Some(id1), Some(id2), Some(id3)]);
-    assert_eq!(jnext, id3);
+    assert_eq!(jnext, cursor(id3));
     heads.push(head);
 
     // A held JSONP, answered by a publish.
@@ -760,7 +764,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
         events.iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![Some(id4)]
     );
-    assert_eq!(next, id4);
+    assert_eq!(next, cursor(id4));
     heads.push(head);
 
     // Nothing new: the hold times out with an empty answer and the same next.

@@ -112,12 +112,20 @@ fn route_query_seeds() {
         .expect("a valid query");
     assert_eq!(
         (q.since, q.backlog, q.callback.as_deref()),
-        (Some(5), Some(0), Some("a.b_c$"))
+        (Some(tandem::Cursor::bare(5)), Some(0), Some("a.b_c$"))
+    );
+    let q = check(b"since=k3j9x2a:17").query.expect("a cursor");
+    assert_eq!(
+        q.since.map(|c| c.to_string()).as_deref(),
+        Some("k3j9x2a:17")
     );
     for bad in [
         &b"callback=alert(1)"[..],
         b"callback=a..b",
         b"since=18446744073709551616",
+        b"since=K3:1",
+        b"since=:1",
+        b"since=0123456789abcdefg:1",
         b"since=%zz",
         b"timeout=-1",
         b"client=a%20b",
@@ -182,6 +190,16 @@ fn router_model_seeds() {
     ]);
     assert!(s.events >= 8, "{s:?}");
     assert!(s.gaps >= 2 && s.resets == 1 && s.wakes == 1, "{s:?}");
+    // Start 3 is since in the channel's own epoch, 4 in a foreign one.
+    let s = check(&[
+        7, // buffer 8
+        0, 0, 3, 0, 0, 3, 0, 0, 3, // three publishes on "a"
+        1, 0, 3, 3, 1, 0, // sub 0 on "a": since EPOCH:1 (its epoch)
+        1, 0, 3, 4, 2, 0, // sub 1 on "a": since f0reign:2
+        3, 0, // sub 0 drains: 2, 3
+        3, 1, // sub 1 drains: a reset gap, then 1, 2, 3
+    ]);
+    assert_eq!((s.events, s.gaps, s.resets), (5, 1, 1), "{s:?}");
 }
 
 #[test]

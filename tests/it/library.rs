@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tandem::{Config, Delivery, Hub, NewEvent, SubscribeOptions, Transport};
+use tandem::{Config, Cursor, Delivery, Hub, NewEvent, SubscribeOptions, Transport};
 
 fn hub(cfg: Config) -> Hub {
     Hub::new(cfg).unwrap()
@@ -43,7 +43,11 @@ async fn publish_subscribe_next() {
         (1, "greet", &b"hello"[..])
     );
     assert!(e.time_ms() > 1_600_000_000_000);
-    assert_eq!(sub.cursor(), 1);
+    assert_eq!(sub.cursor(), e.cursor());
+    assert_eq!(
+        sub.cursor(),
+        Cursor::new(hub.info("demo").epoch.unwrap(), 1)
+    );
 
     let e2 = hub
         .publish(
@@ -107,7 +111,7 @@ async fn since_backlog_and_gap() {
         .subscribe(
             "c",
             SubscribeOptions {
-                since: Some(2),
+                since: Some(Cursor::bare(2)),
                 ..SubscribeOptions::default()
             },
         )
@@ -115,7 +119,12 @@ async fn since_backlog_and_gap() {
     match next(&mut sub).await {
         Delivery::Gap(g) => {
             assert_eq!((g.from, g.to, g.reset), (3, 6, false));
-            assert_eq!(g.json(), "{\"from\":3,\"to\":6}");
+            let epoch = hub.info("c").epoch.unwrap();
+            assert_eq!(g.epoch, epoch);
+            assert_eq!(
+                g.json(),
+                format!("{{\"from\":3,\"to\":6,\"epoch\":\"{epoch}\"}}")
+            );
         }
         d => panic!("expected a gap first, got {d:?}"),
     }
@@ -158,7 +167,7 @@ async fn client_skips_its_own_events() {
     hub.publish("c", from("you", "yours")).unwrap();
     let e = event(next(&mut me).await);
     assert_eq!((e.id(), e.from()), (2, Some("you")));
-    assert_eq!(me.cursor(), 2);
+    assert_eq!(me.cursor().id, 2);
 }
 
 #[tokio::test]
@@ -203,7 +212,9 @@ fn invalid_config_is_refused() {
     .is_err());
 }
 
-#[tokio::test]
+// The router's clock is tokio's: with the clock paused, the sleeps below
+// advance it at once instead of waiting.
+#[tokio::test(start_paused = true)]
 async fn sweep_removes_idle_channels_with_expired_buffers() {
     let hub = hub(Config {
         buffer_age: Duration::from_secs(1),
@@ -240,7 +251,7 @@ async fn sweep_removes_idle_channels_with_expired_buffers() {
     assert_eq!(hub.channel_count(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
     let hub = hub(Config {
         buffer_age: Duration::from_secs(1),
@@ -249,28 +260,57 @@ async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
     for _ in 0..3 {
         hub.publish("c", NewEvent::message("old")).unwrap();
     }
+    let old = hub.info("c").cursor();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     hub.sweep();
     assert_eq!(hub.channel_count(), 0);
-    // Made again: ids start over, and a client resuming from 3 is told so.
-    assert_eq!(hub.publish("c", NewEvent::message("new")).unwrap().id(), 1);
-    let mut sub = hub
-        .subscribe(
+    // Made again: ids start over, in a new epoch.
+    assert_eq!(hub.publish("c", NewEvent::message("new1")).unwrap().id(), 1);
+    let epoch = hub.info("c").epoch.unwrap();
+    assert_ne!(Some(epoch), old.epoch);
+    let since = |cursor| {
+        hub.subscribe(
             "c",
             SubscribeOptions {
-                since: Some(3),
+                since: Some(cursor),
                 ..SubscribeOptions::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    };
+    let reset = tandem::Gap {
+        from: 1,
+        to: 0,
+        epoch,
+        reset: true,
+    };
+    // A bare 3 is ahead of the new incarnation: told to reset.
+    let mut sub = since(Cursor::bare(3));
     match next(&mut sub).await {
-        Delivery::Gap(g) => assert!(g.reset, "{g:?}"),
+        Delivery::Gap(g) => assert_eq!(g, reset),
         d => panic!("expected a reset gap, got {d:?}"),
     }
-    assert_eq!(&event(next(&mut sub).await).data()[..], b"new");
+    assert_eq!(&event(next(&mut sub).await).data()[..], b"new1");
+    // Once the new incarnation has passed 3, only the epoch tells: the old
+    // cursor gets the reset and every new event, not just 4 and 5.
+    for i in 2..=5 {
+        hub.publish("c", NewEvent::message(format!("new{i}")))
+            .unwrap();
+    }
+    let mut sub = since(old);
+    match next(&mut sub).await {
+        Delivery::Gap(g) => assert_eq!(g, reset),
+        d => panic!("expected a reset gap, got {d:?}"),
+    }
+    for i in 1..=5 {
+        let e = event(next(&mut sub).await);
+        assert_eq!((e.id(), e.epoch()), (i, epoch));
+        assert_eq!(e.data(), format!("new{i}").as_bytes());
+    }
+    assert_eq!(sub.cursor(), Cursor::new(epoch, 5));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reading_never_hands_out_expired_events() {
     // No publish and no sweep after the events age out: the read itself expires them.
     let hub = hub(Config {
@@ -284,7 +324,7 @@ async fn reading_never_hands_out_expired_events() {
         .subscribe(
             "c",
             SubscribeOptions {
-                since: Some(0),
+                since: Some(Cursor::bare(0)),
                 ..SubscribeOptions::default()
             },
         )

@@ -166,10 +166,16 @@ async fn bad_cursors_and_queries_are_400() {
         "since=",
         "since=1.5",
         "since=99999999999999999999999",
+        "since=K3J:1",
+        "since=:1",
+        "since=ab:",
+        "since=ab:1:2",
+        "since=0123456789abcdefg:1",
+        "since=ab%3A-1",
     ] {
         srv.get(&format!("/ch/c/poll?{q}"))
             .await
-            .expect_error(400, &["since must be a non-negative integer"]);
+            .expect_error(400, &["invalid cursor", "in since", "EPOCH:ID or ID"]);
     }
     srv.get("/ch/c/sse?backlog=x")
         .await
@@ -183,7 +189,14 @@ async fn bad_cursors_and_queries_are_400() {
     let r = srv
         .send(Req::get("/ch/c/sse").header("Last-Event-ID", "last"))
         .await;
-    r.expect_error(400, &["Last-Event-ID"]);
+    r.expect_error(
+        400,
+        &["invalid cursor \"last\" in Last-Event-ID", "EPOCH:ID or ID"],
+    );
+    let r = srv
+        .send(Req::get("/ch/c/sse").header("Last-Event-ID", "Ab:3"))
+        .await;
+    r.expect_error(400, &["Last-Event-ID", "EPOCH:ID or ID"]);
     // Unknown parameters (cache busters) are ignored.
     let r = srv.get("/ch/c/poll?timeout=0&_=12345").await;
     assert_eq!(r.head.status, 200);

@@ -28,7 +28,7 @@ async fn held_poll_answers_with_the_event_published_while_it_waits() {
     let (evs, next) = parse_poll(&r.body).unwrap();
     assert_eq!(evs.len(), 1, "only the new event: {}", r.text());
     assert_eq!((evs[0].id, text(&evs[0])), (Some(id), "while waiting"));
-    assert_eq!(next, id);
+    assert_eq!(next, srv.cursor("c", id));
     srv.wait_subscribers("c", Transport::Poll, 0).await;
 }
 
@@ -40,7 +40,10 @@ async fn held_jsonp_answers_with_the_event() {
     let id = srv.publish("c", "hi").await;
     let r = conn.response("GET").await;
     let (cb, evs, next) = parse_jsonp(&r.body).unwrap();
-    assert_eq!((cb.as_str(), evs[0].id, next), ("cb", Some(id), id));
+    assert_eq!(
+        (cb.as_str(), evs[0].id, next),
+        ("cb", Some(id), srv.cursor("c", id))
+    );
 }
 
 #[tokio::test]
@@ -53,7 +56,10 @@ async fn empty_answer_after_the_timeout() {
     let waited = t0.elapsed();
     assert_eq!(r.head.status, 200);
     r.head.expect_no_cache();
-    assert_eq!(r.text(), "{\"events\":[],\"next\":2}");
+    assert_eq!(
+        r.text(),
+        format!("{{\"events\":[],\"next\":\"{}\"}}", srv.cursor("c", 2))
+    );
     assert!(waited >= Duration::from_millis(250), "held only {waited:?}");
 }
 
@@ -68,19 +74,19 @@ async fn default_timeout_is_the_configured_one_and_capped() {
     let t0 = Instant::now();
     let r = srv.get("/ch/c/poll").await;
     assert!(t0.elapsed() >= Duration::from_millis(350));
-    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+    assert_eq!(r.text(), empty_answer(&srv.cursor("c", 0)));
     // Asking for an hour is cut to poll_timeout_max: it answers within the IO bound.
     let t0 = Instant::now();
     let r = srv.get("/ch/c/poll?timeout=3600").await;
     assert!(t0.elapsed() >= Duration::from_millis(550));
-    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+    assert_eq!(r.text(), empty_answer(&srv.cursor("c", 0)));
 }
 
 #[tokio::test]
 async fn timeout_zero_answers_at_once() {
     let srv = Server::with_defaults().await;
     let r = srv.get("/ch/c/poll?timeout=0").await;
-    assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+    assert_eq!(r.text(), empty_answer(&srv.cursor("c", 0)));
 }
 
 #[tokio::test]
@@ -105,7 +111,7 @@ async fn next_as_since_loses_nothing_while_publishing() {
             }
         }
     });
-    let mut since = 0;
+    let mut since = "0".to_string();
     let mut got = Vec::new();
     let mut rounds = 0;
     while got.len() < total as usize {
@@ -116,7 +122,11 @@ async fn next_as_since_loses_nothing_while_publishing() {
         assert!(evs.len() <= 3, "poll_batch caps an answer");
         assert!(evs.iter().all(|e| e.kind != "gap"), "no loss: {}", r.text());
         if let Some(last) = evs.last() {
-            assert_eq!(last.id, Some(next), "next is the last id delivered");
+            assert_eq!(
+                last.cursor(),
+                Some(next.clone()),
+                "next is the last delivered"
+            );
         }
         got.extend(evs);
         since = next;
@@ -165,4 +175,9 @@ async fn a_request_sent_behind_a_held_poll_is_answered_after_it() {
     assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
     let r = conn.response("GET").await;
     assert_eq!(r.json()["last_id"], id);
+}
+
+/// A long-poll answer with no events.
+fn empty_answer(next: &str) -> String {
+    format!("{{\"events\":[],\"next\":\"{next}\"}}")
 }

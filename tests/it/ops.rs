@@ -15,7 +15,7 @@ async fn info_counts_subscribers_per_transport() {
     assert_eq!(
         v,
         serde_json::json!({
-            "channel": "c", "last_id": 0, "buffered": 0, "total": 0,
+            "channel": "c", "epoch": null, "last_id": 0, "buffered": 0, "total": 0,
             "subscribers": {"multipart": 0, "mixed": 0, "sse": 0, "poll": 0,
                             "jsonp": 0, "iframe": 0, "library": 0}
         })
@@ -46,6 +46,7 @@ async fn info_counts_subscribers_per_transport() {
     r.head.expect_no_cache();
     let v = r.json();
     assert_eq!(v["channel"], "c");
+    assert_eq!(v["epoch"], srv.epoch("c"));
     assert_eq!(v["last_id"], 3);
     assert_eq!(v["buffered"], 2, "the ring holds buffer_events");
     let subs = &v["subscribers"];

@@ -30,7 +30,7 @@ async fn stream_events(srv: &Server, transport: &str, query: &str, n: usize) -> 
     }
 }
 
-async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEvent>, u64) {
+async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEvent>, String) {
     let r = srv
         .get(&format!("/ch/c/{transport}?{query}&timeout=0"))
         .await;
@@ -56,7 +56,7 @@ async fn since_replays_buffered_events_in_order_on_every_transport() {
     for t in ["poll", "jsonp"] {
         let (evs, next) = poll_events(&srv, t, "since=2").await;
         assert_texts(&evs, 3..=5);
-        assert_eq!(next, 5);
+        assert_eq!(next, srv.cursor("c", 5));
     }
 }
 
@@ -104,11 +104,15 @@ fn small_ring() -> Config {
     }
 }
 
-fn assert_gap(e: &WireEvent, from: u64, to: u64) {
+fn assert_gap(srv: &Server, e: &WireEvent, from: u64, to: u64) {
     assert_eq!(e.kind, "gap");
     assert_eq!(e.id, None, "a gap carries no id");
     let v: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
-    assert_eq!(v, serde_json::json!({"from": from, "to": to}));
+    let epoch = srv.epoch("c");
+    assert_eq!(
+        v,
+        serde_json::json!({"from": from, "to": to, "epoch": epoch})
+    );
 }
 
 #[tokio::test]
@@ -117,19 +121,19 @@ async fn cursor_older_than_the_ring_gets_one_gap_first() {
     publish_n(&srv, "c", 10).await; // the ring keeps 7..=10
     for t in ["sse", "multipart", "mixed", "iframe"] {
         let mut evs = stream_events(&srv, t, "since=2", 5).await;
-        assert_gap(&evs.remove(0), 3, 6);
+        assert_gap(&srv, &evs.remove(0), 3, 6);
         assert_texts(&evs, 7..=10);
     }
     for t in ["poll", "jsonp"] {
         let (mut evs, next) = poll_events(&srv, t, "since=2").await;
         assert_eq!(evs.len(), 5, "{t}: one gap, four events");
-        assert_gap(&evs.remove(0), 3, 6);
+        assert_gap(&srv, &evs.remove(0), 3, 6);
         assert_texts(&evs, 7..=10);
-        assert_eq!(next, 10);
+        assert_eq!(next, srv.cursor("c", 10));
     }
     // since=0 on a channel that lost its first events: the gap starts at 1.
     let (evs, _) = poll_events(&srv, "poll", "since=0").await;
-    assert_gap(&evs[0], 1, 6);
+    assert_gap(&srv, &evs[0], 1, 6);
     assert_eq!(evs.iter().filter(|e| e.kind == "gap").count(), 1);
 }
 
@@ -137,31 +141,32 @@ async fn cursor_older_than_the_ring_gets_one_gap_first() {
 async fn gap_bytes_on_the_wire() {
     let srv = Server::start(small_ring()).await;
     publish_n(&srv, "c", 6).await; // ring 3..=6
+    let e = srv.epoch("c");
     let mut s = srv.sse("/ch/c/sse?since=0").await;
     s.take(5).await;
     let raw = String::from_utf8(s.body.raw().to_vec()).unwrap();
-    assert!(
-        raw.contains("\n\nevent: gap\ndata: {\"from\":1,\"to\":2}\n\nid: 3\n"),
-        "{raw}"
-    );
+    let want =
+        format!("\n\nevent: gap\ndata: {{\"from\":1,\"to\":2,\"epoch\":\"{e}\"}}\n\nid: {e}:3\n");
+    assert!(raw.contains(&want), "{raw}");
     assert_eq!(raw.matches("event: gap").count(), 1);
 
     let r = srv.get("/ch/c/poll?since=0").await;
-    assert!(
-        r.text().starts_with(
-            "{\"events\":[{\"type\":\"gap\",\"data\":\"{\\\"from\\\":1,\\\"to\\\":2}\"},{\"id\":3,"
-        ),
-        "{}",
-        r.text()
+    let want = format!(
+        "{{\"events\":[{{\"type\":\"gap\",\"data\":\"{{\\\"from\\\":1,\\\"to\\\":2,\\\"epoch\\\":\\\"{e}\\\"}}\"}},{{\"id\":3,\"epoch\":\"{e}\","
     );
+    assert!(r.text().starts_with(&want), "{}", r.text());
 
     let mut m = srv.multipart("/ch/c/multipart?since=0").await;
     m.take(5).await;
     let raw = String::from_utf8(m.body.raw().to_vec()).unwrap();
     let gap_part = raw.split(&delimiter()).nth(1).unwrap();
+    let payload = format!("{{\"from\":1,\"to\":2,\"epoch\":\"{e}\"}}");
     assert_eq!(
         gap_part,
-        "\r\nContent-Type: application/json\r\nEvent-Type: gap\r\nContent-Length: 17\r\n\r\n{\"from\":1,\"to\":2}\r\n"
+        format!(
+            "\r\nContent-Type: application/json\r\nEvent-Type: gap\r\nContent-Length: {}\r\n\r\n{payload}\r\n",
+            payload.len()
+        )
     );
 }
 
@@ -176,13 +181,13 @@ async fn backlog_replays_the_last_n() {
 
     let (evs, next) = poll_events(&srv, "poll", "backlog=3").await;
     assert_texts(&evs, 4..=6);
-    assert_eq!(next, 6);
+    assert_eq!(next, srv.cursor("c", 6));
     let evs = stream_events(&srv, "multipart", "backlog=1", 1).await;
     assert_texts(&evs, 6..=6);
     // backlog=0 and no cursor: only what comes next.
     let (evs, next) = poll_events(&srv, "poll", "backlog=0").await;
     assert!(evs.is_empty());
-    assert_eq!(next, 6);
+    assert_eq!(next, srv.cursor("c", 6));
 }
 
 #[tokio::test]
@@ -215,7 +220,7 @@ async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order() {
     // A poll from 0 is cut at poll_batch (100 by default) and `next` says where.
     let (evs, next) = poll_events(&srv, "poll", "since=0").await;
     assert_texts(&evs, 1..=100);
-    assert_eq!(next, 100);
+    assert_eq!(next, srv.cursor("c", 100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,9 +292,195 @@ async fn backlog_never_reaches_behind_the_ring() {
     publish_n(&srv, "c", 10).await;
     let (evs, next) = poll_events(&srv, "poll", "backlog=50").await;
     assert_texts(&evs, 8..=10);
-    assert_eq!(next, 10);
+    assert_eq!(next, srv.cursor("c", 10));
     // A cursor behind the ring still gets its gap: only backlog is clamped.
     let (evs, _) = poll_events(&srv, "poll", "since=2").await;
     assert_eq!(evs[0].kind, "gap");
-    assert_eq!(evs[0].data, br#"{"from":3,"to":7}"#);
+    let want = format!("{{\"from\":3,\"to\":7,\"epoch\":\"{}\"}}", srv.epoch("c"));
+    assert_eq!(evs[0].data, want.as_bytes());
+}
+
+/// Publishes `n` events whose data is `{prefix}{i}`.
+async fn publish_texts(srv: &Server, channel: &str, prefix: &str, n: u64) {
+    for i in 1..=n {
+        assert_eq!(srv.publish(channel, &format!("{prefix}{i}")).await, i);
+    }
+}
+
+/// The cursor a client keeps after reading channel `c` from the start on
+/// `transport`, as that transport's bytes give it: the last event's (SSE
+/// `id:`, multipart `Event-Epoch` and `Event-Id`, the iframe's JSON), or a
+/// long-poll's `next`.
+async fn cursor_kept_on(srv: &Server, transport: &str, n: usize) -> String {
+    match transport {
+        "poll" | "jsonp" => {
+            let (evs, next) = poll_events(srv, transport, "since=0").await;
+            assert_eq!(evs.len(), n);
+            next
+        }
+        _ => {
+            let evs = stream_events(srv, transport, "since=0", n).await;
+            evs.last().and_then(WireEvent::cursor).expect("a cursor")
+        }
+    }
+}
+
+/// One reset gap (from 1 to 0, in the new epoch), then `new1..=newN`, each
+/// with the new epoch.
+fn assert_reset_then_new(srv: &Server, t: &str, evs: &[WireEvent], n: u64) {
+    let epoch = srv.epoch("c");
+    assert_eq!(evs.len() as u64, n + 1, "{t}: one gap, {n} events: {evs:?}");
+    let gap = evs[0].gap().expect("a gap payload").expect("a gap first");
+    assert_eq!(
+        (gap.from, gap.to, gap.epoch.as_deref(), gap.reset),
+        (1, 0, Some(epoch.as_str()), true),
+        "{t}: the reset gap"
+    );
+    assert_eq!(evs[0].cursor(), Some(format!("{epoch}:0")), "{t}");
+    for (e, i) in evs[1..].iter().zip(1..) {
+        assert_eq!(e.id, Some(i), "{t}: ids start over, in order");
+        assert_eq!(text(e), format!("new{i}"), "{t}: the new incarnation's");
+        assert_eq!(e.epoch.as_deref(), Some(epoch.as_str()), "{t}: its epoch");
+    }
+}
+
+/// Resumes channel `c` from `cursor` on `transport` (SSE also through
+/// `Last-Event-ID`) and checks it gets one reset gap, then `new1..=new5`.
+async fn assert_resets_on(srv: &Server, transport: &str, cursor: &str) {
+    let query = format!("since={cursor}");
+    match transport {
+        "poll" | "jsonp" => {
+            let (evs, next) = poll_events(srv, transport, &query).await;
+            assert_reset_then_new(srv, transport, &evs, 5);
+            assert_eq!(next, srv.cursor("c", 5), "{transport}: next");
+        }
+        _ => {
+            let evs = stream_events(srv, transport, &query, 6).await;
+            assert_reset_then_new(srv, transport, &evs, 5);
+        }
+    }
+    if transport == "sse" {
+        let mut s = srv
+            .sse_with(Req::get("/ch/c/sse").header("Last-Event-ID", cursor))
+            .await;
+        assert_reset_then_new(srv, "sse with Last-Event-ID", &s.take(6).await, 5);
+    }
+}
+
+const EVERY_TRANSPORT: [&str; 6] = ["multipart", "mixed", "sse", "poll", "jsonp", "iframe"];
+
+/// A client that saw 1..=3 before the server restarted, and resumes after
+/// the new run has published 5: without epochs it got only 4 and 5, silently.
+/// Now its cursor names the old run's epoch, so it gets one reset gap and
+/// then 1..=5 of the new run, on every transport.
+#[tokio::test]
+async fn a_cursor_from_before_a_restart_gets_a_reset_then_the_new_run() {
+    let mut old = Server::with_defaults().await;
+    publish_texts(&old, "c", "old", 3).await;
+    let old_epoch = old.epoch("c");
+    let mut kept = Vec::new();
+    for t in EVERY_TRANSPORT {
+        let cursor = cursor_kept_on(&old, t, 3).await;
+        assert_eq!(cursor, format!("{old_epoch}:3"), "{t}: the cursor kept");
+        kept.push((t, cursor));
+    }
+    old.trigger_shutdown();
+    old.join(IO_TIMEOUT).await.expect("the old run ends");
+    drop(old);
+
+    // A new run: a new hub, so a new incarnation of every channel.
+    let srv = Server::with_defaults().await;
+    publish_texts(&srv, "c", "new", 5).await;
+    assert_ne!(srv.epoch("c"), old_epoch, "a new run, a new epoch");
+    for (t, cursor) in &kept {
+        assert_resets_on(&srv, t, cursor).await;
+    }
+
+    // The bytes of the reset on SSE, with the new run's cursors.
+    let e = srv.epoch("c");
+    let mut s = srv.sse(&format!("/ch/c/sse?since={old_epoch}:3")).await;
+    s.take(2).await;
+    let raw = String::from_utf8(s.body.raw().to_vec()).unwrap();
+    let want = format!(
+        "\n\nevent: gap\ndata: {{\"from\":1,\"to\":0,\"epoch\":\"{e}\",\"reset\":true}}\n\nid: {e}:1\nevent: message\ndata: new1\n\n"
+    );
+    assert!(raw.contains(&want), "{raw}");
+
+    // A bare id cannot tell the runs apart: `since=3` is taken to be in the
+    // current one (kept for hand-written URLs; docs/protocol.md warns).
+    let (evs, next) = poll_events(&srv, "poll", "since=3").await;
+    assert_eq!(
+        evs.iter().map(text).collect::<Vec<_>>(),
+        ["new4", "new5"],
+        "a bare id resumes in the current incarnation"
+    );
+    assert_eq!(next, srv.cursor("c", 5));
+}
+
+/// The same within one server: the channel is closed (or swept) and made
+/// again by the next publish; cursors of its first incarnation get a reset.
+#[tokio::test]
+async fn a_cursor_from_before_a_close_gets_a_reset_then_the_new_incarnation() {
+    let srv = Server::with_defaults().await;
+    publish_texts(&srv, "c", "old", 3).await;
+    let old_epoch = srv.epoch("c");
+    let mut kept = Vec::new();
+    for t in EVERY_TRANSPORT {
+        kept.push((t, cursor_kept_on(&srv, t, 3).await));
+    }
+    assert!(srv.hub.close("c"));
+    publish_texts(&srv, "c", "new", 5).await;
+    assert_ne!(srv.epoch("c"), old_epoch, "a new incarnation, a new epoch");
+    for (t, cursor) in &kept {
+        assert_eq!(*cursor, format!("{old_epoch}:3"), "{t}: the cursor kept");
+        assert_resets_on(&srv, t, cursor).await;
+    }
+    // The new incarnation's own cursors resume as usual, on every transport.
+    let mid = srv.cursor("c", 2);
+    for t in ["multipart", "mixed", "sse", "iframe"] {
+        let evs = stream_events(&srv, t, &format!("since={mid}"), 3).await;
+        assert_eq!(ids(&evs), some_ids(3..=5), "{t}");
+    }
+    for t in ["poll", "jsonp"] {
+        let (evs, next) = poll_events(&srv, t, &format!("since={mid}")).await;
+        assert_eq!(
+            (ids(&evs), next),
+            (some_ids(3..=5), srv.cursor("c", 5)),
+            "{t}"
+        );
+    }
+}
+
+/// A reset into an incarnation with nothing published yet: the gap says so
+/// (from 1 to 0), a long-poll answers with it at once, and the stream then
+/// carries the new events live.
+#[tokio::test]
+async fn a_reset_into_an_empty_incarnation_then_live_events() {
+    let srv = Server::with_defaults().await;
+    publish_texts(&srv, "c", "old", 3).await;
+    let old = srv.cursor("c", 3);
+    assert!(srv.hub.close("c"));
+    let r = srv.get(&format!("/ch/c/poll?since={old}&timeout=20")).await;
+    let e = srv.epoch("c");
+    assert_eq!(
+        r.text(),
+        format!(
+            "{{\"events\":[{{\"type\":\"gap\",\"data\":\"{{\\\"from\\\":1,\\\"to\\\":0,\\\"epoch\\\":\\\"{e}\\\",\\\"reset\\\":true}}\"}}],\"next\":\"{e}:0\"}}"
+        )
+    );
+    let mut s = srv
+        .sse_with(Req::get("/ch/c/sse").header("Last-Event-ID", &old))
+        .await;
+    let mut m = srv.multipart(&format!("/ch/c/mixed?since={old}")).await;
+    for t in [&s.next_event().await, &m.next_event().await] {
+        let gap = t.gap().unwrap().expect("a reset gap");
+        assert_eq!((gap.from, gap.to, gap.reset), (1, 0, true));
+    }
+    publish_texts(&srv, "c", "new", 2).await;
+    let evs = s.take(2).await;
+    assert_eq!(evs.iter().map(text).collect::<Vec<_>>(), ["new1", "new2"]);
+    assert_eq!(evs[1].cursor(), Some(format!("{e}:2")));
+    let evs = m.take(2).await;
+    assert_eq!(evs.iter().map(text).collect::<Vec<_>>(), ["new1", "new2"]);
+    assert_eq!(evs[1].cursor(), Some(format!("{e}:2")));
 }

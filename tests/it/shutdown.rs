@@ -42,7 +42,10 @@ async fn streams_and_polls_end_cleanly() {
     // The long-poll answers at once (not after its 30 s), empty, with its cursor.
     let r = poll.response("GET").await;
     assert_eq!(r.head.status, 200);
-    assert_eq!(r.text(), format!("{{\"events\":[],\"next\":{id}}}"));
+    assert_eq!(
+        r.text(),
+        format!("{{\"events\":[],\"next\":\"{}\"}}", srv.cursor("c", id))
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
 
     // SSE ends with the chunked terminator, after telling the client when to retry.
@@ -151,11 +154,15 @@ async fn closing_a_channel_ends_its_streams_and_polls() {
     let r = poll.response("GET").await;
     assert_eq!(parse_poll(&r.body).unwrap().0[0].id, Some(id));
     srv.hold_poll(&mut poll, "c", id).await;
+    let cursor = srv.cursor("c", id);
 
     let t0 = Instant::now();
     assert!(srv.hub.close("c"));
     let r = poll.response("GET").await;
-    assert_eq!(r.text(), format!("{{\"events\":[],\"next\":{id}}}"));
+    assert_eq!(
+        r.text(),
+        format!("{{\"events\":[],\"next\":\"{}\"}}", cursor)
+    );
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert_eq!(sse.next_event().await.id, Some(id));
     assert!(sse.finish().await.is_empty());

@@ -185,6 +185,17 @@ impl Server {
         r.json()
     }
 
+    /// The channel's current epoch, straight from the hub (it must exist).
+    pub fn epoch(&self, channel: &str) -> String {
+        let info = self.hub.info(channel);
+        info.epoch.expect("the channel exists").to_string()
+    }
+
+    /// `EPOCH:ID` in the channel's current epoch.
+    pub fn cursor(&self, channel: &str, id: u64) -> String {
+        format!("{}:{id}", self.epoch(channel))
+    }
+
     /// Live subscribers of a channel on one transport, straight from the hub.
     pub fn subscribers(&self, channel: &str, t: Transport) -> usize {
         self.hub.info(channel).subscribers[t as usize]

@@ -85,12 +85,24 @@ async fn multipart_stream(path: &str, content_type: &str) {
     .await;
     let (headers, data, used) = split_part(&body.raw()[start..]);
     // Each contract header exactly once (Event-Time and Event-From may join them).
-    for h in ["Content-Type", "Event-Id", "Event-Type", "Content-Length"] {
+    for h in [
+        "Content-Type",
+        "Event-Id",
+        "Event-Epoch",
+        "Event-Type",
+        "Content-Length",
+    ] {
         let n = names(&headers).iter().filter(|k| **k == h).count();
         assert_eq!(n, 1, "{h} in {headers:?}");
     }
     assert_eq!(value(&headers, "Content-Type"), "text/plain");
     assert_eq!(value(&headers, "Event-Id"), "1");
+    assert_eq!(value(&headers, "Event-Epoch"), srv.epoch("c"));
+    assert_eq!(
+        names(&headers)[..3],
+        ["Content-Type", "Event-Id", "Event-Epoch"],
+        "the epoch right after the id"
+    );
     assert_eq!(value(&headers, "Event-Type"), "greet");
     assert!(value(&headers, "Event-Time").parse::<u64>().unwrap() > 1_600_000_000_000);
     assert_eq!(data, b"hello");
@@ -191,7 +203,9 @@ async fn sse_framing() {
         )
         .await;
     assert_eq!(r.head.status, 202);
-    let expect = "id: 1\nevent: chat\ndata: one\ndata: two\ndata: three\ndata: four\n\n";
+    let e = srv.epoch("c");
+    let expect =
+        format!("id: {e}:1\nevent: chat\ndata: one\ndata: two\ndata: three\ndata: four\n\n");
     body.read_until("the event", |b| b.len() >= prelude.len() + expect.len())
         .await;
     assert_eq!(&body.raw()[prelude.len()..], expect.as_bytes());
@@ -201,7 +215,7 @@ async fn sse_framing() {
     srv.post("/ch/c", Some("application/octet-stream"), &bin)
         .await;
     let b64 = base64::engine::general_purpose::STANDARD.encode(bin);
-    let expect2 = format!("id: 2\nevent: message\n:base64\ndata: {b64}\n\n");
+    let expect2 = format!("id: {e}:2\nevent: message\n:base64\ndata: {b64}\n\n");
     let at = prelude.len() + expect.len();
     body.read_until("the binary event", |b| b.len() >= at + expect2.len())
         .await;
@@ -211,6 +225,8 @@ async fn sse_framing() {
     let evs = p.feed(body.raw()).unwrap();
     assert_eq!(p.retry, Some(1500));
     assert_eq!(ids(&evs), some_ids(1..=2));
+    assert_eq!(evs[0].epoch.as_deref(), Some(e.as_str()));
+    assert_eq!(evs[1].cursor(), Some(format!("{e}:2")));
     assert_eq!(evs[0].kind, "chat");
     assert_eq!(evs[0].data, b"one\ntwo\nthree\nfour");
     assert_eq!(evs[1].data, bin);
@@ -235,10 +251,20 @@ async fn poll_json_with_binary_as_data_b64() {
     );
     let v = r.json();
     assert_eq!(v.as_object().unwrap().len(), 2, "{{events, next}}: {v}");
-    assert_eq!(v["next"], 2);
+    let epoch = srv.epoch("c");
+    assert_eq!(v["next"], format!("{epoch}:2"));
     let evs = v["events"].as_array().unwrap();
     assert_eq!(evs.len(), 2);
     assert_eq!(evs[0]["id"], 1);
+    assert_eq!(evs[0]["epoch"], epoch);
+    assert_eq!(evs[1]["epoch"], epoch);
+    assert!(
+        r.text().starts_with(&format!(
+            "{{\"events\":[{{\"id\":1,\"epoch\":\"{epoch}\",\"type\":"
+        )),
+        "the epoch beside the id: {}",
+        r.text()
+    );
     assert_eq!(evs[0]["type"], "chat");
     assert_eq!(evs[0]["data"], "hi \"you\"");
     assert_eq!(evs[0]["content_type"], "text/plain");
@@ -257,7 +283,7 @@ async fn poll_json_with_binary_as_data_b64() {
     assert_eq!(evs[1]["content_type"], "image/png");
 
     let (evs, next) = parse_poll(&r.body).unwrap();
-    assert_eq!(next, 2);
+    assert_eq!(next, srv.cursor("c", 2));
     assert_eq!(evs[1].data, png);
 }
 
@@ -282,12 +308,18 @@ async fn jsonp_wraps_the_poll_answer() {
     // Script-safe: nothing in the payload can end the call or a script element.
     assert!(!text.contains('<') && !text.contains('\u{2028}'), "{text}");
     let (cb, evs, next) = parse_jsonp(&r.body).unwrap();
-    assert_eq!((cb.as_str(), next), ("a.b", 1));
+    assert_eq!((cb.as_str(), next), ("a.b", srv.cursor("c", 1)));
     assert_eq!(evs[0].data, "</script>\u{2028}<b>".as_bytes());
 
     // Without a callback, the default one.
     let r = srv.get("/ch/c/jsonp?since=1&timeout=0").await;
-    assert_eq!(r.text(), "/**/tandemEvent({\"events\":[],\"next\":1});");
+    assert_eq!(
+        r.text(),
+        format!(
+            "/**/tandemEvent({{\"events\":[],\"next\":\"{}\"}});",
+            srv.cursor("c", 1)
+        )
+    );
 }
 
 #[tokio::test]
@@ -400,7 +432,10 @@ async fn channel_route_negotiates_by_accept() {
         let r = srv.send(req).await;
         assert_eq!(r.head.status, 200);
         r.head.expect("content-type", "application/json");
-        assert_eq!(r.text(), "{\"events\":[],\"next\":0}");
+        assert_eq!(
+            r.text(),
+            format!("{{\"events\":[],\"next\":\"{}\"}}", srv.cursor("n", 0))
+        );
     }
 }
 
