@@ -347,8 +347,10 @@ impl Cobrowse {
     /// channel's last id to resume the live list from. The id is read
     /// first: a change the list misses is published after it, so a console
     /// that resumes from it hears of that change.
-    pub(crate) fn list(&self) -> (Vec<Value>, u64) {
-        let since = self.hub().info(CONSOLE_CHANNEL).last_id;
+    pub(crate) fn list(&self) -> (Vec<Value>, String) {
+        // A cursor with the epoch: a console resuming from it after a
+        // restart gets a reset, never a silent skip.
+        let since = self.hub().info(CONSOLE_CHANNEL).cursor().to_string();
         let list = self.inner.sessions.lock().list();
         (list, since)
     }
@@ -420,7 +422,7 @@ impl Cobrowse {
             "your cookies and passwords"
         ]);
         drop(sessions);
-        v["since"] = Value::from(self.hub().info(&channel_of(id)).last_id);
+        v["since"] = Value::from(self.hub().info(&channel_of(id)).cursor().to_string());
         Ok(v)
     }
 
@@ -506,7 +508,7 @@ impl Cobrowse {
             .unwrap_or_default();
         drop(sessions);
         v["channel"] = Value::from(channel_of(id));
-        v["since"] = Value::from(self.hub().info(&channel_of(id)).last_id);
+        v["since"] = Value::from(self.hub().info(&channel_of(id)).cursor().to_string());
         Ok(v)
     }
 

@@ -58,7 +58,7 @@ fn last_console_list(hub: &Hub) -> Value {
         .subscribe(
             CONSOLE_CHANNEL,
             SubscribeOptions {
-                since: Some(last.saturating_sub(1)),
+                since: Some(crate::Cursor::bare(last.saturating_sub(1))),
                 ..SubscribeOptions::default()
             },
         )

@@ -688,8 +688,9 @@ async fn an_agent_ends_and_everyone_sees_it() {
         .post("/cobrowse/join", json!({"session": id}))
         .await
         .json()["since"]
-        .as_u64()
-        .unwrap();
+        .as_str()
+        .unwrap()
+        .to_string();
     let poll = format!("/ch/cb.{id}/poll?since={since}&timeout=5");
     let (polled, ended) = tokio::join!(customer.get(&poll), async {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
