@@ -72,7 +72,7 @@ pub async fn run(hub: Hub, stop: Shutdown) {
             content_type: Some("application/json".into()),
             from: None,
         };
-        if hub.publish(CHANNEL, event).is_ok() {
+        if hub.publish(CHANNEL, event).await.is_ok() {
             own += 1;
         }
     }
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(hub.info(CHANNEL).last_id, 0, "nobody listened");
 
         let mut sub = hub.subscribe(CHANNEL, SubscribeOptions::default()).unwrap();
-        hub.publish("other", NewEvent::message("x")).unwrap();
+        hub.publish("other", NewEvent::message("x")).await.unwrap();
         let Delivery::Event(e) = sub.next().await else {
             panic!("a gap")
         };

@@ -322,7 +322,7 @@ impl Cobrowse {
             content_type: Some("application/json".into()),
             from: Some(who.client_id()),
         };
-        if let Err(e) = self.hub().publish(&channel_of(id), ev) {
+        if let Err(e) = self.hub().publish_in_memory(&channel_of(id), ev) {
             log::warn!("co-browse event for {id} refused: {e}");
         }
     }
@@ -337,7 +337,7 @@ impl Cobrowse {
                 content_type: Some("application/json".into()),
                 from: Some("server".into()),
             };
-            if let Err(e) = self.hub().publish(CONSOLE_CHANNEL, ev) {
+            if let Err(e) = self.hub().publish_in_memory(CONSOLE_CHANNEL, ev) {
                 log::warn!("console list refused: {e}");
             }
         });

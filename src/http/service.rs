@@ -382,12 +382,12 @@ impl Service {
         }
         // Every event was validated above: publish them all or none.
         let body = match events {
-            Events::One(e) => id_json(self.hub.publish_checked(channel, e).id()),
+            Events::One(e) => id_json(self.hub.publish_checked(channel, e).await?.id()),
             Events::Many(list) => {
-                let ids: Vec<String> = list
-                    .into_iter()
-                    .map(|e| self.hub.publish_checked(channel, e).id().to_string())
-                    .collect();
+                let mut ids = Vec::with_capacity(list.len());
+                for e in list {
+                    ids.push(self.hub.publish_checked(channel, e).await?.id().to_string());
+                }
                 Bytes::from(format!("{{\"ids\":[{}]}}", ids.join(",")))
             }
         };

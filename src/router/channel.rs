@@ -71,10 +71,10 @@ pub(crate) enum Read {
 }
 
 impl Channel {
-    pub(crate) fn new() -> Channel {
+    pub(crate) fn new(epoch: Epoch) -> Channel {
         Channel {
             state: Mutex::new(State {
-                epoch: Epoch::random(),
+                epoch,
                 next_id: 1,
                 ring: VecDeque::new(),
                 waiters: Slab::new(),

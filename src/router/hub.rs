@@ -21,6 +21,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
+use super::backplane::{Append, Backplane};
 use super::channel::Channel;
 use super::subscription::{SubscribeOptions, Subscription};
 use super::Transport;
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) config: Arc<Config>,
     shards: [Mutex<Shard>; SHARDS],
     pub(crate) metrics: Metrics,
+    /// Orders, keeps and announces the events (`backplane.rs`).
+    pub(crate) backplane: Backplane,
 }
 
 /// A handle to the router; cheap to clone, shared by every connection.
@@ -51,7 +54,7 @@ pub(crate) struct Inner {
 /// use tandem::{Config, Delivery, Hub, NewEvent, SubscribeOptions};
 /// let hub = Hub::new(Config::default()).unwrap();
 /// let mut sub = hub.subscribe("demo", SubscribeOptions::default()).unwrap();
-/// let id = hub.publish("demo", NewEvent::message("hello")).unwrap().id();
+/// let id = hub.publish("demo", NewEvent::message("hello")).await.unwrap().id();
 /// match sub.next().await {
 ///     Delivery::Event(e) => assert_eq!((e.id(), &e.data()[..]), (id, &b"hello"[..])),
 ///     Delivery::Gap(g) => panic!("unexpected {g:?}"),
@@ -114,6 +117,7 @@ impl Hub {
                     })
                 }),
                 metrics: Metrics::default(),
+                backplane: Backplane::default(),
             }),
         })
     }
@@ -145,7 +149,7 @@ impl Hub {
             shard.last_sweep = now;
             self.sweep_shard(&mut shard, now);
         }
-        let ch = Arc::new(Channel::new());
+        let ch = Arc::new(Channel::new(self.inner.backplane.new_epoch(name)));
         shard.channels.insert(name.into(), ch.clone());
         ch
     }
@@ -182,41 +186,31 @@ impl Hub {
             .sum()
     }
 
-    /// Publishes one event; returns it with its id once it is in the router and
-    /// every waiting subscriber has been woken.
-    pub fn publish(&self, channel: &str, event: NewEvent) -> Result<Arc<Event>, Error> {
+    /// Publishes one event; resolves with it, id and epoch set, once the
+    /// backplane has stored it and every waiting subscriber has been woken.
+    /// In memory (the default) that is at once: the future is ready when
+    /// first polled.
+    pub async fn publish(&self, channel: &str, event: NewEvent) -> Result<Arc<Event>, Error> {
         self.validate(channel, &event)?;
-        Ok(self.publish_checked(channel, event))
+        self.inner.backplane.append(self, channel, event).await
+    }
+
+    /// `publish` for a caller that cannot wait yet (co-browsing's session
+    /// state, until it moves onto the backplane too): the memory engine
+    /// answers at once. To go before a shared engine is added.
+    pub(crate) fn publish_in_memory(
+        &self,
+        channel: &str,
+        event: NewEvent,
+    ) -> Result<Arc<Event>, Error> {
+        self.validate(channel, &event)?;
+        self.publish_checked(channel, event).now()
     }
 
     /// `publish` for an event that `validate` has already accepted (the HTTP
     /// layer checks every event of a request before publishing any).
-    pub(crate) fn publish_checked(&self, channel: &str, event: NewEvent) -> Arc<Event> {
-        let mut event = Event::new(Epoch::PLACEHOLDER, 0, event);
-        let cfg = &self.inner.config;
-        loop {
-            let ch = self.channel(channel);
-            let mut st = ch.state.lock();
-            if st.removed {
-                continue;
-            }
-            event.id = st.next_id;
-            event.epoch = st.epoch;
-            let event = Arc::new(event);
-            let (wakers, evicted) = st.push(
-                event.clone(),
-                Instant::now(),
-                cfg.buffer_events,
-                cfg.buffer_age,
-            );
-            drop(st);
-            drop(evicted);
-            for w in wakers {
-                w.wake();
-            }
-            self.inner.metrics.published.inc();
-            return event;
-        }
+    pub(crate) fn publish_checked(&self, channel: &str, event: NewEvent) -> Append {
+        self.inner.backplane.append(self, channel, event)
     }
 
     /// Checks what `publish` would refuse, without publishing.
@@ -342,11 +336,11 @@ mod tests {
         .unwrap();
         let started = std::time::Instant::now();
         for _ in 0..3 {
-            hub.publish("c", NewEvent::message("old")).unwrap();
+            hub.publish("c", NewEvent::message("old")).await.unwrap();
         }
         tokio::time::advance(Duration::from_secs(6)).await;
         for _ in 0..2 {
-            hub.publish("c", NewEvent::message("young")).unwrap();
+            hub.publish("c", NewEvent::message("young")).await.unwrap();
         }
         let epoch = hub.info("c").epoch.unwrap();
         let gap = |from, to| Gap {
@@ -379,17 +373,17 @@ mod tests {
     /// A cursor of an earlier incarnation (the channel was closed and made
     /// again) gets one reset gap, then the whole new incarnation; a bare
     /// cursor is taken to be in the current one.
-    #[test]
-    fn a_cursor_of_another_incarnation_gets_a_reset() {
+    #[tokio::test]
+    async fn a_cursor_of_another_incarnation_gets_a_reset() {
         let hub = Hub::new(Config::default()).unwrap();
         for _ in 0..3 {
-            hub.publish("c", NewEvent::message("old")).unwrap();
+            hub.publish("c", NewEvent::message("old")).await.unwrap();
         }
         let old = hub.info("c").cursor();
         assert_eq!(old.id, 3);
         assert!(hub.close("c"));
         for _ in 0..5 {
-            hub.publish("c", NewEvent::message("new")).unwrap();
+            hub.publish("c", NewEvent::message("new")).await.unwrap();
         }
         let new = hub.info("c").epoch.unwrap();
         assert_ne!(Some(new), old.epoch, "a new incarnation, a new epoch");
@@ -421,7 +415,7 @@ mod tests {
         // The cursor of the newest event: only what comes next.
         let mut sub = since(&hub, hub.info("c").cursor());
         assert!(sub.try_next().is_none());
-        let e = hub.publish("c", NewEvent::message("next")).unwrap();
+        let e = hub.publish("c", NewEvent::message("next")).await.unwrap();
         assert_eq!((e.epoch(), e.id()), (new, 6));
         assert_eq!(ids(&mut sub), [Ok(6)]);
     }

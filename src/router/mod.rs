@@ -21,6 +21,7 @@
 //! Fan-out cost is one `Arc` clone per subscriber per event: the bytes each
 //! transport writes are encoded once per event and shared (see `transport`).
 
+mod backplane;
 mod channel;
 mod hub;
 mod subscription;
