@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use tandem::Config;
 
-use crate::support::{config, Req, Response, Server};
+use kit::{config, Req, Response, Server};
 
 const KEY: &str = "test-agent-key-0123456789";
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tandem::{Config, Transport};
 
-use crate::support::*;
+use kit::*;
 
 fn quick_beat() -> Config {
     Config {

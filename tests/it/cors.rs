@@ -3,7 +3,7 @@
 
 use tandem::Config;
 
-use crate::support::*;
+use kit::*;
 
 const EVIL: &str = "http://evil.example";
 const APP: &str = "http://app.example";

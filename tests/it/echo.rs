@@ -4,7 +4,7 @@
 use tandem::wire::parse_poll;
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 async fn post_as(srv: &Server, client: &str, data: &str) -> u64 {
     let r = srv

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tandem::Config;
 
-use crate::support::*;
+use kit::*;
 
 const BEAT: Duration = Duration::from_millis(100);
 

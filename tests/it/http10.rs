@@ -6,7 +6,7 @@ use std::time::Duration;
 use tandem::wire::parse_poll;
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 fn assert_close_delimited(head: &Head) {
     assert!(head.raw.starts_with("HTTP/1."), "{}", head.raw);

@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tandem::wire::parse_poll;
 use tandem::Config;
 
-use crate::support::*;
+use kit::*;
 
 fn publish(host: &str, channel: &str, body: &str) -> Req {
     Req::post(&format!("/ch/{channel}"), body.as_bytes())

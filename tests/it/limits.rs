@@ -4,7 +4,7 @@
 
 use tandem::Config;
 
-use crate::support::*;
+use kit::*;
 
 fn small() -> Config {
     Config {

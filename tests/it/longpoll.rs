@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tandem::wire::{parse_jsonp, parse_poll};
 use tandem::{Config, Transport};
 
-use crate::support::*;
+use kit::*;
 
 /// Sends a poll on a new connection and returns the connection, unread.
 async fn start_poll(srv: &Server, path: &str) -> Conn {

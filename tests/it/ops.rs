@@ -2,7 +2,7 @@
 
 use tandem::{Config, Transport};
 
-use crate::support::*;
+use kit::*;
 
 #[tokio::test]
 async fn info_counts_subscribers_per_transport() {

@@ -4,7 +4,7 @@
 
 use tandem::wire::{parse_poll, WireEvent};
 
-use crate::support::*;
+use kit::*;
 
 async fn all_events(srv: &Server, channel: &str) -> Vec<WireEvent> {
     let r = srv

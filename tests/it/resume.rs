@@ -4,7 +4,7 @@
 use tandem::wire::{parse_jsonp, parse_poll, WireEvent};
 use tandem::Config;
 
-use crate::support::*;
+use kit::*;
 
 async fn publish_n(srv: &Server, channel: &str, n: u64) {
     for i in 1..=n {
@@ -13,7 +13,7 @@ async fn publish_n(srv: &Server, channel: &str, n: u64) {
 }
 
 fn assert_texts(evs: &[WireEvent], ids: std::ops::RangeInclusive<u64>) {
-    assert_eq!(crate::support::ids(evs), some_ids(ids.clone()));
+    assert_eq!(kit::ids(evs), some_ids(ids.clone()));
     for (e, i) in evs.iter().zip(ids) {
         assert_eq!(text(e), format!("e{i}"));
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tandem::wire::parse_poll;
 use tandem::{Config, Transport};
 
-use crate::support::*;
+use kit::*;
 
 #[tokio::test]
 async fn streams_and_polls_end_cleanly() {

@@ -7,7 +7,7 @@ use tandem::transport::multipart::BOUNDARY;
 use tandem::wire::{parse_jsonp, parse_poll, MultipartParser, SseParser};
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 /// Splits one multipart part (headers, blank line, body) off the front of
 /// `bytes`, checking it ends with CRLF and the next delimiter line.
