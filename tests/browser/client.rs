@@ -13,10 +13,11 @@ use serde_json::json;
 use tandem::NewEvent;
 
 use crate::harness::{
-    assert_exactly_once, browser_slot, config, eventually, got, open_page, statuses, wait_got,
-    wait_open, CutProxy, Got, TestServer,
+    assert_exactly_once, browser_slot, eventually, got, open_page, statuses, wait_got, wait_open,
+    CutProxy, Got,
 };
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 /// What the page should show for event number `i` (1-based).
 struct Expected {
@@ -88,7 +89,7 @@ fn check_payloads(got: &[Got], first: u64) {
 /// second one (another tab); no echo back to the publisher.
 async fn round_trip(transport: &str, publish_via: &str) {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     let a = browser.window().await;
     open_page(
@@ -101,7 +102,7 @@ async fn round_trip(transport: &str, publish_via: &str) {
     wait_open(&browser, transport).await;
 
     for i in 1..=200 {
-        let id = server.publish("room", event(i).0);
+        let id = server.publish_event("room", event(i).0);
         assert_eq!(id, i);
     }
     let got_a = wait_got(&browser, 200, Duration::from_secs(30)).await;
@@ -209,7 +210,7 @@ async fn iframe_round_trip_with_form_publish() {
 /// when it has been idle for `idleTimeout`.
 async fn survives_drops(transport: &str, min_reconnects: usize) {
     let _slot = browser_slot().await;
-    let mut server = TestServer::start(config()).await;
+    let mut server = Server::start(browser_config()).await;
     let proxy = CutProxy::start(server.addr).await;
     let browser = Browser::start(&[]).await;
     open_page(
@@ -296,7 +297,7 @@ async fn iframe_survives_drops() {
 /// losing or repeating an event.
 async fn senses_a_silent_stream(transport: &str, silence: &str) {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/")).await;
     crate::harness::load_client(&browser).await;
@@ -321,7 +322,7 @@ async fn senses_a_silent_stream(transport: &str, silence: &str) {
         "no fallback reported: {st:?}"
     );
     for i in 1..=30 {
-        server.publish("quiet", event(i).0);
+        server.publish_event("quiet", event(i).0);
     }
     let got = wait_got(&browser, 30, Duration::from_secs(20)).await;
     assert_exactly_once(&got, 1, 30);
@@ -330,7 +331,7 @@ async fn senses_a_silent_stream(transport: &str, silence: &str) {
     browser.exec("restoreSilence();", json!([])).await;
     wait_open(&browser, transport).await;
     for i in 31..=60 {
-        server.publish("quiet", event(i).0);
+        server.publish_event("quiet", event(i).0);
     }
     let got = wait_got(&browser, 60, Duration::from_secs(20)).await;
     assert_exactly_once(&got, 1, 60);
@@ -368,7 +369,7 @@ async fn eventsource_falls_back_to_poll_when_the_stream_is_silent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_is_live() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/status.html")).await;
     let first = eventually("a status snapshot", Duration::from_secs(10), || async {
@@ -382,7 +383,7 @@ async fn status_page_is_live() {
     assert!(first["open"]["mixed"].as_u64() >= Some(1), "{first}");
     assert!(first["connections"].as_u64() >= Some(1), "{first}");
     for i in 0..100 {
-        server.publish("busy", NewEvent::message(format!("{i}")));
+        server.publish_event("busy", NewEvent::message(format!("{i}")));
     }
     let later = eventually("a newer snapshot", Duration::from_secs(10), || async {
         let v = browser.exec("return window.lastStatus;", json!([])).await;
@@ -424,7 +425,7 @@ async fn status_page_is_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_page_talks_both_ways() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     let a = browser.window().await;
     browser.goto(&server.url("/chat.html")).await;
@@ -488,10 +489,10 @@ async fn chat_page_talks_both_ways() {
 async fn gaps_and_resets_reach_the_app() {
     const TRANSPORTS: [&str; 6] = ["fetch", "eventsource", "xhr", "poll", "jsonp", "iframe"];
     let _slot = browser_slot().await;
-    let mut cfg = config();
+    let mut cfg = browser_config();
     cfg.buffer_events = 50;
     cfg.buffer_age = Duration::from_secs(3);
-    let server = TestServer::start(cfg).await;
+    let server = Server::start(cfg).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/")).await;
     crate::harness::load_client(&browser).await;
@@ -523,9 +524,9 @@ async fn gaps_and_resets_reach_the_app() {
     };
     for t in TRANSPORTS {
         for i in 1..=80 {
-            server.publish(&format!("g-{t}"), NewEvent::message(format!("{i}")));
+            server.publish_event(&format!("g-{t}"), NewEvent::message(format!("{i}")));
             // For the resets: channels nobody subscribes to, to be swept.
-            server.publish(&format!("r-{t}"), NewEvent::message(format!("{i}")));
+            server.publish_event(&format!("r-{t}"), NewEvent::message(format!("{i}")));
         }
     }
     for t in TRANSPORTS {
@@ -543,7 +544,7 @@ async fn gaps_and_resets_reach_the_app() {
     server.hub.sweep();
     for t in TRANSPORTS {
         for i in 1..=3 {
-            let id = server.publish(&format!("r-{t}"), NewEvent::message(format!("{i}")));
+            let id = server.publish_event(&format!("r-{t}"), NewEvent::message(format!("{i}")));
             assert_eq!(id, i, "r-{t} was swept");
         }
     }
@@ -571,7 +572,7 @@ async fn gaps_and_resets_reach_the_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_streams_are_renewed_seamlessly() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     for (transport, limit) in [
         ("xhr", json!({"maxStreamBytes": 30000})),
@@ -584,7 +585,7 @@ async fn growing_streams_are_renewed_seamlessly() {
         open_page(&browser, &server.url("/"), &channel, opts).await;
         wait_open(&browser, transport).await;
         for i in 1..=200 {
-            server.publish(&channel, event(i).0);
+            server.publish_event(&channel, event(i).0);
         }
         let got = wait_got(&browser, 200, Duration::from_secs(30)).await;
         assert_exactly_once(&got, 1, 200);

@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use tandem::Config;
 use tokio::sync::Mutex;
 
-use crate::harness::{browser_slot, config, eventually, TestServer};
+use crate::harness::{browser_slot, eventually};
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 const KEY: &str = "browser-agent-key-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
@@ -109,9 +110,9 @@ async fn click(b: &Browser, css: &str) {
 async fn story(force_poll: bool) {
     let _one = ONE_STORY.lock().await;
     let _slots = (browser_slot().await, browser_slot().await);
-    let server = TestServer::start(Config {
+    let server = Server::start(Config {
         agent_key: Some(KEY.into()),
-        ..config()
+        ..browser_config()
     })
     .await;
     // The long-poll run also asks for reduced motion: links then get a

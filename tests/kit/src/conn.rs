@@ -223,6 +223,32 @@ impl Conn {
         }
     }
 
+    /// Reads one whole response by `deadline`; panics if it is cut or not
+    /// all there by then.
+    pub async fn response_by(&mut self, method: &str, deadline: Instant) -> Response {
+        let head = self.read_head_by(deadline).await;
+        let mut dec = Decoder::new(Framing::of(&head, method));
+        loop {
+            match next_by(self, &mut dec, deadline).await {
+                Ok(_) => {}
+                Err(Stop::End) => break,
+                Err(Stop::Cut) => panic!(
+                    "connection closed mid-body ({:?}) after {:?}",
+                    dec.framing(),
+                    String::from_utf8_lossy(dec.raw())
+                ),
+                Err(Stop::Deadline) => panic!(
+                    "body not complete in time; got {:?}",
+                    String::from_utf8_lossy(dec.raw())
+                ),
+            }
+        }
+        Response {
+            head,
+            body: dec.take_raw(),
+        }
+    }
+
     pub fn into_body(self, head: &Head, method: &str) -> BodyReader {
         BodyReader {
             conn: self,
@@ -306,26 +332,6 @@ impl BodyReader {
     pub async fn read_to_end(&mut self) -> Vec<u8> {
         while self.next().await.is_some() {}
         self.dec.raw().to_vec()
-    }
-
-    /// Reads to the end of the body by `deadline`; panics if it is cut or
-    /// still going then.
-    pub async fn read_to_end_by(&mut self, deadline: Instant) -> Vec<u8> {
-        loop {
-            match self.next_by(deadline).await {
-                Ok(_) => {}
-                Err(Stop::End) => return self.dec.raw().to_vec(),
-                Err(Stop::Cut) => panic!(
-                    "connection closed mid-body ({:?}) after {:?}",
-                    self.dec.framing(),
-                    String::from_utf8_lossy(self.dec.raw())
-                ),
-                Err(Stop::Deadline) => panic!(
-                    "body not complete in time; got {:?}",
-                    String::from_utf8_lossy(self.dec.raw())
-                ),
-            }
-        }
     }
 
     /// Reads until the decoded body so far satisfies `pred`, for at most
