@@ -1,5 +1,8 @@
 //! Co-browsing over real TCP: help sessions, agents, the channel gate, phone
 //! codes, the audit chain. The browser story is in tests/browser/cobrowse.rs.
+//!
+//! Serve only: `tandem::serve` mounts co-browsing; the kit's hyper flavor
+//! serves nothing but channels.
 
 use serde_json::{json, Value};
 use tandem::Config;

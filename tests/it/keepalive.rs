@@ -3,6 +3,10 @@
 //! for the next request; anything else on the same connection is handed to
 //! hyper with the bytes already read. These tests check that nothing is lost
 //! or reordered at those seams.
+//!
+//! Serve only: these seams (and `--idle-timeout`, enforced by serve's
+//! connection loop) exist only on `tandem::serve`; in a plain hyper server
+//! every request is hyper's.
 
 use std::time::Duration;
 

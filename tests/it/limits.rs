@@ -49,11 +49,12 @@ async fn event_too_large_is_413(flavor: Flavor) {
 
 both_flavors!(default_event_limit_is_64_kib);
 async fn default_event_limit_is_64_kib(flavor: Flavor) {
-    let srv = flavor.start(Config {
-        max_event_bytes: Config::default().max_event_bytes,
-        ..config()
-    })
-    .await;
+    let srv = flavor
+        .start(Config {
+            max_event_bytes: Config::default().max_event_bytes,
+            ..config()
+        })
+        .await;
     let r = srv
         .post("/ch/c", Some("application/octet-stream"), &vec![0u8; 65537])
         .await;

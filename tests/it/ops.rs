@@ -4,13 +4,14 @@ use tandem::{Config, Transport};
 
 use kit::*;
 
-#[tokio::test]
-async fn info_counts_subscribers_per_transport() {
-    let srv = Server::start(Config {
-        buffer_events: 2,
-        ..config()
-    })
-    .await;
+both_flavors!(info_counts_subscribers_per_transport);
+async fn info_counts_subscribers_per_transport(flavor: Flavor) {
+    let srv = flavor
+        .start(Config {
+            buffer_events: 2,
+            ..config()
+        })
+        .await;
     let v = srv.info("c").await;
     assert_eq!(
         v,
@@ -78,9 +79,9 @@ async fn info_counts_subscribers_per_transport() {
     assert_eq!(srv.info("other").await["last_id"], 0);
 }
 
-#[tokio::test]
-async fn healthz() {
-    let srv = Server::with_defaults().await;
+both_flavors!(healthz);
+async fn healthz(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv.get("/healthz").await;
     assert_eq!(r.head.status, 200);
     r.head.expect("content-type", "application/json");
@@ -95,6 +96,8 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+// Serve only: `tandem_connections_open` and `_refused_total` are counted
+// by serve's accept loop, which an embedder's hyper server does not run.
 #[tokio::test]
 async fn metrics_reflect_activity() {
     let srv = Server::start(Config {
@@ -145,9 +148,9 @@ async fn metrics_reflect_activity() {
     .await;
 }
 
-#[tokio::test]
-async fn head_probes_get_headers_without_a_body() {
-    let srv = Server::with_defaults().await;
+both_flavors!(head_probes_get_headers_without_a_body);
+async fn head_probes_get_headers_without_a_body(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for path in ["/healthz", "/metrics", "/ch/c/info", "/", "/tandem.js"] {
         let r = srv.send(Req::new("HEAD", path)).await;
         assert_eq!(r.head.status, 200, "HEAD {path}");

@@ -196,11 +196,12 @@ async fn no_cursor_means_only_new_events(flavor: Flavor) {
 
 both_flavors!(a_burst_larger_than_every_batch_arrives_whole_and_in_order);
 async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order(flavor: Flavor) {
-    let srv = flavor.start(Config {
-        buffer_events: 1000,
-        ..config()
-    })
-    .await;
+    let srv = flavor
+        .start(Config {
+            buffer_events: 1000,
+            ..config()
+        })
+        .await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut mp = srv.multipart("/ch/c/mixed").await;
     for i in 1..=500u64 {
@@ -218,17 +219,21 @@ async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order(flavor: Flav
     assert_eq!(next, 100);
 }
 
-both_flavors!(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] a_reader_that_falls_behind_gets_a_gap_and_then_the_rest);
+both_flavors!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_reader_that_falls_behind_gets_a_gap_and_then_the_rest
+);
 async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest(flavor: Flavor) {
     // The reader's socket buffer is tiny and it reads nothing while 19 MiB
     // are published: the server cannot queue that much (the stream pulls from
     // the ring only when the socket takes more), so the reader falls behind
     // the 16-event ring and must be told with a gap, then resume in order.
-    let srv = flavor.start(Config {
-        buffer_events: 16,
-        ..config()
-    })
-    .await;
+    let srv = flavor
+        .start(Config {
+            buffer_events: 16,
+            ..config()
+        })
+        .await;
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = within("connect", sock.connect(srv.addr)).await.unwrap();
@@ -279,11 +284,12 @@ both_flavors!(backlog_never_reaches_behind_the_ring);
 async fn backlog_never_reaches_behind_the_ring(flavor: Flavor) {
     // Asking for more than is buffered replays what is buffered, with no gap:
     // the ids before the ring were never part of "the last N buffered".
-    let srv = flavor.start(Config {
-        buffer_events: 3,
-        ..config()
-    })
-    .await;
+    let srv = flavor
+        .start(Config {
+            buffer_events: 3,
+            ..config()
+        })
+        .await;
     publish_n(&srv, "c", 10).await;
     let (evs, next) = poll_events(&srv, "poll", "backlog=50").await;
     assert_texts(&evs, 8..=10);

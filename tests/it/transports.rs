@@ -327,11 +327,12 @@ async fn jsonp_refuses_bad_callbacks(flavor: Flavor) {
 both_flavors!(iframe_padding_and_script_safety);
 async fn iframe_padding_and_script_safety(flavor: Flavor) {
     // Even with no configured padding, the page pads at least 1 KiB.
-    let srv = flavor.start(tandem::Config {
-        stream_padding: 0,
-        ..config()
-    })
-    .await;
+    let srv = flavor
+        .start(tandem::Config {
+            stream_padding: 0,
+            ..config()
+        })
+        .await;
     let mut page = srv.iframe("/ch/c/iframe?callback=cb", "cb").await;
     page.head.expect("content-type", "text/html; charset=utf-8");
     page.head.expect_no_cache();
