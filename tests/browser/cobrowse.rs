@@ -167,7 +167,7 @@ async fn story(force_poll: bool) {
         customer
             .exec(
                 "return arguments[0].getAttribute('aria-expanded');",
-                json!([{"element-6066-11e4-a52e-4f735466cecf": toggle}])
+                json!([toggle]) // fantoccini serializes an element as its W3C reference
             )
             .await,
         json!("false")
