@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::time::{timeout_at, Instant};
 
-use crate::http1::{find, Decoder, Framing, Head, Req};
+use crate::http1::{Decoder, Framing, Head, Req};
 
 /// The bound on any single read or wait: generous, so only a bug trips it.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -328,12 +328,6 @@ impl BodyReader {
         }
     }
 
-    /// Reads to the end of the body and returns all of it.
-    pub async fn read_to_end(&mut self) -> Vec<u8> {
-        while self.next().await.is_some() {}
-        self.dec.raw().to_vec()
-    }
-
     /// Reads until the decoded body so far satisfies `pred`, for at most
     /// `IO_TIMEOUT` in all (heartbeats alone cannot keep it reading forever).
     pub async fn read_until(&mut self, what: &str, mut pred: impl FnMut(&[u8]) -> bool) {
@@ -351,11 +345,5 @@ impl BodyReader {
                 );
             }
         }
-    }
-
-    /// Reads until the body so far contains `needle`.
-    pub async fn read_until_contains(&mut self, needle: &[u8]) {
-        let what = format!("{:?}", String::from_utf8_lossy(needle));
-        self.read_until(&what, |b| find(b, needle).is_some()).await
     }
 }
