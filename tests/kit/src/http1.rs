@@ -372,3 +372,64 @@ pub fn form_data(boundary: &str, parts: &[Part]) -> Vec<u8> {
     b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_written_as_built() {
+        let req = Req::post("/ch/c", b"hi")
+            .header("Host", "h")
+            .header("Content-Type", "text/plain");
+        assert_eq!(
+            req.to_bytes(),
+            b"POST /ch/c HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"
+        );
+        let get = Req::get("/x").http10().host("h");
+        assert_eq!(get.to_bytes(), b"GET /x HTTP/1.0\r\nHost: h\r\n\r\n");
+    }
+
+    /// A chunked answer and a pipelined one behind it, fed a byte at a time.
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n1\r\nd\r\n0\r\nT: 1\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        let mut buf = Vec::new();
+        let mut head = None;
+        let mut dec = None;
+        for &b in wire.iter() {
+            buf.push(b);
+            if head.is_none() {
+                if let Some((h, len)) = Head::parse(&buf).unwrap() {
+                    buf.drain(..len);
+                    dec = Some(Decoder::new(Framing::of(&h, "GET")));
+                    head = Some(h);
+                }
+            }
+            if let Some(d) = dec.as_mut().filter(|d| !d.is_done()) {
+                d.decode(&mut buf).unwrap();
+            }
+        }
+        let dec = dec.unwrap();
+        assert!(dec.is_done() && dec.ended_cleanly());
+        assert_eq!(dec.raw(), b"abcd");
+        let (next, _) = Head::parse(&buf).unwrap().unwrap();
+        assert_eq!(Framing::of(&next, "GET"), Framing::Length(0));
+    }
+
+    #[test]
+    fn bad_framing_is_an_error_and_a_cut_is_not_clean() {
+        let mut d = Decoder::new(Framing::Chunked);
+        assert!(d.decode(&mut b"zz\r\n".to_vec()).is_err());
+        let mut d = Decoder::new(Framing::Chunked);
+        assert!(d.decode(&mut b"2\r\nabXY".to_vec()).is_err());
+        let mut d = Decoder::new(Framing::Length(5));
+        d.decode(&mut b"abc".to_vec()).unwrap();
+        d.closed();
+        assert!(d.is_done() && !d.ended_cleanly());
+        let mut d = Decoder::new(Framing::Close);
+        d.decode(&mut b"abc".to_vec()).unwrap();
+        d.closed();
+        assert!(d.ended_cleanly());
+    }
+}
