@@ -21,7 +21,7 @@ if [ ! -e /usr/share/nginx/modules/ngx_nchan_module.so ]; then
   echo "== installing nginx and libnginx-mod-nchan"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan
 fi
-cargo build --release --bin tandem --bin loadgen
+cargo build --release -p tandem --bin tandem -p tandem-bench --bin loadgen
 
 work=$(mktemp -d)
 results="$work/results.txt"

@@ -13,16 +13,20 @@
 //! Why raw sockets and one thread: the generator must not be the bottleneck
 //! nor steal the server's core. It runs on a current-thread runtime, reads
 //! into one small buffer per connection and scans bytes; no HTTP library.
+//! Requests are written and answers read with the test kit's sans-IO HTTP/1
+//! (`kit::http1`, tests/kit), which the integration tests use too.
 //!
-//! Run `cargo run --release --bin loadgen -- --help`; `benches/compare.sh`
+//! Run `cargo run --release -p tandem-bench -- --help`; `benches/compare.sh`
 //! drives it against tandem and Nchan.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use kit::http1::{find, Decoder, Framing, Head, Req};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -150,17 +154,6 @@ fn keep_error(seen: &std::cell::RefCell<Seen>, res: Result<(), String>) {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
 async fn stream_sub(
     url: Url,
     accept: Rc<str>,
@@ -173,11 +166,10 @@ async fn stream_sub(
         let mut s = TcpStream::connect(url.addr)
             .await
             .map_err(|e| e.to_string())?;
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\n\r\n",
-            url.path, url.host
-        );
-        s.write_all(req.as_bytes())
+        let req = Req::get(&url.path)
+            .header("Host", &url.host)
+            .header("Accept", &accept);
+        s.write_all(&req.to_bytes())
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::with_capacity(4096);
@@ -193,16 +185,14 @@ async fn stream_sub(
             }
             buf.extend_from_slice(&chunk[..n]);
             if !head_done {
-                let Some(end) = find(&buf, b"\r\n\r\n") else {
+                // The body's framing stays in: markers are found in the raw bytes.
+                let Some((head, len)) = Head::parse(&buf)? else {
                     continue;
                 };
-                if !buf.starts_with(b"HTTP/1.1 200") && !buf.starts_with(b"HTTP/1.0 200") {
-                    return Err(format!(
-                        "bad response: {}",
-                        String::from_utf8_lossy(&buf[..end])
-                    ));
+                if head.status != 200 {
+                    return Err(format!("bad response: {}", head.raw.trim_end()));
                 }
-                buf.drain(..end + 4);
+                buf.drain(..len);
                 head_done = true;
                 seen.borrow_mut().connected = true;
             }
@@ -215,33 +205,29 @@ async fn stream_sub(
     keep_error(&seen, res);
 }
 
-/// Reads one HTTP response with a Content-Length body (or chunked, for Nchan).
+/// Reads one whole response to a `method` request: its head and its body,
+/// however framed. Bytes after it stay in `buf`.
 async fn read_response(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
+    method: &str,
     deadline: Instant,
-) -> Result<(String, Vec<u8>), String> {
+) -> Result<(Head, Vec<u8>), String> {
     let mut chunk = [0u8; 8192];
+    let mut reading: Option<(Head, Decoder)> = None;
     loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            if let Some(len) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok())
-            {
-                if buf.len() >= end + 4 + len {
-                    let body = buf[end + 4..end + 4 + len].to_vec();
-                    buf.drain(..end + 4 + len);
-                    return Ok((head, body));
-                }
-            } else if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-                if let Some(fin) = find(&buf[end..], b"\r\n0\r\n\r\n") {
-                    let body = buf[end + 4..end + fin].to_vec();
-                    buf.drain(..end + fin + 7);
-                    return Ok((head, body));
-                }
-            } else {
-                let body = Vec::new();
-                buf.drain(..end + 4);
-                return Ok((head, body));
+        if reading.is_none() {
+            if let Some((head, len)) = Head::parse(buf)? {
+                buf.drain(..len);
+                let dec = Decoder::new(Framing::of(&head, method));
+                reading = Some((head, dec));
+            }
+        }
+        if let Some((_, dec)) = &mut reading {
+            dec.decode(buf)?;
+            if dec.is_done() {
+                let (head, mut dec) = reading.take().expect("reading");
+                return Ok((head, dec.take_raw()));
             }
         }
         let n = tokio::time::timeout_at(deadline.into(), s.read(&mut chunk))
@@ -249,6 +235,13 @@ async fn read_response(
             .map_err(|_| "timeout".to_string())?
             .map_err(|e| e.to_string())?;
         if n == 0 {
+            // A close-delimited body ends here; anything else was cut.
+            if let Some((head, mut dec)) = reading.take() {
+                dec.closed();
+                if dec.ended_cleanly() {
+                    return Ok((head, dec.take_raw()));
+                }
+            }
             return Err("connection closed".into());
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -278,15 +271,14 @@ async fn poll_sub(
                 path.push(if path.contains('?') { '&' } else { '?' });
                 path.push_str(&format!("since={n}"));
             }
-            let mut req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", url.host);
+            let mut req = Req::get(&path).header("Host", &url.host);
             if let Some(e) = &etag {
-                req.push_str(&format!("If-None-Match: {e}\r\n"));
+                req = req.header("If-None-Match", e);
             }
             if let Some(m) = &modified {
-                req.push_str(&format!("If-Modified-Since: {m}\r\n"));
+                req = req.header("If-Modified-Since", m);
             }
-            req.push_str("\r\n");
-            s.write_all(req.as_bytes())
+            s.write_all(&req.to_bytes())
                 .await
                 .map_err(|e| e.to_string())?;
             if first {
@@ -295,9 +287,10 @@ async fn poll_sub(
                 seen.borrow_mut().connected = true;
                 first = false;
             }
-            let (head, mut body) = read_response(&mut s, &mut buf, deadline).await?;
-            etag = header(&head, "etag").map(str::to_string).or(etag);
-            modified = header(&head, "last-modified")
+            let (head, mut body) = read_response(&mut s, &mut buf, "GET", deadline).await?;
+            etag = head.header("etag").map(str::to_string).or(etag);
+            modified = head
+                .header("last-modified")
                 .map(str::to_string)
                 .or(modified);
             if let Some(p) = find(&body, b"\"next\":\"") {
@@ -329,6 +322,17 @@ async fn publisher(
 ) -> Result<(), String> {
     let mut conns: HashMap<SocketAddr, (TcpStream, Vec<u8>)> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    // One request per channel, its body replaced for each event, written
+    // into one reused buffer: no allocation per publish but the payload's.
+    let mut reqs: Vec<Req> = urls
+        .iter()
+        .map(|u| {
+            Req::post(&u.path, b"")
+                .header("Host", &u.host)
+                .header("Content-Type", "text/plain")
+        })
+        .collect();
+    let mut out = Vec::with_capacity(256);
     loop {
         let Some((ch, seq)) = jobs.borrow_mut().pop_front() else {
             return Ok(());
@@ -348,17 +352,14 @@ async fn publisher(
         };
         sent.set(sent.get() + 1);
         let url = &urls[ch];
-        let mut body = format!("@@{seq}:{}##", stamp.as_micros());
-        while body.len() < args.payload {
-            body.push('.');
+        let req = &mut reqs[ch];
+        req.body.clear();
+        write!(req.body, "@@{seq}:{}##", stamp.as_micros()).expect("write to a Vec");
+        if req.body.len() < args.payload {
+            req.body.resize(args.payload, b'.');
         }
-        let req = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
-            url.path,
-            url.host,
-            body.len(),
-            body
-        );
+        out.clear();
+        req.write(&mut out);
         // A server may close a keep-alive connection between requests
         // (nginx after keepalive_requests): reconnect once and resend.
         let mut attempt = 0;
@@ -374,9 +375,9 @@ async fn publisher(
                     e.insert((s, Vec::new()))
                 }
             };
-            let sent = s.write_all(req.as_bytes()).await.map_err(|e| e.to_string());
+            let sent = s.write_all(&out).await.map_err(|e| e.to_string());
             match sent.and(Ok(())) {
-                Ok(()) => match read_response(s, buf, deadline).await {
+                Ok(()) => match read_response(s, buf, "POST", deadline).await {
                     Ok((head, _)) => break head,
                     Err(e) if attempt < 2 && e == "connection closed" => {}
                     Err(e) => return Err(e),
@@ -386,10 +387,10 @@ async fn publisher(
             }
             conns.remove(&url.addr);
         };
-        if !(head.starts_with("HTTP/1.1 20") || head.starts_with("HTTP/1.0 20")) {
+        if head.status / 100 != 2 {
             return Err(format!(
                 "publish refused: {}",
-                head.lines().next().unwrap_or("")
+                head.raw.lines().next().unwrap_or("")
             ));
         }
     }

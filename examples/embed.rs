@@ -26,7 +26,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     return Ok::<_, std::convert::Infallible>(push.handle(req).await);
                 }
                 // The app's own page; it tells the channel, no HTTP hop.
-                let _ = hub.publish("news", NewEvent::message("someone opened /"));
+                let _ = hub
+                    .publish("news", NewEvent::message("someone opened /"))
+                    .await;
                 Ok(Response::new(Body::from("hello from the app\n")))
             }
         });

@@ -32,12 +32,16 @@ mod event;
 pub mod http;
 mod json_escape;
 mod metrics;
-pub mod router;
+mod router;
 mod server;
 mod shutdown;
 pub mod status;
-pub mod transport;
-pub mod wire;
+mod transport;
+mod wire;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
 
 pub use config::{Config, ConfigError};
 pub use error::Error;
@@ -49,21 +53,7 @@ pub use http::{Body, Service};
 pub use metrics::{Counter, Metrics};
 pub use router::{ChannelInfo, Hub, SubscribeOptions, Subscription, Transport};
 pub use server::{serve, Serve};
-#[doc(hidden)]
-pub use server::{sniff_bytes, SniffOutcome};
 pub use shutdown::Shutdown;
-
-/// Encodes an event in every wire format and returns the bytes, for the fuzz
-/// targets and tests that check encode-then-parse round trips.
-#[doc(hidden)]
-pub fn encode_for_test(epoch: Epoch, id: u64, event: NewEvent) -> [bytes::Bytes; 3] {
-    let e = Event::new(epoch, id, event);
-    [
-        transport::multipart::encode_event(&e),
-        transport::sse::encode_event(&e),
-        transport::json::encode_event(&e),
-    ]
-}
 
 /// `docs/embedding.md`, compiled and run as doctests so its code stays true.
 #[cfg(doctest)]

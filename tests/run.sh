@@ -53,12 +53,14 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+# The workspace: tandem, the test kit (tests/kit) and loadgen (benches/),
+# so the benchmark driver is compiled and linted too.
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test"
-cargo test --all-targets
-cargo test --doc
+step "cargo test --workspace"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
 
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --bins

@@ -19,7 +19,7 @@
 //! 400 or 413 with a non-empty lowercase message.
 
 use bytes::Bytes;
-use tandem::http::publish::{parse_form, parse_multipart, BodyKind};
+use tandem::__private::{parse_form, parse_multipart, BodyKind};
 use tandem::{Config, Error, NewEvent};
 
 /// The boundary of the fixed-boundary multipart parse.
@@ -50,11 +50,9 @@ pub fn check(data: &[u8]) -> Outcome {
     let Some((&limits, rest)) = data.split_first() else {
         return out;
     };
-    let cfg = Config {
-        max_parts: 1 + (limits & 7) as usize,
-        max_event_bytes: EVENT_LIMITS[((limits >> 3) & 7) as usize],
-        ..Config::default()
-    };
+    let cfg = Config::default()
+        .max_parts(1 + (limits & 7) as usize)
+        .max_event_bytes(EVENT_LIMITS[((limits >> 3) & 7) as usize]);
     cfg.validate().expect("the fuzz config is valid");
     let (header, body) = match rest.iter().position(|&c| c == b'\n') {
         Some(i) => (&rest[..i], &rest[i + 1..]),

@@ -12,7 +12,7 @@
 //! a cursor (`EPOCH:ID` or `ID`) exactly when a grammar written out again here
 //! says so.
 
-use tandem::http::route::{check_callback, parse_path, percent_decode, Query, Route};
+use tandem::__private::{check_callback, parse_path, percent_decode, Query, Route};
 use tandem::{check_channel, check_type, Cursor, Error};
 
 /// What the input gave as a path and as a query string.

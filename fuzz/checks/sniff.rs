@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem::{sniff_bytes, SniffOutcome};
+use tandem::__private::{sniff_bytes, SniffOutcome};
 
 const MAX_HEADERS: usize = 48;
 

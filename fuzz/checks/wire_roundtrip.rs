@@ -1,5 +1,5 @@
 //! Encode-then-parse round trips of every wire format (`tandem::transport`
-//! encoders against the `tandem::wire` parsers).
+//! encoders against the `tandem::__private::wire` parsers).
 //!
 //! Shared by the fuzz target `wire_roundtrip` and by `tests/it/fuzz_regressions.rs`,
 //! so it uses only tandem's public API, std, bytes and serde_json.
@@ -24,9 +24,9 @@
 //! one, or swallows it, is caught.
 
 use bytes::Bytes;
-use tandem::transport::multipart::BOUNDARY;
-use tandem::wire::{parse_iframe, parse_json_event, parse_jsonp, parse_poll, WireEvent};
-use tandem::wire::{MultipartParser, SseParser};
+use tandem::__private::wire::{parse_iframe, parse_json_event, parse_jsonp, parse_poll, WireEvent};
+use tandem::__private::wire::{MultipartParser, SseParser};
+use tandem::__private::BOUNDARY;
 use tandem::{Epoch, NewEvent};
 
 /// Content types the flags can pick; index 0 is none and 7 is made from the input.
@@ -156,7 +156,7 @@ pub fn check(data: &[u8]) {
     if event.data.len() > hub.config().max_event_bytes {
         return;
     }
-    hub.publish("fuzz", event.clone())
+    tandem::__private::now(hub.publish("fuzz", event.clone()))
         .expect("the fuzz input builds a valid event");
     // A content type with a space at either end cannot cross a multipart
     // header intact (values are trimmed), so the router must refuse it.
@@ -165,16 +165,15 @@ pub fn check(data: &[u8]) {
             content_type: Some(ct),
             ..event.clone()
         };
-        let e = hub
-            .publish("fuzz", spaced)
-            .expect_err("spaced content type");
+        let e =
+            tandem::__private::now(hub.publish("fuzz", spaced)).expect_err("spaced content type");
         assert!(e.is_bad_request(), "{e:?}");
     }
 
     let tail_id = id.wrapping_add(1);
     let tail = NewEvent::message("tail").with_kind("tail");
-    let [part, sse, json] = tandem::encode_for_test(epoch, id, event.clone());
-    let [tail_part, tail_sse, _] = tandem::encode_for_test(epoch, tail_id, tail.clone());
+    let [part, sse, json] = tandem::__private::encode_for_test(epoch, id, event.clone());
+    let [tail_part, tail_sse, _] = tandem::__private::encode_for_test(epoch, tail_id, tail.clone());
     let tail_expected = WireEvent {
         id: Some(tail_id),
         epoch: e.clone(),

@@ -211,7 +211,7 @@ impl Agents {
 
     fn check_fails(&self, name: &str) -> Result<(), Error> {
         let mut f = self.fails.lock();
-        if f.since.map_or(true, |s| s.elapsed() >= FAIL_WINDOW) {
+        if f.since.is_none_or(|s| s.elapsed() >= FAIL_WINDOW) {
             *f = Fails {
                 since: Some(Instant::now()),
                 ..Fails::default()

@@ -151,7 +151,7 @@ impl CobrowseConfig {
             }
         };
         check(
-            self.agent_key.as_deref().map_or(true, |k| {
+            self.agent_key.as_deref().is_none_or(|k| {
                 (16..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
             }),
             "agent-key must be 16 to 128 printable ascii characters",

@@ -255,7 +255,7 @@ impl Cobrowse {
         named: Option<&str>,
     ) -> Result<(String, Who), Error> {
         if let Some(id) = self.customer(cookies) {
-            if named.map_or(true, |n| n == id) {
+            if named.is_none_or(|n| n == id) {
                 return Ok((id, Who::Customer));
             }
         }

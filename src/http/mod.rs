@@ -17,15 +17,15 @@
 //! Every refusal is an [`crate::Error`] answered as `{"error":"..."}` with the
 //! status that fits; no refusal touches the router or another client.
 
-pub mod app;
+mod app;
 mod assets;
 mod body;
 mod config;
 mod cors;
 mod error;
-pub mod publish;
+pub(crate) mod publish;
 mod read;
-pub mod route;
+pub(crate) mod route;
 mod service;
 mod stream;
 

@@ -44,7 +44,6 @@ use sniff::{Prefixed, Sniff};
 mod lean;
 mod sniff;
 
-#[doc(hidden)]
 pub use sniff::{sniff_bytes, SniffOutcome};
 
 /// What a connection can be served over: a TCP socket, or anything that

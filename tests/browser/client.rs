@@ -13,10 +13,11 @@ use serde_json::json;
 use tandem::{Hub, NewEvent};
 
 use crate::harness::{
-    assert_exactly_once, browser_slot, config, eventually, got, open_page, statuses, wait_got,
-    wait_open, CutProxy, Got, TestServer,
+    assert_exactly_once, browser_slot, eventually, got, open_page, statuses, wait_got, wait_open,
+    CutProxy, Got,
 };
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 /// What the page should show for event number `i` (1-based).
 struct Expected {
@@ -88,7 +89,7 @@ fn check_payloads(got: &[Got], first: u64) {
 /// second one (another tab); no echo back to the publisher.
 async fn round_trip(transport: &str, publish_via: &str) {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     let a = browser.window().await;
     open_page(
@@ -101,7 +102,7 @@ async fn round_trip(transport: &str, publish_via: &str) {
     wait_open(&browser, transport).await;
 
     for i in 1..=200 {
-        let id = server.publish("room", event(i).0);
+        let id = server.publish_event("room", event(i).0).await;
         assert_eq!(id, i);
     }
     let got_a = wait_got(&browser, 200, Duration::from_secs(30)).await;
@@ -209,7 +210,7 @@ async fn iframe_round_trip_with_form_publish() {
 /// when it has been idle for `idleTimeout`.
 async fn survives_drops(transport: &str, min_reconnects: usize) {
     let _slot = browser_slot().await;
-    let mut server = TestServer::start(config()).await;
+    let mut server = Server::start(browser_config()).await;
     let proxy = CutProxy::start(server.addr).await;
     let browser = Browser::start(&[]).await;
     open_page(
@@ -226,7 +227,7 @@ async fn survives_drops(transport: &str, min_reconnects: usize) {
     let hub = server.hub.clone();
     let publisher = tokio::spawn(async move {
         for i in 1..=N {
-            hub.publish("drops", event(i).0).expect("publish");
+            hub.publish("drops", event(i).0).await.expect("publish");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     });
@@ -297,7 +298,7 @@ async fn iframe_survives_drops() {
 /// what comes live.
 async fn follows_a_restart_into_a_new_run(transport: &str) {
     let _slot = browser_slot().await;
-    let mut server = TestServer::start(config()).await;
+    let mut server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     open_page(
         &browser,
@@ -309,7 +310,9 @@ async fn follows_a_restart_into_a_new_run(transport: &str) {
     .await;
     wait_open(&browser, transport).await;
     for i in 1..=3 {
-        server.publish("runs", NewEvent::message(format!("old {i}")));
+        server
+            .publish_event("runs", NewEvent::message(format!("old {i}")))
+            .await;
     }
     wait_got(&browser, 3, Duration::from_secs(20)).await;
     let old_epoch = server
@@ -322,10 +325,12 @@ async fn follows_a_restart_into_a_new_run(transport: &str) {
     assert_eq!(cursor, json!(format!("{old_epoch}:3")), "{transport}");
 
     server.shutdown().await;
-    server.hub = Hub::new(config()).expect("a valid config");
+    server.hub = Hub::new(browser_config().core).expect("a valid config");
     for i in 1..=5 {
         assert_eq!(
-            server.publish("runs", NewEvent::message(format!("new {i}"))),
+            server
+                .publish_event("runs", NewEvent::message(format!("new {i}")))
+                .await,
             i
         );
     }
@@ -339,7 +344,9 @@ async fn follows_a_restart_into_a_new_run(transport: &str) {
     server.restart().await;
     wait_got(&browser, 9, Duration::from_secs(30)).await;
     for i in 6..=7 {
-        server.publish("runs", NewEvent::message(format!("new {i}")));
+        server
+            .publish_event("runs", NewEvent::message(format!("new {i}")))
+            .await;
     }
     wait_got(&browser, 11, Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -416,7 +423,7 @@ async fn iframe_follows_a_restart_into_a_new_run() {
 /// losing or repeating an event.
 async fn senses_a_silent_stream(transport: &str, silence: &str) {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/")).await;
     crate::harness::load_client(&browser).await;
@@ -441,7 +448,7 @@ async fn senses_a_silent_stream(transport: &str, silence: &str) {
         "no fallback reported: {st:?}"
     );
     for i in 1..=30 {
-        server.publish("quiet", event(i).0);
+        server.publish_event("quiet", event(i).0).await;
     }
     let got = wait_got(&browser, 30, Duration::from_secs(20)).await;
     assert_exactly_once(&got, 1, 30);
@@ -450,7 +457,7 @@ async fn senses_a_silent_stream(transport: &str, silence: &str) {
     browser.exec("restoreSilence();", json!([])).await;
     wait_open(&browser, transport).await;
     for i in 31..=60 {
-        server.publish("quiet", event(i).0);
+        server.publish_event("quiet", event(i).0).await;
     }
     let got = wait_got(&browser, 60, Duration::from_secs(20)).await;
     assert_exactly_once(&got, 1, 60);
@@ -488,7 +495,7 @@ async fn eventsource_falls_back_to_poll_when_the_stream_is_silent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_is_live() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/status.html")).await;
     let first = eventually("a status snapshot", Duration::from_secs(10), || async {
@@ -502,7 +509,9 @@ async fn status_page_is_live() {
     assert!(first["open"]["mixed"].as_u64() >= Some(1), "{first}");
     assert!(first["connections"].as_u64() >= Some(1), "{first}");
     for i in 0..100 {
-        server.publish("busy", NewEvent::message(format!("{i}")));
+        server
+            .publish_event("busy", NewEvent::message(format!("{i}")))
+            .await;
     }
     let later = eventually("a newer snapshot", Duration::from_secs(10), || async {
         let v = browser.exec("return window.lastStatus;", json!([])).await;
@@ -544,7 +553,7 @@ async fn status_page_is_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_page_talks_both_ways() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     let a = browser.window().await;
     browser.goto(&server.url("/chat.html")).await;
@@ -608,10 +617,10 @@ async fn chat_page_talks_both_ways() {
 async fn gaps_and_resets_reach_the_app() {
     const TRANSPORTS: [&str; 6] = ["fetch", "eventsource", "xhr", "poll", "jsonp", "iframe"];
     let _slot = browser_slot().await;
-    let mut cfg = config();
-    cfg.buffer_events = 50;
-    cfg.buffer_age = Duration::from_secs(3);
-    let server = TestServer::start(cfg).await;
+    let cfg = browser_config()
+        .buffer_events(50)
+        .buffer_age(Duration::from_secs(3));
+    let server = Server::start(cfg).await;
     let browser = Browser::start(&[]).await;
     browser.goto(&server.url("/")).await;
     crate::harness::load_client(&browser).await;
@@ -643,9 +652,13 @@ async fn gaps_and_resets_reach_the_app() {
     };
     for t in TRANSPORTS {
         for i in 1..=80 {
-            server.publish(&format!("g-{t}"), NewEvent::message(format!("{i}")));
+            server
+                .publish_event(&format!("g-{t}"), NewEvent::message(format!("{i}")))
+                .await;
             // For the resets: channels nobody subscribes to, to be swept.
-            server.publish(&format!("r-{t}"), NewEvent::message(format!("{i}")));
+            server
+                .publish_event(&format!("r-{t}"), NewEvent::message(format!("{i}")))
+                .await;
         }
     }
     for t in TRANSPORTS {
@@ -663,7 +676,9 @@ async fn gaps_and_resets_reach_the_app() {
     server.hub.sweep();
     for t in TRANSPORTS {
         for i in 1..=3 {
-            let id = server.publish(&format!("r-{t}"), NewEvent::message(format!("{i}")));
+            let id = server
+                .publish_event(&format!("r-{t}"), NewEvent::message(format!("{i}")))
+                .await;
             assert_eq!(id, i, "r-{t} was swept");
         }
     }
@@ -691,7 +706,7 @@ async fn gaps_and_resets_reach_the_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_streams_are_renewed_seamlessly() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let browser = Browser::start(&[]).await;
     for (transport, limit) in [
         ("xhr", json!({"maxStreamBytes": 30000})),
@@ -704,7 +719,7 @@ async fn growing_streams_are_renewed_seamlessly() {
         open_page(&browser, &server.url("/"), &channel, opts).await;
         wait_open(&browser, transport).await;
         for i in 1..=200 {
-            server.publish(&channel, event(i).0);
+            server.publish_event(&channel, event(i).0).await;
         }
         let got = wait_got(&browser, 200, Duration::from_secs(30)).await;
         assert_exactly_once(&got, 1, 200);

@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tandem::Config;
 use tokio::sync::Mutex;
 
-use crate::harness::{browser_slot, config, eventually, TestServer};
+use crate::harness::{browser_slot, eventually};
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 const KEY: &str = "browser-agent-key-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
@@ -109,11 +109,7 @@ async fn click(b: &Browser, css: &str) {
 async fn story(force_poll: bool) {
     let _one = ONE_STORY.lock().await;
     let _slots = (browser_slot().await, browser_slot().await);
-    let server = TestServer::start(Config {
-        agent_key: Some(KEY.into()),
-        ..config()
-    })
-    .await;
+    let server = Server::start(browser_config().agent_key(Some(KEY.into()))).await;
     // The long-poll run also asks for reduced motion: links then get a
     // steady outline instead of blinking.
     let customer = if force_poll {
@@ -166,7 +162,7 @@ async fn story(force_poll: bool) {
         customer
             .exec(
                 "return arguments[0].getAttribute('aria-expanded');",
-                json!([{"element-6066-11e4-a52e-4f735466cecf": toggle}])
+                json!([toggle]) // fantoccini serializes an element as its W3C reference
             )
             .await,
         json!("false")

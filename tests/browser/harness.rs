@@ -1,20 +1,18 @@
-//! What the browser tests share: a tandem server that can be stopped and
-//! started again on the same port with the same hub, a proxy that cuts every
-//! connection on demand, a limit on concurrent browsers, page helpers around
-//! tandem.js, and solid-colour PNGs.
+//! What the browser tests share beside the test kit (whose `kit::Server`
+//! can be restarted on the same port with the same hub): a proxy that cuts
+//! every connection on demand, a limit on concurrent browsers, page helpers
+//! around tandem.js, and solid-colour PNGs.
 
 #![allow(dead_code)] // not every test module uses every helper
 
 use std::future::Future;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tandem::{Config, Hub, NewEvent};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Semaphore, SemaphorePermit};
+use tokio::sync::{watch, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
 use crate::webdriver::Browser;
@@ -33,115 +31,6 @@ pub async fn browser_slot() -> SemaphorePermit<'static> {
         .acquire()
         .await
         .expect("the semaphore is never closed")
-}
-
-/// Settings for browser tests: short heartbeats and retries, so that
-/// reconnects and idle detection happen within a test's time.
-pub fn config() -> Config {
-    Config {
-        buffer_events: 1024,
-        heartbeat: Duration::from_millis(500),
-        poll_timeout: Duration::from_secs(5),
-        poll_timeout_max: Duration::from_secs(30),
-        sse_retry: Duration::from_millis(300),
-        shutdown_timeout: Duration::from_secs(2),
-        max_connections: 1000,
-        ..Config::default()
-    }
-}
-
-/// A tandem server on `127.0.0.1`, which can be restarted on the same port
-/// with the same hub (every connection is dropped, no event is lost).
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub hub: Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-}
-
-impl TestServer {
-    pub async fn start(cfg: Config) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let hub = Hub::new(cfg).expect("a valid config");
-        let mut s = TestServer {
-            addr,
-            hub,
-            stop: None,
-            task: None,
-        };
-        s.serve(listener);
-        s
-    }
-
-    fn serve(&mut self, listener: TcpListener) {
-        let (tx, rx) = oneshot::channel::<()>();
-        self.stop = Some(tx);
-        let addr = listener.local_addr().expect("local addr");
-        let svc =
-            tandem::cobrowse::mount(tandem::Service::new(self.hub.clone()), addr).expect("mount");
-        tokio::spawn(tandem::status::run(
-            self.hub.clone(),
-            svc.shutdown().clone(),
-        ));
-        self.task = Some(tokio::spawn(
-            tandem::serve(listener, svc)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .into_future(),
-        ));
-    }
-
-    /// `http://127.0.0.1:port{path}`.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Shuts down gracefully (every stream and connection ends), waits for
-    /// it, and listens again on the same port with the same hub.
-    pub async fn restart(&mut self) {
-        self.shutdown().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("rebinding {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
-    }
-
-    /// Stops the server and waits until it has drained.
-    pub async fn shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("serve returns after shutdown")
-                .expect("serve task")
-                .expect("serve");
-        }
-    }
-
-    /// Publishes straight into the hub.
-    pub fn publish(&self, channel: &str, event: NewEvent) -> u64 {
-        self.hub.publish(channel, event).expect("publish").id()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 /// A TCP proxy in front of an address that forwards bytes both ways and,

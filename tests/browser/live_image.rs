@@ -9,8 +9,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tandem::NewEvent;
 
-use crate::harness::{browser_slot, config, eventually, png, TestServer};
+use crate::harness::{browser_slot, eventually, png};
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 /// The colour and size the page's `<img id=live>` shows now (null before
 /// the first image).
@@ -52,11 +53,12 @@ async fn wait_colour(b: &Browser, rgb: [u8; 3]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_image_follows_pushed_images() {
     let _slot = browser_slot().await;
-    let mut cfg = config();
-    cfg.heartbeat = Duration::from_millis(100);
-    let server = TestServer::start(cfg).await;
+    let cfg = browser_config().heartbeat(Duration::from_millis(100));
+    let server = Server::start(cfg).await;
     // One image before the page opens: `backlog=1` shows it at once.
-    server.publish("cam", image_event([200, 30, 30]));
+    server
+        .publish_event("cam", image_event([200, 30, 30]))
+        .await;
     // The <img> never finishes loading, so neither does the page: navigate
     // "eager"ly, without waiting for a `load` event that never comes.
     let browser = Browser::start_with(&[], "eager").await;
@@ -64,7 +66,7 @@ async fn live_image_follows_pushed_images() {
     wait_colour(&browser, [200, 30, 30]).await;
 
     for rgb in [[20, 180, 40], [30, 60, 220], [250, 250, 0], [0, 0, 0]] {
-        server.publish("cam", image_event(rgb));
+        server.publish_event("cam", image_event(rgb)).await;
         wait_colour(&browser, rgb).await;
         // Several heartbeats go by: still the same picture, not blank.
         tokio::time::sleep(Duration::from_millis(450)).await;

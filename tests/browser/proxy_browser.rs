@@ -19,16 +19,17 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tandem::NewEvent;
 
-use crate::harness::{
-    assert_exactly_once, browser_slot, config, open_page, statuses, wait_got, wait_open, TestServer,
-};
+use crate::harness::{assert_exactly_once, browser_slot, open_page, statuses, wait_got, wait_open};
 use crate::proxies::{BufferingProxy, Http10Proxy, IdleCutProxy, Nginx, Squid};
 use crate::webdriver::Browser;
+use kit::{browser_config, Server};
 
 /// Publishes `first..=last` into `channel` from Rust.
-fn publish_range(server: &TestServer, channel: &str, first: u64, last: u64) {
+async fn publish_range(server: &Server, channel: &str, first: u64, last: u64) {
     for i in first..=last {
-        let id = server.publish(channel, NewEvent::message(format!("event {i}")));
+        let id = server
+            .publish_event(channel, NewEvent::message(format!("event {i}")))
+            .await;
         assert_eq!(id, i);
     }
 }
@@ -49,10 +50,10 @@ async fn publish_from_page(b: &Browser, data: &str) -> Value {
 /// The page's stream (`fetch`, the client's first choice) opens at `url`,
 /// 20 events published from Rust arrive once each in order, and a publish
 /// from the page is accepted.
-async fn stream_and_publish(b: &Browser, server: &TestServer, url: &str, channel: &str) {
+async fn stream_and_publish(b: &Browser, server: &Server, url: &str, channel: &str) {
     open_page(b, url, channel, json!({"since": 0})).await;
     wait_open(b, "fetch").await;
-    publish_range(server, channel, 1, 20);
+    publish_range(server, channel, 1, 20).await;
     let got = wait_got(b, 20, Duration::from_secs(10)).await;
     assert_exactly_once(&got, 1, 20);
     let r = publish_from_page(b, "from the page").await;
@@ -69,7 +70,7 @@ async fn stream_and_publish(b: &Browser, server: &TestServer, url: &str, channel
 #[tokio::test]
 async fn browser_through_squid_forward_proxy_streams() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let squid = Squid::start();
     let proxy = format!("--proxy-server={}", squid.url());
     let browser = Browser::start(&[&proxy, "--proxy-bypass-list=<-loopback>"]).await;
@@ -92,7 +93,7 @@ async fn browser_through_squid_forward_proxy_streams() {
 #[tokio::test]
 async fn every_client_transport_through_squid_within_a_second() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let squid = Squid::start();
     let proxy = format!("--proxy-server={}", squid.url());
     let browser = Browser::start(&[&proxy, "--proxy-bypass-list=<-loopback>"]).await;
@@ -102,7 +103,7 @@ async fn every_client_transport_through_squid_within_a_second() {
         open_page(&browser, &server.url("/"), &channel, opts).await;
         wait_open(&browser, transport).await;
         for i in 1..=3u64 {
-            publish_range(&server, &channel, i, i);
+            publish_range(&server, &channel, i, i).await;
             let got = wait_got(&browser, i as usize, Duration::from_secs(1)).await;
             assert_exactly_once(&got, 1, i);
         }
@@ -146,7 +147,7 @@ async fn wait_logged(what: &str, log: impl Fn() -> String, wanted: &[String]) {
 #[tokio::test]
 async fn browser_through_nginx_reverse_proxy_streams() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let nginx = Nginx::start_http11(server.addr.port());
     let browser = Browser::start(&[]).await;
     let url = format!("{}/", nginx.url());
@@ -162,7 +163,7 @@ async fn browser_through_nginx_reverse_proxy_streams() {
 #[tokio::test]
 async fn browser_through_http10_proxy_streams() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let proxy = Http10Proxy::start(server.addr);
     let browser = Browser::start(&[]).await;
     let url = format!("{}/", proxy.url());
@@ -176,16 +177,16 @@ async fn browser_through_http10_proxy_streams() {
 #[tokio::test]
 async fn browser_through_buffering_proxy_falls_back_to_long_poll() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     let proxy = BufferingProxy::start(server.addr);
     let browser = Browser::start(&[]).await;
     let url = format!("{}/", proxy.url());
     let channel = "buffered-page";
-    publish_range(&server, channel, 1, 3);
+    publish_range(&server, channel, 1, 3).await;
     open_page(&browser, &url, channel, json!({"since": 0})).await;
     let opened = tokio::time::Instant::now();
     // While the stream is being sensed.
-    publish_range(&server, channel, 4, 6);
+    publish_range(&server, channel, 4, 6).await;
     let fell_back = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let st = statuses(&browser).await;
@@ -213,7 +214,7 @@ async fn browser_through_buffering_proxy_falls_back_to_long_poll() {
             .any(|(s, t, _)| s == "fallback" && (t == "poll" || t == "jsonp")),
         "{st:?}"
     );
-    publish_range(&server, channel, 7, 12);
+    publish_range(&server, channel, 7, 12).await;
     let got = wait_got(&browser, 12, Duration::from_secs(10)).await;
     assert_exactly_once(&got, 1, 12);
     let r = publish_from_page(&browser, "from the page").await;
@@ -230,7 +231,7 @@ async fn browser_through_buffering_proxy_falls_back_to_long_poll() {
 #[tokio::test]
 async fn browser_through_idle_cut_proxy_stays_open() {
     let _slot = browser_slot().await;
-    let server = TestServer::start(config()).await;
+    let server = Server::start(browser_config()).await;
     assert!(server.hub.config().heartbeat < Duration::from_secs(2));
     let proxy = IdleCutProxy::start(server.addr, Duration::from_secs(2));
     let browser = Browser::start(&[]).await;
@@ -238,11 +239,11 @@ async fn browser_through_idle_cut_proxy_stays_open() {
     let channel = "idle-page";
     open_page(&browser, &url, channel, json!({"since": 0})).await;
     wait_open(&browser, "fetch").await;
-    publish_range(&server, channel, 1, 1);
+    publish_range(&server, channel, 1, 1).await;
     wait_got(&browser, 1, Duration::from_secs(10)).await;
     let accepted = proxy.accepted();
     tokio::time::sleep(Duration::from_secs(6)).await;
-    publish_range(&server, channel, 2, 2);
+    publish_range(&server, channel, 2, 2).await;
     let got = wait_got(&browser, 2, Duration::from_secs(10)).await;
     assert_exactly_once(&got, 1, 2);
     let st = statuses(&browser).await;

@@ -2,7 +2,7 @@
 //!
 //! tandem runs in the test's runtime; clients are raw TCP sockets that write
 //! HTTP by hand, parse heads with `httparse`, undo the framing themselves and
-//! read events with `tandem::wire`. Between them sits one of the proxies of
+//! read events with `tandem::__private::wire`. Between them sits one of the proxies of
 //! `proxies.rs`:
 //!
 //! * squid (a forward proxy) and nginx (a reverse proxy, with its defaults
@@ -19,106 +19,31 @@
 //! which are behaviour: a buffering path fails them. Every other wait is
 //! bounded by [`IO`] so that a failure is a message, never a hang.
 
-use std::collections::VecDeque;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tandem::wire::{self, MultipartParser, SseParser, WireEvent};
-use tandem::{Config, Hub, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::time::{timeout_at, Instant};
+use kit::{config, AnyParser, Conn, Events, Framing, Head, Req, Response, Server};
+use tandem::__private::wire;
+use tandem::Transport;
+use tokio::time::Instant;
 
 use crate::proxies::{
     BufferingProxy, Http10Proxy, IdleCutProxy, Nginx, NginxConfig, Squid, BUFFER_BYTES,
 };
 
 /// The bound on every wait that is not a delivery check.
-const IO: Duration = Duration::from_secs(5);
+const IO: Duration = kit::IO_TIMEOUT;
 
 /// The issue's bound: an event reaches every subscriber this soon after its
 /// publish starts, through any proxy that streams.
 const PROMPT: Duration = Duration::from_secs(1);
 
-// ---------------------------------------------------------------------------
-// tandem in-process
-
-/// A tandem server in the test's runtime, shut down on drop.
-struct Tandem {
-    addr: SocketAddr,
-    hub: Hub,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Tandem {
-    async fn start(cfg: Config) -> Tandem {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let hub = Hub::new(cfg).expect("valid test config");
-        let (tx, rx) = oneshot::channel::<()>();
-        let svc = tandem::cobrowse::mount(tandem::Service::new(hub.clone()), addr).expect("mount");
-        tokio::spawn(
-            tandem::serve(listener, svc)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .into_future(),
-        );
-        Tandem {
-            addr,
-            hub,
-            stop: Some(tx),
-        }
-    }
-
-    async fn with_heartbeat(heartbeat: Duration) -> Tandem {
-        Tandem::start(Config {
-            heartbeat,
-            ..config()
-        })
-        .await
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Waits (bounded) until `channel` has `n` subscribers on `t`: the
-    /// request went all the way through the proxy.
-    async fn wait_subscribers(&self, channel: &str, t: Transport, n: usize) {
-        let deadline = Instant::now() + IO;
-        while self.hub.info(channel).subscribers[t as usize] != n {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} {} subscriber(s) on {channel}",
-                t.name()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for Tandem {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Test settings: real padding (2 KiB), a heartbeat long enough to stay out
-/// of the way unless a test sets its own.
-fn config() -> Config {
-    Config {
-        heartbeat: Duration::from_secs(30),
-        poll_timeout: Duration::from_secs(1),
-        poll_timeout_max: Duration::from_secs(30),
-        shutdown_timeout: Duration::from_secs(2),
-        ..Config::default()
-    }
+/// tandem with the kit's test settings (real 2 KiB padding, a heartbeat
+/// long enough to stay out of the way) and this heartbeat.
+async fn with_heartbeat(heartbeat: Duration) -> Server {
+    Server::start(config().heartbeat(heartbeat)).await
 }
 
 /// A channel name no other test uses.
@@ -128,7 +53,7 @@ fn channel(label: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// A raw HTTP/1 client
+// Requests along a route (the kit's raw HTTP/1 client)
 
 /// How requests reach tandem.
 #[derive(Debug, Clone, Copy)]
@@ -158,295 +83,38 @@ impl Route {
         }
     }
 
-    /// A request's bytes, `Connection: close` so each request has its own
+    /// A request, `Connection: close` so each request has its own
     /// connection and the body's end is never in doubt.
-    fn request(self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    fn request(self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Req {
         let target = match self {
             Route::To(_) => path.to_string(),
             Route::Via { origin, .. } => format!("http://{origin}{path}"),
         };
-        let mut out = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.host()
-        );
+        let mut req = Req::new(method, &target)
+            .header("Host", &self.host().to_string())
+            .header("Connection", "close");
         for (k, v) in headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
+            req = req.header(k, v);
         }
         if method == "POST" {
-            out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+            req = req.body(body);
         }
-        out.push_str("\r\n");
-        let mut out = out.into_bytes();
-        out.extend_from_slice(body);
-        out
-    }
-}
-
-/// A parsed response head.
-#[derive(Debug, Clone)]
-struct Head {
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    version: u8,
-    status: u16,
-    headers: Vec<(String, String)>,
-    raw: String,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        req
     }
 
-    fn is_chunked(&self) -> bool {
-        self.header("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Chunked,
-    Length(usize),
-    Close,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    Size,
-    Data(usize),
-    DataEnd,
-    Trailer,
-}
-
-/// Why a bounded read came back empty-handed.
-#[derive(Debug)]
-enum Stop {
-    /// Nothing came by the deadline.
-    Deadline,
-    /// The body ended as its framing says it should.
-    End,
-    /// The connection closed in the middle of a body (chunked or with a
-    /// length): a proxy or the server cut it.
-    Cut,
-}
-
-/// One connection: sends a request, reads the head, then decodes the body.
-struct Http {
-    stream: TcpStream,
-    /// Bytes read but not yet decoded.
-    buf: Vec<u8>,
-    framing: Framing,
-    chunk: Chunk,
-    ended: bool,
-    /// Every decoded body byte so far.
-    body: Vec<u8>,
-}
-
-impl Http {
-    /// Connects along `route` and sends `request`.
-    async fn send(route: Route, request: &[u8]) -> Http {
-        let mut stream = tokio::time::timeout(IO, TcpStream::connect(route.connect_to()))
-            .await
-            .expect("connect timed out")
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", route.connect_to()));
-        stream.write_all(request).await.expect("write the request");
-        Http {
-            stream,
-            buf: Vec::new(),
-            framing: Framing::Close,
-            chunk: Chunk::Size,
-            ended: false,
-            body: Vec::new(),
-        }
-    }
-
-    /// Reads more bytes; 0 at the end of the connection (a reset counts).
-    async fn fill(&mut self, deadline: Instant) -> Result<usize, Stop> {
-        let mut chunk = [0u8; 16 * 1024];
-        match timeout_at(deadline, self.stream.read(&mut chunk)).await {
-            Err(_) => Err(Stop::Deadline),
-            Ok(Ok(n)) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(n)
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(0),
-            Ok(Err(e)) => panic!("read failed: {e}"),
-        }
-    }
-
-    /// Reads the response head by `deadline`.
-    async fn head_by(&mut self, deadline: Instant) -> Head {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let head = Head {
-                        version: resp.version.expect("version"),
-                        status: resp.code.expect("status"),
-                        headers: resp
-                            .headers
-                            .iter()
-                            .map(|h| {
-                                (
-                                    h.name.to_string(),
-                                    String::from_utf8_lossy(h.value).into_owned(),
-                                )
-                            })
-                            .collect(),
-                        raw: String::from_utf8_lossy(&self.buf[..len]).into_owned(),
-                    };
-                    self.buf.drain(..len);
-                    self.framing = if head.is_chunked() {
-                        Framing::Chunked
-                    } else if let Some(n) = head.header("content-length") {
-                        Framing::Length(n.trim().parse().expect("numeric content-length"))
-                    } else {
-                        Framing::Close
-                    };
-                    return head;
-                }
-                Ok(httparse::Status::Partial) => match self.fill(deadline).await {
-                    Ok(0) => panic!(
-                        "connection closed before a response head: {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
-                    Ok(_) => {}
-                    Err(_) => panic!(
-                        "no response head in time; got {:?}",
-                        String::from_utf8_lossy(&self.buf)
-                    ),
-                },
-                Err(e) => panic!(
-                    "bad response head ({e}): {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
-            }
-        }
-    }
-
-    async fn head(&mut self) -> Head {
-        self.head_by(Instant::now() + IO).await
-    }
-
-    /// Decodes what `buf` holds into body bytes.
-    fn decode(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match self.framing {
-            Framing::Close => out.append(&mut self.buf),
-            Framing::Length(n) => {
-                let take = (n - self.body.len()).min(self.buf.len());
-                out.extend(self.buf.drain(..take));
-                if self.body.len() + take == n {
-                    self.ended = true;
-                }
-            }
-            Framing::Chunked => loop {
-                match self.chunk {
-                    Chunk::Size => {
-                        let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") else {
-                            break;
-                        };
-                        let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-                        let hex = line.split(';').next().unwrap_or("").trim();
-                        let n = usize::from_str_radix(hex, 16)
-                            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
-                        self.buf.drain(..end + 2);
-                        self.chunk = if n == 0 {
-                            Chunk::Trailer
-                        } else {
-                            Chunk::Data(n)
-                        };
-                    }
-                    Chunk::Data(n) => {
-                        if self.buf.is_empty() {
-                            break;
-                        }
-                        let take = n.min(self.buf.len());
-                        out.extend(self.buf.drain(..take));
-                        self.chunk = if take == n {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(n - take)
-                        };
-                    }
-                    Chunk::DataEnd => {
-                        if self.buf.len() < 2 {
-                            break;
-                        }
-                        assert_eq!(&self.buf[..2], b"\r\n", "chunk data must end with CRLF");
-                        self.buf.drain(..2);
-                        self.chunk = Chunk::Size;
-                    }
-                    Chunk::Trailer => {
-                        let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") else {
-                            break;
-                        };
-                        self.buf.drain(..end + 2);
-                        if end == 0 {
-                            self.ended = true;
-                            break;
-                        }
-                    }
-                }
-            },
-        }
-        self.body.extend_from_slice(&out);
-        out
-    }
-
-    /// The next body bytes by `deadline`.
-    async fn next_by(&mut self, deadline: Instant) -> Result<Vec<u8>, Stop> {
-        loop {
-            let out = self.decode();
-            if !out.is_empty() {
-                return Ok(out);
-            }
-            if self.ended {
-                return Err(Stop::End);
-            }
-            if self.fill(deadline).await? == 0 {
-                let out = self.decode();
-                let clean = self.framing == Framing::Close || self.ended;
-                self.ended = true;
-                return match (out.is_empty(), clean) {
-                    (false, _) => Ok(out),
-                    (true, true) => Err(Stop::End),
-                    (true, false) => Err(Stop::Cut),
-                };
-            }
-        }
-    }
-
-    /// The whole body, by `deadline`.
-    async fn body_by(&mut self, deadline: Instant) -> Vec<u8> {
-        loop {
-            match self.next_by(deadline).await {
-                Ok(_) => {}
-                Err(Stop::End) => return self.body.clone(),
-                Err(Stop::Cut) => panic!(
-                    "connection closed mid-body ({:?}) after {:?}",
-                    self.framing,
-                    String::from_utf8_lossy(&self.body)
-                ),
-                Err(Stop::Deadline) => panic!(
-                    "body not complete in time; got {:?}",
-                    String::from_utf8_lossy(&self.body)
-                ),
-            }
-        }
+    /// Connects along the route and sends `req`.
+    async fn send(self, req: &Req) -> Conn {
+        let mut conn = Conn::connect(self.connect_to()).await;
+        conn.send(&req.to_bytes()).await;
+        conn
     }
 }
 
 /// One request, its head and its whole body.
-async fn fetch(route: Route, req: &[u8]) -> (Head, Vec<u8>) {
-    let mut http = Http::send(route, req).await;
-    let head = http.head().await;
-    let body = http.body_by(Instant::now() + IO).await;
-    (head, body)
+async fn fetch(route: Route, req: &Req) -> (Head, Vec<u8>) {
+    let mut conn = route.send(req).await;
+    let r = conn.response_by(&req.method, Instant::now() + IO).await;
+    (r.head, r.body)
 }
 
 /// Publishes text to `channel` along `route`; returns the event's id.
@@ -521,49 +189,32 @@ impl Kind {
     }
 }
 
-enum Parser {
-    Sse(SseParser),
-    Multipart(MultipartParser),
-    /// Unparsed page bytes; complete `<script>` elements are parsed out.
-    Iframe(Vec<u8>),
+/// An open stream of one kind: the kit's [`Events`] (head, body, parser,
+/// events read but not taken, reads by a deadline) and what it is.
+struct Stream {
+    kind: Kind,
+    events: Events<AnyParser>,
 }
 
-impl Parser {
-    fn feed(&mut self, bytes: &[u8]) -> Vec<WireEvent> {
-        let r = match self {
-            Parser::Sse(p) => p.feed(bytes),
-            Parser::Multipart(p) => p.feed(bytes),
-            Parser::Iframe(buf) => {
-                buf.extend_from_slice(bytes);
-                let close = b");</script>";
-                match buf.windows(close.len()).rposition(|w| w == close) {
-                    None => Ok(Vec::new()),
-                    Some(last) => {
-                        let complete: Vec<u8> = buf.drain(..last + close.len()).collect();
-                        wire::parse_iframe(&complete, "got")
-                    }
-                }
-            }
-        };
-        r.unwrap_or_else(|e| panic!("stream does not parse: {e}"))
+impl Deref for Stream {
+    type Target = Events<AnyParser>;
+    fn deref(&self) -> &Events<AnyParser> {
+        &self.events
     }
 }
 
-/// An open stream: its head, connection and events.
-struct Stream {
-    kind: Kind,
-    head: Head,
-    http: Http,
-    parser: Parser,
-    pending: VecDeque<WireEvent>,
+impl DerefMut for Stream {
+    fn deref_mut(&mut self) -> &mut Events<AnyParser> {
+        &mut self.events
+    }
 }
 
 impl Stream {
     /// Opens a `kind` stream on `channel` along `route` and reads its head.
     async fn open(route: Route, kind: Kind, channel: &str) -> Stream {
         let req = route.request("GET", &kind.path(channel), &[], b"");
-        let mut http = Http::send(route, &req).await;
-        let head = http.head().await;
+        let mut conn = route.send(&req).await;
+        let head = conn.read_head().await;
         assert_eq!(
             head.status, 200,
             "{kind:?} through {route:?}:\n{}",
@@ -580,56 +231,11 @@ impl Stream {
             "{kind:?} through {route:?}: Cache-Control lost:\n{}",
             head.raw
         );
-        let parser = match kind {
-            Kind::Sse => Parser::Sse(SseParser::new()),
-            Kind::Multipart | Kind::Mixed => {
-                let boundary = ct
-                    .split(';')
-                    .find_map(|p| p.trim().strip_prefix("boundary="))
-                    .unwrap_or_else(|| panic!("no boundary in {ct:?}"));
-                Parser::Multipart(MultipartParser::new(boundary.trim_matches('"')))
-            }
-            Kind::Iframe => Parser::Iframe(Vec::new()),
-        };
+        let body = conn.into_body(&head, "GET");
+        let parser = AnyParser::for_head(&head, "got");
         Stream {
             kind,
-            head,
-            http,
-            parser,
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// The next event, if one arrives by `deadline`.
-    async fn event_by(&mut self, deadline: Instant) -> Result<WireEvent, String> {
-        loop {
-            if let Some(e) = self.pending.pop_front() {
-                return Ok(e);
-            }
-            match self.http.next_by(deadline).await {
-                Ok(bytes) => {
-                    let evs = self.parser.feed(&bytes);
-                    self.pending.extend(evs);
-                }
-                Err(Stop::Deadline) => return Err("no event by the deadline".into()),
-                Err(Stop::End) => return Err("the stream ended".into()),
-                Err(Stop::Cut) => return Err("the stream was cut mid-body".into()),
-            }
-        }
-    }
-
-    /// Reads (and parses) until `deadline`; Err if the stream ends first.
-    async fn hold_until(&mut self, deadline: Instant) -> Result<(), String> {
-        loop {
-            match self.http.next_by(deadline).await {
-                Ok(bytes) => {
-                    let evs = self.parser.feed(&bytes);
-                    self.pending.extend(evs);
-                }
-                Err(Stop::Deadline) => return Ok(()),
-                Err(Stop::End) => return Err("the stream ended".into()),
-                Err(Stop::Cut) => return Err("the stream was cut mid-body".into()),
-            }
+            events: Events::new(head, body, parser),
         }
     }
 
@@ -642,22 +248,17 @@ impl Stream {
     }
 
     fn heartbeats(&self) -> usize {
-        let hb = self.kind.heartbeat();
-        self.http
-            .body
-            .windows(hb.len())
-            .filter(|w| *w == hb)
-            .count()
+        kit::count(self.body.raw(), self.kind.heartbeat())
     }
 
     fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.http.body).into_owned()
+        String::from_utf8_lossy(self.body.raw()).into_owned()
     }
 }
 
 /// Opens one stream of every kind on `channel` along `route`, and waits
 /// until tandem counts each as a subscriber.
-async fn open_all(tandem: &Tandem, route: Route, channel: &str) -> Vec<Stream> {
+async fn open_all(tandem: &Server, route: Route, channel: &str) -> Vec<Stream> {
     let mut streams = Vec::new();
     for kind in Kind::ALL {
         streams.push(Stream::open(route, kind, channel).await);
@@ -696,18 +297,19 @@ async fn expect_prompt_delivery(streams: &mut [Stream], publish: Route, channel:
 /// Long-poll and JSONP along `route`: a held poll answers within
 /// [`PROMPT`] of a publish, buffered events come at once, `next` resumes
 /// without loss, an empty hold times out cleanly. Returns the heads seen.
-async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) -> Vec<Head> {
+async fn expect_long_poll_and_jsonp(tandem: &Server, route: Route, label: &str) -> Vec<Head> {
     let ch = channel(label);
     let mut heads = Vec::new();
     let get = |path: String| route.request("GET", &path, &[], b"");
 
     // A held poll, answered by a publish.
-    let mut held = Http::send(route, &get(format!("/ch/{ch}/poll?since=0&timeout=10"))).await;
+    let mut held = route
+        .send(&get(format!("/ch/{ch}/poll?since=0&timeout=10")))
+        .await;
     tandem.wait_subscribers(&ch, Transport::Poll, 1).await;
     let start = Instant::now();
     let id1 = publish(route, &ch, "first").await;
-    let head = held.head_by(start + PROMPT).await;
-    let body = held.body_by(start + PROMPT).await;
+    let Response { head, body } = held.response_by("GET", start + PROMPT).await;
     assert_eq!(head.status, 200, "{}", head.raw);
     let (events, next) = wire::parse_poll(&body).expect("a poll answer");
     assert_eq!(events.len(), 1, "{}", String::from_utf8_lossy(&body));
@@ -715,11 +317,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
         (events[0].id, events[0].data.as_slice()),
         (Some(id1), &b"first"[..])
     );
-    let cursor = |id: u64| {
-        let epoch = tandem.hub.info(&ch).epoch.expect("the channel exists");
-        format!("{epoch}:{id}")
-    };
-    assert_eq!(next, cursor(id1));
+    assert_eq!(next, tandem.cursor(&ch, id1));
     heads.push(head);
 
     // Buffered events come at once, in order, from `next`.
@@ -730,7 +328,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
     let (events, next) = wire::parse_poll(&body).expect("a poll answer");
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![Some(id2), Some(id3)]);
-    assert_eq!(next, cursor(id3));
+    assert_eq!(next, tandem.cursor(&ch, id3));
     heads.push(head);
 
     // JSONP: everything since 0, wrapped in the callback.
@@ -743,28 +341,25 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
     assert_eq!(callback, "got");
     let ids: Vec<_> = events.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![Some(id1), Some(id2), Some(id3)]);
-    assert_eq!(jnext, cursor(id3));
+    assert_eq!(jnext, tandem.cursor(&ch, id3));
     heads.push(head);
 
     // A held JSONP, answered by a publish.
-    let mut held = Http::send(
-        route,
-        &get(format!(
+    let mut held = route
+        .send(&get(format!(
             "/ch/{ch}/jsonp?callback=got&since={next}&timeout=10"
-        )),
-    )
-    .await;
+        )))
+        .await;
     tandem.wait_subscribers(&ch, Transport::Jsonp, 1).await;
     let start = Instant::now();
     let id4 = publish(route, &ch, "fourth").await;
-    let head = held.head_by(start + PROMPT).await;
-    let body = held.body_by(start + PROMPT).await;
+    let Response { head, body } = held.response_by("GET", start + PROMPT).await;
     let (_, events, next) = wire::parse_jsonp(&body).expect("a JSONP answer");
     assert_eq!(
         events.iter().map(|e| e.id).collect::<Vec<_>>(),
         vec![Some(id4)]
     );
-    assert_eq!(next, cursor(id4));
+    assert_eq!(next, tandem.cursor(&ch, id4));
     heads.push(head);
 
     // Nothing new: the hold times out with an empty answer and the same next.
@@ -785,7 +380,7 @@ async fn expect_long_poll_and_jsonp(tandem: &Tandem, route: Route, label: &str) 
 
 #[tokio::test]
 async fn squid_forward_proxy_streams_deliver_within_a_second() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let squid = Squid::start();
     let route = Route::Via {
         proxy: squid.addr(),
@@ -805,7 +400,7 @@ async fn squid_forward_proxy_streams_deliver_within_a_second() {
 
 #[tokio::test]
 async fn squid_forward_proxy_long_poll_and_jsonp() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let squid = Squid::start();
     let route = Route::Via {
         proxy: squid.addr(),
@@ -833,7 +428,7 @@ async fn squid_forward_proxy_long_poll_and_jsonp() {
 #[tokio::test]
 async fn squid_read_timeout_heartbeats_keep_a_quiet_proxy_stream_open() {
     let squid = Squid::start_with_read_timeout(Duration::from_secs(3));
-    let tandem = Tandem::with_heartbeat(Duration::from_secs(1)).await;
+    let tandem = with_heartbeat(Duration::from_secs(1)).await;
     let route = Route::Via {
         proxy: squid.addr(),
         origin: tandem.addr,
@@ -854,7 +449,7 @@ async fn squid_read_timeout_heartbeats_keep_a_quiet_proxy_stream_open() {
     expect_prompt_delivery(&mut streams, Route::To(tandem.addr), &ch, 1).await;
 
     // The control: a heartbeat longer than squid's read_timeout.
-    let quiet = Tandem::with_heartbeat(Duration::from_secs(30)).await;
+    let quiet = with_heartbeat(Duration::from_secs(30)).await;
     let route = Route::Via {
         proxy: squid.addr(),
         origin: quiet.addr,
@@ -871,7 +466,7 @@ async fn squid_read_timeout_heartbeats_keep_a_quiet_proxy_stream_open() {
 // nginx
 
 async fn nginx_streams(config: NginxConfig) {
-    let tandem = Tandem::start(self::config()).await;
+    let tandem = Server::start(self::config()).await;
     let nginx = Nginx::start_with(tandem.port(), config);
     let route = Route::To(nginx.addr());
     let ch = channel("nginx-streams");
@@ -911,29 +506,31 @@ async fn nginx_recommended_proxy_streams_deliver_within_a_second() {
 /// what gets streams through nginx's default buffering.
 #[tokio::test]
 async fn nginx_ignoring_x_accel_buffering_proxy_holds_streams_back() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let nginx = Nginx::start_with(tandem.port(), NginxConfig::DefaultsIgnoringAccelBuffering);
     let route = Route::To(nginx.addr());
     let ch = channel("nginx-buffered");
     // Buffering nginx holds even the head back, so read raw bytes.
-    let mut http = Http::send(route, &route.request("GET", &Kind::Sse.path(&ch), &[], b"")).await;
+    let mut http = route
+        .send(&route.request("GET", &Kind::Sse.path(&ch), &[], b""))
+        .await;
     tandem.wait_subscribers(&ch, Transport::Sse, 1).await;
     let start = Instant::now();
     publish(Route::To(tandem.addr), &ch, "held back").await;
-    while let Ok(n) = http.fill(start + PROMPT).await {
+    while let Some(n) = http.fill_by(start + PROMPT).await {
         if n == 0 {
             break;
         }
     }
     assert!(
-        !String::from_utf8_lossy(&http.buf).contains("held back"),
+        !String::from_utf8_lossy(http.buffered()).contains("held back"),
         "nginx ignoring X-Accel-Buffering still streamed: {:?}",
-        String::from_utf8_lossy(&http.buf)
+        String::from_utf8_lossy(http.buffered())
     );
 }
 
 async fn nginx_long_poll(config: NginxConfig) {
-    let tandem = Tandem::start(self::config()).await;
+    let tandem = Server::start(self::config()).await;
     let nginx = Nginx::start_with(tandem.port(), config);
     let heads = expect_long_poll_and_jsonp(&tandem, Route::To(nginx.addr()), "nginx-poll").await;
     for h in heads {
@@ -962,7 +559,7 @@ async fn nginx_recommended_proxy_long_poll_and_jsonp() {
 /// default sends the upstream's address and the publish is refused.
 #[tokio::test]
 async fn nginx_proxy_same_origin_publish_needs_the_host_header() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     for (config, status) in [(NginxConfig::Http11, 202), (NginxConfig::Defaults, 403)] {
         let nginx = Nginx::start_with(tandem.port(), config);
         let route = Route::To(nginx.addr());
@@ -989,7 +586,7 @@ async fn nginx_proxy_same_origin_publish_needs_the_host_header() {
 
 #[tokio::test]
 async fn http10_proxy_streams_are_close_delimited_and_deliver_within_a_second() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let proxy = Http10Proxy::start(tandem.addr);
     let route = Route::To(proxy.addr());
     let ch = channel("http10-streams");
@@ -1001,14 +598,14 @@ async fn http10_proxy_streams_are_close_delimited_and_deliver_within_a_second() 
             "an HTTP/1.0 stream must be close-delimited:\n{}",
             s.head.raw
         );
-        assert_eq!(s.http.framing, Framing::Close);
+        assert_eq!(s.body.framing(), Framing::Close);
     }
     expect_prompt_delivery(&mut streams, route, &ch, 3).await;
 }
 
 #[tokio::test]
 async fn http10_proxy_long_poll_and_jsonp() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let proxy = Http10Proxy::start(tandem.addr);
     let heads = expect_long_poll_and_jsonp(&tandem, Route::To(proxy.addr()), "http10-poll").await;
     for h in heads {
@@ -1025,7 +622,7 @@ async fn http10_proxy_long_poll_and_jsonp() {
 /// events are not lost, only held: once enough bytes pile up they all come.
 #[tokio::test]
 async fn buffering_proxy_holds_streams_back() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let proxy = BufferingProxy::start(tandem.addr);
     let route = Route::To(proxy.addr());
     let ch = channel("buffered-streams");
@@ -1062,7 +659,7 @@ async fn buffering_proxy_holds_streams_back() {
 
 #[tokio::test]
 async fn buffering_proxy_long_poll_and_jsonp_still_work() {
-    let tandem = Tandem::start(config()).await;
+    let tandem = Server::start(config()).await;
     let proxy = BufferingProxy::start(tandem.addr);
     expect_long_poll_and_jsonp(&tandem, Route::To(proxy.addr()), "buffered-poll").await;
 }
@@ -1076,7 +673,7 @@ async fn buffering_proxy_long_poll_and_jsonp_still_work() {
 /// per stream and cut none), and the next event arrives on it.
 #[tokio::test]
 async fn idle_cut_proxy_heartbeats_keep_quiet_streams_open() {
-    let tandem = Tandem::with_heartbeat(Duration::from_secs(1)).await;
+    let tandem = with_heartbeat(Duration::from_secs(1)).await;
     let proxy = IdleCutProxy::start(tandem.addr, Duration::from_secs(3));
     let route = Route::To(proxy.addr());
     let ch = channel("idle-heartbeat");
@@ -1098,7 +695,7 @@ async fn idle_cut_proxy_heartbeats_keep_quiet_streams_open() {
 /// proxy cuts the stream.
 #[tokio::test]
 async fn idle_cut_proxy_cuts_streams_without_heartbeats() {
-    let tandem = Tandem::with_heartbeat(Duration::from_secs(30)).await;
+    let tandem = with_heartbeat(Duration::from_secs(30)).await;
     let proxy = IdleCutProxy::start(tandem.addr, Duration::from_secs(3));
     let route = Route::To(proxy.addr());
     let ch = channel("idle-control");

@@ -1,5 +1,6 @@
-//! A minimal WebDriver client: just what the browser tests use, over hyper's
-//! HTTP/1 client connection and serde_json.
+//! The browser the tests drive: Debian's chromedriver and headless Chromium,
+//! through the `fantoccini` WebDriver client (plain HTTP to chromedriver on
+//! loopback, no TLS stack).
 //!
 //! [`Browser::start`] spawns `chromedriver --port=<free port>` in a process
 //! group of its own, opens one headless Chromium session with a fresh
@@ -13,22 +14,22 @@
 
 #![allow(dead_code)] // not every test module uses every command
 
+use std::future::Future;
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 
 /// The bound on one WebDriver command (a navigation included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long chromedriver may take to answer `/status`.
+/// How long chromedriver may take to start a session.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The arguments every session gets, before the test's own.
@@ -54,8 +55,7 @@ const BASE_ARGS: &[&str] = &[
 /// A chromedriver process and one Chromium session.
 pub struct Browser {
     driver: Child,
-    port: u16,
-    session: String,
+    client: Option<Client>,
     profile: PathBuf,
 }
 
@@ -72,56 +72,25 @@ fn chromium_binary() -> Option<&'static str> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-/// One HTTP request to chromedriver; the `value` of its JSON answer.
-async fn call(port: u16, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-    let run = async {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .map_err(|e| format!("connect to chromedriver: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header("host", format!("127.0.0.1:{port}"))
-            .header("content-type", "application/json; charset=utf-8")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("response body: {e}"))?
-            .to_bytes();
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
-            )
-        })?;
-        let value = v.get("value").cloned().unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(format!(
-                "{} {}",
-                value["error"].as_str().unwrap_or("error"),
-                value["message"].as_str().unwrap_or("")
-            ));
-        }
-        Ok(value)
-    };
-    match tokio::time::timeout(CALL_TIMEOUT, run).await {
-        Ok(r) => r.map_err(|e| format!("{method} {path}: {e}")),
-        Err(_) => Err(format!("{method} {path}: no answer in {CALL_TIMEOUT:?}")),
+/// Runs one WebDriver command, bounded by [`CALL_TIMEOUT`]; panics with
+/// `what` and the error if it fails.
+async fn bounded<T, E: std::fmt::Display>(
+    what: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> T {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => panic!("webdriver: {what}: {e}"),
+        Err(_) => panic!("webdriver: {what}: no answer in {CALL_TIMEOUT:?}"),
+    }
+}
+
+/// A script's arguments as WebDriver takes them: a JSON array's items.
+fn script_args(args: Value) -> Vec<Value> {
+    match args {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        one => vec![one],
     }
 }
 
@@ -169,11 +138,13 @@ impl Browser {
                 .expect("chromedriver is not installed (Debian: apt-get install chromium-driver)");
             let mut browser = Browser {
                 driver,
-                port,
-                session: String::new(),
+                client: None,
                 profile: profile.clone(),
             };
-            match browser.open_session(chromium, extra_args, page_load).await {
+            match browser
+                .open_session(port, chromium, extra_args, page_load)
+                .await
+            {
                 Ok(()) => return browser,
                 Err(e) => last_err = e, // dropping `browser` kills this chromedriver
             }
@@ -183,149 +154,112 @@ impl Browser {
 
     async fn open_session(
         &mut self,
+        port: u16,
         chromium: &str,
         extra_args: &[&str],
         page_load: &str,
     ) -> Result<(), String> {
+        let mut args: Vec<String> = BASE_ARGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", self.profile.display()));
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let caps = json!({
+            "browserName": "chrome",
+            "pageLoadStrategy": page_load,
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "timeouts": {"script": 30_000, "pageLoad": 30_000}
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!("a JSON object")
+        };
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(caps);
+        let url = format!("http://127.0.0.1:{port}");
+        // chromedriver takes a moment to listen: retry until it answers.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Ok(Some(status)) = self.driver.try_wait() {
                 return Err(format!("chromedriver exited ({status})"));
             }
-            match call(self.port, Method::GET, "/status", None).await {
-                Ok(v) if v["ready"] == json!(true) => break,
-                _ if Instant::now() > deadline => {
-                    return Err(format!("chromedriver not ready after {START_TIMEOUT:?}"))
+            match tokio::time::timeout(CALL_TIMEOUT, builder.connect(&url)).await {
+                Ok(Ok(client)) => {
+                    self.client = Some(client);
+                    return Ok(());
                 }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(Err(e)) if Instant::now() > deadline => {
+                    return Err(format!("no session after {START_TIMEOUT:?}: {e}"))
+                }
+                Err(_) => return Err(format!("no session in {CALL_TIMEOUT:?}")),
+                Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        let mut args: Vec<String> = BASE_ARGS.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", self.profile.display()));
-        args.extend(extra_args.iter().map(|s| s.to_string()));
-        let caps = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": page_load,
-                    "goog:chromeOptions": {"binary": chromium, "args": args},
-                    "timeouts": {"script": 30_000, "pageLoad": 30_000}
-                }
-            }
-        });
-        let v = call(self.port, Method::POST, "/session", Some(caps)).await?;
-        self.session = v["sessionId"]
-            .as_str()
-            .ok_or_else(|| format!("no sessionId in {v}"))?
-            .to_string();
-        Ok(())
     }
 
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{path}", self.session);
-        call(self.port, method, &path, body)
-            .await
-            .unwrap_or_else(|e| panic!("webdriver: {e}"))
+    fn client(&self) -> &Client {
+        self.client.as_ref().expect("a session")
     }
 
     /// Navigates the current window and waits for the page to load.
     pub async fn goto(&self, url: &str) {
-        self.cmd(Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
+        bounded(&format!("goto {url}"), self.client().goto(url)).await
     }
 
-    /// Runs `script` (a function body; `arguments` are `args`) and returns
-    /// what it returns.
+    /// Runs `script` (a function body; `arguments` are `args`, a JSON array)
+    /// and returns what it returns.
     pub async fn exec(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            Method::POST,
-            "/execute/sync",
-            Some(json!({ "script": script, "args": args })),
-        )
-        .await
+        bounded("execute", self.client().execute(script, script_args(args))).await
     }
 
     /// Runs `script`, which calls its last argument with the result.
     pub async fn exec_async(&self, script: &str, args: Value) -> Value {
-        self.cmd(
-            Method::POST,
-            "/execute/async",
-            Some(json!({ "script": script, "args": args })),
-        )
-        .await
+        let call = self.client().execute_async(script, script_args(args));
+        bounded("execute async", call).await
     }
 
     /// The handle of the current window.
     pub async fn window(&self) -> String {
-        let v = self.cmd(Method::GET, "/window", None).await;
-        v.as_str().expect("a window handle").to_string()
+        bounded("window", self.client().window()).await.into()
     }
 
     /// Opens a new tab and returns its handle (the current window stays).
     pub async fn new_tab(&self) -> String {
-        let v = self
-            .cmd(Method::POST, "/window/new", Some(json!({"type": "tab"})))
-            .await;
-        v["handle"].as_str().expect("a window handle").to_string()
+        let tab = bounded("new tab", self.client().new_window(true)).await;
+        tab.handle.into()
     }
 
     /// Makes `handle` the window commands go to.
     pub async fn switch_to(&self, handle: &str) {
-        self.cmd(Method::POST, "/window", Some(json!({ "handle": handle })))
-            .await;
+        let handle = WindowHandle::try_from(handle).expect("a window handle");
+        bounded("switch window", self.client().switch_to_window(handle)).await
     }
 
-    /// The id of the first element matching a CSS selector.
-    pub async fn find(&self, css: &str) -> String {
-        let v = self
-            .cmd(
-                Method::POST,
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v.as_object()
-            .and_then(|o| o.values().next())
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("no element id in {v}"))
-            .to_string()
+    /// The first element matching a CSS selector.
+    pub async fn find(&self, css: &str) -> Element {
+        bounded(
+            &format!("find {css}"),
+            self.client().find(Locator::Css(css)),
+        )
+        .await
     }
 
     /// Types `text` into an element (for a file input: a path to upload).
-    pub async fn send_keys(&self, element: &str, text: &str) {
-        self.cmd(
-            Method::POST,
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        )
-        .await;
+    pub async fn send_keys(&self, element: &Element, text: &str) {
+        bounded("send keys", element.send_keys(text)).await
     }
 
     /// Clicks an element the way a user does (scrolled into view, real events).
-    pub async fn click(&self, element: &str) {
-        self.cmd(
-            Method::POST,
-            &format!("/element/{element}/click"),
-            Some(json!({})),
-        )
-        .await;
+    pub async fn click(&self, element: &Element) {
+        bounded("click", element.click()).await
     }
 
     /// A PNG of the current window (for looking at a failing page).
     pub async fn screenshot(&self) -> Vec<u8> {
-        use base64::Engine;
-        let v = self.cmd(Method::GET, "/screenshot", None).await;
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("base64 PNG"))
-            .expect("valid base64")
+        bounded("screenshot", self.client().screenshot()).await
     }
 
     /// Ends the session (Chromium exits); Drop then stops chromedriver.
     pub async fn quit(mut self) {
-        if !self.session.is_empty() {
-            let path = format!("/session/{}", self.session);
-            let _ = call(self.port, Method::DELETE, &path, None).await;
-            self.session.clear();
+        if let Some(client) = self.client.take() {
+            let _ = tokio::time::timeout(CALL_TIMEOUT, client.close()).await;
         }
     }
 }

@@ -1,18 +1,17 @@
 //! Co-browsing over real TCP: help sessions, agents, the channel gate, phone
 //! codes, the audit chain. The browser story is in tests/browser/cobrowse.rs.
+//!
+//! Serve only: `tandem::serve` mounts co-browsing; the kit's hyper flavor
+//! serves nothing but channels.
 
 use serde_json::{json, Value};
-use tandem::Config;
 
-use crate::support::{config, Req, Response, Server};
+use kit::{config, Req, Response, Server, Setup};
 
 const KEY: &str = "test-agent-key-0123456789";
 
-fn cb_config() -> Config {
-    Config {
-        agent_key: Some(KEY.into()),
-        ..config()
-    }
+fn cb_config() -> Setup {
+    config().agent_key(Some(KEY.into()))
 }
 
 /// The value of cookie `name` set by a response.
@@ -467,11 +466,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn the_audit_chain_detects_an_edited_or_removed_line() {
     let path = temp("audit.log");
-    let s = Server::start(Config {
-        audit_file: Some(path.clone()),
-        ..cb_config()
-    })
-    .await;
+    let s = Server::start(cb_config().audit_file(Some(path.clone()))).await;
     let mut agent = Client::new(&s);
     agent.sign_in("ann").await;
     let mut customer = Client::new(&s);
@@ -571,11 +566,7 @@ async fn agent_accounts_from_a_file() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("correct horse"), "only the hash is stored");
     assert_eq!(text.lines().filter(|l| l.contains("$argon2id$")).count(), 2);
-    let s = Server::start(Config {
-        agents_file: Some(path),
-        ..config()
-    })
-    .await;
+    let s = Server::start(config().agents_file(Some(path))).await;
     let mut a = Client::new(&s);
     a.post(
         "/agent/signin",
@@ -663,11 +654,7 @@ async fn the_agent_sees_the_customers_portal_session_without_its_cookie() {
 async fn canned_replies_come_from_a_file() {
     let path = temp("canned");
     std::fs::write(&path, "# replies\nHello there!\n\nOne moment, please.\n").unwrap();
-    let s = Server::start(Config {
-        canned_file: Some(path),
-        ..cb_config()
-    })
-    .await;
+    let s = Server::start(cb_config().canned_file(Some(path))).await;
     let mut agent = Client::new(&s);
     agent.get("/cobrowse/canned").await.expect_error(401, &[]);
     agent.sign_in("ann").await;

@@ -3,24 +3,18 @@
 
 use std::time::Duration;
 
-use tandem::{Config, Transport};
+use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
-fn quick_beat() -> Config {
-    Config {
-        heartbeat: Duration::from_millis(50),
-        ..config()
-    }
+fn quick_beat() -> Setup {
+    config().heartbeat(Duration::from_millis(50))
 }
 
+// Serve only: the connection limit is serve's accept loop.
 #[tokio::test]
 async fn beyond_max_connections_gets_503() {
-    let srv = Server::start(Config {
-        max_connections: 2,
-        ..quick_beat()
-    })
-    .await;
+    let srv = Server::start(quick_beat().max_connections(2)).await;
     let first = srv.sse("/ch/c/sse").await;
     let _second = srv.multipart("/ch/c/multipart").await;
 
@@ -54,8 +48,8 @@ async fn beyond_max_connections_gets_503() {
     assert!(m.contains("tandem_connections_refused_total 2\n"), "{m}");
 }
 
-async fn disconnect_leaves_nothing(transport: &str, t: Transport) {
-    let srv = Server::start(quick_beat()).await;
+async fn disconnect_leaves_nothing(flavor: Flavor, transport: &str, t: Transport) {
+    let srv = flavor.start(quick_beat()).await;
     let path = format!("/ch/c/{transport}?timeout=30");
     let mut conn = srv.connect().await;
     conn.send(&Req::get(&path).host(&srv.host()).to_bytes())
@@ -78,39 +72,39 @@ async fn disconnect_leaves_nothing(transport: &str, t: Transport) {
     .await;
 }
 
-#[tokio::test]
-async fn sse_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("sse", Transport::Sse).await;
+both_flavors!(sse_disconnect_leaves_no_subscriber);
+async fn sse_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "sse", Transport::Sse).await;
 }
 
-#[tokio::test]
-async fn multipart_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("multipart", Transport::Multipart).await;
+both_flavors!(multipart_disconnect_leaves_no_subscriber);
+async fn multipart_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "multipart", Transport::Multipart).await;
 }
 
-#[tokio::test]
-async fn mixed_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("mixed", Transport::Mixed).await;
+both_flavors!(mixed_disconnect_leaves_no_subscriber);
+async fn mixed_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "mixed", Transport::Mixed).await;
 }
 
-#[tokio::test]
-async fn iframe_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("iframe", Transport::Iframe).await;
+both_flavors!(iframe_disconnect_leaves_no_subscriber);
+async fn iframe_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "iframe", Transport::Iframe).await;
 }
 
-#[tokio::test]
-async fn poll_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("poll", Transport::Poll).await;
+both_flavors!(poll_disconnect_leaves_no_subscriber);
+async fn poll_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "poll", Transport::Poll).await;
 }
 
-#[tokio::test]
-async fn jsonp_disconnect_leaves_no_subscriber() {
-    disconnect_leaves_nothing("jsonp", Transport::Jsonp).await;
+both_flavors!(jsonp_disconnect_leaves_no_subscriber);
+async fn jsonp_disconnect_leaves_no_subscriber(flavor: Flavor) {
+    disconnect_leaves_nothing(flavor, "jsonp", Transport::Jsonp).await;
 }
 
-#[tokio::test]
-async fn many_streams_come_and_go() {
-    let srv = Server::start(quick_beat()).await;
+both_flavors!(many_streams_come_and_go);
+async fn many_streams_come_and_go(flavor: Flavor) {
+    let srv = flavor.start(quick_beat()).await;
     for round in 0..3 {
         let mut streams = Vec::new();
         for _ in 0..20 {

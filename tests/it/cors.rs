@@ -1,16 +1,14 @@
 //! CORS: same origin only by default (a cross-site POST is refused, GETs get
 //! no Access-Control headers); configured origins are echoed with credentials.
 
-use tandem::Config;
-
-use crate::support::*;
+use kit::*;
 
 const EVIL: &str = "http://evil.example";
 const APP: &str = "http://app.example";
 
-#[tokio::test]
-async fn default_refuses_cross_origin_publish() {
-    let srv = Server::with_defaults().await;
+both_flavors!(default_refuses_cross_origin_publish);
+async fn default_refuses_cross_origin_publish(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv
         .send(
             Req::post("/ch/c", b"forged")
@@ -44,9 +42,9 @@ async fn default_refuses_cross_origin_publish() {
     r.expect_error(403, &["origin not allowed"]);
 }
 
-#[tokio::test]
-async fn same_origin_and_originless_publishes_pass() {
-    let srv = Server::with_defaults().await;
+both_flavors!(same_origin_and_originless_publishes_pass);
+async fn same_origin_and_originless_publishes_pass(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let own = format!("http://{}", srv.host());
     let r = srv
         .send(Req::post("/ch/c", b"same").header("Origin", &own))
@@ -58,13 +56,9 @@ async fn same_origin_and_originless_publishes_pass() {
     assert_eq!(srv.hub.info("c").last_id, 2);
 }
 
-#[tokio::test]
-async fn allowed_origins_get_preflight_and_credentials() {
-    let srv = Server::start(Config {
-        allow_origins: vec![APP.into()],
-        ..config()
-    })
-    .await;
+both_flavors!(allowed_origins_get_preflight_and_credentials);
+async fn allowed_origins_get_preflight_and_credentials(flavor: Flavor) {
+    let srv = flavor.start(config().allow_origins(vec![APP.into()])).await;
     let r = srv
         .send(
             Req::new("OPTIONS", "/ch/c")
@@ -122,13 +116,9 @@ async fn allowed_origins_get_preflight_and_credentials() {
     assert_eq!(srv.hub.info("c").last_id, 1);
 }
 
-#[tokio::test]
-async fn wildcard_echoes_the_origin_not_a_star() {
-    let srv = Server::start(Config {
-        allow_origins: vec!["*".into()],
-        ..config()
-    })
-    .await;
+both_flavors!(wildcard_echoes_the_origin_not_a_star);
+async fn wildcard_echoes_the_origin_not_a_star(flavor: Flavor) {
+    let srv = flavor.start(config().allow_origins(vec!["*".into()])).await;
     let r = srv
         .send(
             Req::new("OPTIONS", "/ch/c/sse")

@@ -1,10 +1,10 @@
 //! Echo suppression (`?client=` on publish and subscribe) and two clients
 //! talking both ways through the server with nothing but GETs and POSTs.
 
-use tandem::wire::parse_poll;
+use tandem::__private::wire::parse_poll;
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 async fn post_as(srv: &Server, client: &str, data: &str) -> u64 {
     let r = srv
@@ -18,9 +18,9 @@ async fn post_as(srv: &Server, client: &str, data: &str) -> u64 {
     r.json()["id"].as_u64().unwrap()
 }
 
-#[tokio::test]
-async fn a_client_does_not_get_its_own_events_and_from_names_the_sender() {
-    let srv = Server::with_defaults().await;
+both_flavors!(a_client_does_not_get_its_own_events_and_from_names_the_sender);
+async fn a_client_does_not_get_its_own_events_and_from_names_the_sender(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     post_as(&srv, "alice", "mine").await;
     post_as(&srv, "bob", "theirs").await;
     post_as(&srv, "alice", "mine again").await;
@@ -55,9 +55,9 @@ async fn a_client_does_not_get_its_own_events_and_from_names_the_sender() {
     assert_eq!((evs[0].from.as_deref(), text(&evs[0])), (None, "anon"));
 }
 
-#[tokio::test]
-async fn suppression_on_streams() {
-    let srv = Server::with_defaults().await;
+both_flavors!(suppression_on_streams);
+async fn suppression_on_streams(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut sse = srv.sse("/ch/room/sse?client=alice").await;
     let mut mp = srv.multipart("/ch/room/mixed?client=alice").await;
     let mut frame = srv
@@ -79,9 +79,9 @@ async fn suppression_on_streams() {
     assert!(!String::from_utf8_lossy(sse.body.raw()).contains("own"));
 }
 
-#[tokio::test]
-async fn two_clients_talk_both_ways_with_gets_and_posts() {
-    let srv = Server::with_defaults().await;
+both_flavors!(two_clients_talk_both_ways_with_gets_and_posts);
+async fn two_clients_talk_both_ways_with_gets_and_posts(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     // Alice long-polls; Bob holds a multipart stream. Both POST.
     let mut bob_stream = srv.multipart("/ch/room/multipart?client=bob").await;
     let mut alice_since = "0".to_string();

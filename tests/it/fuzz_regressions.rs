@@ -104,7 +104,7 @@ fn route_query_regressions() {
 #[test]
 fn route_query_seeds() {
     use route_query::check;
-    use tandem::http::route::{Route, Sub};
+    use tandem::__private::{Route, Sub};
     let sse = check(b"/ch/a%3Ab/sse");
     assert_eq!(sse.path, Ok(Some(Route::Subscribe("a:b".into(), Sub::Sse))));
     let q = check(b"since=5&backlog=0&timeout=0.5&callback=a.b_c$&client=me&type=chat&_=1")
@@ -209,7 +209,7 @@ fn sniff_regressions() {
 
 #[test]
 fn sniff_seeds() {
-    use tandem::{sniff_bytes, SniffOutcome};
+    use tandem::__private::{sniff_bytes, SniffOutcome};
     let path_of = |data: &[u8]| {
         sniff::check(data);
         match sniff_bytes(data) {

@@ -3,18 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use tandem::Config;
-
-use crate::support::*;
+use kit::*;
 
 const BEAT: Duration = Duration::from_millis(100);
 
-fn cfg() -> Config {
-    Config {
-        heartbeat: BEAT,
-        stream_padding: 16,
-        ..config()
-    }
+fn cfg() -> Setup {
+    config().heartbeat(BEAT).stream_padding(16)
 }
 
 /// Reads until `beat` has appeared `n` times after `from`; returns how long that took.
@@ -35,9 +29,9 @@ fn assert_paced(elapsed: Duration, n: u32) {
     );
 }
 
-#[tokio::test]
-async fn sse_heartbeats_are_comments() {
-    let srv = Server::start(cfg()).await;
+both_flavors!(sse_heartbeats_are_comments);
+async fn sse_heartbeats_are_comments(flavor: Flavor) {
+    let srv = flavor.start(cfg()).await;
     let mut s = srv.sse("/ch/c/sse").await;
     let prelude = format!(":{}\nretry: 1500\n\n", " ".repeat(16));
     s.read_until("prelude", |b| b.len() >= prelude.len()).await;
@@ -54,9 +48,9 @@ async fn sse_heartbeats_are_comments() {
     assert!(s.parser.heartbeats >= 3);
 }
 
-#[tokio::test]
-async fn multipart_heartbeats_are_header_lines_not_parts() {
-    let srv = Server::start(cfg()).await;
+both_flavors!(multipart_heartbeats_are_header_lines_not_parts);
+async fn multipart_heartbeats_are_header_lines_not_parts(flavor: Flavor) {
+    let srv = flavor.start(cfg()).await;
     let mut s = srv.multipart("/ch/c/multipart").await;
     let prelude = format!("{}\r\n{}\r\n", " ".repeat(16), delimiter());
     s.read_until("prelude", |b| b.len() >= prelude.len()).await;
@@ -94,9 +88,9 @@ async fn multipart_heartbeats_are_header_lines_not_parts() {
     assert!(s.parser.heartbeats >= 5);
 }
 
-#[tokio::test]
-async fn iframe_heartbeats_are_comments() {
-    let srv = Server::start(cfg()).await;
+both_flavors!(iframe_heartbeats_are_comments);
+async fn iframe_heartbeats_are_comments(flavor: Flavor) {
+    let srv = flavor.start(cfg()).await;
     let mut page = srv.iframe("/ch/c/iframe", "tandemEvent").await;
     page.read_until("padding", |b| find(b, b"-->\n").is_some())
         .await;
@@ -108,16 +102,14 @@ async fn iframe_heartbeats_are_comments() {
     assert_eq!(page.next_event().await.id, Some(id));
 }
 
-#[tokio::test]
-async fn busy_stream_sends_events_not_heartbeats() {
+both_flavors!(busy_stream_sends_events_not_heartbeats);
+async fn busy_stream_sends_events_not_heartbeats(flavor: Flavor) {
     // Any write resets the heartbeat timer: a stream written to every 250 ms
     // for well over one interval carries no heartbeats at all (a fixed beat
     // would have fired at least once).
-    let srv = Server::start(Config {
-        heartbeat: Duration::from_millis(1500),
-        ..cfg()
-    })
-    .await;
+    let srv = flavor
+        .start(cfg().heartbeat(Duration::from_millis(1500)))
+        .await;
     let mut s = srv.sse("/ch/c/sse").await;
     let t0 = Instant::now();
     let mut i = 0;

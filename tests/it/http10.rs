@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use tandem::wire::parse_poll;
+use tandem::__private::wire::parse_poll;
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 fn assert_close_delimited(head: &Head) {
     assert!(head.raw.starts_with("HTTP/1."), "{}", head.raw);
@@ -18,15 +18,15 @@ fn assert_close_delimited(head: &Head) {
     assert!(!head.has("content-length"), "{}", head.raw);
 }
 
-#[tokio::test]
-async fn sse_over_http10_is_close_delimited() {
-    let mut srv = Server::with_defaults().await;
+both_flavors!(sse_over_http10_is_close_delimited);
+async fn sse_over_http10_is_close_delimited(flavor: Flavor) {
+    let mut srv = flavor.with_defaults().await;
     let (head, body) = srv.open(Req::get("/ch/c/sse").http10()).await;
     assert_eq!(head.status, 200);
     assert_close_delimited(&head);
     head.expect_no_cache();
     assert_eq!(body.framing(), Framing::Close);
-    let mut s = Events::new(head, body, tandem::wire::SseParser::new());
+    let mut s = Events::new(head, body, tandem::__private::wire::SseParser::new());
     // The body starts with the prelude itself, not a chunk-size line.
     s.read_until("prelude", |b| b.len() > 4).await;
     assert!(
@@ -50,12 +50,12 @@ async fn sse_over_http10_is_close_delimited() {
     srv.join(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test]
-async fn multipart_and_iframe_over_http10() {
-    let srv = Server::with_defaults().await;
+both_flavors!(multipart_and_iframe_over_http10);
+async fn multipart_and_iframe_over_http10(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let (head, body) = srv.open(Req::get("/ch/c/multipart").http10()).await;
     assert_close_delimited(&head);
-    let parser = tandem::wire::MultipartParser::new(tandem::transport::multipart::BOUNDARY);
+    let parser = tandem::__private::wire::MultipartParser::new(tandem::__private::BOUNDARY);
     let mut mp = Events::new(head, body, parser);
     let (head, body) = srv.open(Req::get("/ch/c/iframe").http10()).await;
     assert_close_delimited(&head);
@@ -68,9 +68,9 @@ async fn multipart_and_iframe_over_http10() {
     assert_eq!((e.id, text(&e)), (Some(id), "hello 1.0"));
 }
 
-#[tokio::test]
-async fn poll_over_http10() {
-    let srv = Server::with_defaults().await;
+both_flavors!(poll_over_http10);
+async fn poll_over_http10(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.publish("c", "x").await;
     let r = srv
         .send(Req::get("/ch/c/poll?since=0&timeout=0").http10())
@@ -98,9 +98,9 @@ async fn poll_over_http10() {
     assert_eq!(evs[0].id, Some(id));
 }
 
-#[tokio::test]
-async fn publish_over_http10() {
-    let srv = Server::with_defaults().await;
+both_flavors!(publish_over_http10);
+async fn publish_over_http10(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv
         .send(
             Req::post("/ch/c", b"from an old proxy")

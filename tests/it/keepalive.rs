@@ -3,15 +3,18 @@
 //! for the next request; anything else on the same connection is handed to
 //! hyper with the bytes already read. These tests check that nothing is lost
 //! or reordered at those seams.
+//!
+//! Serve only: these seams (and `--idle-timeout`, enforced by serve's
+//! connection loop) exist only on `tandem::serve`; in a plain hyper server
+//! every request is hyper's.
 
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use tandem::wire::parse_poll;
-use tandem::Config;
+use tandem::__private::wire::parse_poll;
 
-use crate::support::*;
+use kit::*;
 
 fn publish(host: &str, channel: &str, body: &str) -> Req {
     Req::post(&format!("/ch/{channel}"), body.as_bytes())
@@ -125,7 +128,7 @@ async fn a_stream_after_publishes_on_the_same_connection() {
     let head = conn.read_head().await;
     assert_eq!(head.status, 200, "{}", head.raw);
     let body = conn.into_body(&head, "GET");
-    let mut events = Events::new(head, body, tandem::wire::SseParser::new());
+    let mut events = Events::new(head, body, tandem::__private::wire::SseParser::new());
     assert_eq!(events.next_event().await.data, b"before");
     srv.publish("s", "after").await;
     assert_eq!(events.next_event().await.data, b"after");
@@ -147,11 +150,7 @@ async fn connection_close_is_honoured() {
 async fn a_refused_publish_keeps_the_connection_usable() {
     // Over the event limit but within what the lean path reads: the body is
     // read and refused, and the next request on the connection is fine.
-    let srv = Server::start(Config {
-        max_event_bytes: 1024,
-        ..config()
-    })
-    .await;
+    let srv = Server::start(config().max_event_bytes(1024)).await;
     let mut conn = srv.connect().await;
     let big = "x".repeat(2000);
     let r = conn.request(&publish(&srv.host(), "c", &big)).await;
@@ -203,11 +202,8 @@ async fn expect_continue_and_http10_publishes_still_work() {
     assert_eq!(data_of(&srv, "c").await, ["waited", "old"]);
 }
 
-fn idle_config() -> Config {
-    Config {
-        idle_timeout: Duration::from_millis(400),
-        ..config()
-    }
+fn idle_config() -> Setup {
+    config().idle_timeout(Duration::from_millis(400))
 }
 
 #[tokio::test]

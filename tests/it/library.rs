@@ -33,6 +33,7 @@ async fn publish_subscribe_next() {
     let publisher = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
         h.publish("demo", NewEvent::message("hello").with_kind("greet"))
+            .await
             .unwrap()
             .id()
     });
@@ -59,6 +60,7 @@ async fn publish_subscribe_next() {
                 from: Some("me".into()),
             },
         )
+        .await
         .unwrap();
     assert_eq!(e2.id(), 2);
     assert!(!e2.is_text());
@@ -69,10 +71,7 @@ async fn publish_subscribe_next() {
 
 #[tokio::test]
 async fn info_reports_the_channel() {
-    let hub = hub(Config {
-        buffer_events: 3,
-        ..Config::default()
-    });
+    let hub = hub(Config::default().buffer_events(3));
     assert_eq!(hub.info("none"), tandem::ChannelInfo::default());
     assert_eq!(hub.channel_count(), 0, "info does not create channels");
     let sse = hub
@@ -86,7 +85,9 @@ async fn info_reports_the_channel() {
         .unwrap();
     let lib = hub.subscribe("c", SubscribeOptions::default()).unwrap();
     for i in 0..5 {
-        hub.publish("c", NewEvent::message(format!("{i}"))).unwrap();
+        hub.publish("c", NewEvent::message(format!("{i}")))
+            .await
+            .unwrap();
     }
     let info = hub.info("c");
     assert_eq!((info.last_id, info.buffered), (5, 3));
@@ -99,12 +100,10 @@ async fn info_reports_the_channel() {
 
 #[tokio::test]
 async fn since_backlog_and_gap() {
-    let hub = hub(Config {
-        buffer_events: 4,
-        ..Config::default()
-    });
+    let hub = hub(Config::default().buffer_events(4));
     for i in 1..=10 {
         hub.publish("c", NewEvent::message(format!("e{i}")))
+            .await
             .unwrap();
     }
     let mut sub = hub
@@ -163,8 +162,8 @@ async fn client_skips_its_own_events() {
         from: Some(who.into()),
         ..NewEvent::message(d)
     };
-    hub.publish("c", from("me", "mine")).unwrap();
-    hub.publish("c", from("you", "yours")).unwrap();
+    hub.publish("c", from("me", "mine")).await.unwrap();
+    hub.publish("c", from("you", "yours")).await.unwrap();
     let e = event(next(&mut me).await);
     assert_eq!((e.id(), e.from()), (2, Some("you")));
     assert_eq!(me.cursor().id, 2);
@@ -172,21 +171,23 @@ async fn client_skips_its_own_events() {
 
 #[tokio::test]
 async fn publish_refuses_invalid_events() {
-    let hub = hub(Config {
-        max_event_bytes: 8,
-        ..Config::default()
-    });
+    let hub = hub(Config::default().max_event_bytes(8));
     let e = hub
         .publish("c", NewEvent::message("123456789"))
+        .await
         .unwrap_err();
     assert!(
         e.is_too_large() && e.message().contains("max 8 bytes"),
         "{e}"
     );
-    let e = hub.publish("bad name", NewEvent::message("x")).unwrap_err();
+    let e = hub
+        .publish("bad name", NewEvent::message("x"))
+        .await
+        .unwrap_err();
     assert!(e.is_bad_request(), "{e}");
     let e = hub
         .publish("c", NewEvent::message("x").with_kind(""))
+        .await
         .unwrap_err();
     assert!(e.is_bad_request(), "{e}");
     assert_eq!(
@@ -199,29 +200,20 @@ async fn publish_refuses_invalid_events() {
 
 #[test]
 fn invalid_config_is_refused() {
-    let err = Hub::new(Config {
-        max_parts: 0,
-        ..Config::default()
-    })
-    .unwrap_err();
+    let err = Hub::new(Config::default().max_parts(0)).unwrap_err();
     assert!(err.to_string().contains("max-parts"), "{err}");
-    assert!(Hub::new(Config {
-        heartbeat: Duration::from_millis(1),
-        ..Config::default()
-    })
-    .is_err());
+    assert!(Hub::new(Config::default().heartbeat(Duration::from_millis(1))).is_err());
 }
 
 // The router's clock is tokio's: with the clock paused, the sleeps below
 // advance it at once instead of waiting.
 #[tokio::test(start_paused = true)]
 async fn sweep_removes_idle_channels_with_expired_buffers() {
-    let hub = hub(Config {
-        buffer_age: Duration::from_secs(1),
-        ..Config::default()
-    });
-    hub.publish("idle", NewEvent::message("x")).unwrap();
-    hub.publish("watched", NewEvent::message("x")).unwrap();
+    let hub = hub(Config::default().buffer_age(Duration::from_secs(1)));
+    hub.publish("idle", NewEvent::message("x")).await.unwrap();
+    hub.publish("watched", NewEvent::message("x"))
+        .await
+        .unwrap();
     let sub = hub
         .subscribe("watched", SubscribeOptions::default())
         .unwrap();
@@ -234,7 +226,7 @@ async fn sweep_removes_idle_channels_with_expired_buffers() {
     assert_eq!(hub.channel_count(), 2);
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    hub.publish("fresh", NewEvent::message("x")).unwrap();
+    hub.publish("fresh", NewEvent::message("x")).await.unwrap();
     hub.sweep();
     // "idle" expired and has no subscriber; "watched" has one; "fresh" is young.
     assert_eq!(hub.channel_count(), 2);
@@ -253,19 +245,22 @@ async fn sweep_removes_idle_channels_with_expired_buffers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
-    let hub = hub(Config {
-        buffer_age: Duration::from_secs(1),
-        ..Config::default()
-    });
+    let hub = hub(Config::default().buffer_age(Duration::from_secs(1)));
     for _ in 0..3 {
-        hub.publish("c", NewEvent::message("old")).unwrap();
+        hub.publish("c", NewEvent::message("old")).await.unwrap();
     }
     let old = hub.info("c").cursor();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     hub.sweep();
     assert_eq!(hub.channel_count(), 0);
     // Made again: ids start over, in a new epoch.
-    assert_eq!(hub.publish("c", NewEvent::message("new1")).unwrap().id(), 1);
+    assert_eq!(
+        hub.publish("c", NewEvent::message("new1"))
+            .await
+            .unwrap()
+            .id(),
+        1
+    );
     let epoch = hub.info("c").epoch.unwrap();
     assert_ne!(Some(epoch), old.epoch);
     let since = |cursor| {
@@ -295,6 +290,7 @@ async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
     // cursor gets the reset and every new event, not just 4 and 5.
     for i in 2..=5 {
         hub.publish("c", NewEvent::message(format!("new{i}")))
+            .await
             .unwrap();
     }
     let mut sub = since(old);
@@ -313,12 +309,9 @@ async fn a_swept_channel_starts_over_and_old_cursors_get_a_reset() {
 #[tokio::test(start_paused = true)]
 async fn reading_never_hands_out_expired_events() {
     // No publish and no sweep after the events age out: the read itself expires them.
-    let hub = hub(Config {
-        buffer_age: Duration::from_secs(1),
-        ..Config::default()
-    });
-    hub.publish("c", NewEvent::message("old")).unwrap();
-    hub.publish("c", NewEvent::message("old")).unwrap();
+    let hub = hub(Config::default().buffer_age(Duration::from_secs(1)));
+    hub.publish("c", NewEvent::message("old")).await.unwrap();
+    hub.publish("c", NewEvent::message("old")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let mut sub = hub
         .subscribe(
@@ -341,7 +334,11 @@ async fn reading_never_hands_out_expired_events() {
 async fn a_closed_subscription_gets_the_rest_then_ends() {
     let hub = hub(Config::default());
     let mut sub = hub.subscribe("c", SubscribeOptions::default()).unwrap();
-    let id = hub.publish("c", NewEvent::message("last")).unwrap().id();
+    let id = hub
+        .publish("c", NewEvent::message("last"))
+        .await
+        .unwrap()
+        .id();
     assert!(hub.close("c"));
     match next_or_end(&mut sub).await {
         Some(tandem::Delivery::Event(e)) => assert_eq!(e.id(), id),

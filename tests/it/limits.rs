@@ -2,21 +2,15 @@
 //! naming the limit; a refused publish publishes nothing, and other clients
 //! keep working.
 
-use tandem::Config;
+use kit::*;
 
-use crate::support::*;
-
-fn small() -> Config {
-    Config {
-        max_event_bytes: 1024,
-        max_parts: 3,
-        ..config()
-    }
+fn small() -> Setup {
+    config().max_event_bytes(1024).max_parts(3)
 }
 
-#[tokio::test]
-async fn event_too_large_is_413() {
-    let srv = Server::start(small()).await;
+both_flavors!(event_too_large_is_413);
+async fn event_too_large_is_413(flavor: Flavor) {
+    let srv = flavor.start(small()).await;
     // Declared too large (Content-Length).
     let r = srv.post("/ch/c", Some("text/plain"), &[b'x'; 1025]).await;
     r.expect_error(413, &["event too large", "1024"]);
@@ -47,13 +41,11 @@ async fn event_too_large_is_413() {
     assert_eq!(r.head.status, 202);
 }
 
-#[tokio::test]
-async fn default_event_limit_is_64_kib() {
-    let srv = Server::start(Config {
-        max_event_bytes: Config::default().max_event_bytes,
-        ..config()
-    })
-    .await;
+both_flavors!(default_event_limit_is_64_kib);
+async fn default_event_limit_is_64_kib(flavor: Flavor) {
+    let srv = flavor
+        .start(config().max_event_bytes(tandem::Config::default().max_event_bytes))
+        .await;
     let r = srv
         .post("/ch/c", Some("application/octet-stream"), &vec![0u8; 65537])
         .await;
@@ -64,9 +56,9 @@ async fn default_event_limit_is_64_kib() {
     assert_eq!(r.head.status, 202);
 }
 
-#[tokio::test]
-async fn too_many_parts_is_413_and_publishes_nothing() {
-    let srv = Server::start(small()).await;
+both_flavors!(too_many_parts_is_413_and_publishes_nothing);
+async fn too_many_parts_is_413_and_publishes_nothing(flavor: Flavor) {
+    let srv = flavor.start(small()).await;
     let parts: Vec<Part> = vec![("p", None, None, b"x"); 4];
     let body = form_data("zz", &parts);
     let r = srv
@@ -81,9 +73,9 @@ async fn too_many_parts_is_413_and_publishes_nothing() {
     assert_eq!(r.text(), "{\"ids\":[1,2,3]}");
 }
 
-#[tokio::test]
-async fn bad_channel_names_are_400() {
-    let srv = Server::with_defaults().await;
+both_flavors!(bad_channel_names_are_400);
+async fn bad_channel_names_are_400(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let long = "a".repeat(129);
     for path in [
         "/ch/a%20b/poll".to_string(),
@@ -107,9 +99,9 @@ async fn bad_channel_names_are_400() {
     assert_eq!(srv.hub.channel_count(), 1, "refusals made no channels");
 }
 
-#[tokio::test]
-async fn bad_types_are_400_and_publish_nothing() {
-    let srv = Server::with_defaults().await;
+both_flavors!(bad_types_are_400_and_publish_nothing);
+async fn bad_types_are_400_and_publish_nothing(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.post("/ch/c?type=a%20b", Some("text/plain"), b"x")
         .await
         .expect_error(400, &["invalid event type", "64"]);
@@ -157,9 +149,9 @@ async fn bad_types_are_400_and_publish_nothing() {
     assert_eq!(srv.hub.info("c").last_id, 0);
 }
 
-#[tokio::test]
-async fn bad_cursors_and_queries_are_400() {
-    let srv = Server::with_defaults().await;
+both_flavors!(bad_cursors_and_queries_are_400);
+async fn bad_cursors_and_queries_are_400(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for q in [
         "since=abc",
         "since=-1",
@@ -202,9 +194,9 @@ async fn bad_cursors_and_queries_are_400() {
     assert_eq!(r.head.status, 200);
 }
 
-#[tokio::test]
-async fn malformed_bodies_are_400() {
-    let srv = Server::with_defaults().await;
+both_flavors!(malformed_bodies_are_400);
+async fn malformed_bodies_are_400(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.post("/ch/c", Some("multipart/form-data"), b"x")
         .await
         .expect_error(400, &["boundary"]);
@@ -221,9 +213,9 @@ async fn malformed_bodies_are_400() {
     assert_eq!(srv.hub.info("c").last_id, 0);
 }
 
-#[tokio::test]
-async fn wrong_method_is_405_with_allow() {
-    let srv = Server::with_defaults().await;
+both_flavors!(wrong_method_is_405_with_allow);
+async fn wrong_method_is_405_with_allow(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let cases = [
         ("PUT", "/ch/c", "GET, POST, OPTIONS"),
         ("DELETE", "/ch/c", "GET, POST, OPTIONS"),
@@ -242,9 +234,9 @@ async fn wrong_method_is_405_with_allow() {
     assert_eq!(srv.hub.info("c").last_id, 0);
 }
 
-#[tokio::test]
-async fn unknown_routes_are_404() {
-    let srv = Server::with_defaults().await;
+both_flavors!(unknown_routes_are_404);
+async fn unknown_routes_are_404(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for path in [
         "/nope",
         "/ch/c/nope",
@@ -256,9 +248,9 @@ async fn unknown_routes_are_404() {
     }
 }
 
-#[tokio::test]
-async fn refusals_leave_other_clients_working() {
-    let srv = Server::start(small()).await;
+both_flavors!(refusals_leave_other_clients_working);
+async fn refusals_leave_other_clients_working(flavor: Flavor) {
+    let srv = flavor.start(small()).await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut mp = srv.multipart("/ch/c/multipart").await;
 
@@ -291,9 +283,9 @@ async fn refusals_leave_other_clients_working() {
     assert_eq!(mp.next_event().await.id, Some(1));
 }
 
-#[tokio::test]
-async fn refusal_keeps_the_connection_usable_when_the_body_was_read() {
-    let srv = Server::with_defaults().await;
+both_flavors!(refusal_keeps_the_connection_usable_when_the_body_was_read);
+async fn refusal_keeps_the_connection_usable_when_the_body_was_read(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut conn = srv.connect().await;
     let r = conn
         .request(&Req::post("/ch/c?type=a%20b", b"x").host(&srv.host()))

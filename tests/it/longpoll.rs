@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use tandem::wire::{parse_jsonp, parse_poll};
-use tandem::{Config, Transport};
+use tandem::__private::wire::{parse_jsonp, parse_poll};
+use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 /// Sends a poll on a new connection and returns the connection, unread.
 async fn start_poll(srv: &Server, path: &str) -> Conn {
@@ -16,9 +16,9 @@ async fn start_poll(srv: &Server, path: &str) -> Conn {
     conn
 }
 
-#[tokio::test]
-async fn held_poll_answers_with_the_event_published_while_it_waits() {
-    let srv = Server::with_defaults().await;
+both_flavors!(held_poll_answers_with_the_event_published_while_it_waits);
+async fn held_poll_answers_with_the_event_published_while_it_waits(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.publish("c", "before").await;
     let mut conn = start_poll(&srv, "/ch/c/poll?timeout=20").await;
     srv.wait_subscribers("c", Transport::Poll, 1).await;
@@ -32,9 +32,9 @@ async fn held_poll_answers_with_the_event_published_while_it_waits() {
     srv.wait_subscribers("c", Transport::Poll, 0).await;
 }
 
-#[tokio::test]
-async fn held_jsonp_answers_with_the_event() {
-    let srv = Server::with_defaults().await;
+both_flavors!(held_jsonp_answers_with_the_event);
+async fn held_jsonp_answers_with_the_event(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut conn = start_poll(&srv, "/ch/c/jsonp?timeout=20&callback=cb").await;
     srv.wait_subscribers("c", Transport::Jsonp, 1).await;
     let id = srv.publish("c", "hi").await;
@@ -46,9 +46,9 @@ async fn held_jsonp_answers_with_the_event() {
     );
 }
 
-#[tokio::test]
-async fn empty_answer_after_the_timeout() {
-    let srv = Server::with_defaults().await;
+both_flavors!(empty_answer_after_the_timeout);
+async fn empty_answer_after_the_timeout(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.publish("c", "a").await;
     srv.publish("c", "b").await;
     let t0 = Instant::now();
@@ -63,14 +63,15 @@ async fn empty_answer_after_the_timeout() {
     assert!(waited >= Duration::from_millis(250), "held only {waited:?}");
 }
 
-#[tokio::test]
-async fn default_timeout_is_the_configured_one_and_capped() {
-    let srv = Server::start(Config {
-        poll_timeout: Duration::from_millis(400),
-        poll_timeout_max: Duration::from_millis(600),
-        ..config()
-    })
-    .await;
+both_flavors!(default_timeout_is_the_configured_one_and_capped);
+async fn default_timeout_is_the_configured_one_and_capped(flavor: Flavor) {
+    let srv = flavor
+        .start(
+            config()
+                .poll_timeout(Duration::from_millis(400))
+                .poll_timeout_max(Duration::from_millis(600)),
+        )
+        .await;
     let t0 = Instant::now();
     let r = srv.get("/ch/c/poll").await;
     assert!(t0.elapsed() >= Duration::from_millis(350));
@@ -82,21 +83,17 @@ async fn default_timeout_is_the_configured_one_and_capped() {
     assert_eq!(r.text(), empty_answer(&srv.cursor("c", 0)));
 }
 
-#[tokio::test]
-async fn timeout_zero_answers_at_once() {
-    let srv = Server::with_defaults().await;
+both_flavors!(timeout_zero_answers_at_once);
+async fn timeout_zero_answers_at_once(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv.get("/ch/c/poll?timeout=0").await;
     assert_eq!(r.text(), empty_answer(&srv.cursor("c", 0)));
 }
 
-#[tokio::test]
-async fn next_as_since_loses_nothing_while_publishing() {
+both_flavors!(next_as_since_loses_nothing_while_publishing);
+async fn next_as_since_loses_nothing_while_publishing(flavor: Flavor) {
     // A small batch forces many rounds; a publisher runs alongside.
-    let srv = Server::start(Config {
-        poll_batch: 3,
-        ..config()
-    })
-    .await;
+    let srv = flavor.start(config().poll_batch(3)).await;
     let addr = srv.host();
     let total = 40u64;
     let publisher = tokio::spawn(async move {
@@ -140,12 +137,12 @@ async fn next_as_since_loses_nothing_while_publishing() {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_leaves_a_held_poll_is_let_go_at_once() {
+both_flavors!(a_client_that_leaves_a_held_poll_is_let_go_at_once);
+async fn a_client_that_leaves_a_held_poll_is_let_go_at_once(flavor: Flavor) {
     // Its subscription (and the open-subscriber gauge) goes when it does,
     // not at the end of its 30 s timeout; a poll waiting behind it on
     // another connection is untouched.
-    let srv = Server::with_defaults().await;
+    let srv = flavor.with_defaults().await;
     let leaving = start_poll(&srv, "/ch/c/poll?timeout=30").await;
     let mut staying = start_poll(&srv, "/ch/c/jsonp?timeout=30&callback=f").await;
     srv.wait_subscribers("c", Transport::Poll, 1).await;
@@ -161,10 +158,10 @@ async fn a_client_that_leaves_a_held_poll_is_let_go_at_once() {
     assert_eq!((callback.as_str(), events[0].id), ("f", Some(id)));
 }
 
-#[tokio::test]
-async fn a_request_sent_behind_a_held_poll_is_answered_after_it() {
+both_flavors!(a_request_sent_behind_a_held_poll_is_answered_after_it);
+async fn a_request_sent_behind_a_held_poll_is_answered_after_it(flavor: Flavor) {
     // Bytes that arrive while a poll waits are kept for the next request.
-    let srv = Server::with_defaults().await;
+    let srv = flavor.with_defaults().await;
     let mut conn = start_poll(&srv, "/ch/c/poll?timeout=30").await;
     srv.wait_subscribers("c", Transport::Poll, 1).await;
     conn.send(&Req::get("/ch/c/info").host(&srv.host()).to_bytes())

@@ -1,8 +1,7 @@
 //! tandem's integration tests: one binary, one module per feature. Every test
 //! runs a real server on 127.0.0.1 with an OS-chosen port and talks to it over
-//! TCP with a hand-written HTTP/1 client (`support.rs`).
-
-mod support;
+//! TCP with a hand-written HTTP/1 client: the test kit (`tests/kit`, the
+//! `kit` crate), which the browser tests and loadgen share.
 
 mod cobrowse;
 mod connections;

@@ -1,16 +1,12 @@
 //! `/ch/{c}/info`, `/healthz` and `/metrics`.
 
-use tandem::{Config, Transport};
+use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
-#[tokio::test]
-async fn info_counts_subscribers_per_transport() {
-    let srv = Server::start(Config {
-        buffer_events: 2,
-        ..config()
-    })
-    .await;
+both_flavors!(info_counts_subscribers_per_transport);
+async fn info_counts_subscribers_per_transport(flavor: Flavor) {
+    let srv = flavor.start(config().buffer_events(2)).await;
     let v = srv.info("c").await;
     assert_eq!(
         v,
@@ -79,9 +75,9 @@ async fn info_counts_subscribers_per_transport() {
     assert_eq!(srv.info("other").await["last_id"], 0);
 }
 
-#[tokio::test]
-async fn healthz() {
-    let srv = Server::with_defaults().await;
+both_flavors!(healthz);
+async fn healthz(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv.get("/healthz").await;
     assert_eq!(r.head.status, 200);
     r.head.expect("content-type", "application/json");
@@ -96,13 +92,15 @@ fn metric(text: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+// Serve only: `tandem_connections_open` and `_refused_total` are counted
+// by serve's accept loop, which an embedder's hyper server does not run.
 #[tokio::test]
 async fn metrics_reflect_activity() {
-    let srv = Server::start(Config {
-        buffer_events: 2,
-        heartbeat: std::time::Duration::from_millis(100),
-        ..config()
-    })
+    let srv = Server::start(
+        config()
+            .buffer_events(2)
+            .heartbeat(std::time::Duration::from_millis(100)),
+    )
     .await;
     let r = srv.get("/metrics").await;
     assert_eq!(r.head.status, 200);
@@ -146,9 +144,9 @@ async fn metrics_reflect_activity() {
     .await;
 }
 
-#[tokio::test]
-async fn head_probes_get_headers_without_a_body() {
-    let srv = Server::with_defaults().await;
+both_flavors!(head_probes_get_headers_without_a_body);
+async fn head_probes_get_headers_without_a_body(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for path in ["/healthz", "/metrics", "/ch/c/info", "/", "/tandem.js"] {
         let r = srv.send(Req::new("HEAD", path)).await;
         assert_eq!(r.head.status, 200, "HEAD {path}");

@@ -2,9 +2,9 @@
 //! multipart/form-data with a file part; 202 with the id(s); the event is in
 //! the router by the time the answer comes.
 
-use tandem::wire::{parse_poll, WireEvent};
+use tandem::__private::wire::{parse_poll, WireEvent};
 
-use crate::support::*;
+use kit::*;
 
 async fn all_events(srv: &Server, channel: &str) -> Vec<WireEvent> {
     let r = srv
@@ -13,9 +13,9 @@ async fn all_events(srv: &Server, channel: &str) -> Vec<WireEvent> {
     parse_poll(&r.body).unwrap().0
 }
 
-#[tokio::test]
-async fn raw_body_keeps_its_content_type_and_answers_202_with_the_id() {
-    let srv = Server::with_defaults().await;
+both_flavors!(raw_body_keeps_its_content_type_and_answers_202_with_the_id);
+async fn raw_body_keeps_its_content_type_and_answers_202_with_the_id(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv
         .post("/ch/c?type=chat", Some("application/json"), b"{\"a\":1}")
         .await;
@@ -49,18 +49,18 @@ async fn raw_body_keeps_its_content_type_and_answers_202_with_the_id() {
     assert_eq!(evs[2].data, b"plain");
 }
 
-#[tokio::test]
-async fn chunked_raw_body() {
-    let srv = Server::with_defaults().await;
+both_flavors!(chunked_raw_body);
+async fn chunked_raw_body(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let data = vec![b'z'; 2500];
     let r = srv.send(Req::post("/ch/c", &data).chunked()).await;
     assert_eq!(r.head.status, 202, "{}", r.text());
     assert_eq!(all_events(&srv, "c").await[0].data, data);
 }
 
-#[tokio::test]
-async fn curl_d_style_form_is_the_whole_body() {
-    let srv = Server::with_defaults().await;
+both_flavors!(curl_d_style_form_is_the_whole_body);
+async fn curl_d_style_form_is_the_whole_body(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     // `curl -d hello`: urlencoded content type, but no fields.
     let r = srv
         .post("/ch/c", Some("application/x-www-form-urlencoded"), b"hello")
@@ -93,9 +93,9 @@ async fn curl_d_style_form_is_the_whole_body() {
     .expect_error(400, &["percent-encoding"]);
 }
 
-#[tokio::test]
-async fn form_with_type_and_data() {
-    let srv = Server::with_defaults().await;
+both_flavors!(form_with_type_and_data);
+async fn form_with_type_and_data(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv
         .post(
             "/ch/c",
@@ -121,9 +121,9 @@ async fn form_with_type_and_data() {
     assert_eq!((evs[1].kind.as_str(), text(&evs[1])), ("note", "just data"));
 }
 
-#[tokio::test]
-async fn multipart_form_data_publishes_one_event_per_part() {
-    let srv = Server::with_defaults().await;
+both_flavors!(multipart_form_data_publishes_one_event_per_part);
+async fn multipart_form_data_publishes_one_event_per_part(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let png: &[u8] = &[
         0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 0xff,
@@ -167,9 +167,9 @@ async fn multipart_form_data_publishes_one_event_per_part() {
     );
 }
 
-#[tokio::test]
-async fn a_single_part_multipart_answers_ids() {
-    let srv = Server::with_defaults().await;
+both_flavors!(a_single_part_multipart_answers_ids);
+async fn a_single_part_multipart_answers_ids(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let body = form_data("b", &[("x", None, None, b"1")]);
     let r = srv
         .post("/ch/c", Some("multipart/form-data; boundary=b"), &body)
@@ -177,9 +177,9 @@ async fn a_single_part_multipart_answers_ids() {
     assert_eq!(r.text(), "{\"ids\":[1]}");
 }
 
-#[tokio::test]
-async fn publish_answers_after_the_event_is_in_the_router() {
-    let srv = Server::with_defaults().await;
+both_flavors!(publish_answers_after_the_event_is_in_the_router);
+async fn publish_answers_after_the_event_is_in_the_router(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for i in 1..=30u64 {
         let id = srv.publish("c", &format!("n{i}")).await;
         assert_eq!(id, i);
@@ -194,9 +194,9 @@ async fn publish_answers_after_the_event_is_in_the_router() {
     }
 }
 
-#[tokio::test]
-async fn ids_are_per_channel_and_keep_alive_works() {
-    let srv = Server::with_defaults().await;
+both_flavors!(ids_are_per_channel_and_keep_alive_works);
+async fn ids_are_per_channel_and_keep_alive_works(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut conn = srv.connect().await;
     for (ch, want) in [("a", 1), ("b", 1), ("a", 2), ("a", 3), ("b", 2)] {
         let r = conn
@@ -206,9 +206,9 @@ async fn ids_are_per_channel_and_keep_alive_works() {
     }
 }
 
-#[tokio::test]
-async fn percent_encoded_channel_names() {
-    let srv = Server::with_defaults().await;
+both_flavors!(percent_encoded_channel_names);
+async fn percent_encoded_channel_names(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let r = srv.post("/ch/room%3A1", Some("text/plain"), b"x").await;
     assert_eq!(r.head.status, 202);
     assert_eq!(srv.hub.info("room:1").last_id, 1);
@@ -216,9 +216,9 @@ async fn percent_encoded_channel_names() {
     assert_eq!(parse_poll(&r.body).unwrap().0.len(), 1);
 }
 
-#[tokio::test]
-async fn expect_100_continue_like_curl_sends_for_big_bodies() {
-    let srv = Server::with_defaults().await;
+both_flavors!(expect_100_continue_like_curl_sends_for_big_bodies);
+async fn expect_100_continue_like_curl_sends_for_big_bodies(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let data = vec![b'd'; 4000];
     let mut conn = srv.connect().await;
     conn.send(
@@ -238,9 +238,9 @@ async fn expect_100_continue_like_curl_sends_for_big_bodies() {
     assert_eq!(all_events(&srv, "c").await[0].data, data);
 }
 
-#[tokio::test]
-async fn large_events_cross_every_transport_intact() {
-    let srv = Server::with_defaults().await;
+both_flavors!(large_events_cross_every_transport_intact);
+async fn large_events_cross_every_transport_intact(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut mp = srv.multipart("/ch/c/multipart").await;
     let mut fr = srv.iframe("/ch/c/iframe", "tandemEvent").await;

@@ -1,10 +1,9 @@
 //! Resume on every transport: `?since=N`, SSE `Last-Event-ID`, one `gap` when
 //! the cursor is older than the ring, `?backlog=N`.
 
-use tandem::wire::{parse_jsonp, parse_poll, WireEvent};
-use tandem::Config;
+use tandem::__private::wire::{parse_jsonp, parse_poll, WireEvent};
 
-use crate::support::*;
+use kit::*;
 
 async fn publish_n(srv: &Server, channel: &str, n: u64) {
     for i in 1..=n {
@@ -13,7 +12,7 @@ async fn publish_n(srv: &Server, channel: &str, n: u64) {
 }
 
 fn assert_texts(evs: &[WireEvent], ids: std::ops::RangeInclusive<u64>) {
-    assert_eq!(crate::support::ids(evs), some_ids(ids.clone()));
+    assert_eq!(kit::ids(evs), some_ids(ids.clone()));
     for (e, i) in evs.iter().zip(ids) {
         assert_eq!(text(e), format!("e{i}"));
     }
@@ -45,9 +44,9 @@ async fn poll_events(srv: &Server, transport: &str, query: &str) -> (Vec<WireEve
     }
 }
 
-#[tokio::test]
-async fn since_replays_buffered_events_in_order_on_every_transport() {
-    let srv = Server::with_defaults().await;
+both_flavors!(since_replays_buffered_events_in_order_on_every_transport);
+async fn since_replays_buffered_events_in_order_on_every_transport(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 5).await;
     for t in ["sse", "multipart", "mixed", "iframe"] {
         let evs = stream_events(&srv, t, "since=2", 3).await;
@@ -60,9 +59,9 @@ async fn since_replays_buffered_events_in_order_on_every_transport() {
     }
 }
 
-#[tokio::test]
-async fn since_then_live_without_duplicates() {
-    let srv = Server::with_defaults().await;
+both_flavors!(since_then_live_without_duplicates);
+async fn since_then_live_without_duplicates(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 3).await;
     let mut s = srv.sse("/ch/c/sse?since=1").await;
     let mut got = s.take(2).await;
@@ -76,9 +75,9 @@ async fn since_then_live_without_duplicates() {
     assert_eq!(s.next_event().await.id, Some(7));
 }
 
-#[tokio::test]
-async fn sse_last_event_id_resumes() {
-    let srv = Server::with_defaults().await;
+both_flavors!(sse_last_event_id_resumes);
+async fn sse_last_event_id_resumes(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 5).await;
     let mut s = srv
         .sse_with(Req::get("/ch/c/sse").header("Last-Event-ID", "3"))
@@ -88,20 +87,17 @@ async fn sse_last_event_id_resumes() {
     assert_texts(&[s.next_event().await], 6..=6);
 }
 
-#[tokio::test]
-async fn since_at_the_head_waits_for_new_events() {
-    let srv = Server::with_defaults().await;
+both_flavors!(since_at_the_head_waits_for_new_events);
+async fn since_at_the_head_waits_for_new_events(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 2).await;
     let mut s = srv.sse("/ch/c/sse?since=2").await;
     srv.publish("c", "e3").await;
     assert_texts(&[s.next_event().await], 3..=3);
 }
 
-fn small_ring() -> Config {
-    Config {
-        buffer_events: 4,
-        ..config()
-    }
+fn small_ring() -> Setup {
+    config().buffer_events(4)
 }
 
 fn assert_gap(srv: &Server, e: &WireEvent, from: u64, to: u64) {
@@ -115,9 +111,9 @@ fn assert_gap(srv: &Server, e: &WireEvent, from: u64, to: u64) {
     );
 }
 
-#[tokio::test]
-async fn cursor_older_than_the_ring_gets_one_gap_first() {
-    let srv = Server::start(small_ring()).await;
+both_flavors!(cursor_older_than_the_ring_gets_one_gap_first);
+async fn cursor_older_than_the_ring_gets_one_gap_first(flavor: Flavor) {
+    let srv = flavor.start(small_ring()).await;
     publish_n(&srv, "c", 10).await; // the ring keeps 7..=10
     for t in ["sse", "multipart", "mixed", "iframe"] {
         let mut evs = stream_events(&srv, t, "since=2", 5).await;
@@ -137,9 +133,9 @@ async fn cursor_older_than_the_ring_gets_one_gap_first() {
     assert_eq!(evs.iter().filter(|e| e.kind == "gap").count(), 1);
 }
 
-#[tokio::test]
-async fn gap_bytes_on_the_wire() {
-    let srv = Server::start(small_ring()).await;
+both_flavors!(gap_bytes_on_the_wire);
+async fn gap_bytes_on_the_wire(flavor: Flavor) {
+    let srv = flavor.start(small_ring()).await;
     publish_n(&srv, "c", 6).await; // ring 3..=6
     let e = srv.epoch("c");
     let mut s = srv.sse("/ch/c/sse?since=0").await;
@@ -170,9 +166,9 @@ async fn gap_bytes_on_the_wire() {
     );
 }
 
-#[tokio::test]
-async fn backlog_replays_the_last_n() {
-    let srv = Server::with_defaults().await;
+both_flavors!(backlog_replays_the_last_n);
+async fn backlog_replays_the_last_n(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 5).await;
     let mut s = srv.sse("/ch/c/sse?backlog=2").await;
     assert_texts(&s.take(2).await, 4..=5);
@@ -190,28 +186,25 @@ async fn backlog_replays_the_last_n() {
     assert_eq!(next, srv.cursor("c", 6));
 }
 
-#[tokio::test]
-async fn no_cursor_means_only_new_events() {
-    let srv = Server::with_defaults().await;
+both_flavors!(no_cursor_means_only_new_events);
+async fn no_cursor_means_only_new_events(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     publish_n(&srv, "c", 3).await;
     let mut s = srv.sse("/ch/c/sse").await;
     srv.publish("c", "e4").await;
     assert_texts(&[s.next_event().await], 4..=4);
 }
 
-#[tokio::test]
-async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order() {
-    let srv = Server::start(Config {
-        buffer_events: 1000,
-        ..config()
-    })
-    .await;
+both_flavors!(a_burst_larger_than_every_batch_arrives_whole_and_in_order);
+async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order(flavor: Flavor) {
+    let srv = flavor.start(config().buffer_events(1000)).await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut mp = srv.multipart("/ch/c/mixed").await;
     for i in 1..=500u64 {
         let e = srv
             .hub
             .publish("c", tandem::NewEvent::message(format!("e{i}")))
+            .await
             .unwrap();
         assert_eq!(e.id(), i);
     }
@@ -223,17 +216,16 @@ async fn a_burst_larger_than_every_batch_arrives_whole_and_in_order() {
     assert_eq!(next, srv.cursor("c", 100));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest() {
+both_flavors!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_reader_that_falls_behind_gets_a_gap_and_then_the_rest
+);
+async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest(flavor: Flavor) {
     // The reader's socket buffer is tiny and it reads nothing while 19 MiB
     // are published: the server cannot queue that much (the stream pulls from
     // the ring only when the socket takes more), so the reader falls behind
     // the 16-event ring and must be told with a gap, then resume in order.
-    let srv = Server::start(Config {
-        buffer_events: 16,
-        ..config()
-    })
-    .await;
+    let srv = flavor.start(config().buffer_events(16)).await;
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
     let stream = within("connect", sock.connect(srv.addr)).await.unwrap();
@@ -243,7 +235,7 @@ async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest() {
     let head = conn.read_head().await;
     assert_eq!(head.status, 200);
     let body = conn.into_body(&head, "GET");
-    let mut s = Events::new(head, body, tandem::wire::SseParser::new());
+    let mut s = Events::new(head, body, tandem::__private::wire::SseParser::new());
     srv.wait_subscribers("c", tandem::Transport::Sse, 1).await;
 
     let n = 600u64;
@@ -251,6 +243,7 @@ async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest() {
     for _ in 0..n {
         srv.hub
             .publish("c", tandem::NewEvent::message(data.clone()))
+            .await
             .unwrap();
         tokio::task::yield_now().await;
     }
@@ -280,15 +273,11 @@ async fn a_reader_that_falls_behind_gets_a_gap_and_then_the_rest() {
     );
 }
 
-#[tokio::test]
-async fn backlog_never_reaches_behind_the_ring() {
+both_flavors!(backlog_never_reaches_behind_the_ring);
+async fn backlog_never_reaches_behind_the_ring(flavor: Flavor) {
     // Asking for more than is buffered replays what is buffered, with no gap:
     // the ids before the ring were never part of "the last N buffered".
-    let srv = Server::start(Config {
-        buffer_events: 3,
-        ..config()
-    })
-    .await;
+    let srv = flavor.start(config().buffer_events(3)).await;
     publish_n(&srv, "c", 10).await;
     let (evs, next) = poll_events(&srv, "poll", "backlog=50").await;
     assert_texts(&evs, 8..=10);

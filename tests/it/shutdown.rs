@@ -3,14 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use tandem::wire::parse_poll;
-use tandem::{Config, Transport};
+use tandem::__private::wire::parse_poll;
+use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
-#[tokio::test]
-async fn streams_and_polls_end_cleanly() {
-    let mut srv = Server::with_defaults().await;
+both_flavors!(streams_and_polls_end_cleanly);
+async fn streams_and_polls_end_cleanly(flavor: Flavor) {
+    let mut srv = flavor.with_defaults().await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut mp = srv.multipart("/ch/c/multipart").await;
     let mut fr = srv.iframe("/ch/c/iframe", "tandemEvent").await;
@@ -77,15 +77,14 @@ async fn streams_and_polls_end_cleanly() {
     assert_eq!(srv.hub.info("c").subscribers.iter().sum::<usize>(), 0);
 }
 
+// Serve only: the listener closing and the drain bounded by
+// `shutdown_timeout` belong to serve's accept loop (an embedder's loop is
+// its own).
 #[tokio::test]
 async fn new_connections_are_refused_while_draining() {
     // A publish whose body never finishes keeps the server draining until
     // shutdown_timeout; meanwhile the port no longer accepts.
-    let mut srv = Server::start(Config {
-        shutdown_timeout: Duration::from_secs(2),
-        ..config()
-    })
-    .await;
+    let mut srv = Server::start(config().shutdown_timeout(Duration::from_secs(2))).await;
     let mut slow = srv.connect().await;
     slow.send(b"POST /ch/c HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part")
         .await;
@@ -107,17 +106,17 @@ async fn new_connections_are_refused_while_draining() {
     assert_eq!(srv.hub.info("c").last_id, 0);
 }
 
-#[tokio::test]
-async fn serve_returns_promptly_with_nothing_open() {
-    let mut srv = Server::with_defaults().await;
+both_flavors!(serve_returns_promptly_with_nothing_open);
+async fn serve_returns_promptly_with_nothing_open(flavor: Flavor) {
+    let mut srv = flavor.with_defaults().await;
     srv.publish("c", "x").await;
     srv.trigger_shutdown();
     srv.join(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_publish_in_flight_finishes_during_shutdown() {
-    let mut srv = Server::with_defaults().await;
+both_flavors!(a_publish_in_flight_finishes_during_shutdown);
+async fn a_publish_in_flight_finishes_during_shutdown(flavor: Flavor) {
+    let mut srv = flavor.with_defaults().await;
     let mut conn = srv.connect().await;
     let head = format!(
         "POST /ch/c HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello",
@@ -134,12 +133,12 @@ async fn a_publish_in_flight_finishes_during_shutdown() {
     srv.join(Duration::from_secs(5)).await.unwrap();
 }
 
-#[tokio::test]
-async fn closing_a_channel_ends_its_streams_and_polls() {
+both_flavors!(closing_a_channel_ends_its_streams_and_polls);
+async fn closing_a_channel_ends_its_streams_and_polls(flavor: Flavor) {
     // `Hub::close` (used when a help session ends): what was published is
     // still delivered, then streams end cleanly and a waiting poll answers
     // at once; other channels are untouched.
-    let srv = Server::with_defaults().await;
+    let srv = flavor.with_defaults().await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut other = srv.sse("/ch/d/sse").await;
     let mut poll = srv.connect().await;

@@ -3,11 +3,11 @@
 //! transport `GET /ch/{c}` picks from `Accept`.
 
 use base64::Engine;
-use tandem::transport::multipart::BOUNDARY;
-use tandem::wire::{parse_jsonp, parse_poll, MultipartParser, SseParser};
+use tandem::__private::wire::{parse_jsonp, parse_poll, MultipartParser, SseParser};
+use tandem::__private::BOUNDARY;
 use tandem::Transport;
 
-use crate::support::*;
+use kit::*;
 
 /// Splits one multipart part (headers, blank line, body) off the front of
 /// `bytes`, checking it ends with CRLF and the next delimiter line.
@@ -51,8 +51,8 @@ fn value<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .1
 }
 
-async fn multipart_stream(path: &str, content_type: &str) {
-    let srv = Server::with_defaults().await;
+async fn multipart_stream(flavor: Flavor, path: &str, content_type: &str) {
+    let srv = flavor.with_defaults().await;
     let (head, mut body) = srv.open(Req::get(path)).await;
     assert_eq!(head.status, 200, "{}", head.raw);
     head.expect("content-type", content_type);
@@ -150,27 +150,29 @@ async fn multipart_stream(path: &str, content_type: &str) {
     assert_eq!(p.heartbeats, 0);
 }
 
-#[tokio::test]
-async fn multipart_x_mixed_replace_framing() {
+both_flavors!(multipart_x_mixed_replace_framing);
+async fn multipart_x_mixed_replace_framing(flavor: Flavor) {
     multipart_stream(
+        flavor,
         "/ch/c/multipart",
         &format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
     )
     .await;
 }
 
-#[tokio::test]
-async fn multipart_mixed_framing() {
+both_flavors!(multipart_mixed_framing);
+async fn multipart_mixed_framing(flavor: Flavor) {
     multipart_stream(
+        flavor,
         "/ch/c/mixed",
         &format!("multipart/mixed; boundary={BOUNDARY}"),
     )
     .await;
 }
 
-#[tokio::test]
-async fn multipart_default_content_type_is_text() {
-    let srv = Server::with_defaults().await;
+both_flavors!(multipart_default_content_type_is_text);
+async fn multipart_default_content_type_is_text(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let mut s = srv.multipart("/ch/c/mixed").await;
     srv.post("/ch/c", None, b"no type given").await;
     let e = s.next_event().await;
@@ -179,9 +181,9 @@ async fn multipart_default_content_type_is_text() {
     assert_eq!(e.data, b"no type given");
 }
 
-#[tokio::test]
-async fn sse_framing() {
-    let srv = Server::with_defaults().await;
+both_flavors!(sse_framing);
+async fn sse_framing(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let (head, mut body) = srv.open(Req::get("/ch/c/sse")).await;
     assert_eq!(head.status, 200, "{}", head.raw);
     head.expect("content-type", "text/event-stream; charset=utf-8");
@@ -232,9 +234,9 @@ async fn sse_framing() {
     assert_eq!(evs[1].data, bin);
 }
 
-#[tokio::test]
-async fn poll_json_with_binary_as_data_b64() {
-    let srv = Server::with_defaults().await;
+both_flavors!(poll_json_with_binary_as_data_b64);
+async fn poll_json_with_binary_as_data_b64(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.post("/ch/c?type=chat", Some("text/plain"), b"hi \"you\"")
         .await;
     let png = [0x89, b'P', b'N', b'G', 0, 0xff, 0xfe];
@@ -287,9 +289,9 @@ async fn poll_json_with_binary_as_data_b64() {
     assert_eq!(evs[1].data, png);
 }
 
-#[tokio::test]
-async fn jsonp_wraps_the_poll_answer() {
-    let srv = Server::with_defaults().await;
+both_flavors!(jsonp_wraps_the_poll_answer);
+async fn jsonp_wraps_the_poll_answer(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     srv.post(
         "/ch/c",
         Some("text/plain"),
@@ -322,9 +324,9 @@ async fn jsonp_wraps_the_poll_answer() {
     );
 }
 
-#[tokio::test]
-async fn jsonp_refuses_bad_callbacks() {
-    let srv = Server::with_defaults().await;
+both_flavors!(jsonp_refuses_bad_callbacks);
+async fn jsonp_refuses_bad_callbacks(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let long = "a".repeat(65);
     for cb in [
         "alert(1)",
@@ -354,14 +356,10 @@ async fn jsonp_refuses_bad_callbacks() {
         .expect_error(400, &["callback"]);
 }
 
-#[tokio::test]
-async fn iframe_padding_and_script_safety() {
+both_flavors!(iframe_padding_and_script_safety);
+async fn iframe_padding_and_script_safety(flavor: Flavor) {
     // Even with no configured padding, the page pads at least 1 KiB.
-    let srv = Server::start(tandem::Config {
-        stream_padding: 0,
-        ..config()
-    })
-    .await;
+    let srv = flavor.start(config().stream_padding(0)).await;
     let mut page = srv.iframe("/ch/c/iframe?callback=cb", "cb").await;
     page.head.expect("content-type", "text/html; charset=utf-8");
     page.head.expect_no_cache();
@@ -394,9 +392,9 @@ async fn iframe_padding_and_script_safety() {
     }
 }
 
-#[tokio::test]
-async fn channel_route_negotiates_by_accept() {
-    let srv = Server::with_defaults().await;
+both_flavors!(channel_route_negotiates_by_accept);
+async fn channel_route_negotiates_by_accept(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     let cases = [
         (
             "text/event-stream",
@@ -439,9 +437,9 @@ async fn channel_route_negotiates_by_accept() {
     }
 }
 
-#[tokio::test]
-async fn every_subscribe_response_has_no_cache_headers() {
-    let srv = Server::with_defaults().await;
+both_flavors!(every_subscribe_response_has_no_cache_headers);
+async fn every_subscribe_response_has_no_cache_headers(flavor: Flavor) {
+    let srv = flavor.with_defaults().await;
     for t in ["multipart", "mixed", "sse", "iframe"] {
         let (head, _body) = srv.open(Req::get(&format!("/ch/c/{t}"))).await;
         assert_eq!(head.status, 200, "{t}");

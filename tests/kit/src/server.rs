@@ -1,0 +1,454 @@
+//! A tandem server in the test's runtime, on `127.0.0.1` with an OS-chosen
+//! port, started one of two ways ([`Flavor`]): `tandem::serve` (the binary's
+//! accept loop, with its lean paths for streams and publishes) or
+//! `tandem::Service` mounted in a plain hyper server, as an embedder does.
+//! It can be shut down, joined, and restarted on the same port with the same
+//! hub.
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tandem::__private::wire::{MultipartParser, SseParser};
+use tandem::cobrowse::{Cobrowse, CobrowseConfig};
+use tandem::http::HttpConfig;
+use tandem::{Config, Hub, NewEvent, Service, Transport};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::conn::{wait_until, BodyReader, Conn, Response};
+use crate::events::{Events, IframeParser};
+use crate::http1::{Head, Req};
+
+/// What a test server runs with: each layer's settings, built with one
+/// chain of setters whichever layer a setting belongs to
+/// (`config().buffer_events(8).max_connections(5)`).
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The router and transports.
+    pub core: Config,
+    /// Connections, timeouts, origins.
+    pub http: HttpConfig,
+    /// Co-browsing (mounted by the `Serve` flavor, as the binary does).
+    pub cobrowse: CobrowseConfig,
+}
+
+macro_rules! forward {
+    ($layer:ident { $($field:ident: $t:ty),* $(,)? }) => {
+        impl Setup {
+            $(
+                pub fn $field(mut self, value: $t) -> Setup {
+                    self.$layer = self.$layer.$field(value);
+                    self
+                }
+            )*
+        }
+    };
+}
+
+forward!(core {
+    buffer_events: usize,
+    buffer_age: Duration,
+    max_event_bytes: usize,
+    max_parts: usize,
+    poll_batch: usize,
+    poll_timeout: Duration,
+    poll_timeout_max: Duration,
+    heartbeat: Duration,
+    stream_padding: usize,
+    sse_retry: Duration,
+    sweep_interval: Duration,
+});
+forward!(http {
+    max_connections: usize,
+    idle_timeout: Duration,
+    allow_origins: Vec<String>,
+    shutdown_timeout: Duration,
+});
+
+impl Setup {
+    pub fn agent_key(mut self, key: Option<String>) -> Setup {
+        if let Some(k) = key {
+            self.cobrowse = self.cobrowse.agent_key(k);
+        }
+        self
+    }
+    pub fn agents_file(mut self, path: Option<PathBuf>) -> Setup {
+        if let Some(p) = path {
+            self.cobrowse = self.cobrowse.agents_file(p);
+        }
+        self
+    }
+    pub fn audit_file(mut self, path: Option<PathBuf>) -> Setup {
+        if let Some(p) = path {
+            self.cobrowse = self.cobrowse.audit_file(p);
+        }
+        self
+    }
+    pub fn canned_file(mut self, path: Option<PathBuf>) -> Setup {
+        if let Some(p) = path {
+            self.cobrowse = self.cobrowse.canned_file(p);
+        }
+        self
+    }
+}
+
+/// Small values so tests are quick. The heartbeat is long so it stays out
+/// of byte-exact checks; tests about heartbeats set their own.
+pub fn config() -> Setup {
+    Setup {
+        core: Config::default(),
+        http: HttpConfig::default(),
+        cobrowse: CobrowseConfig::default(),
+    }
+    .buffer_events(64)
+    .heartbeat(Duration::from_secs(30))
+    .poll_timeout(Duration::from_secs(1))
+    .poll_timeout_max(Duration::from_secs(30))
+    .stream_padding(2048)
+    .sse_retry(Duration::from_millis(1500))
+    .shutdown_timeout(Duration::from_secs(3))
+    .max_connections(1000)
+}
+
+/// Settings for browser tests: short heartbeats and retries, so that
+/// reconnects and idle detection happen within a test's time.
+pub fn browser_config() -> Setup {
+    config()
+        .buffer_events(1024)
+        .heartbeat(Duration::from_millis(500))
+        .poll_timeout(Duration::from_secs(5))
+        .sse_retry(Duration::from_millis(300))
+        .shutdown_timeout(Duration::from_secs(2))
+}
+
+/// How a test server serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `tandem::serve`: the accept loop with the connection limit and the
+    /// lean paths for streams and publishes.
+    Serve,
+    /// `tandem::Service` in a plain hyper HTTP/1 server (the accept loop in
+    /// [`serve_hyper`]): what an embedder runs, hyper on every request.
+    Hyper,
+}
+
+impl Flavor {
+    /// Starts a server of this flavor.
+    pub async fn start(self, setup: Setup) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let hub = Hub::new(setup.core.clone()).expect("valid test config");
+        let mut server = Server {
+            addr,
+            hub,
+            setup,
+            flavor: self,
+            stop: None,
+            task: None,
+        };
+        server.serve(listener);
+        server
+    }
+
+    /// Starts a server of this flavor with [`config`].
+    pub async fn with_defaults(self) -> Server {
+        self.start(config()).await
+    }
+}
+
+/// A tandem server running in the test's runtime; shut down on drop.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    pub setup: Setup,
+    pub flavor: Flavor,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Server {
+    /// Starts `tandem::serve` with `setup`.
+    pub async fn start(setup: Setup) -> Server {
+        Flavor::Serve.start(setup).await
+    }
+
+    /// Starts `tandem::serve` with [`config`].
+    pub async fn with_defaults() -> Server {
+        Server::start(config()).await
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let stop = async {
+            let _ = rx.await;
+        };
+        let service = Service::new(self.hub.clone())
+            .with_config(self.setup.http.clone())
+            .expect("valid test http config");
+        self.stop = Some(tx);
+        self.task = Some(match self.flavor {
+            Flavor::Serve => {
+                // What the binary serves: channels, co-browsing with its
+                // demo portal, and the live status feed.
+                let cb = Cobrowse::new(self.hub.clone(), self.setup.cobrowse.clone())
+                    .expect("valid test co-browsing config")
+                    .with_portal();
+                let service = service.with_app(Arc::new(cb));
+                tokio::spawn(tandem::status::run(
+                    self.hub.clone(),
+                    service.shutdown().clone(),
+                ));
+                tokio::spawn(
+                    tandem::serve(listener, service)
+                        .with_graceful_shutdown(stop)
+                        .into_future(),
+                )
+            }
+            Flavor::Hyper => tokio::spawn(serve_hyper(listener, service, stop)),
+        });
+    }
+
+    /// Completes the shutdown future the server was given.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for the server to return; panics if it takes longer than `bound`.
+    pub async fn join(&mut self, bound: Duration) -> io::Result<()> {
+        let task = self.task.take().expect("serve task already joined");
+        tokio::time::timeout(bound, task)
+            .await
+            .unwrap_or_else(|_| panic!("serve did not return within {bound:?}"))
+            .expect("serve task panicked")
+    }
+
+    /// Shuts down gracefully (every stream and connection ends) and waits
+    /// until the server has drained.
+    pub async fn shutdown(&mut self) {
+        self.trigger_shutdown();
+        if self.task.is_some() {
+            self.join(Duration::from_secs(10)).await.expect("serve");
+        }
+    }
+
+    /// Shuts down gracefully, waits for it, and listens again on the same
+    /// port with the same hub (every connection is dropped, no event is lost).
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebinding {}: {e}", self.addr),
+            }
+        };
+        self.serve(listener);
+    }
+
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn connect(&self) -> Conn {
+        Conn::connect(self.addr).await
+    }
+
+    /// Sends one request on a new connection and reads the whole response.
+    pub async fn send(&self, req: Req) -> Response {
+        let mut conn = self.connect().await;
+        conn.request(&req.host(&self.host())).await
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(Req::get(path)).await
+    }
+
+    /// A raw publish: `content_type` (if any) and the body as given.
+    pub async fn post(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Response {
+        let mut req = Req::post(path, body);
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        self.send(req).await
+    }
+
+    /// Publishes text over HTTP and returns its id (asserting 202).
+    pub async fn publish(&self, channel: &str, data: &str) -> u64 {
+        let r = self
+            .post(
+                &format!("/ch/{channel}"),
+                Some("text/plain; charset=utf-8"),
+                data.as_bytes(),
+            )
+            .await;
+        assert_eq!(r.head.status, 202, "publish answered {}", r.text());
+        r.json()["id"].as_u64().expect("publish answers an id")
+    }
+
+    /// Publishes straight into the hub; returns the event's id.
+    pub async fn publish_event(&self, channel: &str, event: NewEvent) -> u64 {
+        self.hub
+            .publish(channel, event)
+            .await
+            .expect("publish")
+            .id()
+    }
+
+    /// Opens a streamed GET and reads its head.
+    pub async fn open(&self, req: Req) -> (Head, BodyReader) {
+        let mut conn = self.connect().await;
+        let method = req.method.clone();
+        conn.send(&req.host(&self.host()).to_bytes()).await;
+        let head = conn.read_head().await;
+        let body = conn.into_body(&head, &method);
+        (head, body)
+    }
+
+    /// Opens an SSE stream and checks it was accepted.
+    pub async fn sse(&self, path: &str) -> Events<SseParser> {
+        self.sse_with(Req::get(path)).await
+    }
+
+    pub async fn sse_with(&self, req: Req) -> Events<SseParser> {
+        let (head, body) = self.open(req).await;
+        assert_eq!(head.status, 200, "{}", head.raw);
+        Events::new(head, body, SseParser::new())
+    }
+
+    /// Opens a multipart (x-mixed-replace or mixed) stream.
+    pub async fn multipart(&self, path: &str) -> Events<MultipartParser> {
+        let (head, body) = self.open(Req::get(path)).await;
+        assert_eq!(head.status, 200, "{}", head.raw);
+        let parser = MultipartParser::new(tandem::__private::BOUNDARY);
+        Events::new(head, body, parser)
+    }
+
+    /// Opens a forever-iframe page.
+    pub async fn iframe(&self, path: &str, callback: &str) -> Events<IframeParser> {
+        let (head, body) = self.open(Req::get(path)).await;
+        assert_eq!(head.status, 200, "{}", head.raw);
+        Events::new(head, body, IframeParser::new(callback))
+    }
+
+    /// `GET /ch/{c}/info` as JSON.
+    pub async fn info(&self, channel: &str) -> Value {
+        let r = self.get(&format!("/ch/{channel}/info")).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// The channel's current epoch, straight from the hub (it must exist).
+    pub fn epoch(&self, channel: &str) -> String {
+        let info = self.hub.info(channel);
+        info.epoch.expect("the channel exists").to_string()
+    }
+
+    /// `EPOCH:ID` in the channel's current epoch.
+    pub fn cursor(&self, channel: &str, id: u64) -> String {
+        format!("{}:{id}", self.epoch(channel))
+    }
+
+    /// Live subscribers of a channel on one transport, straight from the hub.
+    pub fn subscribers(&self, channel: &str, t: Transport) -> usize {
+        self.hub.info(channel).subscribers[t as usize]
+    }
+
+    /// Sends a long-poll on `conn` from `since`, held up to 30 s, and waits
+    /// until the server holds it (the channel then has one more poller).
+    pub async fn hold_poll(&self, conn: &mut Conn, channel: &str, since: u64) {
+        let before = self.subscribers(channel, Transport::Poll);
+        let path = format!("/ch/{channel}/poll?timeout=30&since={since}");
+        conn.send(&Req::get(&path).host(&self.host()).to_bytes())
+            .await;
+        self.wait_subscribers(channel, Transport::Poll, before + 1)
+            .await;
+    }
+
+    /// Waits (bounded) until the channel has `n` subscribers on transport `t`.
+    pub async fn wait_subscribers(&self, channel: &str, t: Transport, n: usize) {
+        wait_until(
+            &format!("{n} {} subscriber(s) on {channel}", t.name()),
+            || {
+                let ok = self.subscribers(channel, t) == n;
+                async move { ok }
+            },
+        )
+        .await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+    }
+}
+
+/// `tandem::Service` in a plain hyper server, the way the docs tell an
+/// embedder to run it: hyper's HTTP/1 connection on each accepted socket,
+/// no lean paths, no connection limit. When `shutdown` completes it stops
+/// accepting, tells the service (streams end, long-polls answer) and every
+/// connection (hyper's graceful shutdown: requests in flight finish), and
+/// waits for them at most the config's `shutdown_timeout`.
+pub async fn serve_hyper(
+    listener: TcpListener,
+    service: Service,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let service = service.clone();
+        let stop = service.shutdown().wait();
+        connections.spawn(async move {
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Ends the streams, answers the long-polls; connections then close.
+    service.shutdown().trigger();
+    let drained = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(service.config().shutdown_timeout, drained).await;
+    // Dropping the set aborts whatever did not drain in time.
+    Ok(())
+}
