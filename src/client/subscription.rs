@@ -1,0 +1,440 @@
+//! A subscription: a state machine that connects, reads, resumes.
+//!
+//! All that outlives a connection is plain data here (the cursor, the
+//! failure count, deliveries not yet taken); the I/O in flight is one boxed
+//! future or one body at a time in `State`. So the cursor can be read at
+//! any moment, and dropping the subscription drops its connection.
+//!
+//! Each answer's wire events go through `accept`, which keeps the promise of
+//! the stream: an event at or before the cursor (in the same incarnation of
+//! the channel) is a duplicate and skipped; a gap moves the cursor past the
+//! ids it reports; an event of another incarnation that came without a
+//! reset gap gets one made up for it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use hyper::body::Body as _;
+use tokio::time::Sleep;
+
+use super::conn::{self, Req};
+use super::cursor::Cursor;
+use super::delivery::{Delivery, Gap};
+use super::error::Error;
+use super::target::Target;
+use super::transport::{self, Decoder, Transport};
+use super::Client;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The events of one channel, as a `futures_core::Stream` of
+/// `Result<Delivery, Error>` that resumes across disconnects. Made by
+/// [`Client::subscribe`]; see [the module](super) for the promise it keeps.
+///
+/// After an error the stream ends. Dropping it closes its connection.
+pub struct Subscription {
+    client: Client,
+    target: Target,
+    transport: Transport,
+    cursor: Option<Cursor>,
+    /// The URL asks for `backlog=N`: starting without a cursor is meant.
+    backlog: bool,
+    /// Whether the server has answered once (until then, an address that
+    /// refuses connections is an error at once, not something to wait out).
+    reached: bool,
+    /// Failed attempts in a row.
+    failures: u32,
+    ready: VecDeque<Delivery>,
+    state: State,
+}
+
+enum State {
+    /// Between requests: the next one is to be made.
+    Idle,
+    /// A stream's answer head is awaited.
+    Opening(BoxFuture<Result<conn::Opened, Error>>),
+    /// A stream is being read.
+    Streaming(Box<Streaming>),
+    /// A long-poll answer (or the first poll that finds the cursor) is awaited.
+    Polling(Transport, BoxFuture<Result<Bytes, Error>>),
+    /// Backing off before the next attempt.
+    Waiting(Pin<Box<Sleep>>),
+    /// Given up: the error is yielded next, then the end.
+    Failed(Error),
+    Done,
+}
+
+struct Streaming {
+    opened: conn::Opened,
+    decoder: Decoder,
+    /// Reset by every byte; when it fires the stream is taken for dead.
+    silence: Pin<Box<Sleep>>,
+}
+
+impl Subscription {
+    pub(crate) fn new(client: Client, target: Target) -> Subscription {
+        Subscription {
+            transport: target.transport.unwrap_or_default(),
+            cursor: target.since.clone(),
+            backlog: target.has_param("backlog"),
+            reached: false,
+            failures: 0,
+            ready: VecDeque::new(),
+            state: State::Idle,
+            client,
+            target,
+        }
+    }
+
+    /// Starts after `cursor` instead of where the URL says. Call it before
+    /// the first poll.
+    pub fn with_since(mut self, cursor: Cursor) -> Subscription {
+        self.cursor = Some(cursor);
+        self
+    }
+
+    /// Uses `transport` instead of the one the URL names. Call it before
+    /// the first poll.
+    pub fn with_transport(mut self, transport: Transport) -> Subscription {
+        self.transport = transport;
+        self
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Where the subscription stands: the last id accounted for (delivered,
+    /// or reported lost), to resume from later with
+    /// [`with_since`](Subscription::with_since). `None` before the server
+    /// has said where the channel is.
+    pub fn cursor(&self) -> Option<&Cursor> {
+        self.cursor.as_ref()
+    }
+
+    /// The next delivery; `None` once the stream has ended (after an error).
+    pub async fn next(&mut self) -> Option<Result<Delivery, Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+
+    /// Makes the next request: a poll that finds the cursor when there is
+    /// none yet, else a stream or a long-poll from the cursor.
+    fn start(&mut self) {
+        let s = &self.client.settings;
+        let since = self.cursor.as_ref().map(Cursor::to_string);
+        let find_cursor = since.is_none() && !self.backlog;
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        if let Some(since) = &since {
+            params.push(("since", since));
+        }
+        if find_cursor || !self.transport.is_stream() {
+            let (transport, hold) = if find_cursor {
+                (Transport::Poll, Duration::ZERO)
+            } else {
+                (self.transport, s.poll_timeout)
+            };
+            let secs = hold.as_secs_f64().to_string();
+            params.push(("timeout", &secs));
+            if transport == Transport::Jsonp {
+                params.push(("callback", transport::CALLBACK));
+            }
+            let req = Req::get(self.target.subscribe_path(transport, &params));
+            let (settings, pool) = (s.clone(), self.client.pool.clone());
+            let ep = self.target.endpoint.clone();
+            let deadline = hold + s.request_timeout;
+            self.state = State::Polling(
+                transport,
+                Box::pin(async move { conn::fetch(&settings, &pool, &ep, req, deadline).await }),
+            );
+        } else {
+            if self.transport == Transport::Iframe {
+                params.push(("callback", transport::CALLBACK));
+            }
+            let req = Req::get(self.target.subscribe_path(self.transport, &params));
+            let settings = s.clone();
+            let ep = self.target.endpoint.clone();
+            self.state = State::Opening(Box::pin(
+                async move { conn::open(&settings, &ep, req).await },
+            ));
+        }
+    }
+
+    /// A stream's head arrived.
+    fn opened(&mut self, opened: conn::Opened) {
+        self.reached();
+        let content_type = opened
+            .resp
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        match Decoder::new(self.transport, content_type) {
+            Ok(decoder) => {
+                log::debug!(
+                    "{} stream of {} open from {}",
+                    self.transport,
+                    self.target.channel,
+                    self.cursor_text()
+                );
+                self.state = State::Streaming(Box::new(Streaming {
+                    opened,
+                    decoder,
+                    silence: Box::pin(tokio::time::sleep(self.client.settings.idle_timeout)),
+                }))
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    /// A long-poll answer arrived: its events, then its `next` cursor.
+    fn answered(&mut self, transport: Transport, body: &[u8]) {
+        self.reached();
+        match transport::parse_answer(transport, body) {
+            Ok((events, next)) => {
+                for w in events {
+                    match Delivery::from_wire(w) {
+                        Ok(d) => self.accept(d),
+                        Err(e) => return self.failed(e),
+                    }
+                }
+                // `next` also moves past events the server skipped (echoes).
+                self.cursor = Some(next);
+                self.state = State::Idle;
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn reached(&mut self) {
+        self.reached = true;
+        self.failures = 0;
+    }
+
+    /// Takes one delivery in: skips duplicates, moves the cursor.
+    fn accept(&mut self, d: Delivery) {
+        match d {
+            Delivery::Event(e) => {
+                if let Some(c) = &self.cursor {
+                    if c.same_incarnation(e.epoch.as_deref()) {
+                        if e.id <= c.id() {
+                            log::debug!("skipping {} (at {c} already)", e.cursor());
+                            return;
+                        }
+                    } else {
+                        // Another incarnation with no word from the server:
+                        // say the channel started over, as it should have.
+                        self.ready.push_back(Delivery::Gap(Gap {
+                            from: 1,
+                            to: e.id - 1,
+                            reset: true,
+                            epoch: e.epoch.clone(),
+                        }));
+                    }
+                }
+                self.cursor = Some(e.cursor());
+                self.ready.push_back(Delivery::Event(e));
+            }
+            Delivery::Gap(g) => {
+                let epoch = match (&g.epoch, g.reset) {
+                    (Some(e), _) => Some(e.clone()),
+                    (None, true) => None,
+                    (None, false) => self
+                        .cursor
+                        .as_ref()
+                        .and_then(|c| c.epoch().map(str::to_string)),
+                };
+                self.cursor = Some(Cursor::from_parts(epoch, g.to));
+                self.ready.push_back(Delivery::Gap(g));
+            }
+        }
+    }
+
+    /// An attempt failed: back off and try again, or give up.
+    fn failed(&mut self, e: Error) {
+        let never_reached = e.is_connect() && !self.reached;
+        self.failures += 1;
+        let spent = self
+            .client
+            .settings
+            .retries
+            .is_some_and(|max| self.failures > max);
+        if !e.is_transient() || never_reached || spent {
+            self.state = State::Failed(e);
+            return;
+        }
+        let delay = self.backoff();
+        log::info!(
+            "{e}; resuming {} from {} in {delay:.1?}",
+            self.target.channel,
+            self.cursor_text()
+        );
+        self.wait(delay);
+    }
+
+    /// The stream ended as streams do (server shutdown, channel closed):
+    /// open it again after a short wait.
+    fn ended(&mut self) {
+        self.failures += 1;
+        let delay = self.backoff();
+        log::debug!(
+            "the {} stream of {} ended; resuming from {} in {delay:.1?}",
+            self.transport,
+            self.target.channel,
+            self.cursor_text()
+        );
+        self.wait(delay);
+    }
+
+    fn wait(&mut self, delay: Duration) {
+        self.state = State::Waiting(Box::pin(tokio::time::sleep(delay)));
+    }
+
+    /// The wait before the next attempt: doubling per failure, capped,
+    /// 50 to 100% of it at random so clients cut off together do not all
+    /// come back at once.
+    fn backoff(&self) -> Duration {
+        let s = &self.client.settings;
+        let doublings = self.failures.saturating_sub(1).min(20);
+        let full = s
+            .retry_delay
+            .saturating_mul(1 << doublings)
+            .min(s.max_retry_delay);
+        full.mul_f64(0.5 + 0.5 * random_unit())
+    }
+
+    fn cursor_text(&self) -> String {
+        self.cursor
+            .as_ref()
+            .map_or_else(|| "the newest event".into(), |c| format!("cursor {c}"))
+    }
+
+    /// Reads what the stream has; `Pending` when it has nothing yet.
+    fn read(&mut self, cx: &mut Context<'_>, mut st: Box<Streaming>) -> Poll<()> {
+        loop {
+            match Pin::new(st.opened.resp.body_mut()).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let idle = self.client.settings.idle_timeout;
+                    st.silence
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + idle);
+                    match st.decoder.feed(&data) {
+                        Ok(events) => {
+                            for w in events {
+                                match Delivery::from_wire(w) {
+                                    Ok(d) => self.accept(d),
+                                    Err(e) => {
+                                        self.failed(e);
+                                        return Poll::Ready(());
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.failed(e);
+                            return Poll::Ready(());
+                        }
+                    }
+                    if !self.ready.is_empty() {
+                        self.state = State::Streaming(st);
+                        return Poll::Ready(());
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.failed(Error::io(&self.target.endpoint.addr, e));
+                    return Poll::Ready(());
+                }
+                Poll::Ready(None) => {
+                    self.ended();
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {
+                    if st.silence.as_mut().poll(cx).is_ready() {
+                        let idle = self.client.settings.idle_timeout;
+                        self.failed(Error::timeout(
+                            format!("waiting for bytes on the {} stream", self.transport),
+                            idle,
+                        ));
+                        return Poll::Ready(());
+                    }
+                    self.state = State::Streaming(st);
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// A number in [0, 1) from the OS (jitter needs no more than that).
+fn random_unit() -> f64 {
+    let mut b = [0u8; 4];
+    if getrandom::getrandom(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+impl Stream for Subscription {
+    type Item = Result<Delivery, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(d) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(d)));
+            }
+            match std::mem::replace(&mut this.state, State::Idle) {
+                State::Done => {
+                    this.state = State::Done;
+                    return Poll::Ready(None);
+                }
+                State::Failed(e) => {
+                    this.state = State::Done;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                State::Idle => this.start(),
+                State::Waiting(mut sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        this.state = State::Waiting(sleep);
+                        return Poll::Pending;
+                    }
+                }
+                State::Opening(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = State::Opening(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(opened)) => this.opened(opened),
+                    Poll::Ready(Err(e)) => this.failed(e),
+                },
+                State::Polling(transport, mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = State::Polling(transport, fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(body)) => this.answered(transport, &body),
+                    Poll::Ready(Err(e)) => this.failed(e),
+                },
+                State::Streaming(st) => ready!(this.read(cx, st)),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channel", &self.target.channel)
+            .field("transport", &self.transport)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
