@@ -49,7 +49,11 @@ pub struct Subscription {
     reached: bool,
     /// Failed attempts in a row.
     failures: u32,
-    ready: VecDeque<Delivery>,
+    /// Deliveries read but not yet taken, each with the cursor after it.
+    ready: VecDeque<(Delivery, Cursor)>,
+    /// The cursor after the last delivery taken (what `cursor()` says
+    /// while some read ones wait in `ready`).
+    taken: Option<Cursor>,
     state: State,
 }
 
@@ -85,6 +89,7 @@ impl Subscription {
             reached: false,
             failures: 0,
             ready: VecDeque::new(),
+            taken: None,
             state: State::Idle,
             client,
             target,
@@ -110,12 +115,16 @@ impl Subscription {
         self.transport
     }
 
-    /// Where the subscription stands: the last id accounted for (delivered,
-    /// or reported lost), to resume from later with
-    /// [`with_since`](Subscription::with_since). `None` before the server
-    /// has said where the channel is.
+    /// Where the subscription stands: the last id accounted for (taken
+    /// from the stream, or reported lost in a gap taken from it), to resume
+    /// from later with [`with_since`](Subscription::with_since). `None`
+    /// before the server has said where the channel is.
     pub fn cursor(&self) -> Option<&Cursor> {
-        self.cursor.as_ref()
+        if self.ready.is_empty() {
+            self.cursor.as_ref()
+        } else {
+            self.taken.as_ref()
+        }
     }
 
     /// The next delivery; `None` once the stream has ended (after an error).
@@ -218,6 +227,9 @@ impl Subscription {
 
     /// Takes one delivery in: skips duplicates, moves the cursor.
     fn accept(&mut self, d: Delivery) {
+        if self.ready.is_empty() {
+            self.taken = self.cursor.clone();
+        }
         match d {
             Delivery::Event(e) => {
                 if let Some(c) = &self.cursor {
@@ -229,16 +241,19 @@ impl Subscription {
                     } else {
                         // Another incarnation with no word from the server:
                         // say the channel started over, as it should have.
-                        self.ready.push_back(Delivery::Gap(Gap {
+                        let g = Gap {
                             from: 1,
                             to: e.id - 1,
                             reset: true,
                             epoch: e.epoch.clone(),
-                        }));
+                        };
+                        let after = g.cursor();
+                        self.ready.push_back((Delivery::Gap(g), after));
                     }
                 }
-                self.cursor = Some(e.cursor());
-                self.ready.push_back(Delivery::Event(e));
+                let after = e.cursor();
+                self.cursor = Some(after.clone());
+                self.ready.push_back((Delivery::Event(e), after));
             }
             Delivery::Gap(g) => {
                 let epoch = match (&g.epoch, g.reset) {
@@ -249,8 +264,9 @@ impl Subscription {
                         .as_ref()
                         .and_then(|c| c.epoch().map(str::to_string)),
                 };
-                self.cursor = Some(Cursor::from_parts(epoch, g.to));
-                self.ready.push_back(Delivery::Gap(g));
+                let after = Cursor::from_parts(epoch, g.to);
+                self.cursor = Some(after.clone());
+                self.ready.push_back((Delivery::Gap(g), after));
             }
         }
     }
@@ -388,7 +404,8 @@ impl Stream for Subscription {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
-            if let Some(d) = this.ready.pop_front() {
+            if let Some((d, after)) = this.ready.pop_front() {
+                this.taken = Some(after);
                 return Poll::Ready(Some(Ok(d)));
             }
             match std::mem::replace(&mut this.state, State::Idle) {
@@ -436,5 +453,124 @@ impl std::fmt::Debug for Subscription {
             .field("transport", &self.transport)
             .field("cursor", &self.cursor)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::Event;
+
+    fn sub(url: &str) -> Subscription {
+        Client::new().subscribe(url).unwrap()
+    }
+
+    fn event(epoch: Option<&str>, id: u64) -> Delivery {
+        Delivery::Event(Event {
+            id,
+            epoch: epoch.map(str::to_string),
+            kind: "message".into(),
+            data: Bytes::from_static(b"x"),
+            content_type: None,
+            from: None,
+        })
+    }
+
+    fn taken(s: &mut Subscription) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some((d, after)) = s.ready.pop_front() {
+            s.taken = Some(after.clone());
+            let what = match d {
+                Delivery::Event(e) => format!("event {}", e.cursor()),
+                Delivery::Gap(g) => format!("gap {}..={} reset={}", g.from, g.to, g.reset),
+            };
+            out.push(format!("{what} -> {after}"));
+        }
+        out
+    }
+
+    #[test]
+    fn skips_what_it_has_seen_and_follows_gaps() {
+        let mut s = sub("http://h/ch/a/sse?since=e1:2");
+        for id in [1, 2, 3, 3, 4] {
+            s.accept(event(Some("e1"), id));
+        }
+        s.accept(Delivery::Gap(Gap {
+            from: 5,
+            to: 7,
+            reset: false,
+            epoch: None,
+        }));
+        s.accept(event(Some("e1"), 8));
+        assert_eq!(
+            taken(&mut s),
+            [
+                "event e1:3 -> e1:3",
+                "event e1:4 -> e1:4",
+                "gap 5..=7 reset=false -> e1:7",
+                "event e1:8 -> e1:8",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_reset_forgets_the_ids_seen() {
+        let mut s = sub("http://h/ch/a/sse?since=e1:9");
+        s.accept(Delivery::Gap(Gap {
+            from: 1,
+            to: 0,
+            reset: true,
+            epoch: Some("e2".into()),
+        }));
+        s.accept(event(Some("e2"), 1));
+        // A new incarnation the server did not announce gets a reset too.
+        s.accept(event(Some("e3"), 2));
+        // Today's servers send no epoch: a reset still starts ids over.
+        s.accept(Delivery::Gap(Gap {
+            from: 1,
+            to: 0,
+            reset: true,
+            epoch: None,
+        }));
+        s.accept(event(None, 1));
+        assert_eq!(
+            taken(&mut s),
+            [
+                "gap 1..=0 reset=true -> e2:0",
+                "event e2:1 -> e2:1",
+                "gap 1..=1 reset=true -> e3:1",
+                "event e3:2 -> e3:2",
+                "gap 1..=0 reset=true -> 0",
+                "event 1 -> 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cursor_is_that_of_the_last_delivery_taken() {
+        let mut s = sub("http://h/ch/a/sse?since=4");
+        assert_eq!(s.cursor(), Some(&Cursor::new(4)));
+        s.accept(event(None, 5));
+        s.accept(event(None, 6));
+        assert_eq!(s.cursor(), Some(&Cursor::new(4)), "nothing taken yet");
+        let (_, after) = s.ready.pop_front().unwrap();
+        s.taken = Some(after);
+        assert_eq!(s.cursor(), Some(&Cursor::new(5)));
+        s.ready.clear();
+        assert_eq!(s.cursor(), Some(&Cursor::new(6)));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter() {
+        let mut s = Client::new()
+            .with_retry_delay(Duration::from_millis(100), Duration::from_millis(800))
+            .subscribe("http://h/ch/a")
+            .unwrap();
+        for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (9, 800), (99, 800)] {
+            s.failures = failures;
+            let d = s.backoff();
+            let full = Duration::from_millis(full);
+            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod client;
 mod cobrowse;
 mod connections;
 mod cors;
