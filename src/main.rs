@@ -431,27 +431,32 @@ fn sub(cmd: SubCmd) -> ExitCode {
     use std::io::Write;
     use tandem::client::{Client, Delivery};
 
-    let mut subscription = match Client::new().with_retries(None).subscribe(&cmd.url) {
-        Ok(s) => s,
-        Err(e) => return client_failure(&e),
-    };
-    if let Some(t) = cmd.transport {
-        subscription = subscription.with_transport(t);
-    }
-    if let Some(c) = cmd.since {
-        subscription = subscription.with_since(c);
-    }
-    let mut left = cmd.count;
-    if left == Some(0) {
+    if cmd.count == Some(0) {
         return ExitCode::SUCCESS;
     }
+    let mut left = cmd.count;
+    let client = Client::new().with_retries(None);
     client_runtime().block_on(async {
+        let mut subscribe = client.subscribe(&cmd.url);
+        if let Some(t) = cmd.transport {
+            subscribe = subscribe.transport(t);
+        }
+        if let Some(c) = cmd.since {
+            subscribe = subscribe.since(c);
+        }
+        let mut subscription = match subscribe.await {
+            Ok(s) => s,
+            Err(e) => return client_failure(&e),
+        };
         let mut out = std::io::stdout().lock();
         while let Some(delivery) = subscription.next().await {
             let written = match delivery {
                 Err(e) => return client_failure(&e),
                 Ok(Delivery::Event(e)) => {
                     let w = match cmd.format {
+                        // One line per event: data that ends its own
+                        // line gets no second newline.
+                        Format::Text if e.data.ends_with(b"\n") => out.write_all(&e.data),
                         Format::Text => out.write_all(&e.data).and_then(|()| out.write_all(b"\n")),
                         Format::Json => writeln!(out, "{}", event_json(&e)),
                     };

@@ -7,7 +7,7 @@
 //! not repeated). TLS would wrap the `TcpStream` in [`connect`] and nothing
 //! else.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -25,15 +25,19 @@ use super::Settings;
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// Idle keep-alive connections, most recently used last.
+/// Idle keep-alive connections, most recently used last, with when each
+/// became idle.
 #[derive(Default)]
 pub(crate) struct Pool {
-    idle: Mutex<Vec<(Endpoint, Sender)>>,
+    idle: Mutex<Vec<(Endpoint, Sender, Instant)>>,
 }
 
-/// At most this many idle connections are kept (servers close them after
-/// their idle timeout anyway).
+/// At most this many idle connections are kept.
 const MAX_IDLE: usize = 8;
+
+/// An idle connection is not used after this long: well before tandem's
+/// own idle timeout (75 s) closes it, and before a NAT on the way forgets it.
+const IDLE_FOR: Duration = Duration::from_secs(45);
 
 /// The largest error message read from a refusal.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -44,8 +48,8 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 impl Pool {
     fn take(&self, ep: &Endpoint) -> Option<Sender> {
         let mut idle = self.idle.lock();
-        idle.retain(|(_, s)| !s.is_closed());
-        let i = idle.iter().rposition(|(e, _)| e == ep)?;
+        idle.retain(|(_, s, since)| !s.is_closed() && since.elapsed() < IDLE_FOR);
+        let i = idle.iter().rposition(|(e, _, _)| e == ep)?;
         Some(idle.remove(i).1)
     }
 
@@ -57,7 +61,7 @@ impl Pool {
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
-        idle.push((ep.clone(), sender));
+        idle.push((ep.clone(), sender, Instant::now()));
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! # async fn demo() -> Result<(), tandem::client::Error> {
 //! let client = Client::new();
-//! let mut orders = client.subscribe("http://127.0.0.1:8080/ch/orders/sse")?;
+//! let mut orders = client.subscribe("http://127.0.0.1:8080/ch/orders/sse").await?;
 //! let id = client
 //!     .publish("http://127.0.0.1:8080/ch/orders", NewEvent::message("order 1 shipped"))
 //!     .await?;
@@ -63,7 +63,7 @@ use std::time::Duration;
 pub use cursor::Cursor;
 pub use delivery::{Delivery, Event, Gap};
 pub use error::Error;
-pub use subscription::Subscription;
+pub use subscription::{Subscribe, Subscription};
 pub use transport::Transport;
 
 /// Subscribes and publishes over HTTP. Cheap to clone: clones share the pool
@@ -119,19 +119,26 @@ impl Client {
 
     /// Subscribes to a channel URL: `http://host:port/ch/NAME/TRANSPORT`
     /// (`sse`, `multipart`, `mixed`, `poll`, `jsonp` or `iframe`), or
-    /// `/ch/NAME` for SSE (or [`Subscription::with_transport`]). A prefix
-    /// before `/ch/` is kept, as are query parameters such as `client=ID`
-    /// (echo suppression) and `backlog=N`; `since=CURSOR` sets where to start.
+    /// `/ch/NAME` for SSE. A prefix before `/ch/` is kept, as are query
+    /// parameters such as `client=ID` (echo suppression) and `backlog=N`;
+    /// `since=CURSOR` sets where to start. Set the cursor and transport
+    /// with [`Subscribe::since`] and [`Subscribe::transport`] too, then
+    /// `.await` it:
     ///
-    /// Nothing is sent until the subscription is first polled. Without a
-    /// cursor or a backlog it starts at the channel's newest event: it asks
-    /// the server where that is first, so nothing published after the
-    /// subscription starts is lost to a reconnect.
-    ///
-    /// Fails only for a URL that is not a channel URL; everything else comes
-    /// from the stream.
-    pub fn subscribe(&self, url: &str) -> Result<Subscription, Error> {
-        Ok(Subscription::new(self.clone(), target::Target::parse(url)?))
+    /// ```no_run
+    /// # async fn demo(client: tandem::client::Client, stored: tandem::client::Cursor)
+    /// # -> Result<(), tandem::client::Error> {
+    /// use tandem::client::Transport;
+    /// let news = client.subscribe("http://127.0.0.1:8080/ch/news").await?;
+    /// let resumed = client
+    ///     .subscribe("http://127.0.0.1:8080/ch/news")
+    ///     .since(stored)
+    ///     .transport(Transport::Poll)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn subscribe<'a>(&'a self, url: &'a str) -> Subscribe<'a> {
+        Subscribe::new(self, url)
     }
 
     /// How long connecting may take (default 10 s).

@@ -36,7 +36,9 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// `Result<Delivery, Error>` that resumes across disconnects. Made by
 /// [`Client::subscribe`]; see [the module](super) for the promise it keeps.
 ///
-/// After an error the stream ends. Dropping it closes its connection.
+/// Its first request goes out when it is first polled; events published
+/// from the moment it was made are delivered all the same. After an error
+/// the stream ends. Dropping it closes its connection.
 pub struct Subscription {
     client: Client,
     target: Target,
@@ -57,6 +59,67 @@ pub struct Subscription {
     state: State,
 }
 
+/// A subscription being set up: [`Client::subscribe`] makes it, `.await`
+/// makes the [`Subscription`].
+///
+/// Awaiting fixes where the subscription starts: after the cursor given
+/// (`since`, or `?since=` in the URL), after the last N events
+/// (`?backlog=N`), or else after the channel's newest event, which it asks
+/// the server for, so an event published once the await is over is
+/// delivered even if the first connection breaks. That request's failure
+/// (a refused connection, a bad channel name) is the await's error.
+#[must_use = "a subscription does nothing until awaited, then polled"]
+pub struct Subscribe<'a> {
+    client: &'a Client,
+    url: &'a str,
+    since: Option<Cursor>,
+    transport: Option<Transport>,
+}
+
+impl<'a> Subscribe<'a> {
+    pub(crate) fn new(client: &'a Client, url: &'a str) -> Subscribe<'a> {
+        Subscribe {
+            client,
+            url,
+            since: None,
+            transport: None,
+        }
+    }
+
+    /// Starts after `cursor` (a stored [`Subscription::cursor`], or
+    /// [`Cursor::start`] for every buffered event), over the URL's `since`.
+    pub fn since(mut self, cursor: Cursor) -> Subscribe<'a> {
+        self.since = Some(cursor);
+        self
+    }
+
+    /// Uses `transport`, over the one the URL names (default SSE).
+    pub fn transport(mut self, transport: Transport) -> Subscribe<'a> {
+        self.transport = Some(transport);
+        self
+    }
+}
+
+impl<'a> std::future::IntoFuture for Subscribe<'a> {
+    type Output = Result<Subscription, Error>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let mut target = Target::parse(self.url)?;
+            if let Some(t) = self.transport {
+                target.transport = Some(t);
+            }
+            if let Some(c) = self.since {
+                target.since = Some(c);
+            }
+            let mut sub = Subscription::new(self.client.clone(), target);
+            sub.find_start().await?;
+            Ok(sub)
+        })
+    }
+}
+
 enum State {
     /// Between requests: the next one is to be made.
     Idle,
@@ -64,7 +127,7 @@ enum State {
     Opening(BoxFuture<Result<conn::Opened, Error>>),
     /// A stream is being read.
     Streaming(Box<Streaming>),
-    /// A long-poll answer (or the first poll that finds the cursor) is awaited.
+    /// A long-poll answer is awaited.
     Polling(Transport, BoxFuture<Result<Bytes, Error>>),
     /// Backing off before the next attempt.
     Waiting(Pin<Box<Sleep>>),
@@ -96,18 +159,31 @@ impl Subscription {
         }
     }
 
-    /// Starts after `cursor` instead of where the URL says. Call it before
-    /// the first poll.
-    pub fn with_since(mut self, cursor: Cursor) -> Subscription {
-        self.cursor = Some(cursor);
-        self
-    }
-
-    /// Uses `transport` instead of the one the URL names. Call it before
-    /// the first poll.
-    pub fn with_transport(mut self, transport: Transport) -> Subscription {
-        self.transport = transport;
-        self
+    /// Fixes where the subscription starts when neither a cursor nor a
+    /// backlog says: a long-poll that holds for nothing answers with the
+    /// channel's newest cursor (and creates the channel if need be).
+    async fn find_start(&mut self) -> Result<(), Error> {
+        if self.cursor.is_some() || self.backlog {
+            return Ok(());
+        }
+        let s = &self.client.settings;
+        let req = Req::get(
+            self.target
+                .subscribe_path(Transport::Poll, &[("timeout", "0")]),
+        );
+        let body = conn::fetch(
+            s,
+            &self.client.pool,
+            &self.target.endpoint,
+            req,
+            s.request_timeout,
+        )
+        .await?;
+        self.answered(Transport::Poll, &body);
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Failed(e) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// The transport in use.
@@ -117,8 +193,8 @@ impl Subscription {
 
     /// Where the subscription stands: the last id accounted for (taken
     /// from the stream, or reported lost in a gap taken from it), to resume
-    /// from later with [`with_since`](Subscription::with_since). `None`
-    /// before the server has said where the channel is.
+    /// from later with [`Subscribe::since`]. `None` only for a subscription
+    /// that started with a backlog and has taken nothing yet.
     pub fn cursor(&self) -> Option<&Cursor> {
         if self.ready.is_empty() {
             self.cursor.as_ref()
@@ -132,33 +208,26 @@ impl Subscription {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// Makes the next request: a poll that finds the cursor when there is
-    /// none yet, else a stream or a long-poll from the cursor.
+    /// Makes the next request: a stream or a long-poll from the cursor.
     fn start(&mut self) {
         let s = &self.client.settings;
         let since = self.cursor.as_ref().map(Cursor::to_string);
-        let find_cursor = since.is_none() && !self.backlog;
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(since) = &since {
             params.push(("since", since));
         }
-        if find_cursor || !self.transport.is_stream() {
-            let (transport, hold) = if find_cursor {
-                (Transport::Poll, Duration::ZERO)
-            } else {
-                (self.transport, s.poll_timeout)
-            };
-            let secs = hold.as_secs_f64().to_string();
+        if !self.transport.is_stream() {
+            let secs = s.poll_timeout.as_secs_f64().to_string();
             params.push(("timeout", &secs));
-            if transport == Transport::Jsonp {
+            if self.transport == Transport::Jsonp {
                 params.push(("callback", transport::CALLBACK));
             }
-            let req = Req::get(self.target.subscribe_path(transport, &params));
+            let req = Req::get(self.target.subscribe_path(self.transport, &params));
             let (settings, pool) = (s.clone(), self.client.pool.clone());
             let ep = self.target.endpoint.clone();
-            let deadline = hold + s.request_timeout;
+            let deadline = s.poll_timeout + s.request_timeout;
             self.state = State::Polling(
-                transport,
+                self.transport,
                 Box::pin(async move { conn::fetch(&settings, &pool, &ep, req, deadline).await }),
             );
         } else {
@@ -462,7 +531,7 @@ mod tests {
     use crate::client::Event;
 
     fn sub(url: &str) -> Subscription {
-        Client::new().subscribe(url).unwrap()
+        Subscription::new(Client::new(), Target::parse(url).unwrap())
     }
 
     fn event(epoch: Option<&str>, id: u64) -> Delivery {
@@ -562,10 +631,9 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_cap_with_jitter() {
-        let mut s = Client::new()
-            .with_retry_delay(Duration::from_millis(100), Duration::from_millis(800))
-            .subscribe("http://h/ch/a")
-            .unwrap();
+        let client =
+            Client::new().with_retry_delay(Duration::from_millis(100), Duration::from_millis(800));
+        let mut s = Subscription::new(client, Target::parse("http://h/ch/a").unwrap());
         for (failures, full) in [(1, 100), (2, 200), (3, 400), (4, 800), (9, 800), (99, 800)] {
             s.failures = failures;
             let d = s.backoff();

@@ -1,6 +1,7 @@
 //! A channel URL taken apart: where to connect, the channel, the transport.
 //!
-//! `http://host:port[/prefix]/ch/NAME[/TRANSPORT][?query]`: the prefix is
+//! `http://host:port[/prefix]/ch/NAME[/TRANSPORT][?query]` (the `http://`
+//! may be left out, as with curl): the prefix is
 //! kept (a `Service` mounted under `/push` serves `/push/ch/NAME`), the
 //! query's `since` becomes the starting cursor and its other parameters
 //! (`client`, `backlog`, ...) travel on every request, except the ones the
@@ -44,7 +45,15 @@ const URL_FORM: &str = "http://HOST:PORT/ch/NAME[/TRANSPORT]";
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target, Error> {
-        let uri: Uri = url
+        // `localhost:8080/ch/x` as curl takes it: http is the default.
+        let with_scheme;
+        let full = if url.contains("://") {
+            url
+        } else {
+            with_scheme = format!("http://{url}");
+            &with_scheme
+        };
+        let uri: Uri = full
             .parse()
             .map_err(|e| Error::input(format!("bad url {url:?}: {e}")))?;
         match uri.scheme_str() {
@@ -198,6 +207,11 @@ mod tests {
             t.publish_path(&[("type", "a b")]),
             "/push/ch/a.b:c@d?type=a%20b"
         );
+        let t = Target::parse("localhost:8080/ch/x").unwrap();
+        assert_eq!(
+            (t.endpoint.addr.as_str(), t.channel.as_str()),
+            ("localhost:8080", "x")
+        );
         let t = Target::parse("http://[::1]:9/ch/ch/mixed").unwrap();
         assert_eq!(t.endpoint.addr, "[::1]:9");
         assert_eq!(
@@ -218,6 +232,7 @@ mod tests {
             ("http://u:p@h/ch/a", "credentials"),
             ("http://h/ch/a?since=x", "bad cursor"),
             ("no url", "bad url"),
+            ("ftp:/x", "not a channel url"),
         ] {
             let e = Target::parse(url).unwrap_err();
             assert!(e.is_input(), "{url}: {e:?}");

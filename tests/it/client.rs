@@ -81,7 +81,7 @@ async fn every_transport_delivers_every_event_in_order() {
     for t in Transport::ALL {
         let ch = url(srv.addr, &format!("/ch/all-{t}"));
         publish_texts(&c, &ch, 1..=2).await;
-        let mut sub = c.subscribe(&format!("{ch}/{t}?since=0")).unwrap();
+        let mut sub = c.subscribe(&format!("{ch}/{t}?since=0")).await.unwrap();
         assert_eq!(sub.transport(), t);
         expect_texts(&mut sub, 1, 2).await;
         publish_texts(&c, &ch, 3..=4).await;
@@ -104,18 +104,12 @@ async fn without_a_cursor_it_starts_at_the_newest_event() {
     for t in [Transport::Sse, Transport::Poll] {
         let ch = url(srv.addr, &format!("/ch/new-{t}"));
         publish_texts(&c, &ch, 1..=3).await;
-        let mut sub = c.subscribe(&ch).unwrap().with_transport(t);
-        // The subscription asks where the channel is before it listens, so
-        // an event published in between is not lost.
-        let publisher = {
-            let (c, ch) = (c.clone(), ch.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                publish_texts(&c, &ch, 4..=4).await;
-            })
-        };
+        let mut sub = c.subscribe(&ch).transport(t).await.unwrap();
+        assert_eq!(sub.cursor(), Some(&Cursor::new(3)));
+        // Published before the subscription ever polled: delivered, since
+        // the await fixed where it starts.
+        publish_texts(&c, &ch, 4..=4).await;
         expect_texts(&mut sub, 4, 1).await;
-        publisher.await.unwrap();
     }
 }
 
@@ -126,7 +120,7 @@ async fn backlog_in_the_url_replays_the_last_events() {
     let ch = url(srv.addr, "/ch/backlog");
     publish_texts(&c, &ch, 1..=5).await;
     for t in ["sse", "poll"] {
-        let mut sub = c.subscribe(&format!("{ch}/{t}?backlog=2")).unwrap();
+        let mut sub = c.subscribe(&format!("{ch}/{t}?backlog=2")).await.unwrap();
         expect_texts(&mut sub, 4, 2).await;
     }
 }
@@ -228,17 +222,10 @@ async fn a_cut_connection_resumes_with_no_loss_and_no_duplicate() {
         let direct = url(srv.addr, &format!("/ch/cut-{t}"));
         let mut sub = c
             .subscribe(&url(relay.addr, &format!("/ch/cut-{t}/{t}")))
+            .await
             .unwrap();
-        // Listening from the newest event (none yet) before the first publish.
-        let first = tokio::spawn({
-            let (c, direct) = (c.clone(), direct.clone());
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                publish_texts(&c, &direct, 1..=3).await;
-            }
-        });
+        publish_texts(&c, &direct, 1..=3).await;
         expect_texts(&mut sub, 1, 3).await;
-        first.await.unwrap();
         relay.cut();
         publish_texts(&c, &direct, 4..=6).await;
         expect_texts(&mut sub, 4, 3).await;
@@ -252,14 +239,16 @@ async fn a_cut_connection_resumes_with_no_loss_and_no_duplicate() {
 async fn a_silent_stream_is_taken_for_dead_and_resumed() {
     let srv = Server::with_defaults().await;
     let relay = Relay::start(srv.addr).await;
-    let c = client().with_idle_timeout(Duration::from_millis(300));
     let direct = url(srv.addr, "/ch/silent");
     for t in [Transport::Sse, Transport::Multipart] {
+        // A client of its own: the last one's idle keep-alive connection
+        // through the relay went silent too.
+        let c = client().with_idle_timeout(Duration::from_millis(300));
         let mut sub = c
             .subscribe(&url(relay.addr, "/ch/silent"))
-            .unwrap()
-            .with_transport(t)
-            .with_since(Cursor::new(srv.hub.info("silent").last_id));
+            .transport(t)
+            .await
+            .unwrap();
         let base = srv.hub.info("silent").last_id;
         publish_texts(&c, &direct, base + 1..=base + 1).await;
         expect_texts(&mut sub, base + 1, 1).await;
@@ -289,7 +278,7 @@ async fn a_server_restart_on_the_same_port_resumes_with_no_loss() {
     let (stop, task) = serve(listener, hub.clone());
     let c = client();
     let ch = url(addr, "/ch/restart");
-    let mut sub = c.subscribe(&format!("{ch}/sse?since=0")).unwrap();
+    let mut sub = c.subscribe(&format!("{ch}/sse?since=0")).await.unwrap();
     publish_texts(&c, &ch, 1..=2).await;
     expect_texts(&mut sub, 1, 2).await;
 
@@ -315,9 +304,10 @@ async fn a_closed_channel_comes_back_as_a_reset_and_new_ids_flow() {
         let ch = url(srv.addr, &format!("/ch/{name}"));
         let mut sub = c
             .subscribe(&ch)
-            .unwrap()
-            .with_transport(t)
-            .with_since(Cursor::start());
+            .transport(t)
+            .since(Cursor::start())
+            .await
+            .unwrap();
         publish_texts(&c, &ch, 1..=3).await;
         expect_texts(&mut sub, 1, 3).await;
         assert!(srv.hub.close(&name));
@@ -343,7 +333,7 @@ async fn a_cursor_behind_the_ring_gets_a_gap_then_the_rest() {
     let ch = url(srv.addr, "/ch/behind");
     publish_texts(&c, &ch, 1..=10).await;
     for t in Transport::ALL {
-        let mut sub = c.subscribe(&format!("{ch}/{t}?since=2")).unwrap();
+        let mut sub = c.subscribe(&format!("{ch}/{t}?since=2")).await.unwrap();
         let g = next_gap(&mut sub).await;
         assert_eq!(
             (g.from, g.to, g.reset, g.lost()),
@@ -369,7 +359,7 @@ async fn publish_returns_the_id_and_keeps_type_content_type_and_sender() {
     e.from = Some("ann".into());
     // A subscribe URL names the channel as well.
     assert_eq!(c.publish(&format!("{ch}/sse"), e).await.unwrap(), 4);
-    let mut sub = c.subscribe(&format!("{ch}/mixed?since=3")).unwrap();
+    let mut sub = c.subscribe(&format!("{ch}/mixed?since=3")).await.unwrap();
     let got = next_event(&mut sub).await;
     assert_eq!(got.kind, "doc.saved");
     assert_eq!(got.content_type.as_deref(), Some("application/json"));
@@ -378,6 +368,7 @@ async fn publish_returns_the_id_and_keeps_type_content_type_and_sender() {
     // Echo suppression: a subscriber with the same client id skips its own.
     let mut own = c
         .subscribe(&format!("{ch}/sse?since=4&client=ann"))
+        .await
         .unwrap();
     let mut mine = NewEvent::message("mine");
     mine.from = Some("ann".into());
@@ -412,8 +403,17 @@ async fn refusals_surface_with_their_status_and_message() {
         .unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
 
-    // A refused subscription yields the error once, then ends.
-    let mut sub = c.subscribe(&format!("{ch}/sse?client=a%20b")).unwrap();
+    // Refused when it asks where to start...
+    let e = c
+        .subscribe(&format!("{ch}/sse?client=a%20b"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    // ... or, when it had a cursor, from the stream: once, then the end.
+    let mut sub = c
+        .subscribe(&format!("{ch}/sse?client=a%20b&since=0"))
+        .await
+        .unwrap();
     let e = within("refusal", sub.next()).await.unwrap().unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
     assert!(e.to_string().starts_with("400 bad request: "), "{e}");
@@ -423,7 +423,13 @@ async fn refusals_surface_with_their_status_and_message() {
     let nobody = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gone = nobody.local_addr().unwrap();
     drop(nobody);
-    let mut sub = c.subscribe(&url(gone, "/ch/x/sse")).unwrap();
+    let e = c.subscribe(&url(gone, "/ch/x/sse")).await.unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    let mut sub = c
+        .subscribe(&url(gone, "/ch/x/sse"))
+        .since(Cursor::start())
+        .await
+        .unwrap();
     let e = within("connect error", sub.next())
         .await
         .unwrap()
@@ -441,7 +447,7 @@ async fn refusals_surface_with_their_status_and_message() {
     assert!(e.is_connect(), "{e:?}");
 
     // Not a channel URL: refused before anything is sent.
-    let e = c.subscribe(&url(srv.addr, "/healthz")).unwrap_err();
+    let e = c.subscribe(&url(srv.addr, "/healthz")).await.unwrap_err();
     assert!(
         e.is_input() && e.to_string().contains("not a channel url"),
         "{e}"
@@ -455,6 +461,7 @@ async fn a_subscription_gives_up_after_its_retries() {
     let c = client().with_retries(Some(2));
     let mut sub = c
         .subscribe(&url(relay.addr, "/ch/retries/sse?since=0"))
+        .await
         .unwrap();
     publish_texts(&c, &url(srv.addr, "/ch/retries"), 1..=1).await;
     expect_texts(&mut sub, 1, 1).await;
@@ -510,10 +517,11 @@ async fn cli_pub_prints_ids_and_sub_prints_each_event() {
         (0, "1\n".into(), String::new())
     );
     assert_eq!(
-        run(&["pub", &ch, "--type", "chat", "-"], b"from stdin").await,
+        run(&["pub", &ch, "--type", "chat", "-"], b"from stdin\n").await,
         (0, "2\n".into(), String::new())
     );
-    assert_eq!(run(&["pub", &ch], b"no dash").await.1, "3\n");
+    let bare = format!("{}/ch/cli", srv.addr);
+    assert_eq!(run(&["pub", &bare], b"no dash").await.1, "3\n");
     let (code, out, err) = within("sub to finish", sub).await.unwrap();
     assert_eq!(
         (code, out.as_str()),
