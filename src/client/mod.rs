@@ -66,6 +66,11 @@ pub use error::Error;
 pub use subscription::{Subscribe, Subscription};
 pub use transport::Transport;
 
+/// `docs/rust-client.md`, compiled and run as doctests so its code stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/rust-client.md")]
+pub struct Guide;
+
 /// Subscribes and publishes over HTTP. Cheap to clone: clones share the pool
 /// of idle connections. Settings are copied into each subscription when it
 /// is made.
