@@ -502,7 +502,7 @@ fn event_json(e: &tandem::client::Event) -> String {
     let mut s = format!(
         "{{\"id\":{},\"epoch\":{},\"cursor\":{},\"type\":{}",
         e.id,
-        json!(e.epoch),
+        json!(e.epoch.map(|x| x.to_string())),
         json!(e.cursor().to_string()),
         json!(e.kind)
     );
@@ -525,7 +525,7 @@ fn event_json(e: &tandem::client::Event) -> String {
 
 /// `{"gap":{"from":A,"to":B,"reset":R,"epoch":E}}`
 fn gap_json(g: &tandem::client::Gap) -> String {
-    serde_json::json!({"gap": {"from": g.from, "to": g.to, "reset": g.reset, "epoch": g.epoch}})
+    serde_json::json!({"gap": {"from": g.from, "to": g.to, "reset": g.reset, "epoch": g.epoch.map(|x| x.to_string())}})
         .to_string()
 }
 

@@ -35,13 +35,15 @@
 //! * `mod.rs` (here): [`Client`], its settings, and the two ways in.
 //! * `target.rs`: a channel URL taken apart (host, prefix, channel,
 //!   transport, query).
-//! * `cursor.rs`: [`Cursor`], `EPOCH:ID` or `ID`.
+//! * `cursor.rs`: [`Cursor`] (`EPOCH:ID` or `ID`) and [`Epoch`], shaped as
+//!   the crate's own so one can replace the other.
 //! * `transport.rs`: [`Transport`] and how each one's bytes become wire
 //!   events, with the parsers of [`crate::wire`].
 //! * `delivery.rs`: [`Delivery`], [`Event`], [`Gap`], made from wire events;
 //!   `cursor_of` is the one place that reads a cursor off the wire.
-//! * `subscription.rs`: the [`Subscription`] state machine: connect, read,
-//!   skip duplicates, move the cursor, back off, resume.
+//! * `subscription.rs`: [`Subscribe`], awaited to fix where a subscription
+//!   starts, and the [`Subscription`] state machine: connect, read, skip
+//!   duplicates, move the cursor, back off, resume.
 //! * `publish.rs`: [`Client::publish`].
 //! * `conn.rs`: HTTP/1 with hyper's client connections over TCP, a small
 //!   pool of keep-alive connections for publishes and polls. Plain `http://`
@@ -60,7 +62,7 @@ mod transport;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use cursor::Cursor;
+pub use cursor::{Cursor, Epoch};
 pub use delivery::{Delivery, Event, Gap};
 pub use error::Error;
 pub use subscription::{Subscribe, Subscription};

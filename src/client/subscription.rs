@@ -23,7 +23,7 @@ use hyper::body::Body as _;
 use tokio::time::Sleep;
 
 use super::conn::{self, Req};
-use super::cursor::Cursor;
+use super::cursor::{Cursor, Epoch};
 use super::delivery::{Delivery, Gap};
 use super::error::Error;
 use super::target::Target;
@@ -87,7 +87,7 @@ impl<'a> Subscribe<'a> {
     }
 
     /// Starts after `cursor` (a stored [`Subscription::cursor`], or
-    /// [`Cursor::start`] for every buffered event), over the URL's `since`.
+    /// `Cursor::bare(0)` for every buffered event), over the URL's `since`.
     pub fn since(mut self, cursor: Cursor) -> Subscribe<'a> {
         self.since = Some(cursor);
         self
@@ -147,7 +147,7 @@ impl Subscription {
     pub(crate) fn new(client: Client, target: Target) -> Subscription {
         Subscription {
             transport: target.transport.unwrap_or_default(),
-            cursor: target.since.clone(),
+            cursor: target.since,
             backlog: target.has_param("backlog"),
             reached: false,
             failures: 0,
@@ -195,11 +195,11 @@ impl Subscription {
     /// from the stream, or reported lost in a gap taken from it), to resume
     /// from later with [`Subscribe::since`]. `None` only for a subscription
     /// that started with a backlog and has taken nothing yet.
-    pub fn cursor(&self) -> Option<&Cursor> {
+    pub fn cursor(&self) -> Option<Cursor> {
         if self.ready.is_empty() {
-            self.cursor.as_ref()
+            self.cursor
         } else {
-            self.taken.as_ref()
+            self.taken
         }
     }
 
@@ -211,7 +211,7 @@ impl Subscription {
     /// Makes the next request: a stream or a long-poll from the cursor.
     fn start(&mut self) {
         let s = &self.client.settings;
-        let since = self.cursor.as_ref().map(Cursor::to_string);
+        let since = self.cursor.map(|c| c.to_string());
         let mut params: Vec<(&str, &str)> = Vec::new();
         if let Some(since) = &since {
             params.push(("since", since));
@@ -297,13 +297,13 @@ impl Subscription {
     /// Takes one delivery in: skips duplicates, moves the cursor.
     fn accept(&mut self, d: Delivery) {
         if self.ready.is_empty() {
-            self.taken = self.cursor.clone();
+            self.taken = self.cursor;
         }
         match d {
             Delivery::Event(e) => {
                 if let Some(c) = &self.cursor {
-                    if c.same_incarnation(e.epoch.as_deref()) {
-                        if e.id <= c.id() {
+                    if same_incarnation(c.epoch, e.epoch) {
+                        if e.id <= c.id {
                             log::debug!("skipping {} (at {c} already)", e.cursor());
                             return;
                         }
@@ -314,27 +314,24 @@ impl Subscription {
                             from: 1,
                             to: e.id - 1,
                             reset: true,
-                            epoch: e.epoch.clone(),
+                            epoch: e.epoch,
                         };
                         let after = g.cursor();
                         self.ready.push_back((Delivery::Gap(g), after));
                     }
                 }
                 let after = e.cursor();
-                self.cursor = Some(after.clone());
+                self.cursor = Some(after);
                 self.ready.push_back((Delivery::Event(e), after));
             }
             Delivery::Gap(g) => {
-                let epoch = match (&g.epoch, g.reset) {
-                    (Some(e), _) => Some(e.clone()),
+                let epoch = match (g.epoch, g.reset) {
+                    (Some(e), _) => Some(e),
                     (None, true) => None,
-                    (None, false) => self
-                        .cursor
-                        .as_ref()
-                        .and_then(|c| c.epoch().map(str::to_string)),
+                    (None, false) => self.cursor.and_then(|c| c.epoch),
                 };
-                let after = Cursor::from_parts(epoch, g.to);
-                self.cursor = Some(after.clone());
+                let after = Cursor { epoch, id: g.to };
+                self.cursor = Some(after);
                 self.ready.push_back((Delivery::Gap(g), after));
             }
         }
@@ -458,6 +455,15 @@ impl Subscription {
     }
 }
 
+/// Whether two epochs are of one incarnation, as far as anyone can tell:
+/// an unknown epoch matches any.
+fn same_incarnation(a: Option<Epoch>, b: Option<Epoch>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
 /// A number in [0, 1) from the OS (jitter needs no more than that).
 fn random_unit() -> f64 {
     let mut b = [0u8; 4];
@@ -534,10 +540,14 @@ mod tests {
         Subscription::new(Client::new(), Target::parse(url).unwrap())
     }
 
-    fn event(epoch: Option<&str>, id: u64) -> Delivery {
+    fn epoch(e: &str) -> Option<Epoch> {
+        Some(Epoch::new(e).unwrap())
+    }
+
+    fn event(epoch: Option<Epoch>, id: u64) -> Delivery {
         Delivery::Event(Event {
             id,
-            epoch: epoch.map(str::to_string),
+            epoch,
             kind: "message".into(),
             data: Bytes::from_static(b"x"),
             content_type: None,
@@ -548,7 +558,7 @@ mod tests {
     fn taken(s: &mut Subscription) -> Vec<String> {
         let mut out = Vec::new();
         while let Some((d, after)) = s.ready.pop_front() {
-            s.taken = Some(after.clone());
+            s.taken = Some(after);
             let what = match d {
                 Delivery::Event(e) => format!("event {}", e.cursor()),
                 Delivery::Gap(g) => format!("gap {}..={} reset={}", g.from, g.to, g.reset),
@@ -562,7 +572,7 @@ mod tests {
     fn skips_what_it_has_seen_and_follows_gaps() {
         let mut s = sub("http://h/ch/a/sse?since=e1:2");
         for id in [1, 2, 3, 3, 4] {
-            s.accept(event(Some("e1"), id));
+            s.accept(event(epoch("e1"), id));
         }
         s.accept(Delivery::Gap(Gap {
             from: 5,
@@ -570,7 +580,7 @@ mod tests {
             reset: false,
             epoch: None,
         }));
-        s.accept(event(Some("e1"), 8));
+        s.accept(event(epoch("e1"), 8));
         assert_eq!(
             taken(&mut s),
             [
@@ -589,11 +599,11 @@ mod tests {
             from: 1,
             to: 0,
             reset: true,
-            epoch: Some("e2".into()),
+            epoch: epoch("e2"),
         }));
-        s.accept(event(Some("e2"), 1));
+        s.accept(event(epoch("e2"), 1));
         // A new incarnation the server did not announce gets a reset too.
-        s.accept(event(Some("e3"), 2));
+        s.accept(event(epoch("e3"), 2));
         // Today's servers send no epoch: a reset still starts ids over.
         s.accept(Delivery::Gap(Gap {
             from: 1,
@@ -618,15 +628,25 @@ mod tests {
     #[test]
     fn the_cursor_is_that_of_the_last_delivery_taken() {
         let mut s = sub("http://h/ch/a/sse?since=4");
-        assert_eq!(s.cursor(), Some(&Cursor::new(4)));
+        assert_eq!(s.cursor(), Some(Cursor::bare(4)));
         s.accept(event(None, 5));
         s.accept(event(None, 6));
-        assert_eq!(s.cursor(), Some(&Cursor::new(4)), "nothing taken yet");
+        assert_eq!(s.cursor(), Some(Cursor::bare(4)), "nothing taken yet");
         let (_, after) = s.ready.pop_front().unwrap();
         s.taken = Some(after);
-        assert_eq!(s.cursor(), Some(&Cursor::new(5)));
+        assert_eq!(s.cursor(), Some(Cursor::bare(5)));
         s.ready.clear();
-        assert_eq!(s.cursor(), Some(&Cursor::new(6)));
+        assert_eq!(s.cursor(), Some(Cursor::bare(6)));
+    }
+
+    #[test]
+    fn a_subscription_can_move_between_tasks() {
+        fn send_unpin<T: Send + Unpin>() {}
+        send_unpin::<Subscription>();
+        fn send<T: Send>(_: &T) {}
+        send(&std::future::IntoFuture::into_future(
+            Client::new().subscribe("x"),
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use hyper::Uri;
 
-use super::cursor::Cursor;
+use super::cursor::{self, Cursor};
 use super::error::Error;
 use super::transport::Transport;
 
@@ -106,7 +106,9 @@ impl Target {
             let key = pair.split_once('=').map_or(pair, |(k, _)| k);
             if key == "since" {
                 let value = pair.split_once('=').map_or("", |(_, v)| v);
-                since = Some(value.replace("%3A", ":").replace("%3a", ":").parse()?);
+                since = Some(cursor::parse(
+                    &value.replace("%3A", ":").replace("%3a", ":"),
+                )?);
             } else if !OWN_PARAMS.contains(&key) {
                 query.push(pair.to_string());
             }
@@ -187,7 +189,7 @@ mod tests {
         assert_eq!(t.endpoint.host, "127.0.0.1:8080");
         assert_eq!(t.channel, "news");
         assert_eq!(t.transport, Some(Transport::Sse));
-        assert_eq!(t.since, Some(Cursor::with_epoch("ab", 3).unwrap()));
+        assert_eq!(t.since, Some(cursor::parse("ab:3").unwrap()));
         assert_eq!(
             t.subscribe_path(Transport::Poll, &[("since", "ab:4"), ("timeout", "25")]),
             "/ch/news/poll?client=me&since=ab:4&timeout=25"
@@ -230,7 +232,7 @@ mod tests {
             ("http://h/ch/a/b/c", "not a channel url"),
             ("http://h/ch/a/websocket", "unknown transport \"websocket\""),
             ("http://u:p@h/ch/a", "credentials"),
-            ("http://h/ch/a?since=x", "bad cursor"),
+            ("http://h/ch/a?since=x", "invalid cursor"),
             ("no url", "bad url"),
             ("ftp:/x", "not a channel url"),
         ] {

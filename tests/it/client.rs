@@ -93,7 +93,7 @@ async fn every_transport_delivers_every_event_in_order() {
         let e = next_event(&mut sub).await;
         assert_eq!((e.id, e.kind.as_str()), (5, "blob"), "on {t}");
         assert_eq!(&e.data[..], &[0u8, 159, 146, 150, 10, 13], "on {t}");
-        assert_eq!(sub.cursor(), Some(&Cursor::new(5)), "on {t}");
+        assert_eq!(sub.cursor(), Some(Cursor::bare(5)), "on {t}");
     }
 }
 
@@ -105,7 +105,7 @@ async fn without_a_cursor_it_starts_at_the_newest_event() {
         let ch = url(srv.addr, &format!("/ch/new-{t}"));
         publish_texts(&c, &ch, 1..=3).await;
         let mut sub = c.subscribe(&ch).transport(t).await.unwrap();
-        assert_eq!(sub.cursor(), Some(&Cursor::new(3)));
+        assert_eq!(sub.cursor(), Some(Cursor::bare(3)));
         // Published before the subscription ever polled: delivered, since
         // the await fixed where it starts.
         publish_texts(&c, &ch, 4..=4).await;
@@ -305,7 +305,7 @@ async fn a_closed_channel_comes_back_as_a_reset_and_new_ids_flow() {
         let mut sub = c
             .subscribe(&ch)
             .transport(t)
-            .since(Cursor::start())
+            .since(Cursor::bare(0))
             .await
             .unwrap();
         publish_texts(&c, &ch, 1..=3).await;
@@ -318,7 +318,7 @@ async fn a_closed_channel_comes_back_as_a_reset_and_new_ids_flow() {
         assert!(g.reset, "on {t}: {g:?}");
         assert_eq!((g.from, g.to, g.lost()), (1, 0, 0), "on {t}");
         expect_texts(&mut sub, 1, 1).await;
-        assert_eq!(sub.cursor(), Some(&Cursor::new(1)));
+        assert_eq!(sub.cursor(), Some(Cursor::bare(1)));
     }
 }
 
@@ -340,7 +340,7 @@ async fn a_cursor_behind_the_ring_gets_a_gap_then_the_rest() {
             (3, 6, false, 4),
             "on {t}"
         );
-        assert_eq!(sub.cursor(), Some(&Cursor::new(6)), "on {t}");
+        assert_eq!(sub.cursor(), Some(Cursor::bare(6)), "on {t}");
         expect_texts(&mut sub, 7, 4).await;
     }
 }
@@ -427,7 +427,7 @@ async fn refusals_surface_with_their_status_and_message() {
     assert!(e.is_connect(), "{e:?}");
     let mut sub = c
         .subscribe(&url(gone, "/ch/x/sse"))
-        .since(Cursor::start())
+        .since(Cursor::bare(0))
         .await
         .unwrap();
     let e = within("connect error", sub.next())
