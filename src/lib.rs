@@ -25,6 +25,7 @@
 //! `docs/architecture.md` follows one publish to 10,000 subscribers.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod cobrowse;
 mod config;
 mod error;

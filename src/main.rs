@@ -26,6 +26,8 @@ enum Command {
     Serve(Serve),
     Agents(AgentsCmd),
     Audit(AuditCmd),
+    Sub(SubCmd),
+    Pub(PubCmd),
 }
 
 /// Manage co-browsing agent accounts (the --agents file).
@@ -273,8 +275,10 @@ async fn signal() {
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let serve = match argh::from_env::<Cli>().command {
+    let serve = match parse_args().command {
         Command::Serve(s) => s,
+        Command::Sub(s) => return sub(s),
+        Command::Pub(p) => return publish(p),
         Command::Agents(AgentsCmd {
             command: AgentsSub::Add(a),
         }) => return agents_add(&a),
@@ -365,6 +369,240 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+// --- `tandem sub` and `tandem pub`: the Rust client on the command line ---
+
+/// Like `argh::from_env`, but a usage error exits with 2 (0 is success, 1
+/// a failure at run time).
+fn parse_args() -> Cli {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let cmd = args.first().map_or("tandem", |a| {
+        std::path::Path::new(a)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(a)
+    });
+    let mut rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    // argh takes a lone `-` for an option; for `tandem pub` it means
+    // standard input, which is also what no DATA means.
+    if rest.first() == Some(&"pub") {
+        rest.retain(|a| *a != "-");
+    }
+    Cli::from_args(&[cmd], &rest).unwrap_or_else(|early| match early.status {
+        Ok(()) => {
+            println!("{}", early.output);
+            std::process::exit(0)
+        }
+        Err(()) => {
+            eprintln!("{}\nRun {cmd} --help for more information.", early.output);
+            std::process::exit(2)
+        }
+    })
+}
+
+/// Subscribe to a channel and print its events as they arrive, resuming
+/// with the cursor across disconnects (like `nats sub`).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "sub")]
+struct SubCmd {
+    /// the channel URL: http://HOST:PORT/ch/NAME[/TRANSPORT][?since=CURSOR]
+    #[argh(positional)]
+    url: String,
+    /// sse, multipart, mixed, poll, jsonp or iframe (default: the URL's, else sse)
+    #[argh(option)]
+    transport: Option<tandem::client::Transport>,
+    /// start after this cursor, EPOCH:ID or ID (0: all that is buffered; default: the newest event)
+    #[argh(option)]
+    since: Option<tandem::client::Cursor>,
+    /// exit after this many events (gaps do not count)
+    #[argh(option)]
+    count: Option<u64>,
+    /// text (each event's data on a line; gaps on stderr) or json (an object a line: id, epoch, cursor, type, data; gaps as {"gap":{...}})
+    #[argh(option, default = "Format::Text")]
+    format: Format,
+}
+
+/// How `tandem sub` prints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Format, String> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("unknown format {s:?} (text or json)")),
+        }
+    }
+}
+
+/// Publish one event to a channel and print its id (like `redis-cli publish`).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "pub")]
+struct PubCmd {
+    /// the channel URL: http://HOST:PORT/ch/NAME
+    #[argh(positional)]
+    url: String,
+    /// the data; - or nothing reads standard input
+    #[argh(positional)]
+    data: Option<String>,
+    /// the event type (default message)
+    #[argh(option, long = "type")]
+    kind: Option<String>,
+    /// the data's media type (default none: UTF-8 data is text)
+    #[argh(option)]
+    content_type: Option<String>,
+}
+
+/// A runtime for one client command: one thread is plenty.
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// A client error as an exit: 2 for bad input, 1 for the rest.
+fn client_failure(e: &tandem::client::Error) -> ExitCode {
+    eprintln!("tandem: {e}");
+    ExitCode::from(if e.is_input() { 2 } else { 1 })
+}
+
+fn sub(cmd: SubCmd) -> ExitCode {
+    use std::io::Write;
+    use tandem::client::{Client, Delivery};
+
+    if cmd.count == Some(0) {
+        return ExitCode::SUCCESS;
+    }
+    let mut left = cmd.count;
+    let client = Client::new().with_retries(None);
+    client_runtime().block_on(async {
+        let mut subscribe = client.subscribe(&cmd.url);
+        if let Some(t) = cmd.transport {
+            subscribe = subscribe.transport(t);
+        }
+        if let Some(c) = cmd.since {
+            subscribe = subscribe.since(c);
+        }
+        let mut subscription = match subscribe.await {
+            Ok(s) => s,
+            Err(e) => return client_failure(&e),
+        };
+        let mut out = std::io::stdout().lock();
+        while let Some(delivery) = subscription.next().await {
+            let written = match delivery {
+                Err(e) => return client_failure(&e),
+                Ok(Delivery::Event(e)) => {
+                    let w = match cmd.format {
+                        // One line per event: data that ends its own
+                        // line gets no second newline.
+                        Format::Text if e.data.ends_with(b"\n") => out.write_all(&e.data),
+                        Format::Text => out.write_all(&e.data).and_then(|()| out.write_all(b"\n")),
+                        Format::Json => writeln!(out, "{}", event_json(&e)),
+                    };
+                    left = left.map(|n| n - 1);
+                    w
+                }
+                Ok(Delivery::Gap(g)) => match cmd.format {
+                    Format::Text => {
+                        if g.reset {
+                            eprintln!(
+                                "tandem: the channel started over (lost {} of its new events)",
+                                g.lost()
+                            );
+                        } else {
+                            eprintln!("tandem: lost events {} to {}", g.from, g.to);
+                        }
+                        Ok(())
+                    }
+                    Format::Json => writeln!(out, "{}", gap_json(&g)),
+                },
+            };
+            match written.and_then(|()| out.flush()) {
+                Ok(()) => {}
+                // A reader that has had enough (`| head`) is no failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tandem: writing to standard output: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+            if left == Some(0) {
+                return ExitCode::SUCCESS;
+            }
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+/// `{"id":N,"epoch":E,"cursor":"E:N","type":T,"data":D}` (`data_b64` for
+/// data that is not UTF-8; `content_type` and `from` where known).
+fn event_json(e: &tandem::client::Event) -> String {
+    use serde_json::{json, to_string};
+    let mut s = format!(
+        "{{\"id\":{},\"epoch\":{},\"cursor\":{},\"type\":{}",
+        e.id,
+        json!(e.epoch.map(|x| x.to_string())),
+        json!(e.cursor().to_string()),
+        json!(e.kind)
+    );
+    match e.text() {
+        Some(t) => s.push_str(&format!(",\"data\":{}", json!(t))),
+        None => {
+            use base64::Engine;
+            let b = base64::engine::general_purpose::STANDARD.encode(&e.data);
+            s.push_str(&format!(",\"data_b64\":{}", json!(b)));
+        }
+    }
+    for (k, v) in [("content_type", &e.content_type), ("from", &e.from)] {
+        if let Some(v) = v {
+            s.push_str(&format!(",\"{k}\":{}", to_string(v).unwrap_or_default()));
+        }
+    }
+    s.push('}');
+    s
+}
+
+/// `{"gap":{"from":A,"to":B,"reset":R,"epoch":E}}`
+fn gap_json(g: &tandem::client::Gap) -> String {
+    serde_json::json!({"gap": {"from": g.from, "to": g.to, "reset": g.reset, "epoch": g.epoch.map(|x| x.to_string())}})
+        .to_string()
+}
+
+fn publish(cmd: PubCmd) -> ExitCode {
+    use std::io::Read;
+    let data = match cmd.data.as_deref() {
+        Some(d) if d != "-" => d.as_bytes().to_vec(),
+        _ => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::stdin().lock().read_to_end(&mut buf) {
+                eprintln!("tandem: reading standard input: {e}");
+                return ExitCode::from(1);
+            }
+            buf
+        }
+    };
+    let mut event = tandem::NewEvent::message(data);
+    if let Some(k) = cmd.kind {
+        event = event.with_kind(k);
+    }
+    event.content_type = cmd.content_type;
+    let client = tandem::client::Client::new();
+    match client_runtime().block_on(client.publish(&cmd.url, event)) {
+        Ok(id) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => client_failure(&e),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The files the binary serves itself: the browser client and the demo pages.
 //!
-//! They live in `src/client/` and are embedded at compile time, so the binary
+//! They live in `src/web/` and are embedded at compile time, so the binary
 //! needs nothing beside it. Add a file there and a line here to serve it.
 
 /// A static file: its content type and bytes.
@@ -14,35 +14,35 @@ pub(crate) fn find(path: &str) -> Option<Asset> {
     let (content_type, bytes): (&str, &[u8]) = match path {
         "" | "/" => (
             "text/html; charset=utf-8",
-            include_bytes!("../client/index.html"),
+            include_bytes!("../web/index.html"),
         ),
         "/tandem.js" => (
             "application/javascript; charset=utf-8",
-            include_bytes!("../client/tandem.js"),
+            include_bytes!("../web/tandem.js"),
         ),
         "/status.html" => (
             "text/html; charset=utf-8",
-            include_bytes!("../client/status.html"),
+            include_bytes!("../web/status.html"),
         ),
         "/live-image.html" => (
             "text/html; charset=utf-8",
-            include_bytes!("../client/live-image.html"),
+            include_bytes!("../web/live-image.html"),
         ),
         "/chat.html" => (
             "text/html; charset=utf-8",
-            include_bytes!("../client/chat.html"),
+            include_bytes!("../web/chat.html"),
         ),
         "/cobrowse.js" => (
             "application/javascript; charset=utf-8",
-            include_bytes!("../client/cobrowse.js"),
+            include_bytes!("../web/cobrowse.js"),
         ),
         "/agent" => (
             "text/html; charset=utf-8",
-            include_bytes!("../client/agent.html"),
+            include_bytes!("../web/agent.html"),
         ),
         "/agent.js" => (
             "application/javascript; charset=utf-8",
-            include_bytes!("../client/agent.js"),
+            include_bytes!("../web/agent.js"),
         ),
         _ => return None,
     };

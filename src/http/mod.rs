@@ -12,7 +12,7 @@
 //! * `read.rs`: reading a whole request body within a limit.
 //! * `app.rs`: the hook for an application mounted beside the push routes
 //!   (its own paths, and a gate on every channel access).
-//! * `assets.rs`: the browser client and demo pages, embedded from `src/client/`.
+//! * `assets.rs`: the browser client and demo pages, embedded from `src/web/`.
 //!
 //! Every refusal is an [`crate::Error`] answered as `{"error":"..."}` with the
 //! status that fits; no refusal touches the router or another client.

@@ -75,8 +75,8 @@ fn inline_scripts(html: &str) -> Vec<String> {
 
 #[test]
 fn tandem_js_is_es5() {
-    check_es5(&root().join("src/client/tandem.js")).unwrap_or_else(|e| {
-        panic!("src/client/tandem.js is not ECMAScript 5: {e}");
+    check_es5(&root().join("src/web/tandem.js")).unwrap_or_else(|e| {
+        panic!("src/web/tandem.js is not ECMAScript 5: {e}");
     });
 }
 
@@ -84,7 +84,7 @@ fn tandem_js_is_es5() {
 /// site, old browsers included; the agent console keeps to the same rule.
 #[test]
 fn cobrowse_scripts_are_es5() {
-    for file in ["src/client/cobrowse.js", "src/client/agent.js"] {
+    for file in ["src/web/cobrowse.js", "src/web/agent.js"] {
         check_es5(&root().join(file)).unwrap_or_else(|e| {
             panic!("{file} is not ECMAScript 5: {e}");
         });
@@ -118,8 +118,8 @@ fn check_es3(file: &Path) -> Result<(), String> {
 /// transports can run there.
 #[test]
 fn tandem_js_parses_in_es3_engines() {
-    check_es3(&root().join("src/client/tandem.js")).unwrap_or_else(|e| {
-        panic!("src/client/tandem.js does not parse as ECMAScript 3: {e}");
+    check_es3(&root().join("src/web/tandem.js")).unwrap_or_else(|e| {
+        panic!("src/web/tandem.js does not parse as ECMAScript 3: {e}");
     });
     for (name, text) in [
         ("catch", "p.then(f)['catch'](g); p.catch(g);\n"),
@@ -132,7 +132,7 @@ fn tandem_js_parses_in_es3_engines() {
 #[test]
 fn demo_page_scripts_are_es5() {
     let mut checked = 0;
-    for entry in std::fs::read_dir(root().join("src/client")).expect("src/client") {
+    for entry in std::fs::read_dir(root().join("src/web")).expect("src/web") {
         let path = entry.expect("a dir entry").path();
         if path.extension().and_then(|e| e.to_str()) != Some("html") {
             continue;
