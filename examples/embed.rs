@@ -26,14 +26,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     return Ok::<_, std::convert::Infallible>(push.handle(req).await);
                 }
                 // The app's own page; it tells the channel, no HTTP hop.
-                let _ = hub
-                    .publish("news", NewEvent::message("someone opened /"))
-                    .await;
+                let visit = NewEvent::message("someone opened /");
+                hub.publish("news", visit).await.ok();
                 Ok(Response::new(Body::from("hello from the app\n")))
             }
         });
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), app);
-        tokio::spawn(conn);
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(tcp), app));
     }
     push.shutdown().trigger();
     Ok(())

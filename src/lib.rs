@@ -3,26 +3,32 @@
 //! Browsers keep an ordinary HTTP request open (multipart/x-mixed-replace,
 //! multipart/mixed, Server-Sent Events, long-poll, JSONP, a forever iframe)
 //! and the server pushes events they did not ask for; clients publish with
-//! plain POSTs. The map of the crate, each layer using only those above it:
+//! plain POSTs. Four ways in, from least to most HTTP:
 //!
-//! * [`router`]: the hand-rolled event router. [`Hub`] holds channels, each a
-//!   ring of recent events and the wakers of waiting subscribers behind one
-//!   `parking_lot` mutex; a [`Subscription`] is a cursor and an async stream.
-//!   No HTTP in here: embed it anywhere.
-//! * [`event`](Event): the event, its id/type/data, and the name rules.
-//! * [`transport`]: one file per wire format, turning an event into bytes
-//!   once and sharing them with every subscriber.
-//! * [`http`]: the hyper [`Service`] (routes, publish bodies, limits, CORS).
-//! * [`cobrowse`]: co-browsing and web assistance on tandem's channels: help
-//!   sessions, agents, the channel gate, the audit log, the demo portal.
-//! * [`server`](serve): the accept loop, the lean paths for streams and
-//!   publishes (hyper for the rest), connection limit, graceful shutdown.
-//! * [`status`]: the live status feed the server publishes for `/status.html`.
-//! * [`wire`]: parsers for every format, the client side.
-//! * [`Config`]: every setting, validated once and passed down.
+//! * [`Hub`]: the event router alone. Channels, each a ring of recent events
+//!   and the wakers of waiting subscribers behind one `parking_lot` mutex;
+//!   [`Hub::publish`] (async: the backplane may wait for a shared store) and
+//!   [`Hub::subscribe`], whose [`Subscription`] is a cursor and a `Stream`.
+//! * [`Service`]: tandem's routes as a hyper service, to mount in your own
+//!   server. It serves channels and nothing else unless you mount an
+//!   [`http::App`] on it, such as [`cobrowse::Cobrowse`].
+//! * [`serve`]: the whole server on your listener, with its lean paths for
+//!   streams and publishes: `serve(listener, service)
+//!   .with_graceful_shutdown(signal).await`. A [`Shutdown`] ends it.
+//! * [`client`]: the Rust client of a tandem server, on any transport.
 //!
-//! `src/main.rs` only turns flags into a `Config` and calls [`serve`].
-//! `docs/architecture.md` follows one publish to 10,000 subscribers.
+//! The map inside, each layer using only those above it: `config.rs`
+//! ([`Config`], the core settings), `error.rs` ([`Error`]), `event.rs`
+//! ([`Event`], [`Cursor`], [`Epoch`]), `router/` (with `backplane.rs`, the
+//! seam where ids, storage and announcing live), `transport/` (one file per
+//! wire format), [`http`] (the [`Service`], [`http::HttpConfig`], how an
+//! error is answered), `shutdown.rs`, `server/`, [`status`], [`cobrowse`],
+//! `wire.rs` (parsers, client side) and [`client`]. What the fuzz targets
+//! and tests reach inside is in the hidden `__private` module, not the API.
+//!
+//! `src/main.rs` lays the flags over the defaults and assembles what the
+//! binary serves. `docs/architecture.md` has the map with "where to change
+//! what", and follows one publish to 10,000 subscribers.
 #![deny(missing_docs)]
 
 pub mod client;

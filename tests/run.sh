@@ -62,6 +62,11 @@ step "cargo test --workspace"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 
+# The API docs build without a broken or private link (what `cargo doc`
+# shows is the public API; tests and fuzz targets use the hidden __private).
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+
 step "fuzz targets compile"
 cargo check --manifest-path fuzz/Cargo.toml --bins
 

@@ -38,7 +38,7 @@
 //! * `cursor.rs`: [`Cursor`] (`EPOCH:ID` or `ID`) and [`Epoch`], shaped as
 //!   the crate's own so one can replace the other.
 //! * `transport.rs`: [`Transport`] and how each one's bytes become wire
-//!   events, with the parsers of [`crate::wire`].
+//!   events, with the parsers of `src/wire.rs`.
 //! * `delivery.rs`: [`Delivery`], [`Event`], [`Gap`], made from wire events;
 //!   `cursor_of` is the one place that reads a cursor off the wire.
 //! * `subscription.rs`: [`Subscribe`], awaited to fix where a subscription

@@ -57,7 +57,7 @@ type Signal = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///
 /// It runs until the service's [`Shutdown`] is triggered, by the signal given
 /// to [`Serve::with_graceful_shutdown`] or by anyone holding the handle,
-/// then drains: see the [module docs](self). Beyond `max_connections` open
+/// then drains (see [`Shutdown`]). Beyond `max_connections` open
 /// connections, new ones are answered `503` with `Retry-After: 1`.
 ///
 /// ```no_run
