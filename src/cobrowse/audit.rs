@@ -21,6 +21,7 @@
 //!
 //! On restart the writer reads the file's last line and continues the chain.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
@@ -174,21 +175,68 @@ pub struct Verified {
     pub head: String,
 }
 
+/// Why [`verify`] rejected a log: the file or one of its lines could not
+/// be read, or a line is not JSON or does not chain to the one before it.
+/// It shows as the first line that breaks the log and why, e.g. `line 5:
+/// chain broken (...)`, or as the file when it could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    line: Option<usize>,
+    io: bool,
+    message: String,
+}
+
+impl VerifyError {
+    /// The first line (from 1) that breaks the log; `None` when the file
+    /// could not be opened.
+    pub fn line(&self) -> Option<usize> {
+        self.line
+    }
+
+    /// Whether reading failed (the file could not be opened, or a line
+    /// could not be read): the log may be sound, it was not checked.
+    /// Otherwise a line is not JSON or does not chain.
+    pub fn is_io(&self) -> bool {
+        self.io
+    }
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
 /// Checks a log's chain; the error names the first line that breaks it.
-pub fn verify(path: &Path) -> Result<Verified, String> {
-    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
+    let f = File::open(path).map_err(|e| VerifyError {
+        line: None,
+        io: true,
+        message: format!("{}: {e}", path.display()),
+    })?;
+    let broken = |no: usize, io: bool, message: String| VerifyError {
+        line: Some(no),
+        io,
+        message,
+    };
     let mut prev = GENESIS.to_string();
     let mut n = 0;
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let no = i + 1;
-        let line = line.map_err(|e| format!("line {no}: {e}"))?;
-        let v: Value =
-            serde_json::from_str(&line).map_err(|e| format!("line {no}: not JSON ({e})"))?;
+        let line = line.map_err(|e| broken(no, true, format!("line {no}: {e}")))?;
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|e| broken(no, false, format!("line {no}: not JSON ({e})")))?;
         let got = v.get("prev").and_then(Value::as_str).unwrap_or("");
         if got != prev {
-            return Err(format!(
-                "line {no}: chain broken (its prev does not match the line before it: \
-                 a line was removed, edited or inserted here)"
+            return Err(broken(
+                no,
+                false,
+                format!(
+                    "line {no}: chain broken (its prev does not match the line before it: \
+                     a line was removed, edited or inserted here)"
+                ),
             ));
         }
         prev = sha256_hex(line.as_bytes());
@@ -223,7 +271,11 @@ mod tests {
         assert_eq!(verify(&path).unwrap().lines, 3);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("\"b\"", "\"x\"", 1)).unwrap();
-        assert!(verify(&path).unwrap_err().starts_with("line 3:"));
+        let e = verify(&path).unwrap_err();
+        assert_eq!((e.line(), e.is_io()), (Some(3), false));
+        assert!(e.to_string().starts_with("line 3: chain broken ("), "{e}");
+        let e = verify(&temp("absent.log")).unwrap_err();
+        assert_eq!((e.line(), e.is_io()), (None, true));
         let _ = std::fs::remove_file(&path);
     }
 

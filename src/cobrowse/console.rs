@@ -21,9 +21,21 @@
 //! of changes may reach the channel as fewer events than changes: the
 //! channel carries the state, not the changes.
 //!
-//! The lock here guards two flags for a few instructions; the snapshot and
-//! the publish happen under no lock of this file, so a `Hub::publish` that
-//! becomes async (a Redis backplane) needs only this loop to await it.
+//! The loop is async: publishing awaits `Hub::publish`, which a shared
+//! backplane (Redis) makes wait for its store. The lock here guards two
+//! flags for a few instructions and is never held across an `.await`; the
+//! snapshot is taken under the sessions lock inside `publish_current` and
+//! that lock is let go before the publish is awaited. While one publisher
+//! awaits its store, the changes that land return at once and that
+//! publisher's next round carries them.
+//!
+//! A publisher that stops early (its publish panics, or its future is
+//! dropped while it awaits, say because the request's connection went
+//! away) leaves the list marked dirty and the loop free, so the next change
+//! publishes again; until then the channel may show the list of before the
+//! changes that publisher had taken on.
+
+use std::future::Future;
 
 use parking_lot::Mutex;
 
@@ -46,9 +58,13 @@ struct Flags {
 
 impl Console {
     /// Notes a change to the list; publishes it with `publish_current`
-    /// (which takes a snapshot and publishes it) unless another caller is
-    /// publishing, which then publishes this change too.
-    pub(crate) fn changed(&self, mut publish_current: impl FnMut()) {
+    /// (whose future takes a snapshot and publishes it) unless another
+    /// caller is publishing, which then publishes this change too.
+    pub(crate) async fn changed<F, P>(&self, mut publish_current: F)
+    where
+        F: FnMut() -> P,
+        P: Future<Output = ()>,
+    {
         {
             let mut f = self.flags.lock();
             f.dirty = true;
@@ -57,7 +73,8 @@ impl Console {
             }
             f.publishing = true;
         }
-        // Should `publish_current` panic, the next change publishes again.
+        // Should `publish_current` panic, or this future be dropped while it
+        // awaits, the next change publishes again.
         let unwinding = Stop(&self.flags);
         loop {
             {
@@ -72,12 +89,13 @@ impl Console {
                 }
                 f.dirty = false;
             }
-            publish_current();
+            publish_current().await;
         }
     }
 }
 
-/// Leaves the publishing loop when `publish_current` unwinds.
+/// Leaves the publishing loop when `publish_current` unwinds or the
+/// publisher's future is dropped mid-publish.
 struct Stop<'a>(&'a Mutex<Flags>);
 
 impl Drop for Stop<'_> {
@@ -93,47 +111,83 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
+    use std::time::Duration;
 
-    /// The combining logic on its own: threads bump a counter (the state)
-    /// and mark the change; each publish records the value it saw. The
-    /// published values only go up and the last one is the final state.
+    /// The combining logic on its own: tasks on several threads bump a
+    /// counter (the state) and mark the change; each publish records the
+    /// value it saw, after yielding in between as a store round trip would.
+    /// The published values only go up and the last one is the final state.
     #[test]
     fn the_last_published_is_the_final_state_and_they_only_go_forward() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+            .unwrap();
         let console = Arc::new(Console::default());
         let state = Arc::new(AtomicU64::new(0));
         let published = Arc::new(Mutex::new(Vec::new()));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (console, state, published) =
-                    (console.clone(), state.clone(), published.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..2000 {
-                        state.fetch_add(1, Ordering::SeqCst);
-                        console.changed(|| {
-                            let snapshot = state.load(Ordering::SeqCst);
-                            published.lock().push(snapshot);
-                        });
-                    }
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let (console, state, published) =
+                        (console.clone(), state.clone(), published.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..2000 {
+                            state.fetch_add(1, Ordering::SeqCst);
+                            console
+                                .changed(|| async {
+                                    let snapshot = state.load(Ordering::SeqCst);
+                                    tokio::task::yield_now().await;
+                                    published.lock().push(snapshot);
+                                })
+                                .await;
+                        }
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
         let published = published.lock();
         assert!(published.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(*published.last().unwrap(), 8 * 2000);
     }
 
-    #[test]
-    fn a_panicking_publish_does_not_stop_the_next_one() {
-        let console = Console::default();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            console.changed(|| panic!("publish failed"));
-        }));
-        assert!(r.is_err());
+    #[tokio::test]
+    async fn a_panicking_publish_does_not_stop_the_next_one() {
+        let console = Arc::new(Console::default());
+        let c = console.clone();
+        let r = tokio::spawn(async move {
+            c.changed(|| async { panic!("publish failed") }).await;
+        })
+        .await;
+        assert!(r.unwrap_err().is_panic());
         let mut n = 0;
-        console.changed(|| n += 1);
+        console
+            .changed(|| {
+                n += 1;
+                async {}
+            })
+            .await;
+        assert_eq!(n, 1);
+    }
+
+    /// A publisher dropped while it awaits its publish (its request went
+    /// away) frees the loop: the next change publishes.
+    #[tokio::test(start_paused = true)]
+    async fn a_publisher_dropped_mid_publish_does_not_stop_the_next_one() {
+        let console = Console::default();
+        let stuck = console.changed(std::future::pending::<()>);
+        let r = tokio::time::timeout(Duration::from_secs(1), stuck).await;
+        assert!(r.is_err(), "the publish never finished");
+        let mut n = 0;
+        console
+            .changed(|| {
+                n += 1;
+                async {}
+            })
+            .await;
         assert_eq!(n, 1);
     }
 }

@@ -70,7 +70,7 @@ pub mod share;
 mod state;
 
 pub use agents::{agent_line, hash_password};
-pub use audit::{verify as verify_audit, Verified};
+pub use audit::{verify as verify_audit, Verified, VerifyError};
 pub use settings::{CobrowseConfig, SetupError};
 pub use share::{CookieShare, ShareSession};
 pub use state::Cobrowse;

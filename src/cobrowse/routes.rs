@@ -109,7 +109,7 @@ impl Cobrowse {
             Map::new()
         };
         match (method.as_str(), path) {
-            ("POST", "/cobrowse/session") => self.create(headers, &cookies, &body),
+            ("POST", "/cobrowse/session") => self.create(headers, &cookies, &body).await,
             ("GET", "/cobrowse/session") => self.mine(headers, &cookies),
             ("POST", "/cobrowse/session/code") => {
                 let id = self
@@ -118,10 +118,10 @@ impl Cobrowse {
                 let (code, expires_in) = self.issue_code(&id)?;
                 Ok(ok_json(json!({"code": code, "expires_in": expires_in})))
             }
-            ("POST", "/cobrowse/event") => self.event(headers, &cookies, &body),
+            ("POST", "/cobrowse/event") => self.event(headers, &cookies, &body).await,
             ("GET", "/cobrowse/sessions") => {
                 self.agent(&cookies)?;
-                self.expire();
+                self.expire().await;
                 let (list, last) = self.list();
                 Ok(ok_json(
                     json!({"sessions": list, "channel": CONSOLE_CHANNEL, "since": last}),
@@ -131,7 +131,7 @@ impl Cobrowse {
                 self.agent(&cookies)?;
                 Ok(ok_json(json!({ "replies": self.canned() })))
             }
-            ("POST", "/cobrowse/join") => self.join_route(headers, &cookies, &body),
+            ("POST", "/cobrowse/join") => self.join_route(headers, &cookies, &body).await,
             ("POST", "/cobrowse/view") => {
                 let agent = self.agent(&cookies)?;
                 let id = field(&body, "session", 64, true)?;
@@ -158,13 +158,13 @@ impl Cobrowse {
         }
     }
 
-    fn create(
+    async fn create(
         &self,
         headers: &HeaderMap,
         cookies: &Cookies,
         body: &Map<String, Value>,
     ) -> Result<Response<Body>, Error> {
-        self.expire();
+        self.expire().await;
         if let Some(id) = self.customer(cookies) {
             // Asking twice (a double click, a second tab) gives the same session.
             return Ok(ok_json(self.session_view(&id)?));
@@ -180,7 +180,7 @@ impl Cobrowse {
             message: field(body, "message", MAX_MESSAGE, false)?,
             shared: self.share().and_then(|s| s.capture(headers)),
         };
-        let (id, token) = self.open(ask)?;
+        let (id, token) = self.open(ask).await?;
         let mut resp = ok_json(self.session_view(&id)?);
         *resp.status_mut() = StatusCode::CREATED;
         let ttl = self.settings().help_session_ttl.as_secs();
@@ -207,7 +207,7 @@ impl Cobrowse {
         Ok(resp)
     }
 
-    fn join_route(
+    async fn join_route(
         &self,
         headers: &HeaderMap,
         cookies: &Cookies,
@@ -223,14 +223,14 @@ impl Cobrowse {
             }
             (None, None) => return Err(Error::bad_request("session or code is required")),
         };
-        let mut resp = ok_json(self.join(&agent, &id, via)?);
+        let mut resp = ok_json(self.join(&agent, &id, via).await?);
         // The agent's view of the application now uses this session.
         let ttl = self.settings().agent_session_ttl.as_secs();
         set_cookie(&mut resp, headers, VIEW_COOKIE, &id, Some(ttl));
         Ok(resp)
     }
 
-    fn event(
+    async fn event(
         &self,
         headers: &HeaderMap,
         cookies: &Cookies,
@@ -243,14 +243,14 @@ impl Cobrowse {
         let (id, who) = self.participant(cookies, named.as_deref())?;
         let kind = field(body, "type", 16, true)?;
         let Some(say) = say_of(&kind, who.is_agent(), body)? else {
-            self.end(&id, &who);
+            self.end(&id, &who).await;
             let mut resp = ok_json(json!({"ended": true}));
             if !who.is_agent() {
                 set_cookie(&mut resp, headers, HELP_COOKIE, "", Some(0));
             }
             return Ok(resp);
         };
-        self.say(&id, &who, say);
+        self.say(&id, &who, say).await;
         Ok(ok_json(json!({"ok": true})))
     }
 

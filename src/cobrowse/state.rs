@@ -315,21 +315,23 @@ impl Cobrowse {
         Some(s.agents.iter().any(|a| a == agent))
     }
 
-    fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
+    async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
             content_type: Some("application/json".into()),
             from: Some(who.client_id()),
         };
-        if let Err(e) = self.hub().publish_in_memory(&channel_of(id), ev) {
+        if let Err(e) = self.hub().publish(&channel_of(id), ev).await {
             log::warn!("co-browse event for {id} refused: {e}");
         }
     }
 
-    /// Republishes the console list after a change to it (see `console.rs`).
-    fn publish_list(&self) {
-        self.inner.console.changed(|| {
+    /// Republishes the console list after a change to it (see `console.rs`):
+    /// the snapshot is taken under the sessions lock, which is let go before
+    /// the publish is awaited.
+    async fn publish_list(&self) {
+        let publish_current = || async {
             let list = self.inner.sessions.lock().list();
             let ev = NewEvent {
                 kind: "sessions".into(),
@@ -337,10 +339,11 @@ impl Cobrowse {
                 content_type: Some("application/json".into()),
                 from: Some("server".into()),
             };
-            if let Err(e) = self.hub().publish_in_memory(CONSOLE_CHANNEL, ev) {
+            if let Err(e) = self.hub().publish(CONSOLE_CHANNEL, ev).await {
                 log::warn!("console list refused: {e}");
             }
-        });
+        };
+        self.inner.console.changed(publish_current).await;
     }
 
     /// Every open session's summary, oldest first, and the console
@@ -356,11 +359,12 @@ impl Cobrowse {
     }
 
     /// Ends sessions past their lifetime.
-    pub(crate) fn expire(&self) {
+    pub(crate) async fn expire(&self) {
         let ttl = self.inner.settings.help_session_ttl;
         let old = self.inner.sessions.lock().expire(ttl);
         for s in &old {
-            self.publish(&s.id, "end", &Who::Server, json!({"by": "timeout"}));
+            self.publish(&s.id, "end", &Who::Server, json!({"by": "timeout"}))
+                .await;
             self.hub().close(&channel_of(&s.id));
             self.inner.audit.record(
                 "ended",
@@ -368,12 +372,12 @@ impl Cobrowse {
             );
         }
         if !old.is_empty() {
-            self.publish_list();
+            self.publish_list().await;
         }
     }
 
     /// Opens a help session; returns its id and the customer's token.
-    pub(crate) fn open(&self, ask: Ask) -> Result<(String, String), Error> {
+    pub(crate) async fn open(&self, ask: Ask) -> Result<(String, String), Error> {
         let max = self.inner.settings.max_help_sessions;
         let shared = ask.shared.is_some();
         let (id, token) = {
@@ -393,7 +397,7 @@ impl Cobrowse {
                 ("shared_app_session", shared.into()),
             ],
         );
-        self.publish_list();
+        self.publish_list().await;
         Ok((id, token))
     }
 
@@ -473,7 +477,7 @@ impl Cobrowse {
 
     /// `agent` joins session `id` (found `via` the list or a code); returns
     /// the session's summary with its channel and where to resume it.
-    pub(crate) fn join(&self, agent: &str, id: &str, via: &str) -> Result<Value, Error> {
+    pub(crate) async fn join(&self, agent: &str, id: &str, via: &str) -> Result<Value, Error> {
         let first = {
             let mut sessions = self.inner.sessions.lock();
             let s = sessions
@@ -489,7 +493,8 @@ impl Cobrowse {
         };
         if first {
             let who = Who::Agent(agent.to_string());
-            self.publish(id, "joined", &who, json!({"agent": agent}));
+            self.publish(id, "joined", &who, json!({"agent": agent}))
+                .await;
             self.inner.audit.record(
                 "joined",
                 &[
@@ -498,7 +503,7 @@ impl Cobrowse {
                     ("via", via.into()),
                 ],
             );
-            self.publish_list();
+            self.publish_list().await;
         }
         let sessions = self.inner.sessions.lock();
         let mut v = sessions
@@ -514,7 +519,7 @@ impl Cobrowse {
 
     /// A participant's event into session `id`: audited, then published
     /// with `from` set by the server.
-    pub(crate) fn say(&self, id: &str, who: &Who, say: Say) {
+    pub(crate) async fn say(&self, id: &str, who: &Who, say: Say) {
         let audit = &self.inner.audit;
         let sid = || ("session", Value::from(id));
         let by = || ("by", Value::from(who.name()));
@@ -560,18 +565,19 @@ impl Cobrowse {
             }
         };
         if kind == "nav" && !who.is_agent() {
-            self.publish_list();
+            self.publish_list().await;
         }
-        self.publish(id, kind, who, data);
+        self.publish(id, kind, who, data).await;
     }
 
     /// Ends session `id`: everyone on its channel hears `end`, the channel
     /// closes, the console list changes. Whether it was open.
-    pub(crate) fn end(&self, id: &str, who: &Who) -> bool {
+    pub(crate) async fn end(&self, id: &str, who: &Who) -> bool {
         let Some(_) = self.inner.sessions.lock().remove(id) else {
             return false;
         };
-        self.publish(id, "end", who, json!({"by": who.name()}));
+        self.publish(id, "end", who, json!({"by": who.name()}))
+            .await;
         // Close the session's channel: open streams deliver the `end` event
         // and then end, waiting long-polls answer at once.
         self.hub().close(&channel_of(id));
@@ -579,7 +585,7 @@ impl Cobrowse {
             "ended",
             &[("session", id.into()), ("by", who.name().into())],
         );
-        self.publish_list();
+        self.publish_list().await;
         true
     }
 

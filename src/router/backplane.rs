@@ -73,15 +73,6 @@ pub(crate) enum Append {
     Ready(Option<Result<Arc<Event>, Error>>),
 }
 
-impl Append {
-    /// The outcome of an append that is complete, as every memory one is.
-    pub(crate) fn now(self) -> Result<Arc<Event>, Error> {
-        match self {
-            Append::Ready(r) => r.expect("Append taken twice"),
-        }
-    }
-}
-
 impl Future for Append {
     type Output = Result<Arc<Event>, Error>;
 

@@ -195,18 +195,6 @@ impl Hub {
         self.inner.backplane.append(self, channel, event).await
     }
 
-    /// `publish` for a caller that cannot wait yet (co-browsing's session
-    /// state, until it moves onto the backplane too): the memory engine
-    /// answers at once. To go before a shared engine is added.
-    pub(crate) fn publish_in_memory(
-        &self,
-        channel: &str,
-        event: NewEvent,
-    ) -> Result<Arc<Event>, Error> {
-        self.validate(channel, &event)?;
-        self.publish_checked(channel, event).now()
-    }
-
     /// `publish` for an event that `validate` has already accepted (the HTTP
     /// layer checks every event of a request before publishing any).
     pub(crate) fn publish_checked(&self, channel: &str, event: NewEvent) -> Append {

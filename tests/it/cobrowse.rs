@@ -527,7 +527,8 @@ async fn the_audit_chain_detects_an_edited_or_removed_line() {
     )
     .unwrap();
     let e = tandem::cobrowse::verify_audit(&edited).unwrap_err();
-    assert!(e.starts_with("line 5:"), "{e}");
+    assert!(e.to_string().starts_with("line 5:"), "{e}");
+    assert_eq!(e.line(), Some(5));
     let out = run(&edited);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 5"));
@@ -538,6 +539,7 @@ async fn the_audit_chain_detects_an_edited_or_removed_line() {
     std::fs::write(&removed, kept.join("\n") + "\n").unwrap();
     assert!(tandem::cobrowse::verify_audit(&removed)
         .unwrap_err()
+        .to_string()
         .starts_with("line 3:"));
     assert!(!run(&removed).status.success());
 }
