@@ -17,6 +17,9 @@
 //! no new subscription is let in. Other channels are none of its business.
 
 use super::console::CONSOLE_CHANNEL;
+
+/// The start of every co-browsing channel's name (`cb.console`, `cb.{id}`).
+pub(crate) const CHANNEL_PREFIX: &str = "cb.";
 use super::state::{Cobrowse, Cookies};
 use crate::error::Error;
 use crate::http::Access;
@@ -30,7 +33,7 @@ impl Cobrowse {
         access: Access,
         cookies: &Cookies,
     ) -> Result<(), Error> {
-        let Some(rest) = channel.strip_prefix("cb.") else {
+        let Some(rest) = channel.strip_prefix(CHANNEL_PREFIX) else {
             return Ok(());
         };
         if access == Access::Write {
