@@ -293,8 +293,13 @@ async fn poll_sub(
                 .header("last-modified")
                 .map(str::to_string)
                 .or(modified);
-            if let Some(p) = find(&body, b"\"next\":\"") {
-                let cursor: String = body[p + 8..]
+            // `"next":"EPOCH:ID"`, or a bare `"next":ID` from a server
+            // older than cursors with epochs (for A/B runs against one).
+            let at = find(&body, b"\"next\":\"")
+                .map(|p| p + 8)
+                .or_else(|| find(&body, b"\"next\":").map(|p| p + 7));
+            if let Some(p) = at {
+                let cursor: String = body[p..]
                     .iter()
                     .take_while(|c| c.is_ascii_alphanumeric() || **c == b':')
                     .map(|&c| c as char)
