@@ -34,7 +34,7 @@ pub use server::{browser_config, config, serve_hyper, Flavor, Server, Setup};
 /// An attribute in front (`#[tokio::test(flavor = "multi_thread")]`)
 /// replaces the default `#[tokio::test]` for the names after it.
 ///
-/// ```ignore
+/// ```text
 /// async fn streams_deliver(flavor: Flavor) {
 ///     let srv = flavor.with_defaults().await;
 ///     // ...
