@@ -318,3 +318,76 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The connection paths over a stream that is not a TCP socket (an
+    //! in-memory duplex here; TLS in deployment): all three paths work.
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::{Config, Hub, NewEvent};
+
+    fn open(svc: &Service) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 9));
+        tokio::spawn(connection(server, peer, svc.clone()));
+        client
+    }
+
+    /// Reads until `needle` has arrived; returns everything read.
+    async fn read_until(io: &mut DuplexStream, needle: &str) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(needle) {
+            let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .expect("read");
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn every_path_serves_any_async_stream() {
+        let hub = Hub::new(Config::default()).unwrap();
+        let svc = Service::new(hub.clone());
+
+        // The lean stream path.
+        let mut stream = open(&svc);
+        stream
+            .write_all(b"GET /ch/d/sse HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        read_until(&mut stream, "retry:").await;
+        hub.publish("d", NewEvent::message("over a duplex"))
+            .await
+            .unwrap();
+        read_until(&mut stream, "data: over a duplex").await;
+
+        // The lean publish exchange, twice on one keep-alive connection.
+        let mut publish = open(&svc);
+        for n in 2..=3 {
+            publish
+                .write_all(b"POST /ch/d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+                .await
+                .unwrap();
+            read_until(&mut publish, &format!("{{\"id\":{n}}}")).await;
+        }
+
+        // hyper's path (a long-poll is served by hyper).
+        let mut poll = open(&svc);
+        poll.write_all(b"GET /ch/d/poll?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until(&mut poll, "\"next\"").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
