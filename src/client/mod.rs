@@ -35,8 +35,8 @@
 //! * `mod.rs` (here): [`Client`], its settings, and the two ways in.
 //! * `target.rs`: a channel URL taken apart (host, prefix, channel,
 //!   transport, query).
-//! * `cursor.rs`: [`Cursor`] (`EPOCH:ID` or `ID`) and [`Epoch`], shaped as
-//!   the crate's own so one can replace the other.
+//! * `cursor.rs`: [`Cursor`] (`EPOCH:ID` or `ID`) and [`Epoch`], the
+//!   crate's own, read off the wire as this module's errors.
 //! * `transport.rs`: [`Transport`] and how each one's bytes become wire
 //!   events, with the parsers of `src/wire.rs`.
 //! * `delivery.rs`: [`Delivery`], [`Event`], [`Gap`], made from wire events;
