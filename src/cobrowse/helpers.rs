@@ -15,6 +15,9 @@ pub(crate) const MAX_MESSAGE: usize = 500;
 pub(crate) const MAX_CHAT: usize = 2000;
 /// Longest customer label.
 pub(crate) const MAX_LABEL: usize = 64;
+/// Chat lines a help session keeps for pages that load later (the oldest
+/// go first beyond it).
+pub(crate) const MAX_CHAT_LINES: usize = 500;
 
 /// A string field: at most `max` characters; "" when absent and not required.
 pub(crate) fn field(

@@ -251,8 +251,11 @@ impl Cobrowse {
             }
             return Ok(resp);
         };
-        self.say(&id, &who, say).await;
-        Ok(ok_json(json!({"ok": true})))
+        let mut answer = json!({"ok": true});
+        if let Some(n) = self.say(&id, &who, say).await {
+            answer["n"] = Value::from(n);
+        }
+        Ok(ok_json(answer))
     }
 
     async fn sign_in_route(

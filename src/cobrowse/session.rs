@@ -15,11 +15,12 @@
 //!
 //! This file is plain data behind the caller's lock: no I/O, no channels.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::helpers::MAX_CHAT_LINES;
 use super::secret::{digest, random_below, random_token, Digest32};
 
 /// How long a phone code stays valid.
@@ -54,9 +55,30 @@ pub(crate) struct Session {
     /// The application session shared with joined agents (see `share.rs`),
     /// never shown to anyone.
     pub(crate) shared: Option<String>,
+    /// The last [`MAX_CHAT_LINES`] chat lines, `{n, by, from, text}`, for
+    /// pages that load after them (a navigation, a reload, a joining agent).
+    chat: VecDeque<Value>,
+    /// The number of the last chat line (from 1; lines carry it as `n`).
+    chat_n: u64,
 }
 
 impl Session {
+    /// Keeps a chat line; returns its number.
+    pub(crate) fn keep_chat(&mut self, by: &str, from: &str, text: &str) -> u64 {
+        self.chat_n += 1;
+        if self.chat.len() >= MAX_CHAT_LINES {
+            self.chat.pop_front();
+        }
+        self.chat
+            .push_back(json!({"n": self.chat_n, "by": by, "from": from, "text": text}));
+        self.chat_n
+    }
+
+    /// The chat kept so far, oldest first.
+    pub(crate) fn chat(&self) -> Value {
+        Value::from(self.chat.iter().cloned().collect::<Vec<_>>())
+    }
+
     pub(crate) fn state(&self) -> State {
         if self.agents.is_empty() {
             State::Waiting
@@ -134,6 +156,8 @@ impl Sessions {
             agents: Vec::new(),
             code: None,
             shared: ask.shared,
+            chat: VecDeque::new(),
+            chat_n: 0,
         };
         self.map.insert(id.clone(), session);
         (id, token)
@@ -234,5 +258,24 @@ mod tests {
         assert_eq!(s.list().len(), 2);
         s.remove(&id);
         assert_eq!(s.list().len(), 1);
+    }
+
+    #[test]
+    fn the_chat_is_kept_bounded_and_numbered() {
+        let mut s = Sessions::default();
+        let (id, _) = s.create(ask());
+        let session = s.map.get_mut(&id).unwrap();
+        for i in 0..MAX_CHAT_LINES + 3 {
+            assert_eq!(
+                session.keep_chat("ann", "agent:ann", &format!("line {i}")),
+                i as u64 + 1
+            );
+        }
+        let chat = session.chat();
+        let chat = chat.as_array().unwrap();
+        assert_eq!(chat.len(), MAX_CHAT_LINES);
+        assert_eq!(chat[0]["n"], 4);
+        assert_eq!(chat[0]["text"], "line 3");
+        assert_eq!(chat.last().unwrap()["n"], MAX_CHAT_LINES as u64 + 3);
     }
 }

@@ -404,6 +404,10 @@ impl Cobrowse {
     /// What the customer sees of their session: its summary, its channel
     /// and where to resume it, and what is (not) shared.
     pub(crate) fn session_view(&self, id: &str) -> Result<Value, Error> {
+        // The cursor first, then the chat: a line kept in between is both in
+        // the chat and after the cursor, and clients drop it by its `n`;
+        // none is in neither.
+        let since = self.hub().info(&channel_of(id)).cursor().to_string();
         let sessions = self.inner.sessions.lock();
         let s = sessions
             .map
@@ -419,6 +423,7 @@ impl Cobrowse {
         }
         let mut v = s.summary();
         v["channel"] = Value::from(s.channel());
+        v["chat"] = s.chat();
         v["shared"] = json!(shared);
         v["not_shared"] = json!([
             "other tabs and other sites",
@@ -426,7 +431,7 @@ impl Cobrowse {
             "your cookies and passwords"
         ]);
         drop(sessions);
-        v["since"] = Value::from(self.hub().info(&channel_of(id)).cursor().to_string());
+        v["since"] = Value::from(since);
         Ok(v)
     }
 
@@ -505,21 +510,29 @@ impl Cobrowse {
             );
             self.publish_list().await;
         }
+        // The cursor before the chat, as in `session_view`.
+        let since = self.hub().info(&channel_of(id)).cursor().to_string();
         let sessions = self.inner.sessions.lock();
         let mut v = sessions
             .map
             .get(id)
-            .map(|s| s.summary())
+            .map(|s| {
+                let mut v = s.summary();
+                v["chat"] = s.chat();
+                v
+            })
             .unwrap_or_default();
         drop(sessions);
         v["channel"] = Value::from(channel_of(id));
-        v["since"] = Value::from(self.hub().info(&channel_of(id)).cursor().to_string());
+        v["since"] = Value::from(since);
         Ok(v)
     }
 
     /// A participant's event into session `id`: audited, then published
-    /// with `from` set by the server.
-    pub(crate) async fn say(&self, id: &str, who: &Who, say: Say) {
+    /// with `from` set by the server. A chat line is kept with the session
+    /// first (see `Session::keep_chat`); its number is returned.
+    pub(crate) async fn say(&self, id: &str, who: &Who, say: Say) -> Option<u64> {
+        let mut number = None;
         let audit = &self.inner.audit;
         let sid = || ("session", Value::from(id));
         let by = || ("by", Value::from(who.name()));
@@ -561,13 +574,22 @@ impl Cobrowse {
                     fields.push(("text", Value::from(text.as_str())));
                 }
                 audit.record("chat", &fields);
-                ("chat", json!({"by": who.name(), "text": text}))
+                let n = self
+                    .inner
+                    .sessions
+                    .lock()
+                    .map
+                    .get_mut(id)
+                    .map_or(0, |s| s.keep_chat(who.name(), &who.client_id(), &text));
+                number = Some(n);
+                ("chat", json!({"by": who.name(), "text": text, "n": n}))
             }
         };
         if kind == "nav" && !who.is_agent() {
             self.publish_list().await;
         }
         self.publish(id, kind, who, data).await;
+        number
     }
 
     /// Ends session `id`: everyone on its channel hears `end`, the channel

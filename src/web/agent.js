@@ -177,7 +177,8 @@
     setText($('session-label'), s.label);
     setText($('session-state'), 'Joined. Agents: ' + s.agents.join(', ') + '. The customer sees that you are assisting.');
     while ($('log').firstChild) { $('log').removeChild($('log').firstChild); }
-    if (s.message) { line(s.label, s.message); }
+    if (s.message) { line(0, s.label, s.message); }
+    for (var i = 0; s.chat && i < s.chat.length; i++) { line(s.chat[i].n, chatWho(s.chat[i]), s.chat[i].text); }
     goView(s.url);
     if (sessionConn) { sessionConn.close(); }
     sessionConn = window.tandem.connect(s.channel, {
@@ -208,14 +209,31 @@
     showList();
   }
 
-  function line(who, text) {
-    var p = document.createElement('p'), b = document.createElement('b');
+  // A chat line in its place by its number `n` (0 for the customer's
+  // message with the request), once however often it arrives: from the
+  // session's kept chat on joining (or reopening), from the channel, from
+  // the answer to our own send.
+  function line(n, who, text) {
+    var log = $('log'), lines = log.childNodes, i, p, b;
+    for (i = 0; i < lines.length; i++) {
+      if (+lines[i].getAttribute('data-n') === n) { return; }
+    }
+    p = document.createElement('p');
+    b = document.createElement('b');
     p.className = 'chat-line';
+    p.setAttribute('data-n', String(n));
     b.appendChild(document.createTextNode(who + ': '));
     p.appendChild(b);
     p.appendChild(document.createTextNode(text));
-    $('log').appendChild(p);
-    $('log').scrollTop = $('log').scrollHeight;
+    for (i = 0; i < lines.length; i++) {
+      if (+lines[i].getAttribute('data-n') > n) { break; }
+    }
+    log.insertBefore(p, i < lines.length ? lines[i] : null);
+    log.scrollTop = log.scrollHeight;
+  }
+  function chatWho(l) {
+    if (l.from === 'customer') { return current ? current.label : 'customer'; }
+    return l.by === me ? 'You' : l.by;
   }
 
   /* ---- the view: the customer's page with the customer's session ---- */
@@ -310,7 +328,7 @@
       blink(doc ? linksIn(doc, d.url) : [], function () { goView(d.url); });
       break;
     case 'chat':
-      line(d.by, d.text);
+      line(d.n, chatWho({from: ev.from, by: d.by}), d.text);
       if (ev.from === 'customer') { announce('The customer says: ' + d.text); }
       break;
     case 'end':
@@ -328,8 +346,8 @@
   $('pull').onclick = function () { send('pull', {}); };
   function chat(text) {
     if (!text) { return; }
-    send('chat', {text: text}, function (err) {
-      if (err) { announce('Not sent: ' + err.message); } else { line('You', text); }
+    send('chat', {text: text}, function (err, res) {
+      if (err) { announce('Not sent: ' + err.message); } else { line(res.n, 'You', text); }
     });
   }
   $('chat-form').onsubmit = function () { chat($('chat-text').value); $('chat-text').value = ''; return false; };

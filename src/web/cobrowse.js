@@ -16,7 +16,8 @@
  * The credential is an HttpOnly cookie set by the server, which this script
  * never sees; sessionStorage only remembers that this tab is in a session and
  * the id of the last event handled, so a navigation or reload resumes without
- * losing or repeating an event. Text from the other side is only ever set
+ * losing or repeating an event. The chat so far comes with the session on
+ * each page (the server keeps it), its lines numbered so none shows twice. Text from the other side is only ever set
  * with textContent / createTextNode, never parsed as HTML.
  *
  * Options (set before the script): window.TANDEM_COBROWSE = {base: '',
@@ -210,12 +211,28 @@
     setTimeout(function () { setText(ui.live, text); }, 30);
   }
 
-  function logLine(who, text) {
-    var p = el('p', {'class': 'tcb-line'}), b = el('b', {}, who + ': ');
+  // A chat line, in its place by its number `n` (the server numbers the
+  // lines of a session), shown once however often it arrives: from the
+  // session's kept chat when a page loads, from the channel, from the answer
+  // to our own send.
+  function logLine(n, who, text) {
+    var lines = ui.log.childNodes, i, p, b;
+    for (i = 0; i < lines.length; i++) {
+      if (+lines[i].getAttribute('data-n') === n) { return; }
+    }
+    p = el('p', {'class': 'tcb-line', 'data-n': String(n)});
+    b = el('b', {}, who + ': ');
     p.appendChild(b);
     p.appendChild(document.createTextNode(text));
-    ui.log.appendChild(p);
+    for (i = 0; i < lines.length; i++) {
+      if (+lines[i].getAttribute('data-n') > n) { break; }
+    }
+    ui.log.insertBefore(p, i < lines.length ? lines[i] : null);
     ui.log.scrollTop = ui.log.scrollHeight;
+  }
+  function chatWho(line) { return line.from === 'customer' ? 'You' : line.by; }
+  function showChat(lines) {
+    for (var i = 0; lines && i < lines.length; i++) { logLine(lines[i].n, chatWho(lines[i]), lines[i].text); }
   }
 
   /* ---- actions ---- */
@@ -258,8 +275,8 @@
     text = text || ui.chatText.value;
     if (!text) { return; }
     ui.chatText.value = '';
-    send('chat', {text: text}, function (err) {
-      if (err) { announce('Not sent: ' + err.message); } else { logLine('You', text); }
+    send('chat', {text: text}, function (err, res) {
+      if (err) { announce('Not sent: ' + err.message); } else { logLine(res.n, 'You', text); }
     });
   }
 
@@ -360,7 +377,7 @@
       break;
     case 'chat':
       if (ev.from === 'customer') { return; }
-      logLine(d.by, d.text);
+      logLine(d.n, d.by, d.text);
       announce(d.by + ' says: ' + d.text);
       if (ui.panel.style.display === 'none') { open(true); }
       break;
@@ -391,6 +408,7 @@
       state.agents = res.agents || [];
       save();
       render();
+      showChat(res.chat);
       send('nav', {url: here(), title: document.title.slice(0, 200)});
       connect();
     });

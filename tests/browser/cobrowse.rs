@@ -371,3 +371,226 @@ async fn the_cobrowse_story_on_the_best_transport() {
 async fn the_cobrowse_story_with_the_customer_on_long_poll() {
     story(true).await;
 }
+
+/// A customer with a help session and an agent who joined it: the server,
+/// the two browsers (customer first), and the slots they hold.
+struct Pair {
+    server: Server,
+    customer: Browser,
+    agent: Browser,
+}
+
+/// The agent signs in at the console of `server` as `name`.
+async fn sign_in(agent: &Browser, server: &Server, name: &str) {
+    agent.goto(&server.url("/agent")).await;
+    eventually("the sign-in form", WAIT, || async {
+        (js(
+            agent,
+            "return document.getElementById('signin').style.display;",
+        )
+        .await
+            == json!(""))
+        .then_some(())
+    })
+    .await;
+    js(agent, "document.getElementById('signin-name').value = '';").await;
+    type_into(agent, "#signin-name", name).await;
+    type_into(agent, "#signin-secret", KEY).await;
+    click(agent, "#signin-button").await;
+    wait_true(
+        agent,
+        "the list shown",
+        "return document.getElementById('console').style.display === '';",
+    )
+    .await;
+}
+
+/// The customer on `page` asks for help with `message`.
+async fn ask(customer: &Browser, server: &Server, page: &str, message: &str) {
+    customer.goto(&server.url(page)).await;
+    js(
+        customer,
+        "sessionStorage.setItem('tandem.cobrowse.transport', 'poll');",
+    )
+    .await;
+    click(customer, "#tcb-toggle").await;
+    type_into(customer, "#tcb-message", message).await;
+    click(customer, "#tcb-ask-button").await;
+    wait_text(
+        customer,
+        "the customer waiting",
+        "#tcb-status",
+        "Waiting for an agent",
+    )
+    .await;
+}
+
+/// The agent joins the session whose row shows `message`.
+async fn join_row(agent: &Browser, message: &str) {
+    wait_text(agent, "the session in the list", "#rows", message).await;
+    js(
+        agent,
+        &format!(
+            "var rows = document.querySelectorAll('#rows tr'); for (var i = 0; i < rows.length; i++) {{ \
+               if (rows[i].textContent.indexOf({}) >= 0) {{ rows[i].querySelector('button.join').click(); }} }}",
+            json!(message)
+        ),
+    )
+    .await;
+    wait_true(
+        agent,
+        "the session open",
+        "return document.getElementById('session').style.display === '';",
+    )
+    .await;
+}
+
+async fn pair(setup: kit::Setup, message: &str) -> Pair {
+    let server = Server::start(setup.agent_key(Some(KEY.into()))).await;
+    let customer = Browser::start(&[]).await;
+    let agent = Browser::start(&[]).await;
+    ask(&customer, &server, "/portal/products/2", message).await;
+    sign_in(&agent, &server, "ann").await;
+    join_row(&agent, message).await;
+    wait_text(
+        &customer,
+        "the assisted state",
+        "#tcb-assisted",
+        "You are being assisted by ann",
+    )
+    .await;
+    Pair {
+        server,
+        customer,
+        agent,
+    }
+}
+
+/// The chat lines `css` shows, each as its text.
+async fn lines(b: &Browser, css: &str) -> Vec<String> {
+    let v = b
+        .exec(
+            "var l = document.querySelectorAll(arguments[0]), out = []; \
+             for (var i = 0; i < l.length; i++) { out.push(l[i].textContent); } return out;",
+            json!([css]),
+        )
+        .await;
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+async fn wait_lines(b: &Browser, what: &str, css: &str, want: &[String]) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = lines(b, css).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: got {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The chat survives page loads on both sides: after a push, a reload of
+/// the customer's page and a reload of the console, each side shows every
+/// line of the conversation, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_survives_pushes_and_reloads() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let Pair {
+        server: _server,
+        customer,
+        agent,
+    } = pair(browser_config(), "my lamp, please").await;
+    let label = text(&agent, "#session-label").await;
+
+    type_into(&customer, "#tcb-chat-text", "hello").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_text(&agent, "the customer's line", "#log", "hello").await;
+    type_into(&agent, "#chat-text", "hi, let me look").await;
+    click(&agent, "#chat-send").await;
+    wait_text(&customer, "the agent's line", "#tcb-log", "hi, let me look").await;
+    type_into(&customer, "#tcb-chat-text", "thanks").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_text(&agent, "the customer's second line", "#log", "thanks").await;
+
+    let on_customer: Vec<String> = vec![
+        "You: hello".into(),
+        "ann: hi, let me look".into(),
+        "You: thanks".into(),
+    ];
+    let on_agent: Vec<String> = vec![
+        format!("{label}: my lamp, please"),
+        format!("{label}: hello"),
+        "You: hi, let me look".into(),
+        format!("{label}: thanks"),
+    ];
+    wait_lines(
+        &customer,
+        "the customer's chat",
+        "#tcb-log .tcb-line",
+        &on_customer,
+    )
+    .await;
+    wait_lines(&agent, "the agent's chat", "#log .chat-line", &on_agent).await;
+
+    // A push: the customer's next page shows the whole conversation.
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/help").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/help").await;
+    wait_lines(
+        &customer,
+        "the chat after a push",
+        "#tcb-log .tcb-line",
+        &on_customer,
+    )
+    .await;
+
+    // A reload of each side.
+    js(&customer, "location.reload();").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_lines(
+        &customer,
+        "the chat after a reload",
+        "#tcb-log .tcb-line",
+        &on_customer,
+    )
+    .await;
+    js(&agent, "location.reload();").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_lines(
+        &agent,
+        "the console's chat after a reload",
+        "#log .chat-line",
+        &on_agent,
+    )
+    .await;
+
+    // A line after all that still shows once on each side.
+    type_into(&agent, "#chat-text", "found it").await;
+    click(&agent, "#chat-send").await;
+    let mut on_customer = on_customer;
+    on_customer.push("ann: found it".into());
+    let mut on_agent = on_agent;
+    on_agent.push("You: found it".into());
+    wait_lines(
+        &customer,
+        "the chat after a new line",
+        "#tcb-log .tcb-line",
+        &on_customer,
+    )
+    .await;
+    wait_lines(
+        &agent,
+        "the console's chat after a new line",
+        "#log .chat-line",
+        &on_agent,
+    )
+    .await;
+    customer.quit().await;
+    agent.quit().await;
+}

@@ -698,3 +698,44 @@ async fn an_agent_ends_and_everyone_sees_it() {
         .expect_error(404, &["ask for help"]);
     assert!(customer.cookies.is_empty());
 }
+
+/// The server keeps a session's chat, numbered, and gives it with the
+/// session to the customer's next page and to an agent who joins (or comes
+/// back) later.
+#[tokio::test]
+async fn the_chat_comes_with_the_session_after_a_page_load() {
+    let s = Server::start(cb_config()).await;
+    let mut customer = Client::new(&s);
+    let id = customer.ask_for_help("hi").await;
+    let mut ann = Client::new(&s);
+    ann.sign_in("ann").await;
+    let r = ann.post("/cobrowse/join", json!({"session": id})).await;
+    assert_eq!(r.json()["chat"], json!([]));
+    let r = customer
+        .post("/cobrowse/event", json!({"type": "chat", "text": "hello"}))
+        .await;
+    assert_eq!(r.json()["n"], 1, "{}", r.text());
+    let r = ann
+        .post(
+            "/cobrowse/event",
+            json!({"session": id, "type": "chat", "text": "hi there"}),
+        )
+        .await;
+    assert_eq!(r.json()["n"], 2, "{}", r.text());
+    let events = customer.events(&format!("cb.{id}")).await;
+    let chat: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"] == "chat")
+        .map(data)
+        .collect();
+    assert_eq!(chat[0]["n"], 1);
+    assert_eq!(chat[1]["n"], 2);
+    let want = json!([
+        {"n": 1, "by": "customer", "from": "customer", "text": "hello"},
+        {"n": 2, "by": "ann", "from": "agent:ann", "text": "hi there"},
+    ]);
+    let r = customer.get("/cobrowse/session").await;
+    assert_eq!(r.json()["chat"], want);
+    let r = ann.post("/cobrowse/join", json!({"session": id})).await;
+    assert_eq!(r.json()["chat"], want);
+}
