@@ -34,6 +34,11 @@
     setText($('live'), '');
     setTimeout(function () { setText($('live'), text); }, 30);
   }
+  // An error is shown on screen next to what failed (the element is a
+  // role=alert, so screen readers hear it too) and cleared by the next
+  // success there.
+  function failed(id, what, err) { setText($(id), what + ': ' + err.message); }
+  function cleared(id) { setText($(id), ''); }
   function request(method, path, body, cb) {
     var xhr = new XMLHttpRequest();
     xhr.open(method, path, true);
@@ -49,7 +54,9 @@
   function send(type, fields, cb) {
     var body = {type: type, session: current.id}, k;
     for (k in fields) { if (fields.hasOwnProperty(k)) { body[k] = fields[k]; } }
-    request('POST', '/cobrowse/event', body, cb || function (err) { if (err) { announce('Not sent: ' + err.message); } });
+    request('POST', '/cobrowse/event', body, cb || function (err) {
+      if (err) { failed('session-error', 'Not sent', err); } else { cleared('session-error'); }
+    });
   }
   function reducedMotion() {
     return !!(window.matchMedia && window.matchMedia('(prefers-reduced-motion: reduce)').matches);
@@ -161,10 +168,12 @@
     request('POST', '/cobrowse/join', what, function (err, res) {
       if (err) {
         try { sessionStorage.removeItem('tandem.agent.session'); } catch (e) { /* ignore */ }
-        if (what.code) { setText($('code-error'), err.message); } else if (!quiet) { announce(err.message); }
+        if (what.code) { setText($('code-error'), err.message); } else if (!quiet) { failed('list-error', 'Could not join', err); }
         showList();
         return;
       }
+      cleared('list-error');
+      cleared('code-error');
       open(res);
     });
   }
@@ -176,6 +185,9 @@
     show('session', true);
     setText($('session-label'), s.label);
     setText($('session-state'), 'Joined. Agents: ' + s.agents.join(', ') + '. The customer sees that you are assisting.');
+    cleared('session-error');
+    cleared('push-error');
+    cleared('chat-error');
     while ($('log').firstChild) { $('log').removeChild($('log').firstChild); }
     if (s.message) { line(0, s.label, s.message); }
     for (var i = 0; s.chat && i < s.chat.length; i++) { line(s.chat[i].n, chatWho(s.chat[i]), s.chat[i].text); }
@@ -339,7 +351,9 @@
 
   $('push-form').onsubmit = function () {
     send('push', {url: $('push-url').value}, function (err) {
-      if (err) { announce('Not pushed: ' + err.message); } else { announce('Pushed ' + $('push-url').value); }
+      if (err) { failed('push-error', 'Not pushed', err); return; }
+      cleared('push-error');
+      announce('Pushed ' + $('push-url').value);
     });
     return false;
   };
@@ -347,12 +361,19 @@
   function chat(text) {
     if (!text) { return; }
     send('chat', {text: text}, function (err, res) {
-      if (err) { announce('Not sent: ' + err.message); } else { line(res.n, 'You', text); }
+      if (err) { failed('chat-error', 'Not sent', err); return; }
+      cleared('chat-error');
+      line(res.n, 'You', text);
     });
   }
   $('chat-form').onsubmit = function () { chat($('chat-text').value); $('chat-text').value = ''; return false; };
   $('canned-send').onclick = function () { chat($('canned').value); };
-  $('end').onclick = function () { send('end', {}, function () { close('You ended the session.'); }); };
+  $('end').onclick = function () {
+    send('end', {}, function (err) {
+      if (err && err.status !== 404 && err.status !== 403) { failed('session-error', 'Not ended', err); return; }
+      close('You ended the session.');
+    });
+  };
   $('back').onclick = function () { close(); };
 
   /* ---- start ---- */

@@ -594,3 +594,110 @@ async fn the_chat_survives_pushes_and_reloads() {
     customer.quit().await;
     agent.quit().await;
 }
+
+/// The text of `css` if it is shown on screen (laid out, not hidden), or "".
+async fn visible_text(b: &Browser, css: &str) -> String {
+    b.exec(
+        "var e = document.querySelector(arguments[0]); \
+         if (!e || !e.offsetParent || e.getClientRects().length === 0) { return ''; } \
+         var s = getComputedStyle(e); \
+         return s.visibility === 'visible' && s.display !== 'none' ? e.textContent : '';",
+        json!([css]),
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+async fn wait_visible(b: &Browser, what: &str, css: &str, needle: &str) {
+    eventually(what, WAIT, || async {
+        visible_text(b, css).await.contains(needle).then_some(())
+    })
+    .await;
+}
+
+/// Errors in the console are on screen next to the action that failed
+/// (not only announced to screen readers), and the next success there
+/// clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_errors_are_shown_on_screen_and_cleared() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let Pair {
+        server: _server,
+        customer,
+        agent,
+    } = pair(browser_config(), "errors, please").await;
+
+    // A refused push: an address on another site.
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "https://example.com/").await;
+    click(&agent, "#push").await;
+    wait_visible(
+        &agent,
+        "the refused push on screen",
+        "#push-error",
+        "Not pushed: url must be a path within this site",
+    )
+    .await;
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/help").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/help").await;
+    assert_eq!(
+        text(&agent, "#push-error").await,
+        "",
+        "cleared by a push that worked"
+    );
+    assert_eq!(visible_text(&agent, "#push-error").await, "");
+
+    // A chat line not sent: only blanks.
+    type_into(&agent, "#chat-text", "   ").await;
+    click(&agent, "#chat-send").await;
+    wait_visible(
+        &agent,
+        "the chat error on screen",
+        "#chat-error",
+        "Not sent: chat text is empty",
+    )
+    .await;
+    type_into(&agent, "#chat-text", "a real line").await;
+    click(&agent, "#chat-send").await;
+    wait_text(&customer, "the line sent", "#tcb-log", "a real line").await;
+    wait_text(&agent, "the line shown", "#log", "a real line").await;
+    assert_eq!(
+        text(&agent, "#chat-error").await,
+        "",
+        "cleared by a line sent"
+    );
+
+    // A failed join: the session ended while its row was still on screen
+    // (the row's button, kept, is clicked after the end).
+    click(&agent, "#back").await;
+    wait_text(&agent, "the row", "#rows", "errors, please").await;
+    js(
+        &agent,
+        "window.staleJoin = document.querySelector('#rows button.join');",
+    )
+    .await;
+    click(&customer, "#tcb-end").await;
+    wait_text(&customer, "the ended state", "#tcb-ended", "ended").await;
+    wait_text(
+        &agent,
+        "the list emptied",
+        "#list-status",
+        "No one is waiting",
+    )
+    .await;
+    js(&agent, "window.staleJoin.click();").await;
+    wait_visible(
+        &agent,
+        "the failed join on screen",
+        "#list-error",
+        "Could not join: no such help session",
+    )
+    .await;
+    customer.quit().await;
+    agent.quit().await;
+}
