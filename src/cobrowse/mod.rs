@@ -71,6 +71,7 @@ mod state;
 
 pub use agents::{agent_line, hash_password};
 pub use audit::{verify as verify_audit, Verified, VerifyError};
+pub use routes::VIEW_PARAM;
 pub use settings::{CobrowseConfig, SetupError};
 pub use share::{CookieShare, ShareSession};
 pub use state::Cobrowse;

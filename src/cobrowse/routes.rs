@@ -8,7 +8,6 @@
 //! | `POST /cobrowse/event` | participant | `{type, session?, url?, title?, text?}` into the session |
 //! | `GET /cobrowse/sessions` | agent | the list the console shows (then live on `cb.console`) |
 //! | `POST /cobrowse/join` | agent | `{session}` or `{code}` |
-//! | `POST /cobrowse/view` | joined agent | `{session}`: the agent's view uses this session's application session |
 //! | `GET /cobrowse/canned` | agent | the canned chat replies |
 //! | `POST /agent/signin`, `/agent/signout`, `GET /agent/me` | agent | sign-in cookie |
 //! | `GET, POST /portal/...` | anyone | the demo portal, when mounted ([`Cobrowse::with_portal`]) |
@@ -25,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_TYPE, SET_COOKIE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::agents::Credentials;
@@ -43,18 +42,29 @@ use crate::http::{Access, App, AppFuture, Body};
 const HELP_COOKIE: &str = "tandem_help";
 /// The agent's sign-in cookie.
 const AGENT_COOKIE: &str = "tandem_agent";
-/// Which help session an agent's browser is viewing (not a secret: it only
-/// picks among the sessions the agent joined).
-const VIEW_COOKIE: &str = "tandem_view";
+/// The query parameter of the agent's view of the customer's pages: which
+/// help session this page of the view shows (not a secret: it only picks
+/// among the sessions the agent joined). A parameter of each page, not a
+/// cookie, so that two tabs of one agent can show two customers.
+pub const VIEW_PARAM: &str = "tandem_view";
 
 impl Cookies {
     fn of(headers: &HeaderMap) -> Cookies {
         Cookies {
             help: cookie(headers, HELP_COOKIE),
             agent: cookie(headers, AGENT_COOKIE),
-            view: cookie(headers, VIEW_COOKIE),
         }
     }
+}
+
+/// The value of the [`VIEW_PARAM`] parameter of a request's query.
+fn view_of(uri: &Uri) -> Option<&str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == VIEW_PARAM)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
 impl Cobrowse {
@@ -70,10 +80,13 @@ impl Cobrowse {
     }
 
     /// For the application's own requests: the application session handle
-    /// captured when the customer asked for help, if this request comes from
-    /// a signed-in agent who joined the help session it is viewing.
-    pub fn shared_session(&self, headers: &HeaderMap) -> Option<String> {
-        self.shared_of(&Cookies::of(headers))
+    /// captured when the customer asked for help, if this request is a page
+    /// of an agent's view (its query names the help session,
+    /// `tandem_view=ID`) and comes from a signed-in agent who joined that
+    /// help session. The session is named by each request rather than by a
+    /// cookie, so two tabs of one agent can each show their own customer.
+    pub fn shared_session(&self, uri: &Uri, headers: &HeaderMap) -> Option<String> {
+        self.shared_of(&Cookies::of(headers), view_of(uri)?)
     }
 
     /// Answers one co-browsing request.
@@ -85,7 +98,6 @@ impl Cobrowse {
             "/cobrowse/session/code"
             | "/cobrowse/event"
             | "/cobrowse/join"
-            | "/cobrowse/view"
             | "/agent/signin"
             | "/agent/signout" => "POST",
             _ => {
@@ -132,18 +144,7 @@ impl Cobrowse {
                 self.agent(&cookies)?;
                 Ok(ok_json(json!({ "replies": self.canned() })))
             }
-            ("POST", "/cobrowse/join") => self.join_route(headers, &cookies, &body).await,
-            ("POST", "/cobrowse/view") => {
-                let agent = self.agent(&cookies)?;
-                let id = field(&body, "session", 64, true)?;
-                if !self.has_joined(&agent, &id) {
-                    return Err(Error::forbidden("join this help session first"));
-                }
-                let mut resp = ok_json(json!({"session": id}));
-                let ttl = self.settings().agent_session_ttl.as_secs();
-                set_cookie(&mut resp, headers, VIEW_COOKIE, &id, Some(ttl));
-                Ok(resp)
-            }
+            ("POST", "/cobrowse/join") => self.join_route(&cookies, &body).await,
             ("POST", "/agent/signin") => self.sign_in_route(headers, &body).await,
             ("POST", "/agent/signout") => {
                 self.sign_out(&cookies);
@@ -210,7 +211,6 @@ impl Cobrowse {
 
     async fn join_route(
         &self,
-        headers: &HeaderMap,
         cookies: &Cookies,
         body: &Map<String, Value>,
     ) -> Result<Response<Body>, Error> {
@@ -224,11 +224,10 @@ impl Cobrowse {
             }
             (None, None) => return Err(Error::bad_request("session or code is required")),
         };
-        let mut resp = ok_json(self.join(&agent, &id, via).await?);
-        // The agent's view of the application now uses this session.
-        let ttl = self.settings().agent_session_ttl.as_secs();
-        set_cookie(&mut resp, headers, VIEW_COOKIE, &id, Some(ttl));
-        Ok(resp)
+        let mut v = self.join(&agent, &id, via).await?;
+        // The agent's view of the application names this session in its pages' queries.
+        v["view_param"] = Value::from(VIEW_PARAM);
+        Ok(ok_json(v))
     }
 
     async fn event(
@@ -296,7 +295,7 @@ impl App for Cobrowse {
 
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
         if let Some(portal) = self.portal(path) {
-            let shared = self.shared_session(req.headers());
+            let shared = self.shared_session(req.uri(), req.headers());
             let resp = portal.answer(path, &req, shared);
             return Box::pin(async move { resp });
         }

@@ -5,9 +5,11 @@
 //! its session cookie) and keeps that handle server-side, in the help
 //! session. Later, when a joined agent's browser asks the application for a
 //! page, the application asks [`crate::cobrowse::Cobrowse::shared_session`]
-//! with the request's headers: it answers the customer's handle if, and
-//! only if, the request carries the cookie of a signed-in agent who joined
-//! the help session the agent is viewing. The application then serves the
+//! with the request's URI and headers: it answers the customer's handle if,
+//! and only if, the page is one of an agent's view (its query names the help
+//! session: `tandem_view=ID`, per page, so two tabs of one agent show two
+//! customers) and the request carries the cookie of a signed-in agent who
+//! joined that help session. The application then serves the
 //! page from that session, so the agent sees the customer's cart, sign-in
 //! and form state, while the cookie value itself never leaves the server.
 

@@ -62,8 +62,6 @@ pub(crate) struct Cookies {
     pub(crate) help: Option<String>,
     /// The agent's sign-in token.
     pub(crate) agent: Option<String>,
-    /// The help session an agent's browser is viewing.
-    pub(crate) view: Option<String>,
 }
 
 /// Who is speaking in a help session.
@@ -282,21 +280,10 @@ impl Cobrowse {
         }
     }
 
-    /// Whether a signed-in `agent` joined help session `id`.
-    pub(crate) fn has_joined(&self, agent: &str, id: &str) -> bool {
-        self.inner
-            .sessions
-            .lock()
-            .map
-            .get(id)
-            .is_some_and(|s| s.agents.iter().any(|a| a == agent))
-    }
-
-    /// The application session of the help session an agent is viewing, if
-    /// the agent joined it (see `share.rs`).
-    pub(crate) fn shared_of(&self, cookies: &Cookies) -> Option<String> {
+    /// The application session of help session `id`, which a page of an
+    /// agent's view names, if the agent joined it (see `share.rs`).
+    pub(crate) fn shared_of(&self, cookies: &Cookies, id: &str) -> Option<String> {
         let agent = self.agent_named(cookies)?;
-        let id = cookies.view.as_deref()?;
         let sessions = self.inner.sessions.lock();
         let s = sessions.map.get(id)?;
         if s.agents.contains(&agent) {

@@ -249,6 +249,29 @@
   }
 
   /* ---- the view: the customer's page with the customer's session ---- */
+  // Each page of the view names the session it shows in its query
+  // (tandem_view=ID): the server then serves it with that customer's session
+  // on the site, if this agent joined it. A parameter per page, not a
+  // cookie, so each tab of the console shows its own customer.
+  var VIEW = 'tandem_view';
+  function splitHash(url) {
+    var i = url.indexOf('#');
+    return i < 0 ? [url, ''] : [url.slice(0, i), url.slice(i)];
+  }
+  function withoutView(url) {
+    var h = splitHash(url), q = h[0].indexOf('?'), kept = [], parts, j;
+    if (q < 0) { return url; }
+    parts = h[0].slice(q + 1).split('&');
+    for (j = 0; j < parts.length; j++) {
+      if (parts[j] !== '' && parts[j].split('=')[0] !== VIEW) { kept.push(parts[j]); }
+    }
+    return h[0].slice(0, q) + (kept.length ? '?' + kept.join('&') : '') + h[1];
+  }
+  function withView(url) {
+    var h = splitHash(withoutView(url));
+    return h[0] + (h[0].indexOf('?') >= 0 ? '&' : '?') + VIEW + '=' + encodeURIComponent(current.id) + h[1];
+  }
+  var fixes = 0; // reloads of pages that came without the parameter, in a row
   function viewPath() {
     try {
       var l = $('view').contentWindow.location;
@@ -256,7 +279,8 @@
     } catch (e) { return null; }
   }
   function goView(url) {
-    expected = url;
+    url = withView(url);
+    expected = withoutView(url);
     try { $('view').contentWindow.location.replace(url); } catch (e) { $('view').src = url; }
   }
   function blink(els, done) {
@@ -290,8 +314,9 @@
     return out;
   }
   $('view').onload = function () {
-    var path = viewPath(), doc;
-    if (!current || path === null) { return; }
+    var raw = viewPath(), path, doc, i, forms, input;
+    if (!current || raw === null) { return; }
+    path = withoutView(raw);
     setText($('view-url'), path);
     current.url = path;
     if (path !== expected) {
@@ -299,7 +324,28 @@
       send('nav', {url: path, title: ($('view').contentWindow.document.title || '').slice(0, 200)});
     }
     expected = null;
+    if (raw !== withView(raw)) {
+      // A page that came without naming the session (a redirect, say):
+      // load it again as this session's, once.
+      if (fixes++ < 1) { goView(path); return; }
+    }
+    fixes = 0;
     try { doc = $('view').contentWindow.document; } catch (e) { return; }
+    // Forms of the page stay in this session's view too.
+    forms = doc.getElementsByTagName('form');
+    for (i = 0; i < forms.length; i++) {
+      if ((forms[i].getAttribute('method') || 'get').toLowerCase() === 'get') {
+        input = doc.createElement('input');
+        input.type = 'hidden';
+        input.name = VIEW;
+        input.value = current.id;
+        forms[i].appendChild(input);
+      } else {
+        var a = doc.createElement('a');
+        a.href = forms[i].getAttribute('action') || raw;
+        if (a.host === location.host) { forms[i].setAttribute('action', withView(a.pathname + a.search + a.hash)); }
+      }
+    }
     $('view').contentWindow.tandemHooked = true; // clicks here are shared (tests wait for it)
     doc.addEventListener('click', function (e) {
       if (e.defaultPrevented || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) { return; }
@@ -310,7 +356,7 @@
       x.href = a.href;
       if (x.host !== location.host) { return; }
       e.preventDefault();
-      var url = x.pathname + x.search + x.hash;
+      var url = withoutView(x.pathname + x.search + x.hash);
       send('click', {url: url, text: (a.textContent || '').replace(/\s+/g, ' ').slice(0, 200)});
       blink([a], function () { goView(url); });
     }, false);

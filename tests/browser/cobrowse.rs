@@ -446,9 +446,19 @@ async fn join_row(agent: &Browser, message: &str) {
 }
 
 async fn pair(setup: kit::Setup, message: &str) -> Pair {
+    pair_with(setup, message, false).await
+}
+
+/// [`pair`], the customer first putting the lamp in the cart if `lamp`.
+async fn pair_with(setup: kit::Setup, message: &str, lamp: bool) -> Pair {
     let server = Server::start(setup.agent_key(Some(KEY.into()))).await;
     let customer = Browser::start(&[]).await;
     let agent = Browser::start(&[]).await;
+    if lamp {
+        customer.goto(&server.url("/portal/products/2")).await;
+        click(&customer, "#add").await;
+        wait_text(&customer, "the lamp in the cart", "#cart", "Reading lamp").await;
+    }
     ask(&customer, &server, "/portal/products/2", message).await;
     sign_in(&agent, &server, "ann").await;
     join_row(&agent, message).await;
@@ -700,4 +710,153 @@ async fn console_errors_are_shown_on_screen_and_cleared() {
     .await;
     customer.quit().await;
     agent.quit().await;
+}
+
+/// What the agent's view in the current tab shows: its cart, or "".
+async fn view_cart(agent: &Browser) -> String {
+    js(
+        agent,
+        "try { var d = document.getElementById('view').contentDocument; \
+           return d.getElementById('shared-view') && d.getElementById('cart') ? d.getElementById('cart').textContent : ''; } catch (e) { return ''; }",
+    )
+    .await
+    .as_str()
+    .unwrap_or("")
+    .to_string()
+}
+
+/// An agent helps two customers in two tabs of one browser: each tab shows
+/// its own customer's session, and the first tab's buttons still act on
+/// the first customer after the second tab joined the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_customers_in_two_tabs() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let Pair {
+        server,
+        customer,
+        agent,
+    } = pair_with(browser_config(), "lamp customer", true).await;
+    // Customer A has the lamp in the cart; tab 1's view shows it.
+    wait_paths(&customer, &agent, "/portal/products/2").await;
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/cart").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/cart").await;
+    eventually("A's cart in tab 1", WAIT, || async {
+        view_cart(&agent)
+            .await
+            .contains("Reading lamp")
+            .then_some(())
+    })
+    .await;
+
+    // Customer B (over plain HTTP): a blanket in the cart, then asks for help.
+    let add = server
+        .send(
+            kit::Req::post("/portal/cart/add", b"product=3")
+                .header("Content-Type", "application/x-www-form-urlencoded"),
+        )
+        .await;
+    let portal = add
+        .head
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let asked = server
+        .send(
+            kit::Req::post(
+                "/cobrowse/session",
+                json!({"url": "/portal/cart", "title": "Your cart", "message": "blanket customer"})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .header("Content-Type", "application/json")
+            .header("Cookie", &portal),
+        )
+        .await;
+    assert_eq!(asked.head.status, 201, "{}", asked.text());
+    let b = asked.json()["id"].as_str().unwrap().to_string();
+
+    // Tab 2 joins B and shows B's cart.
+    let tab1 = agent.window().await;
+    let tab2 = agent.new_tab().await;
+    agent.switch_to(&tab2).await;
+    agent.goto(&server.url("/agent")).await;
+    join_row(&agent, "blanket customer").await;
+    eventually("B's cart in tab 2", WAIT, || async {
+        view_cart(&agent)
+            .await
+            .contains("Wool blanket")
+            .then_some(())
+    })
+    .await;
+
+    // Back in tab 1: a push from there goes to A, and its view, reloaded
+    // for A's new page, still shows A's cart.
+    agent.switch_to(&tab1).await;
+    assert!(text(&agent, "#session-label").await.contains("visitor 1"));
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/cart?again=1").await;
+    click(&agent, "#push").await;
+    eventually("customer A pushed", WAIT, || async {
+        (js(&customer, "return location.search;").await == json!("?again=1")).then_some(())
+    })
+    .await;
+    eventually("tab 1's view reloaded for A's page", WAIT, || async {
+        js(
+            &agent,
+            "try { return document.getElementById('view').contentWindow.location.search; } catch (e) { return ''; }",
+        )
+        .await
+        .as_str()
+        .is_some_and(|s| s.starts_with("?again=1"))
+        .then_some(())
+    })
+    .await;
+    let cart = eventually("A's cart in tab 1 again", WAIT, || async {
+        let c = view_cart(&agent).await;
+        (!c.is_empty()).then_some(c)
+    })
+    .await;
+    assert!(
+        cart.contains("Reading lamp"),
+        "tab 1 shows A's cart: {cart}"
+    );
+    assert!(
+        !cart.contains("Wool blanket"),
+        "tab 1 shows A's cart: {cart}"
+    );
+    // B heard no push.
+    let b_events = server
+        .send(
+            kit::Req::get(&format!("/ch/cb.{b}/poll?since=0&timeout=0")).header(
+                "Cookie",
+                &format!(
+                    "{}; tandem_help={}",
+                    portal,
+                    kit_cookie(&asked, "tandem_help")
+                ),
+            ),
+        )
+        .await;
+    assert_eq!(b_events.head.status, 200, "{}", b_events.text());
+    assert!(!b_events.text().contains("\"push\""), "{}", b_events.text());
+    customer.quit().await;
+    agent.quit().await;
+}
+
+/// The value of cookie `name` set by a response.
+fn kit_cookie(r: &kit::Response, name: &str) -> String {
+    r.head
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+        .unwrap()
 }

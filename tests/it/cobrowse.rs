@@ -52,12 +52,7 @@ impl<'a> Client<'a> {
             req = req.header("Cookie", &self.cookie_header());
         }
         let r = self.server.send(req).await;
-        for name in [
-            "tandem_help",
-            "tandem_agent",
-            "tandem_view",
-            "tandem_portal",
-        ] {
+        for name in ["tandem_help", "tandem_agent", "tandem_portal"] {
             if let Some(v) = set_cookie(&r, name) {
                 self.cookies.retain(|(k, _)| k != name);
                 if !v.is_empty() {
@@ -637,19 +632,76 @@ async fn the_agent_sees_the_customers_portal_session_without_its_cookie() {
         .contains("id=\"empty\""));
     let j = agent.post("/cobrowse/join", json!({"session": id})).await;
     assert!(!j.text().contains(&portal_cookie));
-    let page = agent.get("/portal/cart").await;
+    assert_eq!(j.json()["view_param"], "tandem_view");
+    let page = agent.get(&format!("/portal/cart?tandem_view={id}")).await;
     assert!(page.text().contains("Reading lamp"), "{}", page.text());
     assert!(page.text().contains("shared-view"));
     assert!(agent.cookies.iter().all(|(_, v)| v != &portal_cookie));
     assert!(!page.head.raw.contains(&portal_cookie));
-    // A stranger naming the session in a view cookie gets nothing.
-    let mut stranger = Client::new(&s);
-    stranger.cookies.push(("tandem_view".into(), id.clone()));
-    assert!(stranger
+    // Without naming the session, the agent's own (empty) cart.
+    assert!(agent
         .get("/portal/cart")
         .await
         .text()
         .contains("id=\"empty\""));
+    // A stranger naming the session gets nothing.
+    let mut stranger = Client::new(&s);
+    assert!(stranger
+        .get(&format!("/portal/cart?tandem_view={id}"))
+        .await
+        .text()
+        .contains("id=\"empty\""));
+}
+
+async fn customer_with(s: &Server, product: &str, message: &str) -> String {
+    let mut c = Client::new(s);
+    let r = c
+        .send(
+            Req::post("/portal/cart/add", format!("product={product}").as_bytes())
+                .header("Content-Type", "application/x-www-form-urlencoded"),
+        )
+        .await;
+    assert_eq!(r.head.status, 303);
+    c.ask_for_help(message).await
+}
+
+/// One agent helping two customers (two tabs of one browser, so one set of
+/// cookies): each page of the view names its session, so a page of A's
+/// view shows A's data after joining B, and a session the agent did not
+/// join shows nothing of its customer.
+#[tokio::test]
+async fn one_agent_views_two_customers_side_by_side() {
+    let s = Server::start(cb_config()).await;
+    let a = customer_with(&s, "1", "kettle").await;
+    let b = customer_with(&s, "3", "blanket").await;
+    let c = customer_with(&s, "2", "lamp").await;
+    let mut ann = Client::new(&s);
+    ann.sign_in("ann").await;
+    for id in [&a, &b] {
+        let r = ann.post("/cobrowse/join", json!({"session": id})).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+    }
+    for _ in 0..2 {
+        let page = ann.get(&format!("/portal/cart?tandem_view={a}")).await;
+        assert!(page.text().contains("Blue kettle"), "{}", page.text());
+        assert!(!page.text().contains("Wool blanket"));
+        let page = ann.get(&format!("/portal/cart?x=1&tandem_view={b}")).await;
+        assert!(page.text().contains("Wool blanket"), "{}", page.text());
+        assert!(!page.text().contains("Blue kettle"));
+    }
+    // A session ann did not join: nothing of its customer.
+    let page = ann.get(&format!("/portal/cart?tandem_view={c}")).await;
+    assert!(page.text().contains("id=\"empty\""), "{}", page.text());
+    // Events name their session: a push into A reaches A only.
+    let r = ann
+        .post(
+            "/cobrowse/event",
+            json!({"session": a, "type": "push", "url": "/portal/help"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert!(types(&ann.events(&format!("cb.{a}")).await).contains(&"push"));
+    assert!(!types(&ann.events(&format!("cb.{b}")).await).contains(&"push"));
 }
 
 #[tokio::test]
