@@ -163,6 +163,9 @@ struct Serve {
     /// most help sessions open at once [1000]
     #[argh(option)]
     max_help_sessions: Option<usize>,
+    /// a customer whose page has not been heard from for this long shows as gone [45s]
+    #[argh(option, from_str_fn(duration))]
+    presence_timeout: Option<Duration>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -221,7 +224,8 @@ impl Serve {
             self,
             agent_session_ttl,
             help_session_ttl,
-            max_help_sessions
+            max_help_sessions,
+            presence_timeout
         );
         cb.agents_file = self.agents.clone();
         cb.audit_file = self.audit.clone();
@@ -646,6 +650,7 @@ mod tests {
             ("--agent-session-ttl", shown(cb.agent_session_ttl)),
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),
+            ("--presence-timeout", shown(cb.presence_timeout)),
         ];
         let lines: Vec<&str> = help.lines().collect();
         for (flag, value) in expected {

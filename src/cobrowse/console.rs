@@ -1,7 +1,7 @@
 //! The live list of help sessions on `cb.console`, never left stale.
 //!
 //! Every change to the sessions (asked, joined, moved to another page,
-//! ended) republishes the whole list, and the console shows the newest
+//! customer gone or back online, ended) republishes the whole list, and the console shows the newest
 //! event. So the channel's last event must be the current list. Taking a
 //! snapshot under the sessions lock and publishing it after the lock is let
 //! go does not ensure that: two changes racing can publish their snapshots

@@ -22,7 +22,8 @@
 //! * `settings.rs`: [`CobrowseConfig`] and [`SetupError`]; loading the canned replies.
 //! * `secret.rs`: ids and tokens from the OS random source; digests kept
 //!   instead of tokens.
-//! * `session.rs`: help sessions (plain data), phone codes.
+//! * `session.rs`: help sessions (plain data), phone codes, the kept chat,
+//!   the customer's presence.
 //! * `agents.rs`: agent accounts (argon2), the per-run key, sign-ins.
 //! * `audit.rs`: the hash-chained JSON-lines audit log, its writer thread,
 //!   and its verifier.
@@ -33,7 +34,7 @@
 //! * `portal.rs`: the small demo portal (knows nothing of the rest).
 //! * `state.rs`: [`Cobrowse`], the state and its operations, no HTTP in it:
 //!   plain inputs (cookie values, a checked request), plain outputs, errors
-//!   as [`crate::Error`].
+//!   as [`crate::Error`]; the task that marks silent customers gone.
 //! * `gate.rs`: who may read which `cb.` channel.
 //! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...` and the
 //!   portal's paths, cookies, request bodies, answers; the [`crate::http::App`]

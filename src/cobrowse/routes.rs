@@ -5,6 +5,7 @@
 //! | `POST /cobrowse/session` | anyone | ask for help: `{url,title,message?,label?}`; sets the customer cookie |
 //! | `GET /cobrowse/session` | customer | the customer's session (after a navigation) |
 //! | `POST /cobrowse/session/code` | customer | a 6-digit phone code |
+//! | `POST /cobrowse/session/ping` | customer | the customer's page is still open (presence) |
 //! | `POST /cobrowse/event` | participant | `{type, session?, url?, title?, text?}` into the session |
 //! | `GET /cobrowse/sessions` | agent | the list the console shows (then live on `cb.console`) |
 //! | `POST /cobrowse/join` | agent | `{session}` or `{code}` |
@@ -34,7 +35,7 @@ use super::helpers::{field, site_url, MAX_CHAT, MAX_LABEL, MAX_MESSAGE, MAX_TITL
 use super::portal::{Portal, COOKIE as PORTAL_COOKIE};
 use super::session::Ask;
 use super::share::{cookie, CookieShare};
-use super::state::{Cobrowse, Cookies, Say};
+use super::state::{Cobrowse, Cookies, Say, Who};
 use crate::error::Error;
 use crate::http::{Access, App, AppFuture, Body};
 
@@ -96,6 +97,7 @@ impl Cobrowse {
             "/cobrowse/session" => "GET, POST",
             "/cobrowse/sessions" | "/cobrowse/canned" | "/agent/me" => "GET",
             "/cobrowse/session/code"
+            | "/cobrowse/session/ping"
             | "/cobrowse/event"
             | "/cobrowse/join"
             | "/agent/signin"
@@ -123,7 +125,14 @@ impl Cobrowse {
         };
         match (method.as_str(), path) {
             ("POST", "/cobrowse/session") => self.create(headers, &cookies, &body).await,
-            ("GET", "/cobrowse/session") => self.mine(headers, &cookies),
+            ("GET", "/cobrowse/session") => self.mine(headers, &cookies).await,
+            ("POST", "/cobrowse/session/ping") => {
+                let id = self
+                    .customer(&cookies)
+                    .ok_or_else(|| Error::not_found("no help session (it has ended)"))?;
+                self.heard(&id).await;
+                Ok(ok_json(json!({"online": true})))
+            }
             ("POST", "/cobrowse/session/code") => {
                 let id = self
                     .customer(&cookies)
@@ -135,6 +144,7 @@ impl Cobrowse {
             ("GET", "/cobrowse/sessions") => {
                 self.agent(&cookies)?;
                 self.expire().await;
+                self.check_presence().await;
                 let (list, last) = self.list();
                 Ok(ok_json(
                     json!({"sessions": list, "channel": CONSOLE_CHANNEL, "since": last}),
@@ -196,8 +206,9 @@ impl Cobrowse {
         Ok(resp)
     }
 
-    fn mine(&self, headers: &HeaderMap, cookies: &Cookies) -> Result<Response<Body>, Error> {
+    async fn mine(&self, headers: &HeaderMap, cookies: &Cookies) -> Result<Response<Body>, Error> {
         if let Some(id) = self.customer(cookies) {
+            self.heard(&id).await;
             return Ok(ok_json(self.session_view(&id)?));
         }
         let mut resp = crate::http::error_response(&Error::not_found(
@@ -241,6 +252,9 @@ impl Cobrowse {
             None => None,
         };
         let (id, who) = self.participant(cookies, named.as_deref())?;
+        if who == Who::Customer {
+            self.heard(&id).await;
+        }
         let kind = field(body, "type", 16, true)?;
         let Some(say) = say_of(&kind, who.is_agent(), body)? else {
             self.end(&id, &who).await;
@@ -294,6 +308,7 @@ impl App for Cobrowse {
     }
 
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
+        self.watch_presence();
         if let Some(portal) = self.portal(path) {
             let shared = self.shared_session(req.uri(), req.headers());
             let resp = portal.answer(path, &req, shared);

@@ -60,6 +60,11 @@ pub(crate) struct Session {
     chat: VecDeque<Value>,
     /// The number of the last chat line (from 1; lines carry it as `n`).
     chat_n: u64,
+    /// When the customer's page was last heard from (a ping, a request).
+    pub(crate) seen: Instant,
+    /// Whether the console shows the customer as online (see
+    /// `Sessions::presence`).
+    pub(crate) online: bool,
 }
 
 impl Session {
@@ -108,6 +113,7 @@ impl Session {
             "created": self.created_ms,
             "state": match self.state() { State::Waiting => "waiting", State::Active => "active" },
             "agents": self.agents,
+            "online": self.online,
         })
     }
 }
@@ -158,6 +164,8 @@ impl Sessions {
             shared: ask.shared,
             chat: VecDeque::new(),
             chat_n: 0,
+            seen: Instant::now(),
+            online: true,
         };
         self.map.insert(id.clone(), session);
         (id, token)
@@ -181,6 +189,30 @@ impl Sessions {
             .map(|s| s.id.clone())
             .collect();
         old.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// The customer of session `id` was heard from; true if that brings
+    /// them back online (the console's list changes).
+    pub(crate) fn seen(&mut self, id: &str) -> bool {
+        let Some(s) = self.map.get_mut(id) else {
+            return false;
+        };
+        s.seen = Instant::now();
+        !std::mem::replace(&mut s.online, true)
+    }
+
+    /// Marks gone the customers not heard from for `timeout`; true if any
+    /// changed (the console's list changes).
+    pub(crate) fn presence(&mut self, timeout: Duration) -> bool {
+        let mut changed = false;
+        for s in self.map.values_mut() {
+            let online = s.seen.elapsed() < timeout;
+            if online != s.online {
+                s.online = online;
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Gives session `id` a fresh 6-digit code (replacing its old one).

@@ -51,6 +51,9 @@ pub struct CobrowseConfig {
     pub help_session_ttl: Duration,
     /// Most help sessions open at once (waiting and active).
     pub max_help_sessions: usize,
+    /// A customer whose page has not been heard from for this long (the
+    /// widget pings at a third of it) shows as gone in the console.
+    pub presence_timeout: Duration,
 }
 
 impl Default for CobrowseConfig {
@@ -66,6 +69,7 @@ impl Default for CobrowseConfig {
             agent_session_ttl: Duration::from_secs(8 * 3600),
             help_session_ttl: Duration::from_secs(4 * 3600),
             max_help_sessions: 1000,
+            presence_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Debug for CobrowseConfig {
             .field("agent_session_ttl", &self.agent_session_ttl)
             .field("help_session_ttl", &self.help_session_ttl)
             .field("max_help_sessions", &self.max_help_sessions)
+            .field("presence_timeout", &self.presence_timeout)
             .finish()
     }
 }
@@ -141,6 +146,14 @@ impl CobrowseConfig {
         self
     }
 
+    /// After how long without a word from the customer's page (a ping, a
+    /// request) the console shows the customer as gone (1 s to 10 min;
+    /// default 45 s, so a closed tab shows as gone within a minute).
+    pub fn presence_timeout(mut self, t: Duration) -> CobrowseConfig {
+        self.presence_timeout = t;
+        self
+    }
+
     /// Checks every setting; the error names the setting and its limit.
     pub fn validate(&self) -> Result<(), SetupError> {
         let check = |ok: bool, msg: &str| {
@@ -163,6 +176,10 @@ impl CobrowseConfig {
         check(
             self.help_session_ttl >= Duration::from_secs(60),
             "help-session-ttl must be at least 1 minute",
+        )?;
+        check(
+            (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.presence_timeout),
+            "presence-timeout must be between 1 second and 10 minutes",
         )?;
         check(
             (1..=100_000).contains(&self.max_help_sessions),

@@ -16,8 +16,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     share: OnceLock<Arc<dyn ShareSession>>,
     console: Console,
     portal: OnceLock<Portal>,
+    /// Whether the task that marks silent customers gone runs.
+    watching: AtomicBool,
 }
 
 /// The co-browsing cookies a request carried: their values, unchecked.
@@ -155,6 +158,7 @@ impl Cobrowse {
                 share: OnceLock::new(),
                 console: Console::default(),
                 portal: OnceLock::new(),
+                watching: AtomicBool::new(false),
             }),
         })
     }
@@ -345,6 +349,55 @@ impl Cobrowse {
         (list, since)
     }
 
+    /// The customer of session `id` was heard from (a ping, a request):
+    /// if they were shown as gone, the console's list changes.
+    pub(crate) async fn heard(&self, id: &str) {
+        let back = self.inner.sessions.lock().seen(id);
+        if back {
+            self.publish_list().await;
+        }
+    }
+
+    /// Marks gone the customers not heard from for `--presence-timeout`,
+    /// and republishes the list if any changed.
+    pub(crate) async fn check_presence(&self) {
+        let timeout = self.inner.settings.presence_timeout;
+        let changed = self.inner.sessions.lock().presence(timeout);
+        if changed {
+            self.publish_list().await;
+        }
+    }
+
+    /// How often the customer's page pings: a third of the presence timeout.
+    pub(crate) fn ping_every(&self) -> Duration {
+        self.inner.settings.presence_timeout / 3
+    }
+
+    /// Starts, once and on the current tokio runtime, the task that checks
+    /// presence every quarter of the presence timeout, so a closed page
+    /// shows as gone within 1.25 times it with nobody asking. The task
+    /// holds the state weakly and stops when the last `Cobrowse` goes.
+    pub(crate) fn watch_presence(&self) {
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.watching.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let every = (self.inner.settings.presence_timeout / 4).max(Duration::from_millis(100));
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                Cobrowse { inner }.check_presence().await;
+            }
+        });
+    }
+
     /// Ends sessions past their lifetime.
     pub(crate) async fn expire(&self) {
         let ttl = self.inner.settings.help_session_ttl;
@@ -411,6 +464,7 @@ impl Cobrowse {
         let mut v = s.summary();
         v["channel"] = Value::from(s.channel());
         v["chat"] = s.chat();
+        v["ping_every"] = Value::from(self.ping_every().as_millis() as u64);
         v["shared"] = json!(shared);
         v["not_shared"] = json!([
             "other tabs and other sites",
@@ -561,15 +615,22 @@ impl Cobrowse {
                     fields.push(("text", Value::from(text.as_str())));
                 }
                 audit.record("chat", &fields);
-                let n = self
-                    .inner
-                    .sessions
-                    .lock()
-                    .map
-                    .get_mut(id)
-                    .map_or(0, |s| s.keep_chat(who.name(), &who.client_id(), &text));
+                // The customer speaks under the session's label, the name the list shows.
+                let (n, name) = {
+                    let mut sessions = self.inner.sessions.lock();
+                    match sessions.map.get_mut(id) {
+                        Some(s) => {
+                            let name = match who {
+                                Who::Customer => s.label.clone(),
+                                _ => who.name().to_string(),
+                            };
+                            (s.keep_chat(&name, &who.client_id(), &text), name)
+                        }
+                        None => (0, who.name().to_string()),
+                    }
+                };
                 number = Some(n);
-                ("chat", json!({"by": who.name(), "text": text, "n": n}))
+                ("chat", json!({"by": name, "text": text, "n": n}))
             }
         };
         if kind == "nav" && !who.is_agent() {

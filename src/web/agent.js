@@ -109,6 +109,7 @@
         tr.className = 'session-row';
         tr.setAttribute('data-id', s.id);
         cell(tr, s.label);
+        cell(tr, s.online ? 'online' : 'gone (page closed)', 'presence-' + s.id).className = 'presence ' + (s.online ? 'online' : 'gone');
         cell(tr, (s.title ? s.title + ' — ' : '') + s.url);
         cell(tr, s.message || '');
         cell(tr, age(s.created), 'age-' + s.id).className = 'age';
@@ -125,6 +126,17 @@
       }(sessions[i]));
     }
     setText($('list-status'), sessions.length ? sessions.length + ' help session(s)' : 'No one is waiting.');
+    presence();
+  }
+  // The customer of the open session: online, or gone (their page closed).
+  function presence() {
+    if (!current) { return; }
+    for (var i = 0; i < sessions.length; i++) {
+      if (sessions[i].id === current.id) {
+        setText($('session-presence'), sessions[i].online ? current.label + ' is online.' : current.label + ' is gone: their page is closed.');
+        $('session-presence').className = sessions[i].online ? 'online' : 'gone';
+      }
+    }
   }
   setInterval(function () {
     for (var i = 0; i < sessions.length; i++) {
@@ -136,8 +148,16 @@
   function showList() {
     show('session', false);
     show('console', true);
+    watchList();
+  }
+  // The list, fetched and then kept live (also while a session is open: it
+  // says whether the customer is still online).
+  function watchList() {
     request('GET', '/cobrowse/sessions', null, function (err, res) {
-      if (err) { show('console', false); show('signin', true); return; }
+      if (err) {
+        if (!current) { show('console', false); show('signin', true); }
+        return;
+      }
       var before = sessions.length;
       sessions = res.sessions;
       renderList();
@@ -185,6 +205,8 @@
     show('session', true);
     setText($('session-label'), s.label);
     setText($('session-state'), 'Joined. Agents: ' + s.agents.join(', ') + '. The customer sees that you are assisting.');
+    setText($('session-presence'), s.online === false ? s.label + ' is gone: their page is closed.' : s.label + ' is online.');
+    watchList();
     cleared('session-error');
     cleared('push-error');
     cleared('chat-error');
@@ -372,7 +394,11 @@
       break;
     case 'nav':
       // The customer's page changed (or reloaded): the view follows and refreshes.
-      if (ev.from === 'customer') { goView(d.url); }
+      if (ev.from === 'customer') {
+        // The status says where the customer is now (no stale "pulled" line).
+        setText($('session-state'), 'The customer is on ' + d.url);
+        goView(d.url);
+      }
       break;
     case 'pulled':
       announce('The customer is on ' + d.url);

@@ -21,8 +21,13 @@
  * with textContent / createTextNode, never parsed as HTML.
  *
  * Options (set before the script): window.TANDEM_COBROWSE = {base: '',
- * transport: 'auto'}; the transport can also be pinned for a tab with
- * sessionStorage 'tandem.cobrowse.transport' (tests force long-poll so).
+ * transport: 'auto', name: ''}; the transport can also be pinned for a tab
+ * with sessionStorage 'tandem.cobrowse.transport' (tests force long-poll
+ * so). The customer's name, which the agent sees in the list and the chat,
+ * comes from `name`, or the script tag's data-name attribute (the
+ * application knows who is signed in), or the customer types it when
+ * asking. While a session lasts the page pings the server (presence), so a
+ * closed page shows as gone in the console.
  */
 (function () {
   'use strict';
@@ -33,6 +38,17 @@
 
   var opts = window.TANDEM_COBROWSE || {};
   var base = opts.base || '';
+  var pinger = null;
+  function givenName() {
+    if (opts.name) { return String(opts.name); }
+    var scripts = document.getElementsByTagName('script'), i;
+    for (i = 0; i < scripts.length; i++) {
+      if (/cobrowse\.js(\?|$)/.test(scripts[i].getAttribute('src') || '') && scripts[i].getAttribute('data-name')) {
+        return scripts[i].getAttribute('data-name');
+      }
+    }
+    return '';
+  }
   var KEY = 'tandem.cobrowse';
   var BLINK_MS = 250; // on 250 ms, off 250 ms: two flashes a second (at most 3 allowed)
   var FLASHES = 3;
@@ -119,6 +135,13 @@
       'title of the pages of this site you open, the links you click, your session on this site (like your cart), ' +
       'and the chat, until you end. Nothing is shared before you ask; other tabs, other sites, what you type into ' +
       'forms and your passwords are never shared.'));
+    var nameLabel = el('label', {'for': 'tcb-name'}, 'Your name (optional, the agent sees it)');
+    ui.name = el('input', {id: 'tcb-name', type: 'text', maxlength: '64', autocomplete: 'name'});
+    ui.name.value = givenName().slice(0, 64);
+    ui.ask.appendChild(nameLabel);
+    ui.ask.appendChild(el('br'));
+    ui.ask.appendChild(ui.name);
+    ui.ask.appendChild(el('br'));
     var label = el('label', {'for': 'tcb-message'}, 'What do you need help with? (optional)');
     ui.message = el('input', {id: 'tcb-message', type: 'text', maxlength: '500', autocomplete: 'off'});
     ui.askButton = el('button', {id: 'tcb-ask-button', type: 'button'}, 'Ask for help');
@@ -238,10 +261,10 @@
   /* ---- actions ---- */
   function ask() {
     ui.askButton.disabled = true;
-    request('POST', '/cobrowse/session', {url: here(), title: document.title.slice(0, 200), message: ui.message.value}, function (err, res) {
+    request('POST', '/cobrowse/session', {url: here(), title: document.title.slice(0, 200), message: ui.message.value, label: ui.name.value}, function (err, res) {
       ui.askButton.disabled = false;
       if (err) { announce('Could not ask for help: ' + err.message); return; }
-      state = {id: res.id, channel: res.channel, since: res.since, agents: res.agents || []};
+      state = {id: res.id, channel: res.channel, since: res.since, agents: res.agents || [], pingEvery: res.ping_every};
       save();
       render();
       open(true);
@@ -255,6 +278,7 @@
   }
 
   function finish(message) {
+    if (pinger) { clearInterval(pinger); pinger = null; }
     state = null;
     save();
     if (conn) { conn.close(); conn = null; }
@@ -387,7 +411,16 @@
     }
   }
 
+  // Presence: the page says it is still open, a few times per the server's
+  // presence timeout; a closed page stops, and the console shows it gone.
+  function ping() {
+    if (!state) { return; }
+    request('POST', '/cobrowse/session/ping', {}, function (err) {
+      if (err && err.status === 404 && state) { finish('The help session has ended.'); }
+    });
+  }
   function connect() {
+    if (!pinger && state) { pinger = setInterval(ping, Math.max(500, state.pingEvery || 15000)); }
     if (conn || !state) { return; }
     conn = window.tandem.connect(state.channel, {
       base: base,
@@ -406,6 +439,7 @@
     request('GET', '/cobrowse/session', null, function (err, res) {
       if (err) { state = null; save(); render(); return; }
       state.agents = res.agents || [];
+      state.pingEvery = res.ping_every;
       save();
       render();
       showChat(res.chat);

@@ -860,3 +860,73 @@ fn kit_cookie(r: &kit::Response, name: &str) -> String {
         .map(|(_, v)| v.to_string())
         .unwrap()
 }
+
+/// The customer's name, typed when asking, is what the agent sees in the
+/// list and in the chat; when the customer's page closes, the console shows
+/// them gone within the presence bound (2 s here: gone within 2.5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_names_and_presence() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let mut setup = browser_config();
+    setup.cobrowse = setup.cobrowse.presence_timeout(Duration::from_secs(2));
+    let server = Server::start(setup.agent_key(Some(KEY.into()))).await;
+    let customer = Browser::start(&[]).await;
+    let agent = Browser::start(&[]).await;
+    customer.goto(&server.url("/portal/products/2")).await;
+    js(
+        &customer,
+        "sessionStorage.setItem('tandem.cobrowse.transport', 'poll');",
+    )
+    .await;
+    click(&customer, "#tcb-toggle").await;
+    type_into(&customer, "#tcb-name", "Dana").await;
+    type_into(&customer, "#tcb-message", "named customer").await;
+    click(&customer, "#tcb-ask-button").await;
+    wait_text(&customer, "the customer waiting", "#tcb-status", "Waiting").await;
+
+    sign_in(&agent, &server, "ann").await;
+    wait_text(&agent, "the name in the list", "#rows", "Dana").await;
+    wait_text(&agent, "online in the list", "#rows .presence", "online").await;
+    // Still online after several presence timeouts: the page pings.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(text(&agent, "#rows .presence").await, "online");
+    join_row(&agent, "named customer").await;
+    wait_text(&agent, "the name in the session", "#session-label", "Dana").await;
+    wait_text(
+        &agent,
+        "online in the session",
+        "#session-presence",
+        "Dana is online",
+    )
+    .await;
+    type_into(&customer, "#tcb-chat-text", "hello").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_lines(
+        &agent,
+        "the name in the chat",
+        "#log .chat-line",
+        &["Dana: named customer".into(), "Dana: hello".into()],
+    )
+    .await;
+
+    // The customer's page closes: gone, in the session and in the list.
+    customer.goto("about:blank").await;
+    let closed = std::time::Instant::now();
+    wait_text(
+        &agent,
+        "gone in the session",
+        "#session-presence",
+        "Dana is gone",
+    )
+    .await;
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "gone within the bound: {:?}",
+        closed.elapsed()
+    );
+    click(&agent, "#back").await;
+    wait_text(&agent, "gone in the list", "#rows .presence", "gone").await;
+    customer.quit().await;
+    agent.quit().await;
+}

@@ -783,11 +783,84 @@ async fn the_chat_comes_with_the_session_after_a_page_load() {
     assert_eq!(chat[0]["n"], 1);
     assert_eq!(chat[1]["n"], 2);
     let want = json!([
-        {"n": 1, "by": "customer", "from": "customer", "text": "hello"},
+        {"n": 1, "by": "visitor 1", "from": "customer", "text": "hello"},
         {"n": 2, "by": "ann", "from": "agent:ann", "text": "hi there"},
     ]);
     let r = customer.get("/cobrowse/session").await;
     assert_eq!(r.json()["chat"], want);
     let r = ann.post("/cobrowse/join", json!({"session": id})).await;
     assert_eq!(r.json()["chat"], want);
+}
+
+/// A customer's name (the `label` the page sends) is used the same way in
+/// the list and the chat; a customer not heard from for the presence
+/// timeout shows as gone, in the list answer and on the console channel,
+/// with nobody asking, and a ping brings them back.
+#[tokio::test]
+async fn names_and_presence() {
+    let mut setup = cb_config();
+    setup.cobrowse = setup
+        .cobrowse
+        .presence_timeout(std::time::Duration::from_secs(1));
+    let s = Server::start(setup).await;
+    let mut customer = Client::new(&s);
+    let r = customer
+        .post(
+            "/cobrowse/session",
+            json!({"url": "/portal/", "label": "  Dana Scully ", "message": "hi"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 201, "{}", r.text());
+    assert_eq!(r.json()["ping_every"], 333);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let mut ann = Client::new(&s);
+    ann.sign_in("ann").await;
+    let list = ann.get("/cobrowse/sessions").await.json();
+    assert_eq!(list["sessions"][0]["label"], "Dana Scully");
+    assert_eq!(list["sessions"][0]["online"], true);
+    ann.post("/cobrowse/join", json!({"session": id})).await;
+    customer
+        .post("/cobrowse/event", json!({"type": "chat", "text": "hello"}))
+        .await;
+    let chat: Vec<Value> = ann
+        .events(&format!("cb.{id}"))
+        .await
+        .iter()
+        .filter(|e| e["type"] == "chat")
+        .map(data)
+        .collect();
+    assert_eq!(chat[0]["by"], "Dana Scully");
+    let r = customer.get("/cobrowse/session").await;
+    assert_eq!(r.json()["chat"][0]["by"], "Dana Scully");
+
+    // Pings keep the customer online past the timeout.
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let r = customer.post("/cobrowse/session/ping", json!({})).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+    }
+    let last_list = |events: Vec<Value>| {
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "sessions")
+            .unwrap()
+            .clone();
+        data(&last)["sessions"][0]["online"].clone()
+    };
+    assert_eq!(last_list(ann.events("cb.console").await), true);
+    // Silence: gone within 1.25 s (the timeout and a quarter), on the
+    // channel first (nobody asked for the list).
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert_eq!(last_list(ann.events("cb.console").await), false);
+    let list = ann.get("/cobrowse/sessions").await.json();
+    assert_eq!(list["sessions"][0]["online"], false);
+    // Back.
+    customer.post("/cobrowse/session/ping", json!({})).await;
+    assert_eq!(last_list(ann.events("cb.console").await), true);
+    // A ping without a session: 404.
+    Client::new(&s)
+        .post("/cobrowse/session/ping", json!({}))
+        .await
+        .expect_error(404, &["no help session"]);
 }
