@@ -125,6 +125,7 @@ impl Portal {
                         "Not found",
                         "<p>No such page.</p>",
                         shared,
+                        None,
                     )
                 }
             };
@@ -148,6 +149,11 @@ impl Portal {
             ),
             None => "<form method=\"post\" action=\"/portal/signin\" id=\"signin\"><label>Your name <input name=\"name\" autocomplete=\"name\"></label> <button>Sign in</button></form>".into(),
         };
+        // The signed-in name goes to the co-browsing widget (`data-name`): the
+        // agent then knows the customer by it.
+        let name = current.user.as_deref();
+        let page =
+            |status, title: &str, body: &str, shared| page(status, title, body, shared, name);
         match path {
             "/portal" | "/portal/" => {
                 let mut list = String::from("<ul id=\"products\">");
@@ -211,7 +217,14 @@ impl Portal {
     }
 }
 
-fn page(status: StatusCode, title: &str, body: &str, shared: bool) -> Response<Body> {
+fn page(
+    status: StatusCode,
+    title: &str,
+    body: &str,
+    shared: bool,
+    name: Option<&str>,
+) -> Response<Body> {
+    let name = name.map_or(String::new(), |n| format!(" data-name=\"{}\"", esc(n)));
     let banner = if shared {
         "<p id=\"shared-view\" style=\"background:#fff3c4;padding:.3em\">Agent view: the customer's session</p>"
     } else {
@@ -220,7 +233,7 @@ fn page(status: StatusCode, title: &str, body: &str, shared: bool) -> Response<B
     let html = format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · Demo shop</title>\
          <meta name=\"viewport\" content=\"width=device-width\"></head><body>{banner}<h1>{t}</h1>{body}\
-         <script src=\"/tandem.js\"></script><script src=\"/cobrowse.js\"></script></body></html>",
+         <script src=\"/tandem.js\"></script><script src=\"/cobrowse.js\"{name}></script></body></html>",
         t = esc(title)
     );
     let mut resp = Response::new(Body::from(html));

@@ -861,8 +861,8 @@ fn kit_cookie(r: &kit::Response, name: &str) -> String {
         .unwrap()
 }
 
-/// The customer's name, typed when asking, is what the agent sees in the
-/// list and in the chat; when the customer's page closes, the console shows
+/// The customer's name, given by the application (the widget's field is
+/// filled with it), is what the agent sees in the list and in the chat; when the customer's page closes, the console shows
 /// them gone within the presence bound (2 s here: gone within 2.5 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_names_and_presence() {
@@ -873,6 +873,12 @@ async fn customer_names_and_presence() {
     let server = Server::start(setup.agent_key(Some(KEY.into()))).await;
     let customer = Browser::start(&[]).await;
     let agent = Browser::start(&[]).await;
+    // The customer signs in to the application, which gives the widget the
+    // name (data-name); the customer could change it in the field.
+    customer.goto(&server.url("/portal/")).await;
+    type_into(&customer, "#signin input[name=name]", "Dana").await;
+    click(&customer, "#signin button").await;
+    wait_text(&customer, "signed in", "#user", "Dana").await;
     customer.goto(&server.url("/portal/products/2")).await;
     js(
         &customer,
@@ -880,7 +886,15 @@ async fn customer_names_and_presence() {
     )
     .await;
     click(&customer, "#tcb-toggle").await;
-    type_into(&customer, "#tcb-name", "Dana").await;
+    assert_eq!(
+        js(
+            &customer,
+            "return document.getElementById('tcb-name').value;"
+        )
+        .await,
+        json!("Dana"),
+        "the name from the application"
+    );
     type_into(&customer, "#tcb-message", "named customer").await;
     click(&customer, "#tcb-ask-button").await;
     wait_text(&customer, "the customer waiting", "#tcb-status", "Waiting").await;
