@@ -265,6 +265,9 @@
       ui.askButton.disabled = false;
       if (err) { announce('Could not ask for help: ' + err.message); return; }
       state = {id: res.id, channel: res.channel, since: res.since, agents: res.agents || [], pingEvery: res.ping_every};
+      // A new session numbers its lines from 1 again: none of an old one stays.
+      while (ui.log.firstChild) { ui.log.removeChild(ui.log.firstChild); }
+      showChat(res.chat);
       save();
       render();
       open(true);
