@@ -66,6 +66,7 @@ pub struct Service {
     prefix: Arc<str>,
     shutdown: Shutdown,
     app: Option<Arc<dyn App>>,
+    proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -102,6 +103,7 @@ impl Service {
             prefix: Arc::from(""),
             shutdown: Shutdown::new(),
             app: None,
+            proxy: None,
         }
     }
 
@@ -125,10 +127,44 @@ impl Service {
     }
 
     /// Serves under a path prefix such as `/push`: `/push/ch/demo/sse`. Paths
-    /// outside the prefix get 404.
+    /// outside the prefix get 404 (or go to the upstream, with
+    /// [`with_proxy`](Self::with_proxy), which sets its own prefix).
     pub fn with_prefix(mut self, prefix: &str) -> Service {
         self.prefix = Arc::from(prefix.trim_end_matches('/'));
         self
+    }
+
+    /// Puts this service in front of one web application as a transparent
+    /// reverse proxy (validating the settings): tandem's own routes, and a
+    /// mounted app's, move under [`ProxyConfig::prefix`] (`/_tandem` by
+    /// default), and every other request goes to the upstream, streamed
+    /// both ways. See `docs/proxy.md`.
+    ///
+    /// [`ProxyConfig::prefix`]: crate::proxy::ProxyConfig::prefix
+    pub fn with_proxy(mut self, config: crate::proxy::ProxyConfig) -> Result<Service, ConfigError> {
+        let proxy = crate::proxy::Proxy::new(config)?;
+        self.prefix = Arc::from(proxy.prefix());
+        self.proxy = Some(Arc::new(proxy));
+        Ok(self)
+    }
+
+    /// The path with the prefix taken off, if it is one of tandem's own
+    /// (`/push` and `/push/...` for the prefix `/push`, not `/pushy`).
+    fn own_path<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(&*self.prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+
+    /// Whether a request goes to tandem's own routes, not to the proxy's
+    /// upstream (always, without a proxy). Only these may take the lean
+    /// connection paths: a proxied answer streams through hyper.
+    pub(crate) fn is_own_request(&self, uri: &hyper::Uri) -> bool {
+        self.proxy.is_none() || self.own_path(uri.path()).is_some()
+    }
+
+    /// Whether requests outside the prefix go to an upstream.
+    pub(crate) fn is_proxy(&self) -> bool {
+        self.proxy.is_some()
     }
 
     /// Uses this shutdown signal instead of the service's own, to share it
@@ -167,7 +203,7 @@ impl Service {
         if method != Method::GET {
             return false;
         }
-        let Some(path) = uri.path().strip_prefix(&*self.prefix) else {
+        let Some(path) = self.own_path(uri.path()) else {
             return false;
         };
         let sub = match parse_path(path) {
@@ -184,6 +220,11 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(proxy) = &self.proxy {
+            if self.own_path(req.uri().path()).is_none() {
+                return proxy.forward(req).await;
+            }
+        }
         let origin = cors::classify(req.headers(), &self.config);
         let mut resp = match self.route(req, &origin).await {
             Ok(r) => r,
@@ -199,11 +240,7 @@ impl Service {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let not_found = || Error::not_found("no such route (see GET / for the routes)");
-        let path = req
-            .uri()
-            .path()
-            .strip_prefix(&*self.prefix)
-            .ok_or_else(not_found)?;
+        let path = self.own_path(req.uri().path()).ok_or_else(not_found)?;
         if let Some(app) = self.app.as_ref().filter(|a| a.claims(path)) {
             let path = path.to_string();
             let mut req = req;

@@ -288,6 +288,11 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     let (Some(length), false) = (length, special) else {
         return Class::Hyper;
     };
+    // Behind the proxy, a request outside tandem's prefix is the upstream's:
+    // never a stream or a publish, and its answer streams through hyper.
+    if !svc.is_own_request(req.uri()) {
+        return Class::Hyper;
+    }
     if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
         return Class::Stream(req);
     }

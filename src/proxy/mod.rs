@@ -1,0 +1,341 @@
+//! tandem as a transparent reverse proxy in front of one web application.
+//!
+//! `tandem serve --upstream http://127.0.0.1:9000`, or in a program
+//! [`crate::Service::with_proxy`]: tandem's own routes move under a prefix
+//! (`/_tandem` by default) and every other request goes to the upstream over
+//! hyper's HTTP/1 client, streamed both ways (nothing is buffered whole).
+//!
+//! * `config.rs`: [`Upstream`] and [`ProxyConfig`].
+//! * `headers.rs`: hop-by-hop headers, `Location`, `Set-Cookie` (pure).
+//! * this file: the refusals that keep it from being an open proxy, the
+//!   request and response rewriting, the upstream connection pool, and
+//!   [`transform_body`], the one place where HTML responses will be
+//!   changed (co-browsing script injection, `src/proxy/inject.rs`, arrives
+//!   with the rest of issue 10).
+//!
+//! `docs/proxy.md` says what the proxy changes and what it refuses.
+
+mod config;
+mod headers;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::{self as client, SendRequest};
+use hyper::header::{
+    HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE,
+};
+use hyper::{Method, Request, Response, Uri};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+
+pub use config::{ProxyConfig, Upstream};
+
+use crate::error::Error;
+use crate::http::{error_response, Body, BoxError};
+
+/// The client's address, put in a request's extensions by whoever accepted
+/// the connection ([`crate::serve`] does; an embedder serving with hyper
+/// directly inserts it itself). The proxy appends it to `X-Forwarded-For`;
+/// without it, `X-Forwarded-For` is passed on as the client sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// What a request body becomes on its way upstream.
+type UpBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A configured proxy: the settings and the idle upstream connections.
+pub(crate) struct Proxy {
+    cfg: ProxyConfig,
+    authority: HeaderValue,
+    idle: Mutex<Vec<SendRequest<UpBody>>>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("upstream", &self.cfg.upstream)
+            .finish()
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+impl Proxy {
+    /// A proxy with these (validated) settings.
+    pub(crate) fn new(cfg: ProxyConfig) -> Result<Proxy, crate::ConfigError> {
+        cfg.validate()?;
+        let authority = HeaderValue::from_str(&cfg.upstream.authority())
+            .expect("a validated upstream is ascii");
+        Ok(Proxy {
+            cfg,
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The prefix tandem's own routes live under.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.cfg.prefix
+    }
+
+    /// Answers a request outside tandem's prefix: refused if it could reach
+    /// anything but the upstream, else the upstream's answer.
+    pub(crate) async fn forward<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        match self.try_forward(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.is_bad_gateway() || e.is_gateway_timeout() {
+                    log::warn!("proxy: {e}");
+                }
+                error_response(&e)
+            }
+        }
+    }
+
+    async fn try_forward<B>(self: &Arc<Self>, req: Request<B>) -> Result<Response<Body>, Error>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let host = self.check(&req)?;
+        let (mut parts, body) = req.into_parts();
+        let trailers = headers::wants_trailers(&parts.headers);
+        headers::strip_hop_by_hop(&mut parts.headers);
+        if trailers {
+            parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+        }
+        let h = &mut parts.headers;
+        if let Some(ClientAddr(peer)) = parts.extensions.get::<ClientAddr>() {
+            let ip = peer.ip().to_string();
+            let joined = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(prior) => format!("{prior}, {ip}"),
+                None => ip,
+            };
+            h.remove(X_FORWARDED_FOR);
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                h.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        h.insert(X_FORWARDED_HOST, host);
+        h.insert(HOST, self.authority.clone());
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        parts.uri = Uri::try_from(target)
+            .map_err(|_| Error::bad_request("invalid request target"))?;
+        parts.version = hyper::Version::HTTP_11;
+        parts.extensions = Default::default();
+        let body: UpBody = body.map_err(Into::into).boxed_unsync();
+        let req = Request::from_parts(parts, body);
+
+        let mut sender = self.connection().await?;
+        let timeout = self.cfg.response_timeout;
+        let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+            Err(_) => {
+                return Err(Error::gateway_timeout(format!(
+                    "upstream {} sent no answer within {timeout:?} (upstream-timeout)",
+                    self.cfg.upstream
+                )))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::bad_gateway(format!(
+                    "upstream {} failed: {e}",
+                    self.cfg.upstream
+                )))
+            }
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = resp.into_parts();
+        self.rewrite_response(&mut parts.headers);
+        let sender = if hyper::body::Body::is_end_stream(&body) {
+            // Nothing to read (HEAD, 204, 304): the connection is free now.
+            self.give_back(sender);
+            None
+        } else {
+            Some(sender)
+        };
+        let body = Returning {
+            body,
+            sender,
+            proxy: Arc::clone(self),
+        };
+        Ok(transform_body(Response::from_parts(parts, Body::proxied(body))))
+    }
+
+    /// The refusals that keep this from being an open proxy; the `Host`
+    /// the client named, when it is one the proxy answers to.
+    fn check<B>(&self, req: &Request<B>) -> Result<HeaderValue, Error> {
+        if req.method() == Method::CONNECT {
+            return Err(Error::method_not_allowed(
+                "connect is refused: tandem is a reverse proxy for its one upstream, not a forward proxy",
+            ));
+        }
+        let uri = req.uri();
+        if uri.scheme().is_some() || uri.authority().is_some() {
+            return Err(Error::bad_request(
+                "absolute-form request targets are refused: tandem is a reverse proxy for its one upstream, not a forward proxy",
+            ));
+        }
+        if !uri.path().starts_with('/') {
+            return Err(Error::bad_request("request target must be a path"));
+        }
+        let mut hosts = req.headers().get_all(HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            return Err(Error::bad_request(
+                "exactly one host header is required in front of the upstream",
+            ));
+        };
+        match host.to_str() {
+            Ok(h) if self.cfg.accepts_host(h) => Ok(host.clone()),
+            _ => Err(Error::forbidden(format!(
+                "host {:?} is not one this proxy answers to (see --public-host)",
+                String::from_utf8_lossy(host.as_bytes())
+            ))),
+        }
+    }
+
+    fn rewrite_response(&self, h: &mut hyper::HeaderMap) {
+        headers::strip_hop_by_hop(h);
+        let up = &self.cfg.upstream;
+        for name in [LOCATION, CONTENT_LOCATION] {
+            let new = h
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| headers::rewrite_location(v, up));
+            if let Some(v) = new.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                h.insert(name, v);
+            }
+        }
+        if h.contains_key(SET_COOKIE) {
+            let cookies: Vec<HeaderValue> = h
+                .get_all(SET_COOKIE)
+                .iter()
+                .map(|v| {
+                    v.to_str()
+                        .ok()
+                        .and_then(|s| headers::rewrite_set_cookie(s, up))
+                        .and_then(|s| HeaderValue::from_str(&s).ok())
+                        .unwrap_or_else(|| v.clone())
+                })
+                .collect();
+            h.remove(SET_COOKIE);
+            for c in cookies {
+                h.append(SET_COOKIE, c);
+            }
+        }
+    }
+
+    /// An upstream connection ready for a request: an idle one, or a new one.
+    async fn connection(&self) -> Result<SendRequest<UpBody>, Error> {
+        loop {
+            let Some(s) = self.idle.lock().pop() else { break };
+            if s.is_ready() && !s.is_closed() {
+                return Ok(s);
+            }
+        }
+        let up = &self.cfg.upstream;
+        let timeout = self.cfg.connect_timeout;
+        let addr = (up.host().trim_matches(['[', ']']), up.port());
+        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await
+        {
+            Err(_) => {
+                return Err(Error::gateway_timeout(format!(
+                    "upstream {up} did not accept a connection within {timeout:?}"
+                )))
+            }
+            Ok(Err(e)) => return Err(Error::bad_gateway(format!("upstream {up} unreachable: {e}"))),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = client::Builder::new()
+            .handshake::<_, UpBody>(TokioIo::new(stream))
+            .await
+            .map_err(|e| Error::bad_gateway(format!("upstream {up} unreachable: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                log::debug!("proxy: upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Puts a connection whose answer was read whole back for reuse.
+    fn give_back(&self, sender: SendRequest<UpBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < self.cfg.max_idle {
+            idle.push(sender);
+        }
+    }
+}
+
+/// THE HOOK for HTML injection: every response from the upstream passes
+/// through here, with its headers already rewritten and its body still a
+/// stream. Today it returns the response unchanged. The co-browsing
+/// injector (`src/proxy/inject.rs`, a pure streaming transform) will look at
+/// `Content-Type` (HTML only; nothing else is ever touched) and
+/// `Content-Encoding`, wrap the body in its streaming transform, drop
+/// `Content-Length` (the length changes) and adjust the
+/// `Content-Security-Policy` for the injected script.
+fn transform_body(resp: Response<Body>) -> Response<Body> {
+    resp
+}
+
+/// The upstream's response body, frame by frame; when it ends, its
+/// connection goes back to the pool (a body dropped early closes it).
+struct Returning {
+    body: Incoming,
+    sender: Option<SendRequest<UpBody>>,
+    proxy: Arc<Proxy>,
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match polled {
+            Poll::Ready(None) => {
+                if let Some(s) = self.sender.take() {
+                    self.proxy.give_back(s);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.sender = None;
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            other => other.map(|f| f.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
