@@ -154,7 +154,9 @@ impl ProxyConfig {
                 && p.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"/_-.~".contains(&b)),
             || {
-                format!("tandem-prefix {p:?} must be a path like /_tandem (not /, no trailing slash)")
+                format!(
+                    "tandem-prefix {p:?} must be a path like /_tandem (not /, no trailing slash)"
+                )
             },
         )?;
         check(!self.hosts.is_empty(), || {
@@ -234,7 +236,11 @@ mod tests {
     fn hosts_and_prefix() {
         let up: Upstream = "http://127.0.0.1:9000".parse().unwrap();
         let c = ProxyConfig::new(up.clone());
-        assert!(c.validate().unwrap_err().to_string().contains("accepted host"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("accepted host"));
         let c = c.hosts(vec!["127.0.0.1:8080".into(), "app.example".into()]);
         c.validate().unwrap();
         assert!(c.accepts_host("127.0.0.1:8080"));

@@ -48,7 +48,13 @@ pub(crate) fn wants_trailers(h: &HeaderMap) -> bool {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("trailers"))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// A `Location` or `Content-Location` that names the upstream's own origin
@@ -145,13 +151,20 @@ mod tests {
     fn locations() {
         let u = up();
         let r = |s: &str| rewrite_location(s, &u);
-        assert_eq!(r("http://app.internal:9000/a?b=1").as_deref(), Some("/a?b=1"));
+        assert_eq!(
+            r("http://app.internal:9000/a?b=1").as_deref(),
+            Some("/a?b=1")
+        );
         assert_eq!(r("HTTP://APP.internal:9000").as_deref(), Some("/"));
         assert_eq!(r("http://app.internal:9000?q").as_deref(), Some("/?q"));
         assert_eq!(r("//app.internal:9000/x").as_deref(), Some("/x"));
         assert_eq!(r("/relative"), None);
         assert_eq!(r("other/relative"), None);
-        assert_eq!(r("http://app.internal/x"), None, "port 80 is another origin");
+        assert_eq!(
+            r("http://app.internal/x"),
+            None,
+            "port 80 is another origin"
+        );
         assert_eq!(r("http://evil.example/x"), None);
         assert_eq!(r("https://app.internal:9000/x"), None, "another scheme");
     }

@@ -28,9 +28,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self as client, SendRequest};
-use hyper::header::{
-    HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE,
-};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
@@ -115,7 +113,9 @@ impl Proxy {
         let trailers = headers::wants_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         if trailers {
-            parts.headers.insert(TE, HeaderValue::from_static("trailers"));
+            parts
+                .headers
+                .insert(TE, HeaderValue::from_static("trailers"));
         }
         let h = &mut parts.headers;
         if let Some(ClientAddr(peer)) = parts.extensions.get::<ClientAddr>() {
@@ -137,8 +137,8 @@ impl Proxy {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        parts.uri = Uri::try_from(target)
-            .map_err(|_| Error::bad_request("invalid request target"))?;
+        parts.uri =
+            Uri::try_from(target).map_err(|_| Error::bad_request("invalid request target"))?;
         parts.version = hyper::Version::HTTP_11;
         parts.extensions = Default::default();
         let body: UpBody = body.map_err(Into::into).boxed_unsync();
@@ -175,7 +175,10 @@ impl Proxy {
             sender,
             proxy: Arc::clone(self),
         };
-        Ok(transform_body(Response::from_parts(parts, Body::proxied(body))))
+        Ok(transform_body(Response::from_parts(
+            parts,
+            Body::proxied(body),
+        )))
     }
 
     /// The refusals that keep this from being an open proxy; the `Host`
@@ -244,7 +247,9 @@ impl Proxy {
     /// An upstream connection ready for a request: an idle one, or a new one.
     async fn connection(&self) -> Result<SendRequest<UpBody>, Error> {
         loop {
-            let Some(s) = self.idle.lock().pop() else { break };
+            let Some(s) = self.idle.lock().pop() else {
+                break;
+            };
             if s.is_ready() && !s.is_closed() {
                 return Ok(s);
             }
@@ -259,7 +264,11 @@ impl Proxy {
                     "upstream {up} did not accept a connection within {timeout:?}"
                 )))
             }
-            Ok(Err(e)) => return Err(Error::bad_gateway(format!("upstream {up} unreachable: {e}"))),
+            Ok(Err(e)) => {
+                return Err(Error::bad_gateway(format!(
+                    "upstream {up} unreachable: {e}"
+                )))
+            }
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);

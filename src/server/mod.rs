@@ -230,7 +230,10 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
         .writev(false)
-        .serve_connection(TokioIo::new(Prefixed::new(head, rest, stream)), WithPeer(svc, peer));
+        .serve_connection(
+            TokioIo::new(Prefixed::new(head, rest, stream)),
+            WithPeer(svc, peer),
+        );
     let mut conn = Box::pin(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -254,7 +257,8 @@ struct WithPeer(Service, SocketAddr);
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
     type Response = Response<crate::http::Body>;
     type Error = std::convert::Infallible;
-    type Future = <Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+    type Future =
+        <Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
 
     fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         if self.0.is_proxy() {
