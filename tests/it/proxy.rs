@@ -414,9 +414,13 @@ async fn open_proxy_tricks_are_refused() {
     .await;
     assert_eq!(r.head.status, 400, "{}", r.head.raw);
     // CONNECT.
-    let r = send(format!(
-        "CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n"
-    ))
+    let r = send(
+        "CONNECT other.example:443 HTTP/1.1
+Host: other.example:443
+
+"
+        .into(),
+    )
     .await;
     r.expect_error(405, &["connect"]);
     // HTTP/1.0 without Host.
