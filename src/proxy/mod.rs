@@ -120,10 +120,14 @@ impl Proxy {
         let h = &mut parts.headers;
         if let Some(ClientAddr(peer)) = parts.extensions.get::<ClientAddr>() {
             let ip = peer.ip().to_string();
-            let joined = match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip,
-            };
+            // Every earlier hop's, in order, then this client's.
+            let mut joined: Vec<&str> = h
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            joined.push(&ip);
+            let joined = joined.join(", ");
             h.remove(X_FORWARDED_FOR);
             if let Ok(v) = HeaderValue::from_str(&joined) {
                 h.insert(X_FORWARDED_FOR, v);
@@ -284,15 +288,23 @@ impl Proxy {
         Ok(sender)
     }
 
-    /// Puts a connection whose answer was read whole back for reuse.
-    fn give_back(&self, sender: SendRequest<UpBody>) {
+    /// Puts a connection whose answer was read whole back for reuse, once
+    /// hyper says it can take another request (at once, usually; later if
+    /// the request body is still being sent). A closed one is dropped.
+    fn give_back(self: &Arc<Self>, mut sender: SendRequest<UpBody>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock();
-        if idle.len() < self.cfg.max_idle {
-            idle.push(sender);
-        }
+        let proxy = Arc::clone(self);
+        tokio::spawn(async move {
+            if sender.ready().await.is_err() {
+                return;
+            }
+            let mut idle = proxy.idle.lock();
+            if idle.len() < proxy.cfg.max_idle {
+                idle.push(sender);
+            }
+        });
     }
 }
 
@@ -336,7 +348,17 @@ impl hyper::body::Body for Returning {
                 self.sender = None;
                 Poll::Ready(Some(Err(Box::new(e))))
             }
-            other => other.map(|f| f.map(|f| f.map_err(Into::into))),
+            Poll::Ready(Some(Ok(frame))) => {
+                // hyper stops polling a body that says it has ended (all of
+                // its Content-Length read), so the end is noticed here too.
+                if self.body.is_end_stream() {
+                    if let Some(s) = self.sender.take() {
+                        self.proxy.give_back(s);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -55,6 +55,12 @@ async fn pages_statuses_and_bytes_pass_through() {
     assert_eq!(head.head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(up.seen().len(), 5);
+    // Answers read whole free their upstream connection for the next
+    // request, from this client or another.
+    for _ in 0..5 {
+        assert_eq!(srv.get("/binary").await.body.len(), 256);
+    }
+    assert_eq!(up.connections(), 1, "one upstream connection, reused");
 }
 
 #[tokio::test]
@@ -328,6 +334,7 @@ async fn hop_by_hop_headers_go_and_forwarded_headers_come() {
         .header("Proxy-Authorization", "Basic c2VjcmV0")
         .header("TE", "trailers, deflate")
         .header("X-Forwarded-For", "10.0.0.1")
+        .header("X-Forwarded-For", "10.0.0.2")
         .header("X-Custom", "kept  as is")
         .header("Cookie", "a=1; b=2");
     let r = srv.send(req).await;
@@ -335,7 +342,10 @@ async fn hop_by_hop_headers_go_and_forwarded_headers_come() {
     let seen = up.last("/anything");
     let host = up.addr.to_string();
     assert_eq!(seen.header("host"), Some(host.as_str()));
-    assert_eq!(seen.header("x-forwarded-for"), Some("10.0.0.1, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("10.0.0.1, 10.0.0.2, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(seen.header("x-forwarded-host"), Some(srv.host().as_str()));
     assert_eq!(seen.header("x-custom"), Some("kept  as is"));

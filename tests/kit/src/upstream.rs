@@ -76,6 +76,7 @@ struct State {
     release: Notify,
     sse: broadcast::Sender<String>,
     received: AtomicU64,
+    connections: AtomicU64,
 }
 
 /// The test application, served until dropped.
@@ -104,6 +105,7 @@ impl Upstream {
             release: Notify::new(),
             sse: broadcast::channel(64).0,
             received: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -111,6 +113,7 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                st.connections.fetch_add(1, Ordering::SeqCst);
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -158,6 +161,11 @@ impl Upstream {
     /// How many `/events` streams are open.
     pub fn sse_streams(&self) -> usize {
         self.state.sse.receiver_count()
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Bytes of `/echo` request bodies received so far.
