@@ -148,22 +148,37 @@ impl Proxy {
         let body: UpBody = body.map_err(Into::into).boxed_unsync();
         let req = Request::from_parts(parts, body);
 
-        let mut sender = self.connection().await?;
         let timeout = self.cfg.response_timeout;
-        let resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
-            Err(_) => {
-                return Err(Error::gateway_timeout(format!(
-                    "upstream {} sent no answer within {timeout:?} (upstream-timeout)",
-                    self.cfg.upstream
-                )))
-            }
-            Ok(Err(e)) => {
-                return Err(Error::bad_gateway(format!(
-                    "upstream {} failed: {e}",
-                    self.cfg.upstream
-                )))
-            }
+        let late = || {
+            Error::gateway_timeout(format!(
+                "upstream {} sent no answer within {timeout:?} (upstream-timeout)",
+                self.cfg.upstream
+            ))
+        };
+        let failed = |e: hyper::Error| {
+            Error::bad_gateway(format!("upstream {} failed: {e}", self.cfg.upstream))
+        };
+        let (mut sender, reused) = self.connection().await?;
+        let sent = tokio::time::timeout(timeout, sender.try_send_request(req)).await;
+        let resp = match sent {
+            Err(_) => return Err(late()),
             Ok(Ok(r)) => r,
+            // An idle connection the upstream had closed, noticed only now:
+            // the request was not sent, so it goes once more on a new one.
+            Ok(Err(mut e)) if reused && e.message().is_some() => {
+                let req = e.take_message().expect("checked");
+                log::debug!(
+                    "proxy: idle upstream connection gone ({}); retrying",
+                    e.error()
+                );
+                sender = self.connect().await?;
+                match tokio::time::timeout(timeout, sender.send_request(req)).await {
+                    Err(_) => return Err(late()),
+                    Ok(Err(e)) => return Err(failed(e)),
+                    Ok(Ok(r)) => r,
+                }
+            }
+            Ok(Err(e)) => return Err(failed(e.into_error())),
         };
         let (mut parts, body) = resp.into_parts();
         self.rewrite_response(&mut parts.headers);
@@ -248,16 +263,22 @@ impl Proxy {
         }
     }
 
-    /// An upstream connection ready for a request: an idle one, or a new one.
-    async fn connection(&self) -> Result<SendRequest<UpBody>, Error> {
+    /// An upstream connection ready for a request: an idle one (`true`), or
+    /// a new one.
+    async fn connection(&self) -> Result<(SendRequest<UpBody>, bool), Error> {
         loop {
             let Some(s) = self.idle.lock().pop() else {
                 break;
             };
             if s.is_ready() && !s.is_closed() {
-                return Ok(s);
+                return Ok((s, true));
             }
         }
+        Ok((self.connect().await?, false))
+    }
+
+    /// A new upstream connection.
+    async fn connect(&self) -> Result<SendRequest<UpBody>, Error> {
         let up = &self.cfg.upstream;
         let timeout = self.cfg.connect_timeout;
         let addr = (up.host().trim_matches(['[', ']']), up.port());

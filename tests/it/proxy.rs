@@ -61,6 +61,13 @@ async fn pages_statuses_and_bytes_pass_through() {
         assert_eq!(srv.get("/binary").await.body.len(), 256);
     }
     assert_eq!(up.connections(), 1, "one upstream connection, reused");
+    // The upstream closes its idle connections: the next request still
+    // gets through (on a new connection).
+    up.close_connections();
+    for _ in 0..3 {
+        assert_eq!(srv.get("/binary").await.body.len(), 256);
+    }
+    assert!(up.connections() >= 2);
 }
 
 #[tokio::test]

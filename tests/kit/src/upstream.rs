@@ -77,6 +77,7 @@ struct State {
     sse: broadcast::Sender<String>,
     received: AtomicU64,
     connections: AtomicU64,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// The test application, served until dropped.
@@ -106,6 +107,7 @@ impl Upstream {
             sse: broadcast::channel(64).0,
             received: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -114,8 +116,9 @@ impl Upstream {
                     continue;
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
-                let st = st.clone();
-                tokio::spawn(async move {
+                let st2 = st.clone();
+                let task = tokio::spawn(async move {
+                    let st = st2;
                     let svc = service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(route(&st, req).await) }
@@ -124,6 +127,7 @@ impl Upstream {
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
+                st.tasks.lock().unwrap().push(task.abort_handle());
             }
         });
         Upstream { addr, state, task }
@@ -161,6 +165,14 @@ impl Upstream {
     /// How many `/events` streams are open.
     pub fn sse_streams(&self) -> usize {
         self.state.sse.receiver_count()
+    }
+
+    /// Closes every connection it has (as an upstream closing idle
+    /// keep-alive connections does).
+    pub fn close_connections(&self) {
+        for t in self.state.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
     }
 
     /// Connections accepted so far.
