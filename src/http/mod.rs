@@ -34,6 +34,7 @@ pub use body::Body;
 pub(crate) use body::BoxError;
 pub use config::HttpConfig;
 pub use error::{error_json, error_response, status_of};
+pub(crate) use service::{Forward, ForwardBody};
 pub use service::{Service, DEFAULT_CALLBACK};
 
 pub(crate) use body::{decimal, no_cache as no_store};

@@ -66,7 +66,22 @@ pub struct Service {
     prefix: Arc<str>,
     shutdown: Shutdown,
     app: Option<Arc<dyn App>>,
-    proxy: Option<Arc<crate::proxy::Proxy>>,
+    /// Where requests outside the prefix go (`crate::proxy` sets it).
+    proxy: Option<Arc<dyn Forward>>,
+}
+
+/// A request body on its way elsewhere, boxed whatever it was.
+pub(crate) type ForwardBody = http_body_util::combinators::UnsyncBoxBody<Bytes, super::BoxError>;
+
+/// Where a [`Service`] sends the requests outside its prefix: the reverse
+/// proxy (`crate::proxy`, which sets it with `Service::with_proxy`). A
+/// trait here so that this layer does not depend on the proxy's.
+pub(crate) trait Forward: Send + Sync + 'static {
+    /// The answer to a request outside the prefix.
+    fn forward(
+        &self,
+        req: Request<ForwardBody>,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 }
 
 impl std::fmt::Debug for Service {
@@ -134,18 +149,12 @@ impl Service {
         self
     }
 
-    /// Puts this service in front of one web application as a transparent
-    /// reverse proxy (validating the settings): tandem's own routes, and a
-    /// mounted app's, move under [`ProxyConfig::prefix`] (`/_tandem` by
-    /// default), and every other request goes to the upstream, streamed
-    /// both ways. See `docs/proxy.md`.
-    ///
-    /// [`ProxyConfig::prefix`]: crate::proxy::ProxyConfig::prefix
-    pub fn with_proxy(mut self, config: crate::proxy::ProxyConfig) -> Result<Service, ConfigError> {
-        let proxy = crate::proxy::Proxy::new(config)?;
-        self.prefix = Arc::from(proxy.prefix());
-        self.proxy = Some(Arc::new(proxy));
-        Ok(self)
+    /// Sends every request outside `prefix` to `to` (the reverse proxy's
+    /// `Service::with_proxy`, in `src/proxy/mod.rs`).
+    pub(crate) fn with_forward(mut self, prefix: &str, to: Arc<dyn Forward>) -> Service {
+        self.prefix = Arc::from(prefix);
+        self.proxy = Some(to);
+        self
     }
 
     /// The path with the prefix taken off, if it is one of tandem's own
@@ -222,6 +231,8 @@ impl Service {
     {
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
+                use http_body_util::BodyExt;
+                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
                 return proxy.forward(req).await;
             }
         }

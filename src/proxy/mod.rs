@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE};
@@ -36,7 +34,8 @@ use parking_lot::Mutex;
 pub use config::{ProxyConfig, Upstream};
 
 use crate::error::Error;
-use crate::http::{error_response, Body, BoxError};
+use crate::http::{error_response, Body, BoxError, Forward, ForwardBody};
+use crate::Service;
 
 /// The client's address, put in a request's extensions by whoever accepted
 /// the connection ([`crate::serve`] does; an embedder serving with hyper
@@ -46,7 +45,42 @@ use crate::http::{error_response, Body, BoxError};
 pub struct ClientAddr(pub SocketAddr);
 
 /// What a request body becomes on its way upstream.
-type UpBody = UnsyncBoxBody<Bytes, BoxError>;
+type UpBody = ForwardBody;
+
+impl Service {
+    /// Puts this service in front of one web application as a transparent
+    /// reverse proxy (validating the settings): tandem's own routes, and a
+    /// mounted app's, move under [`ProxyConfig::prefix`] (`/_tandem` by
+    /// default), and every other request goes to the upstream, streamed
+    /// both ways. See `docs/proxy.md`.
+    ///
+    /// ```
+    /// use tandem::proxy::ProxyConfig;
+    /// let hub = tandem::Hub::new(tandem::Config::default()).unwrap();
+    /// let proxy = ProxyConfig::new("http://127.0.0.1:9000".parse().unwrap())
+    ///     .hosts(vec!["127.0.0.1:8080".into()]);
+    /// let svc = tandem::Service::new(hub).with_proxy(proxy).unwrap();
+    /// # drop(svc);
+    /// ```
+    pub fn with_proxy(self, config: ProxyConfig) -> Result<Service, crate::ConfigError> {
+        let proxy = Arc::new(Proxy::new(config)?);
+        let prefix = proxy.cfg.prefix.clone();
+        Ok(self.with_forward(&prefix, Arc::new(Forwarder(proxy))))
+    }
+}
+
+/// The proxy as the service's [`Forward`].
+struct Forwarder(Arc<Proxy>);
+
+impl Forward for Forwarder {
+    fn forward(
+        &self,
+        req: Request<ForwardBody>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
+        let proxy = Arc::clone(&self.0);
+        Box::pin(async move { proxy.forward(req).await })
+    }
+}
 
 /// A configured proxy: the settings and the idle upstream connections.
 pub(crate) struct Proxy {
@@ -80,18 +114,9 @@ impl Proxy {
         })
     }
 
-    /// The prefix tandem's own routes live under.
-    pub(crate) fn prefix(&self) -> &str {
-        &self.cfg.prefix
-    }
-
     /// Answers a request outside tandem's prefix: refused if it could reach
     /// anything but the upstream, else the upstream's answer.
-    pub(crate) async fn forward<B>(self: &Arc<Self>, req: Request<B>) -> Response<Body>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
+    async fn forward(self: &Arc<Self>, req: Request<UpBody>) -> Response<Body> {
         match self.try_forward(req).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -103,11 +128,7 @@ impl Proxy {
         }
     }
 
-    async fn try_forward<B>(self: &Arc<Self>, req: Request<B>) -> Result<Response<Body>, Error>
-    where
-        B: hyper::body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
+    async fn try_forward(self: &Arc<Self>, req: Request<UpBody>) -> Result<Response<Body>, Error> {
         let host = self.check(&req)?;
         let (mut parts, body) = req.into_parts();
         let trailers = headers::wants_trailers(&parts.headers);
@@ -145,7 +166,6 @@ impl Proxy {
             Uri::try_from(target).map_err(|_| Error::bad_request("invalid request target"))?;
         parts.version = hyper::Version::HTTP_11;
         parts.extensions = Default::default();
-        let body: UpBody = body.map_err(Into::into).boxed_unsync();
         let req = Request::from_parts(parts, body);
 
         let timeout = self.cfg.response_timeout;
