@@ -9,7 +9,7 @@
 //! * `headers.rs`: hop-by-hop headers, `Location`, `Set-Cookie` (pure).
 //! * this file: the refusals that keep it from being an open proxy, the
 //!   request and response rewriting, the upstream connection pool, and
-//!   [`transform_body`], the one place where HTML responses will be
+//!   `transform_body`, the one place where HTML responses will be
 //!   changed (co-browsing script injection, `src/proxy/inject.rs`, arrives
 //!   with the rest of issue 10).
 //!
