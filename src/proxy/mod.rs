@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Frame, Incoming, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE};
 use hyper::{Method, Request, Response, Uri};
@@ -166,7 +167,11 @@ impl Proxy {
             Uri::try_from(target).map_err(|_| Error::bad_request("invalid request target"))?;
         parts.version = hyper::Version::HTTP_11;
         parts.extensions = Default::default();
-        let req = Request::from_parts(parts, body);
+        // The upstream-timeout runs from the end of the request body: an
+        // upload may take longer than that to send.
+        let sent_whole = Arc::new(tokio::sync::Notify::new());
+        let body = Tracked::new(body, Arc::clone(&sent_whole));
+        let req = Request::from_parts(parts, body.boxed_unsync());
 
         let timeout = self.cfg.response_timeout;
         let late = || {
@@ -178,10 +183,17 @@ impl Proxy {
         let failed = |e: hyper::Error| {
             Error::bad_gateway(format!("upstream {} failed: {e}", self.cfg.upstream))
         };
+        let deadline = || async {
+            sent_whole.notified().await;
+            tokio::time::sleep(timeout).await;
+        };
         let (mut sender, reused) = self.connection().await?;
-        let sent = tokio::time::timeout(timeout, sender.try_send_request(req)).await;
+        let sent = tokio::select! {
+            r = sender.try_send_request(req) => Ok(r),
+            () = deadline() => Err(()),
+        };
         let resp = match sent {
-            Err(_) => return Err(late()),
+            Err(()) => return Err(late()),
             Ok(Ok(r)) => r,
             // An idle connection the upstream had closed, noticed only now:
             // the request was not sent, so it goes once more on a new one.
@@ -192,10 +204,9 @@ impl Proxy {
                     e.error()
                 );
                 sender = self.connect().await?;
-                match tokio::time::timeout(timeout, sender.send_request(req)).await {
-                    Err(_) => return Err(late()),
-                    Ok(Err(e)) => return Err(failed(e)),
-                    Ok(Ok(r)) => r,
+                tokio::select! {
+                    r = sender.send_request(req) => r.map_err(failed)?,
+                    () = deadline() => return Err(late()),
                 }
             }
             Ok(Err(e)) => return Err(failed(e.into_error())),
@@ -359,6 +370,59 @@ impl Proxy {
 /// `Content-Security-Policy` for the injected script.
 fn transform_body(resp: Response<Body>) -> Response<Body> {
     resp
+}
+
+/// A request body on its way upstream that says when it has been sent
+/// whole (hyper stops polling at `is_end_stream`, so that counts too).
+struct Tracked {
+    body: UpBody,
+    done: Option<Arc<tokio::sync::Notify>>,
+}
+
+impl Tracked {
+    fn new(body: UpBody, done: Arc<tokio::sync::Notify>) -> Tracked {
+        let mut t = Tracked {
+            body,
+            done: Some(done),
+        };
+        if t.body.is_end_stream() {
+            t.finish();
+        }
+        t
+    }
+
+    fn finish(&mut self) {
+        if let Some(n) = self.done.take() {
+            // Kept as a permit if nobody waits yet.
+            n.notify_one();
+        }
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.finish(),
+            Poll::Ready(Some(Ok(_))) if self.body.is_end_stream() => self.finish(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The upstream's response body, frame by frame; when it ends, its

@@ -510,3 +510,22 @@ async fn a_slow_upstream_is_504() {
     // A fresh connection for the next request works.
     assert_eq!(srv.get("/page").await.head.status, 200);
 }
+
+/// The upstream-timeout runs from the end of the request body: a slow
+/// upload to an application that answers only once it has the whole body
+/// is not cut at the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeout_starts_when_the_upload_ends() {
+    let up = Upstream::start().await;
+    let cfg =
+        ProxyConfig::new(up.url().parse().unwrap()).response_timeout(Duration::from_millis(300));
+    let srv = Server::start(config().proxy_config(cfg)).await;
+    let head = format!(
+        "POST /form HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\n",
+        srv.host()
+    );
+    let ready = tokio::time::sleep(Duration::from_millis(900));
+    let (head, body) = upload(&srv, head, b"hello".to_vec(), b"world".to_vec(), ready).await;
+    assert_eq!(head.status, 201, "{}", head.raw);
+    assert_eq!(body, b"form: helloworld");
+}
