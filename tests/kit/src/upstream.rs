@@ -348,12 +348,9 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             r
         }
         "/form" => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .expect("form body")
-                .to_bytes();
+            let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+                return respond(400, "text/plain", full("incomplete form body"));
+            };
             respond(
                 201,
                 "text/plain",
