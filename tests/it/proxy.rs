@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use kit::{config, wait_until, Conn, Decoder, Framing, Head, Req, Server, Upstream};
+use kit::{config, wait_until, Conn, Decoder, Flavor, Framing, Head, Req, Server, Upstream};
 use tandem::proxy::ProxyConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -528,4 +528,48 @@ async fn the_timeout_starts_when_the_upload_ends() {
     let (head, body) = upload(&srv, head, b"hello".to_vec(), b"world".to_vec(), ready).await;
     assert_eq!(head.status, 201, "{}", head.raw);
     assert_eq!(body, b"form: helloworld");
+}
+
+/// `Expect: 100-continue` is answered by tandem itself (when the body is
+/// wanted upstream) and not passed on.
+#[tokio::test]
+async fn expect_continue_is_answered_by_tandem() {
+    let (up, srv) = proxied().await;
+    let mut conn = srv.connect().await;
+    conn.send(
+        format!(
+            "POST /form HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            srv.host()
+        )
+        .as_bytes(),
+    )
+    .await;
+    let interim = conn.read_head().await;
+    assert_eq!(interim.status, 100, "{}", interim.raw);
+    conn.send(b"hello").await;
+    let r = conn.response("POST").await;
+    assert_eq!(r.head.status, 201, "{}", r.head.raw);
+    assert_eq!(r.text(), "form: hello");
+    assert_eq!(up.last("/form").header("expect"), None);
+}
+
+/// The service in a plain hyper server (an embedder's): the proxy works the
+/// same; without a `ClientAddr` in the request, `X-Forwarded-For` is passed
+/// on as the client sent it.
+#[tokio::test]
+async fn as_a_service_in_plain_hyper() {
+    let up = Upstream::start().await;
+    let srv = Flavor::Hyper.start(config().proxy(&up.url())).await;
+    let r = srv.get("/page").await;
+    assert_eq!(r.head.status, 200);
+    assert!(r.text().contains("hello from upstream"));
+    let seen = up.last("/page");
+    assert_eq!(seen.header("x-forwarded-for"), None);
+    assert_eq!(seen.header("x-forwarded-host"), Some(srv.host().as_str()));
+    let r = srv.post("/_tandem/ch/a", Some("text/plain"), b"x").await;
+    assert_eq!(r.head.status, 202);
+    let r = srv
+        .send(Req::get("/page").header("Host", "evil.example"))
+        .await;
+    r.expect_error(403, &["host"]);
 }
