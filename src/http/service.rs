@@ -77,10 +77,12 @@ pub(crate) type ForwardBody = http_body_util::combinators::UnsyncBoxBody<Bytes, 
 /// proxy (`crate::proxy`, which sets it with `Service::with_proxy`). A
 /// trait here so that this layer does not depend on the proxy's.
 pub(crate) trait Forward: Send + Sync + 'static {
-    /// The answer to a request outside the prefix.
+    /// The answer to a request outside the prefix. `stop` completes when
+    /// the service shuts down.
     fn forward(
         &self,
         req: Request<ForwardBody>,
+        stop: ShutdownSignal,
     ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 }
 
@@ -233,7 +235,7 @@ impl Service {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
                 let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-                return proxy.forward(req).await;
+                return proxy.forward(req, Box::pin(self.shutdown.wait())).await;
             }
         }
         let origin = cors::classify(req.headers(), &self.config);

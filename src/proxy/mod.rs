@@ -48,6 +48,9 @@ pub struct ClientAddr(pub SocketAddr);
 /// What a request body becomes on its way upstream.
 type UpBody = ForwardBody;
 
+/// Completes when the service shuts down.
+type Stop = Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 impl Service {
     /// Puts this service in front of one web application as a transparent
     /// reverse proxy (validating the settings): tandem's own routes, and a
@@ -77,9 +80,10 @@ impl Forward for Forwarder {
     fn forward(
         &self,
         req: Request<ForwardBody>,
+        stop: Stop,
     ) -> Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
         let proxy = Arc::clone(&self.0);
-        Box::pin(async move { proxy.forward(req).await })
+        Box::pin(async move { proxy.forward(req, stop).await })
     }
 }
 
@@ -117,8 +121,8 @@ impl Proxy {
 
     /// Answers a request outside tandem's prefix: refused if it could reach
     /// anything but the upstream, else the upstream's answer.
-    async fn forward(self: &Arc<Self>, req: Request<UpBody>) -> Response<Body> {
-        match self.try_forward(req).await {
+    async fn forward(self: &Arc<Self>, req: Request<UpBody>, stop: Stop) -> Response<Body> {
+        match self.try_forward(req, stop).await {
             Ok(resp) => resp,
             Err(e) => {
                 if e.is_bad_gateway() || e.is_gateway_timeout() {
@@ -129,7 +133,11 @@ impl Proxy {
         }
     }
 
-    async fn try_forward(self: &Arc<Self>, req: Request<UpBody>) -> Result<Response<Body>, Error> {
+    async fn try_forward(
+        self: &Arc<Self>,
+        req: Request<UpBody>,
+        stop: Stop,
+    ) -> Result<Response<Body>, Error> {
         let host = self.check(&req)?;
         let (mut parts, body) = req.into_parts();
         let trailers = headers::wants_trailers(&parts.headers);
@@ -220,9 +228,14 @@ impl Proxy {
         } else {
             Some(sender)
         };
+        // An answer of known length is in flight and may finish within the
+        // shutdown timeout; one without (a stream, perhaps endless) is cut
+        // when the service shuts down, as tandem's own streams end then.
+        let stop = body.size_hint().exact().is_none().then_some(stop);
         let body = Returning {
             body,
             sender,
+            stop,
             proxy: Arc::clone(self),
         };
         Ok(transform_body(Response::from_parts(
@@ -430,6 +443,7 @@ impl hyper::body::Body for Tracked {
 struct Returning {
     body: Incoming,
     sender: Option<SendRequest<UpBody>>,
+    stop: Option<Stop>,
     proxy: Arc<Proxy>,
 }
 
@@ -441,6 +455,15 @@ impl hyper::body::Body for Returning {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(stop) = self.stop.as_mut() {
+            if stop.as_mut().poll(cx).is_ready() {
+                // An error, not an end: the client must not take a cut
+                // stream for a complete answer.
+                self.stop = None;
+                self.sender = None;
+                return Poll::Ready(Some(Err("tandem is shutting down".into())));
+            }
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         match polled {
             Poll::Ready(None) => {

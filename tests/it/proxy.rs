@@ -573,3 +573,34 @@ async fn as_a_service_in_plain_hyper() {
         .await;
     r.expect_error(403, &["host"]);
 }
+
+/// On graceful shutdown a proxied stream (no length: perhaps endless) is
+/// cut at once, not held until the shutdown timeout; the client sees a cut
+/// body, never one that looks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_proxied_streams() {
+    let up = Upstream::start().await;
+    let mut srv = Server::start(
+        config()
+            .proxy(&up.url())
+            .shutdown_timeout(Duration::from_secs(10)),
+    )
+    .await;
+    let (head, mut body) = srv.open(Req::get("/events")).await;
+    assert_eq!(head.status, 200);
+    body.read_until("the stream's opening", |b| b.ends_with(b": open\n\n"))
+        .await;
+    let started = Instant::now();
+    srv.trigger_shutdown();
+    let stop = body
+        .next_by(Instant::now() + Duration::from_secs(5))
+        .await
+        .expect_err("nothing more comes");
+    assert!(matches!(stop, kit::Stop::Cut), "{stop}");
+    srv.join(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
