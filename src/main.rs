@@ -260,6 +260,9 @@ impl Serve {
         if addr.ip().is_loopback() || addr.ip().is_unspecified() {
             hosts.push(format!("localhost:{}", addr.port()));
         }
+        if addr.ip().is_unspecified() {
+            hosts.push(format!("127.0.0.1:{}", addr.port()));
+        }
         hosts.extend(self.public_host.iter().cloned());
         Some(cfg.hosts(hosts))
     }
@@ -377,10 +380,13 @@ fn main() -> ExitCode {
         let mut service = tandem::Service::new(hub.clone())
             .with_config(http)
             .expect("validated before the runtime started");
+        // Where tandem's own routes live: the root, or the proxy's prefix.
+        let mut own_prefix = String::new();
         if let Some(proxy) = serve.proxy(addr) {
+            own_prefix = proxy.prefix.clone();
             if addr.ip().is_unspecified() && serve.public_host.is_empty() {
                 log::warn!(
-                    "proxy: listening on {addr} but answering only to Host {addr} and localhost; name the others with --public-host"
+                    "proxy: listening on {addr} but answering only to Host localhost and 127.0.0.1; name the others with --public-host"
                 );
             }
             log::info!(
@@ -397,6 +403,7 @@ fn main() -> ExitCode {
             Some(Ok(cb)) => {
                 let cb = cb.with_portal();
                 if let Some(link) = cb.sign_in_link(addr) {
+                    let link = link.replacen("/agent#", &format!("{own_prefix}/agent#"), 1);
                     // Printed, not logged: the key must reach the operator
                     // whatever RUST_LOG says. It sits in the URL's fragment,
                     // which no browser sends.

@@ -220,6 +220,9 @@ impl Proxy {
             Ok(Err(e)) => return Err(failed(e.into_error())),
         };
         let (mut parts, body) = resp.into_parts();
+        // The version is per hop: tandem answers in its own (hyper writes
+        // HTTP/1.0 to a 1.0 client), whatever the upstream spoke.
+        parts.version = hyper::Version::HTTP_11;
         self.rewrite_response(&mut parts.headers);
         let sender = if hyper::body::Body::is_end_stream(&body) {
             // Nothing to read (HEAD, 204, 304): the connection is free now.
