@@ -604,3 +604,39 @@ async fn shutdown_cuts_proxied_streams() {
         started.elapsed()
     );
 }
+
+/// An upstream that speaks HTTP/1.0 with a close-delimited body: the
+/// browser still gets tandem's HTTP/1.1, the body whole and properly framed.
+#[tokio::test]
+async fn an_http10_upstream() {
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", raw.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = raw.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while kit::find(&got, b"\r\n\r\n").is_none() {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the close",
+                    )
+                    .await;
+            });
+        }
+    });
+    let srv = Server::start(config().proxy(&url)).await;
+    let mut conn = srv.connect().await;
+    for _ in 0..2 {
+        let r = conn.request(&Req::get("/").host(&srv.host())).await;
+        assert_eq!(r.head.version, 1, "{}", r.head.raw);
+        assert_eq!(r.head.status, 200);
+        assert_eq!(r.text(), "until the close");
+    }
+}
