@@ -640,3 +640,32 @@ async fn an_http10_upstream() {
         assert_eq!(r.text(), "until the close");
     }
 }
+
+/// Trailers pass through when the client asks for them (`TE: trailers`,
+/// which is the one `TE` the proxy sends upstream).
+#[tokio::test]
+async fn trailers_pass_when_asked_for() {
+    let (up, srv) = proxied().await;
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let req = format!(
+        "GET /trailers HTTP/1.1\r\nHost: {}\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+        srv.host()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(raw.contains("transfer-encoding: chunked"), "{raw}");
+    assert!(raw.contains("trailer: x-checksum"), "{raw}");
+    assert!(raw.contains("with trailers"), "{raw}");
+    assert!(raw.contains("0\r\nx-checksum: 42\r\n\r\n"), "{raw}");
+    assert_eq!(up.last("/trailers").header("te"), Some("trailers"));
+
+    // Not asked for: no TE upstream, no trailers to the client.
+    let r = srv.get("/trailers").await;
+    assert_eq!(r.text(), "with trailers");
+    assert_eq!(up.last("/trailers").header("te"), None);
+}

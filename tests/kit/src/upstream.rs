@@ -22,6 +22,7 @@
 //! * `GET /binary`: bytes 0 to 255, `application/octet-stream`, an ETag.
 //! * `GET /hop`: hop-by-hop headers in the response (`Connection: X-Secret`,
 //!   `X-Secret`, `Keep-Alive`, `Proxy-Authenticate`) and `X-Kept`.
+//! * `GET /trailers`: a body and an `X-Checksum: 42` trailer.
 //! * `GET /slow`: answers after 3 s.
 //! * anything else: 200 `upstream saw {METHOD} {target}`.
 
@@ -200,6 +201,20 @@ impl hyper::body::Body for Channel {
     }
 }
 
+/// A body of these frames (data and trailers).
+struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
 /// The request body back, counted into `received` as it passes.
 struct Echo(Incoming, Arc<State>);
 
@@ -375,6 +390,18 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .header("x-kept", "yes")
             .body(full("hop"))
             .expect("valid"),
+        "/trailers" => {
+            let mut trailers = hyper::HeaderMap::new();
+            trailers.insert("x-checksum", "42".parse().expect("static"));
+            let frames = vec![
+                Frame::data(Bytes::from_static(b"with trailers")),
+                Frame::trailers(trailers),
+            ];
+            let mut r = respond(200, "text/plain", Frames(frames.into()).boxed());
+            r.headers_mut()
+                .insert("trailer", "x-checksum".parse().expect("static"));
+            r
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             respond(200, "text/plain", full("slow"))
