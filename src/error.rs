@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     RateLimited,
     Unavailable,
     Internal,
+    BadGateway,
+    GatewayTimeout,
 }
 
 macro_rules! kinds {
@@ -77,6 +79,11 @@ kinds! {
     unavailable, is_unavailable => Unavailable;
     /// A failure on the server's side (HTTP 500).
     internal, is_internal => Internal;
+    /// The upstream application (behind the proxy) could not be reached or
+    /// answered with something that is not HTTP (HTTP 502).
+    bad_gateway, is_bad_gateway => BadGateway;
+    /// The upstream application took too long to connect or answer (HTTP 504).
+    gateway_timeout, is_gateway_timeout => GatewayTimeout;
 }
 
 impl Error {

@@ -22,8 +22,9 @@
 //! ([`Event`], [`Cursor`], [`Epoch`]), `router/` (with `backplane.rs`, the
 //! seam where ids, storage and announcing live), `transport/` (one file per
 //! wire format), [`http`] (the [`Service`], [`http::HttpConfig`], how an
-//! error is answered), `shutdown.rs`, `server/`, [`status`], [`cobrowse`],
-//! `wire.rs` (parsers, client side) and [`client`]. What the fuzz targets
+//! error is answered), [`proxy`] (tandem in front of one web application),
+//! `shutdown.rs`, `server/`, [`status`], [`cobrowse`], `wire.rs` (parsers,
+//! client side) and [`client`]. What the fuzz targets
 //! and tests reach inside is in the hidden `__private` module, not the API.
 //!
 //! `src/main.rs` lays the flags over the defaults and assembles what the
@@ -39,6 +40,7 @@ mod event;
 pub mod http;
 mod json_escape;
 mod metrics;
+pub mod proxy;
 mod router;
 mod server;
 mod shutdown;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use tandem::cobrowse::{Cobrowse, CobrowseConfig};
 use tandem::http::HttpConfig;
+use tandem::proxy::{ProxyConfig, Upstream};
 use tandem::{Config, Hub};
 
 /// tandem: a firewall-friendly HTTP push server.
@@ -166,6 +167,18 @@ struct Serve {
     /// a customer whose page has not been heard from for this long shows as gone [45s]
     #[argh(option, from_str_fn(duration))]
     presence_timeout: Option<Duration>,
+    /// put tandem in front of this web application, http://HOST:PORT (https later): requests outside the tandem prefix go to it
+    #[argh(option)]
+    upstream: Option<Upstream>,
+    /// with --upstream, where tandem's own routes live [/_tandem]
+    #[argh(option)]
+    tandem_prefix: Option<String>,
+    /// with --upstream, a Host the proxy answers to besides the listen address (name: any port; name:port: that port); repeat for more
+    #[argh(option)]
+    public_host: Vec<String>,
+    /// with --upstream, how long the upstream may take to send its response head [1m]
+    #[argh(option, from_str_fn(duration))]
+    upstream_timeout: Option<Duration>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -232,6 +245,30 @@ impl Serve {
         cb.audit_chat_text = self.audit_chat_text;
         cb.canned_file = self.canned.clone();
         (core, http, (!self.no_cobrowse).then_some(cb))
+    }
+}
+
+impl Serve {
+    /// The proxy's settings with `--upstream`: the hosts it answers to are
+    /// the listen address (`localhost:PORT` too on a loopback or unspecified
+    /// address) and every `--public-host`.
+    fn proxy(&self, addr: SocketAddr) -> Option<ProxyConfig> {
+        let mut cfg = ProxyConfig::new(self.upstream.clone()?);
+        if let Some(p) = &self.tandem_prefix {
+            cfg.prefix = p.clone();
+        }
+        if let Some(t) = self.upstream_timeout {
+            cfg.response_timeout = t;
+        }
+        let mut hosts = vec![addr.to_string()];
+        if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+            hosts.push(format!("localhost:{}", addr.port()));
+        }
+        if addr.ip().is_unspecified() {
+            hosts.push(format!("127.0.0.1:{}", addr.port()));
+        }
+        hosts.extend(self.public_host.iter().cloned());
+        Some(cfg.hosts(hosts))
     }
 }
 
@@ -313,6 +350,10 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
+    if let Some(Err(e)) = serve.proxy(serve.listen).map(|p| p.validate()) {
+        eprintln!("tandem: {e}");
+        return ExitCode::from(2);
+    }
     let checked = cobrowse.as_ref().map(|cb| {
         cb.validate()?;
         tandem::cobrowse::check_files(cb)
@@ -340,14 +381,33 @@ fn main() -> ExitCode {
         let addr = listener.local_addr().map_or(serve.listen, |a| a);
         // The application the binary serves: channels, co-browsing with its
         // demo portal, and the live status feed. A library user picks.
-        let service = tandem::Service::new(hub.clone())
+        let mut service = tandem::Service::new(hub.clone())
             .with_config(http)
             .expect("validated before the runtime started");
+        // Where tandem's own routes live: the root, or the proxy's prefix.
+        let mut own_prefix = String::new();
+        if let Some(proxy) = serve.proxy(addr) {
+            own_prefix = proxy.prefix.clone();
+            if addr.ip().is_unspecified() && serve.public_host.is_empty() {
+                log::warn!(
+                    "proxy: listening on {addr} but answering only to Host localhost and 127.0.0.1; name the others with --public-host"
+                );
+            }
+            log::info!(
+                "proxy: every request outside {} goes to {}",
+                proxy.prefix,
+                proxy.upstream
+            );
+            service = service
+                .with_proxy(proxy)
+                .expect("validated before the runtime started");
+        }
         let service = match cobrowse.map(|cb| Cobrowse::new(hub.clone(), cb)) {
             None => service,
             Some(Ok(cb)) => {
                 let cb = cb.with_portal();
                 if let Some(link) = cb.sign_in_link(addr) {
+                    let link = link.replacen("/agent#", &format!("{own_prefix}/agent#"), 1);
                     // Printed, not logged: the key must reach the operator
                     // whatever RUST_LOG says. It sits in the URL's fragment,
                     // which no browser sends.
@@ -632,6 +692,7 @@ mod tests {
         };
         let (c, h) = (Config::default(), HttpConfig::default());
         let cb = CobrowseConfig::default();
+        let p = ProxyConfig::new("http://127.0.0.1:9000".parse().unwrap());
         let expected = [
             ("--buffer-events", c.buffer_events.to_string()),
             ("--buffer-age", shown(c.buffer_age)),
@@ -651,6 +712,8 @@ mod tests {
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),
             ("--presence-timeout", shown(cb.presence_timeout)),
+            ("--tandem-prefix", p.prefix.clone()),
+            ("--upstream-timeout", shown(p.response_timeout)),
         ];
         let lines: Vec<&str> = help.lines().collect();
         for (flag, value) in expected {
@@ -671,6 +734,40 @@ mod tests {
                 "{flag} shows another default than the library's {value}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn upstream_flags() {
+        let parse = |args: &[&str]| match Cli::from_args(&["tandem"], args) {
+            Ok(Cli {
+                command: Command::Serve(s),
+            }) => Ok(s),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.output),
+        };
+        let s = parse(&["serve"]).unwrap();
+        assert!(s.proxy(s.listen).is_none());
+        let s = parse(&[
+            "serve",
+            "--upstream",
+            "http://127.0.0.1:9000",
+            "--public-host",
+            "app.example",
+            "--tandem-prefix",
+            "/_t",
+        ])
+        .unwrap();
+        let p = s.proxy(SocketAddr::from(([127, 0, 0, 1], 8080))).unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.prefix, "/_t");
+        assert_eq!(
+            p.hosts,
+            ["127.0.0.1:8080", "localhost:8080", "app.example"].map(String::from)
+        );
+        let Err(e) = parse(&["serve", "--upstream", "https://127.0.0.1:9000"]) else {
+            panic!("an https upstream was taken");
+        };
+        assert!(e.contains("https upstreams are not supported yet"), "{e}");
     }
 
     #[test]

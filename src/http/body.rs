@@ -1,12 +1,16 @@
 //! The response body type and the small helpers that build responses.
 //!
 //! One `Body` for every route: a list of shared `Bytes` chunks with an exact
-//! length (hyper sends `Content-Length`), or an endless event stream (hyper
+//! length (hyper sends `Content-Length`), an endless event stream (hyper
 //! sends chunked to HTTP/1.1 clients and a close-delimited body to HTTP/1.0
-//! clients, which never see chunked encoding).
+//! clients, which never see chunked encoding), or, behind the reverse proxy
+//! (`crate::proxy`), the upstream's body passed through frame by frame.
+//!
+//! Only a proxied body can fail (the upstream's connection breaks mid-body):
+//! the error reaches hyper, which then cuts the client's connection instead
+//! of ending the body as if it were complete.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,7 +29,12 @@ enum Kind {
     One(Option<Bytes>),
     Chunks(VecDeque<Bytes>),
     Stream(Box<EventStream>),
+    /// A body from elsewhere (the proxy's upstream), frames passed as they come.
+    Proxied(Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = BoxError> + Send>>),
 }
+
+/// The error of a [`Body`]: only a proxied body has any.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,6 +42,7 @@ impl std::fmt::Debug for Body {
             Kind::One(c) => write!(f, "Body({} chunks)", c.iter().len()),
             Kind::Chunks(c) => write!(f, "Body({} chunks)", c.len()),
             Kind::Stream(_) => f.write_str("Body(stream)"),
+            Kind::Proxied(_) => f.write_str("Body(proxied)"),
         }
     }
 }
@@ -48,6 +58,11 @@ impl Body {
     }
     pub(crate) fn stream(s: EventStream) -> Body {
         Body(Kind::Stream(Box::new(s)))
+    }
+    pub(crate) fn proxied(
+        b: impl hyper::body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    ) -> Body {
+        Body(Kind::Proxied(Box::pin(b)))
     }
 }
 
@@ -69,16 +84,17 @@ impl From<&'static str> for Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().0 {
             Kind::One(chunk) => Poll::Ready(chunk.take().map(|c| Ok(Frame::data(c)))),
             Kind::Chunks(chunks) => Poll::Ready(chunks.pop_front().map(|c| Ok(Frame::data(c)))),
             Kind::Stream(s) => s.poll_chunk(cx).map(|c| c.map(|c| Ok(Frame::data(c)))),
+            Kind::Proxied(b) => b.as_mut().poll_frame(cx),
         }
     }
 
@@ -87,6 +103,7 @@ impl hyper::body::Body for Body {
             Kind::One(c) => c.is_none(),
             Kind::Chunks(c) => c.is_empty(),
             Kind::Stream(_) => false,
+            Kind::Proxied(b) => b.is_end_stream(),
         }
     }
 
@@ -95,6 +112,7 @@ impl hyper::body::Body for Body {
             Kind::One(c) => SizeHint::with_exact(c.as_ref().map_or(0, |c| c.len() as u64)),
             Kind::Chunks(c) => SizeHint::with_exact(c.iter().map(|c| c.len() as u64).sum()),
             Kind::Stream(_) => SizeHint::default(),
+            Kind::Proxied(b) => b.size_hint(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub fn status_of(e: &Error) -> StatusCode {
         Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Kind::BadGateway => StatusCode::BAD_GATEWAY,
+        Kind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
     }
 }
 
@@ -54,5 +56,7 @@ mod tests {
         );
         assert_eq!(status_of(&Error::rate_limited("slow down")), 429);
         assert_eq!(status_of(&Error::unavailable("full")), 503);
+        assert_eq!(status_of(&Error::bad_gateway("upstream unreachable")), 502);
+        assert_eq!(status_of(&Error::gateway_timeout("upstream too slow")), 504);
     }
 }

@@ -31,8 +31,10 @@ mod stream;
 
 pub use app::{Access, App, AppFuture, MAX_APP_BODY};
 pub use body::Body;
+pub(crate) use body::BoxError;
 pub use config::HttpConfig;
 pub use error::{error_json, error_response, status_of};
+pub(crate) use service::{Forward, ForwardBody};
 pub use service::{Service, DEFAULT_CALLBACK};
 
 pub(crate) use body::{decimal, no_cache as no_store};

@@ -66,6 +66,24 @@ pub struct Service {
     prefix: Arc<str>,
     shutdown: Shutdown,
     app: Option<Arc<dyn App>>,
+    /// Where requests outside the prefix go (`crate::proxy` sets it).
+    proxy: Option<Arc<dyn Forward>>,
+}
+
+/// A request body on its way elsewhere, boxed whatever it was.
+pub(crate) type ForwardBody = http_body_util::combinators::UnsyncBoxBody<Bytes, super::BoxError>;
+
+/// Where a [`Service`] sends the requests outside its prefix: the reverse
+/// proxy (`crate::proxy`, which sets it with `Service::with_proxy`). A
+/// trait here so that this layer does not depend on the proxy's.
+pub(crate) trait Forward: Send + Sync + 'static {
+    /// The answer to a request outside the prefix. `stop` completes when
+    /// the service shuts down.
+    fn forward(
+        &self,
+        req: Request<ForwardBody>,
+        stop: ShutdownSignal,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 }
 
 impl std::fmt::Debug for Service {
@@ -102,6 +120,7 @@ impl Service {
             prefix: Arc::from(""),
             shutdown: Shutdown::new(),
             app: None,
+            proxy: None,
         }
     }
 
@@ -125,10 +144,38 @@ impl Service {
     }
 
     /// Serves under a path prefix such as `/push`: `/push/ch/demo/sse`. Paths
-    /// outside the prefix get 404.
+    /// outside the prefix get 404 (or go to the upstream, with
+    /// [`with_proxy`](Self::with_proxy), which sets its own prefix).
     pub fn with_prefix(mut self, prefix: &str) -> Service {
         self.prefix = Arc::from(prefix.trim_end_matches('/'));
         self
+    }
+
+    /// Sends every request outside `prefix` to `to` (the reverse proxy's
+    /// `Service::with_proxy`, in `src/proxy/mod.rs`).
+    pub(crate) fn with_forward(mut self, prefix: &str, to: Arc<dyn Forward>) -> Service {
+        self.prefix = Arc::from(prefix);
+        self.proxy = Some(to);
+        self
+    }
+
+    /// The path with the prefix taken off, if it is one of tandem's own
+    /// (`/push` and `/push/...` for the prefix `/push`, not `/pushy`).
+    fn own_path<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let rest = path.strip_prefix(&*self.prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+
+    /// Whether a request goes to tandem's own routes, not to the proxy's
+    /// upstream (always, without a proxy). Only these may take the lean
+    /// connection paths: a proxied answer streams through hyper.
+    pub(crate) fn is_own_request(&self, uri: &hyper::Uri) -> bool {
+        self.proxy.is_none() || self.own_path(uri.path()).is_some()
+    }
+
+    /// Whether requests outside the prefix go to an upstream.
+    pub(crate) fn is_proxy(&self) -> bool {
+        self.proxy.is_some()
     }
 
     /// Uses this shutdown signal instead of the service's own, to share it
@@ -167,7 +214,7 @@ impl Service {
         if method != Method::GET {
             return false;
         }
-        let Some(path) = uri.path().strip_prefix(&*self.prefix) else {
+        let Some(path) = self.own_path(uri.path()) else {
             return false;
         };
         let sub = match parse_path(path) {
@@ -184,6 +231,13 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(proxy) = &self.proxy {
+            if self.own_path(req.uri().path()).is_none() {
+                use http_body_util::BodyExt;
+                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                return proxy.forward(req, Box::pin(self.shutdown.wait())).await;
+            }
+        }
         let origin = cors::classify(req.headers(), &self.config);
         let mut resp = match self.route(req, &origin).await {
             Ok(r) => r,
@@ -199,11 +253,7 @@ impl Service {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let not_found = || Error::not_found("no such route (see GET / for the routes)");
-        let path = req
-            .uri()
-            .path()
-            .strip_prefix(&*self.prefix)
-            .ok_or_else(not_found)?;
+        let path = self.own_path(req.uri().path()).ok_or_else(not_found)?;
         if let Some(app) = self.app.as_ref().filter(|a| a.claims(path)) {
             let path = path.to_string();
             let mut req = req;

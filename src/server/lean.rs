@@ -81,7 +81,8 @@ pub(crate) async fn exchange(
     drop(parts);
     // A body of known length is a list of ready chunks.
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let Ok(frame) = frame;
+        // Only a proxied body fails, and proxied answers never come here.
+        let frame = frame.map_err(io::Error::other)?;
         if let Ok(data) = frame.into_data() {
             out.extend_from_slice(&data);
         }
@@ -269,7 +270,12 @@ impl<S: Io> LeanConn<'_, S> {
                         }
                     }
                 }
-                Poll::Ready(Some(Err(never))) => match never {},
+                // Only a proxied body fails, and proxied answers never
+                // come here; end the stream if one ever does.
+                Poll::Ready(Some(Err(_))) => {
+                    self.done = true;
+                    break;
+                }
                 Poll::Ready(None) => {
                     self.done = true;
                     break;

@@ -230,7 +230,10 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
         .writev(false)
-        .serve_connection(TokioIo::new(Prefixed::new(head, rest, stream)), svc);
+        .serve_connection(
+            TokioIo::new(Prefixed::new(head, rest, stream)),
+            WithPeer(svc, peer),
+        );
     let mut conn = Box::pin(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -243,6 +246,26 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
         Ok(()) => log::debug!("connection closed: {peer}"),
         Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
         Err(e) => log::debug!("connection closed: {peer}: {e}"),
+    }
+}
+
+/// The service with the client's address: behind the proxy it goes into
+/// each request's extensions (`X-Forwarded-For`); otherwise nothing is
+/// added (an extension costs an allocation per request).
+struct WithPeer(Service, SocketAddr);
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+    type Response = Response<crate::http::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        <Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+
+    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        if self.0.is_proxy() {
+            req.extensions_mut()
+                .insert(crate::proxy::ClientAddr(self.1));
+        }
+        hyper::service::Service::call(&self.0, req)
     }
 }
 

@@ -288,6 +288,11 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     let (Some(length), false) = (length, special) else {
         return Class::Hyper;
     };
+    // Behind the proxy, a request outside tandem's prefix is the upstream's:
+    // never a stream or a publish, and its answer streams through hyper.
+    if !svc.is_own_request(req.uri()) {
+        return Class::Hyper;
+    }
     if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
         return Class::Stream(req);
     }
@@ -491,10 +496,16 @@ mod tests {
 
     /// Which path a request (head and whatever follows) is given to.
     fn path_of(bytes: &str) -> &'static str {
-        let svc = Service::new(Hub::new(Config::default()).expect("default config"));
+        path_via(
+            &Service::new(Hub::new(Config::default()).expect("default config")),
+            bytes,
+        )
+    }
+
+    fn path_via(svc: &Service, bytes: &str) -> &'static str {
         let mut buf = BytesMut::from(bytes);
         match parse(&mut buf) {
-            Parsed::Head(head) => match classify(head, &svc, buf.is_empty()) {
+            Parsed::Head(head) => match classify(head, svc, buf.is_empty()) {
                 Class::Stream(_) => "stream",
                 Class::Exchange(_, _, true) => "exchange",
                 Class::Exchange(_, _, false) => "exchange, then close",
@@ -522,6 +533,33 @@ mod tests {
             path_of("POST /ch/c HTTP/1.1\r\nHost: x\r\n\r\n"),
             "exchange"
         );
+    }
+
+    /// Behind the proxy only requests under tandem's prefix are tandem's
+    /// streams and publishes; the rest are the upstream's and go to hyper
+    /// (whose answer streams), whatever they look like.
+    #[test]
+    fn behind_the_proxy_only_the_prefix_is_lean() {
+        let proxy = crate::proxy::ProxyConfig::new("http://127.0.0.1:9".parse().unwrap())
+            .hosts(vec!["x".into()]);
+        let svc = Service::new(Hub::new(Config::default()).expect("default config"))
+            .with_proxy(proxy)
+            .unwrap();
+        let post = |path: &str| {
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        };
+        let sse = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(path_via(&svc, &post("/_tandem/ch/c")), "exchange");
+        assert_eq!(path_via(&svc, &sse("/_tandem/ch/c/sse")), "stream");
+        for path in ["/ch/c", "/_tandemx/ch/c", "/x/_tandem/ch/c"] {
+            assert_eq!(path_via(&svc, &post(path)), "hyper", "POST {path}");
+        }
+        for path in ["/ch/c/sse", "/_tandemx/ch/c/sse", "/ch/c/multipart"] {
+            assert_eq!(path_via(&svc, &sse(path)), "hyper", "GET {path}");
+        }
+        // Without a proxy nothing changes.
+        assert_eq!(path_of(&post("/ch/c")), "exchange");
+        assert_eq!(path_of(&sse("/ch/c/sse")), "stream");
     }
 
     #[test]

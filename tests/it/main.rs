@@ -16,6 +16,7 @@ mod library;
 mod limits;
 mod longpoll;
 mod ops;
+mod proxy;
 mod publish;
 mod resume;
 mod shutdown;

@@ -13,6 +13,8 @@
 //! * [`server`]: a tandem [`Server`] on `127.0.0.1:0`, of either [`Flavor`]:
 //!   `tandem::serve`, or `tandem::Service` in a plain hyper server as an
 //!   embedder runs it. [`both_flavors!`] runs a test against each.
+//! * [`upstream`]: a small web application (plain hyper, nothing of
+//!   tandem's) for the proxy tests to put tandem in front of.
 //!
 //! Tests check what goes over the wire, so nothing here is an HTTP library:
 //! the bytes a test writes are the bytes sent, and a response is decoded
@@ -22,11 +24,13 @@ pub mod conn;
 pub mod events;
 pub mod http1;
 pub mod server;
+pub mod upstream;
 
 pub use conn::{wait_until, within, BodyReader, Conn, Response, Stop, IO_TIMEOUT};
 pub use events::{delimiter, ids, some_ids, text, AnyParser, Events, Feed, IframeParser};
 pub use http1::{count, find, form_data, Decoder, Framing, Head, Part, Req};
 pub use server::{browser_config, config, serve_hyper, Flavor, Server, Setup};
+pub use upstream::Upstream;
 
 /// Runs async test functions once per server [`Flavor`]. Each `name` is an
 /// `async fn name(flavor: Flavor)` in scope; the macro adds a module `name`

@@ -18,6 +18,7 @@ use serde_json::Value;
 use tandem::__private::wire::{MultipartParser, SseParser};
 use tandem::cobrowse::{Cobrowse, CobrowseConfig};
 use tandem::http::HttpConfig;
+use tandem::proxy::ProxyConfig;
 use tandem::{Config, Hub, NewEvent, Service, Transport};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -38,6 +39,9 @@ pub struct Setup {
     pub http: HttpConfig,
     /// Co-browsing (mounted by the `Serve` flavor, as the binary does).
     pub cobrowse: CobrowseConfig,
+    /// In front of an upstream (`--upstream`): the server's own address is
+    /// added to the accepted hosts when it starts.
+    pub proxy: Option<ProxyConfig>,
 }
 
 macro_rules! forward {
@@ -74,6 +78,16 @@ forward!(http {
 });
 
 impl Setup {
+    /// tandem as a reverse proxy in front of `upstream` (`http://host:port`).
+    pub fn proxy(mut self, upstream: &str) -> Setup {
+        self.proxy = Some(ProxyConfig::new(upstream.parse().expect("valid upstream")));
+        self
+    }
+    /// tandem as a reverse proxy with these settings.
+    pub fn proxy_config(mut self, cfg: ProxyConfig) -> Setup {
+        self.proxy = Some(cfg);
+        self
+    }
     pub fn agent_key(mut self, key: Option<String>) -> Setup {
         if let Some(k) = key {
             self.cobrowse = self.cobrowse.agent_key(k);
@@ -107,6 +121,7 @@ pub fn config() -> Setup {
         core: Config::default(),
         http: HttpConfig::default(),
         cobrowse: CobrowseConfig::default(),
+        proxy: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -190,9 +205,13 @@ impl Server {
         let stop = async {
             let _ = rx.await;
         };
-        let service = Service::new(self.hub.clone())
+        let mut service = Service::new(self.hub.clone())
             .with_config(self.setup.http.clone())
             .expect("valid test http config");
+        if let Some(mut proxy) = self.setup.proxy.clone() {
+            proxy.hosts.push(self.addr.to_string());
+            service = service.with_proxy(proxy).expect("valid test proxy config");
+        }
         self.stop = Some(tx);
         self.task = Some(match self.flavor {
             Flavor::Serve => {

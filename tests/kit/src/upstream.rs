@@ -1,0 +1,422 @@
+//! A small web application for the proxy tests to put tandem in front of
+//! (`tandem serve --upstream`): a plain hyper server on `127.0.0.1:0`,
+//! nothing of tandem's. It records every request it sees, and the tests
+//! steer its streaming routes (a gated download, an SSE feed).
+//!
+//! Routes:
+//!
+//! * `GET /page`: a small HTML page.
+//! * `GET /redirect/relative`, `/redirect/own`, `/redirect/other`: 302 to
+//!   `/page`, to `http://{its own address}/page?from=own`, and to
+//!   `http://other.example/elsewhere`.
+//! * `GET /cookie`: `Set-Cookie` with `Domain={its host}` and with
+//!   `Domain=other.example`, and a `Content-Location` on its own origin.
+//! * `GET /download?bytes=N[&gate=1]`: `N` bytes (`i % 251`) in 64 KiB
+//!   chunks, `Content-Length: N`; with `gate=1` it stops after the first
+//!   MiB until [`Upstream::release`].
+//! * `POST /echo`: the request body back, streamed as it arrives (the
+//!   bytes received so far: [`Upstream::received`]).
+//! * `GET /events`: its own SSE stream; [`Upstream::push`] sends an event.
+//! * `POST /form`: `form: {body}` as text, 201.
+//! * `GET /status/{code}`: that status, a text body and `X-Upstream-Odd`.
+//! * `GET /binary`: bytes 0 to 255, `application/octet-stream`, an ETag.
+//! * `GET /hop`: hop-by-hop headers in the response (`Connection: X-Secret`,
+//!   `X-Secret`, `Keep-Alive`, `Proxy-Authenticate`) and `X-Kept`.
+//! * `GET /trailers`: a body and an `X-Checksum: 42` trailer.
+//! * `GET /slow`: answers after 3 s.
+//! * anything else: 200 `upstream saw {METHOD} {target}`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::task::JoinHandle;
+
+/// A request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// The request target as received.
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    /// Every value of a header (case-insensitive name).
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The one value of a header, if there is one.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(all.len() <= 1, "{name} more than once: {all:?}");
+        all.first().copied()
+    }
+}
+
+struct State {
+    addr: SocketAddr,
+    seen: Mutex<Vec<Seen>>,
+    release: Notify,
+    sse: broadcast::Sender<String>,
+    received: AtomicU64,
+    connections: AtomicU64,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// The test application, served until dropped.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+impl Upstream {
+    /// Starts it on `127.0.0.1:0`.
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(State {
+            addr,
+            seen: Mutex::new(Vec::new()),
+            release: Notify::new(),
+            sse: broadcast::channel(64).0,
+            received: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                st.connections.fetch_add(1, Ordering::SeqCst);
+                let st2 = st.clone();
+                let task = tokio::spawn(async move {
+                    let st = st2;
+                    let svc = service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(route(&st, req).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+                st.tasks.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Upstream { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:port`, what `--upstream` takes.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// The last request seen for this path (target without the query).
+    pub fn last(&self, path: &str) -> Seen {
+        self.seen()
+            .into_iter()
+            .rev()
+            .find(|s| s.target.split('?').next() == Some(path))
+            .unwrap_or_else(|| panic!("the upstream saw no request for {path}"))
+    }
+
+    /// Lets a gated download send the rest.
+    pub fn release(&self) {
+        self.state.release.notify_one();
+    }
+
+    /// Sends an event on `/events` to every open stream.
+    pub fn push(&self, data: &str) {
+        let _ = self.state.sse.send(data.to_string());
+    }
+
+    /// How many `/events` streams are open.
+    pub fn sse_streams(&self) -> usize {
+        self.state.sse.receiver_count()
+    }
+
+    /// Closes every connection it has (as an upstream closing idle
+    /// keep-alive connections does).
+    pub fn close_connections(&self) {
+        for t in self.state.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of `/echo` request bodies received so far.
+    pub fn received(&self) -> u64 {
+        self.state.received.load(Ordering::SeqCst)
+    }
+}
+
+/// A body fed by a channel, frame by frame as the sender sends.
+struct Channel(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Channel {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// A body of these frames (data and trailers).
+struct Frames(std::collections::VecDeque<Frame<Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// The request body back, counted into `received` as it passes.
+struct Echo(Incoming, Arc<State>);
+
+impl hyper::body::Body for Echo {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        loop {
+            return match Pin::new(&mut self.0).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => {
+                        self.1.received.fetch_add(d.len() as u64, Ordering::SeqCst);
+                        Poll::Ready(Some(Ok(Frame::data(d))))
+                    }
+                    Err(_) => continue,
+                },
+                Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+fn respond(status: u16, content_type: &str, body: Body) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(body)
+        .expect("valid response")
+}
+
+async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let target = req.uri().to_string();
+    st.seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        target: target.clone(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    });
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let redirect = |to: String| {
+        Response::builder()
+            .status(302)
+            .header("location", to)
+            .body(full(""))
+            .expect("valid")
+    };
+    match path.as_str() {
+        "/page" => respond(
+            200,
+            "text/html; charset=utf-8",
+            full("<!doctype html><title>upstream page</title><p>hello from upstream</p>"),
+        ),
+        "/redirect/relative" => redirect("/page".into()),
+        "/redirect/own" => redirect(format!("http://{}/page?from=own", st.addr)),
+        "/redirect/other" => redirect("http://other.example/elsewhere".into()),
+        "/cookie" => Response::builder()
+            .header(
+                "set-cookie",
+                format!("sid=abc; Domain={}; Path=/; HttpOnly", st.addr.ip()),
+            )
+            .header("set-cookie", "theme=dark; Domain=other.example; Path=/")
+            .header("set-cookie", "plain=1; Path=/")
+            .header(
+                "content-location",
+                format!("http://{}/cookie/here", st.addr),
+            )
+            .body(full("cookies"))
+            .expect("valid"),
+        "/download" => {
+            let mut n = 0usize;
+            let mut gate = false;
+            for kv in query.split('&') {
+                match kv.split_once('=') {
+                    Some(("bytes", v)) => n = v.parse().expect("bytes=N"),
+                    Some(("gate", "1")) => gate = true,
+                    _ => {}
+                }
+            }
+            let (tx, rx) = mpsc::channel(4);
+            let st = st.clone();
+            tokio::spawn(async move {
+                let mut sent = 0usize;
+                while sent < n {
+                    if gate && sent == 1 << 20 {
+                        st.release.notified().await;
+                    }
+                    let len = (64 * 1024).min(n - sent);
+                    let chunk: Vec<u8> = (sent..sent + len).map(|i| (i % 251) as u8).collect();
+                    if tx.send(Bytes::from(chunk)).await.is_err() {
+                        return;
+                    }
+                    sent += len;
+                }
+            });
+            let mut r = respond(200, "application/octet-stream", Channel(rx).boxed());
+            r.headers_mut()
+                .insert("content-length", n.to_string().parse().expect("digits"));
+            r
+        }
+        "/echo" => {
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_string();
+            respond(200, &ct, Echo(req.into_body(), st.clone()).boxed())
+        }
+        "/events" => {
+            let mut rx = st.sse.subscribe();
+            let (tx, body) = mpsc::channel(16);
+            tokio::spawn(async move {
+                if tx.send(Bytes::from_static(b": open\n\n")).await.is_err() {
+                    return;
+                }
+                while let Ok(msg) = rx.recv().await {
+                    if tx
+                        .send(Bytes::from(format!("data: {msg}\n\n")))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+            let mut r = respond(200, "text/event-stream", Channel(body).boxed());
+            r.headers_mut()
+                .insert("cache-control", "no-cache".parse().expect("static"));
+            r
+        }
+        "/form" => {
+            let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
+                return respond(400, "text/plain", full("incomplete form body"));
+            };
+            respond(
+                201,
+                "text/plain",
+                full(format!("form: {}", String::from_utf8_lossy(&body))),
+            )
+        }
+        "/binary" => {
+            let mut r = respond(
+                200,
+                "application/octet-stream",
+                full((0..=255u8).collect::<Vec<u8>>()),
+            );
+            r.headers_mut()
+                .insert("etag", "\"v1-binary\"".parse().expect("static"));
+            r
+        }
+        "/hop" => Response::builder()
+            .header("connection", "X-Secret")
+            .header("x-secret", "1")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic realm=\"x\"")
+            .header("x-kept", "yes")
+            .body(full("hop"))
+            .expect("valid"),
+        "/trailers" => {
+            let mut trailers = hyper::HeaderMap::new();
+            trailers.insert("x-checksum", "42".parse().expect("static"));
+            let frames = vec![
+                Frame::data(Bytes::from_static(b"with trailers")),
+                Frame::trailers(trailers),
+            ];
+            let mut r = respond(200, "text/plain", Frames(frames.into()).boxed());
+            r.headers_mut()
+                .insert("trailer", "x-checksum".parse().expect("static"));
+            r
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            respond(200, "text/plain", full("slow"))
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p["/status/".len()..].parse().expect("a status");
+            let mut r = respond(code, "text/plain", full(format!("upstream status {code}")));
+            r.headers_mut()
+                .insert("x-upstream-odd", "a  b,c;d".parse().expect("static"));
+            r
+        }
+        _ => respond(
+            200,
+            "text/plain",
+            full(format!("upstream saw {} {target}", req.method())),
+        ),
+    }
+}
