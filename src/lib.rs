@@ -39,6 +39,7 @@ mod event;
 pub mod http;
 mod json_escape;
 mod metrics;
+pub(crate) mod proxy;
 mod router;
 mod server;
 mod shutdown;
