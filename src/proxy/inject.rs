@@ -519,6 +519,8 @@ where
 pub(crate) struct Injector {
     codec: Codec,
     scanner: Scanner,
+    /// Any byte of the body seen.
+    input: bool,
 }
 
 impl Injector {
@@ -526,11 +528,13 @@ impl Injector {
         Injector {
             codec: Codec::new(encoding),
             scanner: Scanner::new(html, markup.as_bytes()),
+            input: false,
         }
     }
 
     /// The output for one more chunk of the (encoded) body; may be empty.
     pub(crate) fn push(&mut self, chunk: Bytes) -> io::Result<Bytes> {
+        self.input |= !chunk.is_empty();
         if matches!(self.codec, Codec::Identity) && self.scanner.passing() {
             return Ok(chunk);
         }
@@ -542,6 +546,10 @@ impl Injector {
 
     /// The last of the output, once the body has ended.
     pub(crate) fn finish(&mut self) -> io::Result<Bytes> {
+        if !self.input {
+            // An empty body stays empty, whatever its coding says.
+            return Ok(Bytes::new());
+        }
         let plain = self.codec.decode_end()?;
         let mut page = Vec::new();
         self.scanner.feed(&plain, &mut page);
