@@ -647,3 +647,60 @@ fn nonces_are_fresh_and_markup_is_escaped() {
         "<script src=\"/a?b=1&amp;c=&quot;&lt;%C3%A9&gt;\" nonce=\"n\"></script>"
     );
 }
+
+/// Data frames, then trailers, then an error if asked.
+struct Framed(VecDeque<Result<Frame<Bytes>, &'static str>>);
+
+impl Body for Framed {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(|f| f.map_err(Into::into)))
+    }
+}
+
+#[test]
+fn trailers_follow_the_page_and_errors_end_it() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-check", HeaderValue::from_static("1"));
+    let frames = VecDeque::from([
+        Ok(Frame::data(Bytes::from_static(b"<!doctype html>"))),
+        Ok(Frame::data(Bytes::from_static(b"<hea"))),
+        Ok(Frame::trailers(trailers.clone())),
+    ]);
+    let mut r = Response::new(Framed(frames));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    let mut body = inject(r, &scripts()).into_body();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut data = Vec::new();
+    let mut got_trailers = None;
+    while let Poll::Ready(Some(frame)) = Pin::new(&mut body).poll_frame(&mut cx) {
+        match frame.unwrap().into_data() {
+            Ok(d) => data.extend_from_slice(&d),
+            Err(f) => got_trailers = f.into_trailers().ok(),
+        }
+    }
+    assert_eq!(data, with_markup_at(b"<!doctype html><hea", 15, Charset::Ascii));
+    assert_eq!(got_trailers, Some(trailers));
+    assert!(body.is_end_stream());
+
+    let frames = VecDeque::from([
+        Ok(Frame::data(Bytes::from_static(b"<head>"))),
+        Err("upstream reset"),
+    ]);
+    let mut r = Response::new(Framed(frames));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    let mut body = inject(r, &scripts()).into_body();
+    let first = Pin::new(&mut body).poll_frame(&mut cx);
+    assert!(matches!(first, Poll::Ready(Some(Ok(_)))));
+    let Poll::Ready(Some(Err(e))) = Pin::new(&mut body).poll_frame(&mut cx) else {
+        panic!("the error is passed on");
+    };
+    assert_eq!(e.to_string(), "upstream reset");
+    assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+}
