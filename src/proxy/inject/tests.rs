@@ -684,7 +684,10 @@ fn trailers_follow_the_page_and_errors_end_it() {
             Err(f) => got_trailers = f.into_trailers().ok(),
         }
     }
-    assert_eq!(data, with_markup_at(b"<!doctype html><hea", 15, Charset::Ascii));
+    assert_eq!(
+        data,
+        with_markup_at(b"<!doctype html><hea", 15, Charset::Ascii)
+    );
     assert_eq!(got_trailers, Some(trailers));
     assert!(body.is_end_stream());
 
@@ -702,5 +705,8 @@ fn trailers_follow_the_page_and_errors_end_it() {
         panic!("the error is passed on");
     };
     assert_eq!(e.to_string(), "upstream reset");
-    assert!(matches!(Pin::new(&mut body).poll_frame(&mut cx), Poll::Ready(None)));
+    assert!(matches!(
+        Pin::new(&mut body).poll_frame(&mut cx),
+        Poll::Ready(None)
+    ));
 }
