@@ -710,3 +710,11 @@ fn trailers_follow_the_page_and_errors_end_it() {
         Poll::Ready(None)
     ));
 }
+
+/// What the proxy hands hyper: a response over hyper's own body, `Send`.
+#[allow(dead_code)]
+fn wraps_incoming(
+    r: Response<hyper::body::Incoming>,
+) -> Response<impl Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static> {
+    inject(r, &scripts())
+}
