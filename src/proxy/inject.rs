@@ -984,6 +984,11 @@ impl Scanner {
                     };
                     rest = tail;
                     self.unit([first, second], out);
+                    if matches!(self.phase, Phase::Done) {
+                        // The rest passes as it is, a last odd byte too.
+                        out.extend_from_slice(rest);
+                        return;
+                    }
                 }
                 let mut pairs = rest.chunks_exact(2);
                 for (i, pair) in pairs.by_ref().enumerate() {

@@ -240,6 +240,32 @@ fn a_byte_order_mark_wins_over_the_header() {
 }
 
 #[test]
+fn a_utf16_unit_split_across_chunks_where_the_scripts_go() {
+    // The unit that decides is completed by the next chunk, whose odd last
+    // byte must stay in place (found by the fuzz target).
+    let page = utf16("\u{3c00}x<", Charset::Utf16Le, true);
+    let want = with_markup_at(&page, 2, Charset::Utf16Le);
+    let le = Html {
+        charset: Charset::Utf16Le,
+        xml: false,
+    };
+    for split in 0..=page.len() {
+        let got = run_chunks(Encoding::Identity, le, &[&page[..split], &page[split..]]);
+        assert_eq!(got, want, "split at {split}");
+        let last = page.len() - 1;
+        if split > last {
+            continue;
+        }
+        let got = run_chunks(
+            Encoding::Identity,
+            le,
+            &[&page[..split], &page[split..last], &page[last..]],
+        );
+        assert_eq!(got, want, "split at {split} and before the last byte");
+    }
+}
+
+#[test]
 fn content_types_and_charsets_from_the_header() {
     let h = |v: &str| Html::from_content_type(v.as_bytes());
     assert_eq!(h("text/html"), Some(html()));
