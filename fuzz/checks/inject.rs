@@ -162,7 +162,10 @@ fn model(page: &[u8], declared: Width, xml: bool) -> Option<(usize, Width)> {
             .collect(),
     };
     let unit = if width == Width::One { 1 } else { 2 };
-    let at = place(&text, xml)?;
+    let (at, placed) = place(&text, xml)?;
+    if !placed {
+        return None;
+    }
     Some((bom + at * unit, width))
 }
 
@@ -177,15 +180,18 @@ fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .map(|p| p + from)
 }
 
-/// The character index of the insertion point in `t`.
-fn place(t: &[u8], xml: bool) -> Option<usize> {
+/// The character index of the insertion point in `t`, and whether the
+/// scripts go there: in XHTML, not outside the root (an `<html>` start tag
+/// before, or right after a `<head>` tag).
+fn place(t: &[u8], xml: bool) -> Option<(usize, bool)> {
+    let mut root = false;
     let mut i = 0;
     loop {
         while i < t.len() && is_space(t[i]) {
             i += 1;
         }
         if i == t.len() {
-            return Some(i);
+            return Some((i, root || !xml));
         }
         let rest = &t[i..];
         if rest.starts_with(b"<!--") {
@@ -223,15 +229,16 @@ fn place(t: &[u8], xml: bool) -> Option<usize> {
             }
             let name = t[i + 1..j].to_ascii_lowercase();
             if (name != b"head" && name != b"html") || j == t.len() {
-                return Some(i);
+                return Some((i, root || !xml));
             }
             let end = tag_end(t, j)?;
             if name == b"head" {
-                return Some(end + 1);
+                return Some((end + 1, true));
             }
+            root = true;
             i = end + 1;
         } else {
-            return Some(i);
+            return Some((i, root || !xml));
         }
     }
 }

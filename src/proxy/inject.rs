@@ -16,7 +16,9 @@
 //! which is where a browser opens the implied `<head>` itself. At the end of
 //! a body that never got past that prologue the scripts go at the end (before
 //! a tag name cut short), except past the name of an unclosed tag, inside an
-//! unclosed comment or doctype, or in an empty body (then nowhere).
+//! unclosed comment or doctype, or in an empty body (then nowhere). In XHTML
+//! the scripts never go before the `<html>` root: a page whose first element
+//! is something else gets none (another root would make it ill-formed).
 //! Only the bytes of a tag whose name might still be `head` or `html` are
 //! held back (at most five characters), everything else is passed on as it
 //! arrives: memory does not grow with the page, and a prologue of any length
@@ -834,6 +836,9 @@ struct Scanner {
     odd: Option<u8>,
     /// Any byte seen (an empty body gets no scripts).
     seen: bool,
+    /// An `<html` start tag seen: in XHTML, the scripts go nowhere outside
+    /// it (a second root element would make the page ill-formed).
+    root: bool,
 }
 
 enum Phase {
@@ -906,6 +911,7 @@ impl Scanner {
             held: Vec::new(),
             odd: None,
             seen: false,
+            root: false,
         }
     }
 
@@ -1025,7 +1031,9 @@ impl Scanner {
             }
             Step::Hold => self.held.extend_from_slice(raw),
             Step::Before => {
-                out.extend_from_slice(&self.markup);
+                if !self.xml || self.root {
+                    out.extend_from_slice(&self.markup);
+                }
                 out.append(&mut self.held);
                 out.extend_from_slice(raw);
                 self.phase = Phase::Done;
@@ -1060,10 +1068,13 @@ impl Scanner {
                     let head = &name[..usize::from(len)] == b"head";
                     if !head && &name[..usize::from(len)] != b"html" {
                         (Tok::Data, Step::Before)
-                    } else if c == b'>' {
-                        (Tok::Data, if head { Step::After } else { Step::Emit })
                     } else {
-                        (Tok::Attrs(head, Attr::Before), Step::Emit)
+                        self.root |= !head;
+                        if c == b'>' {
+                            (Tok::Data, if head { Step::After } else { Step::Emit })
+                        } else {
+                            (Tok::Attrs(head, Attr::Before), Step::Emit)
+                        }
                     }
                 } else if len == 4 {
                     (Tok::Data, Step::Before)
@@ -1132,7 +1143,8 @@ impl Scanner {
             self.start(&buf, out);
         }
         if matches!(self.phase, Phase::Scan) {
-            if self.seen && matches!(self.tok, Tok::Data | Tok::Open | Tok::Name(..)) {
+            let placed = !self.xml || self.root;
+            if self.seen && placed && matches!(self.tok, Tok::Data | Tok::Open | Tok::Name(..)) {
                 out.extend_from_slice(&self.markup);
             }
             out.append(&mut self.held);

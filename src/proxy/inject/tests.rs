@@ -122,6 +122,24 @@ fn xhtml_internal_subset_is_skipped_whole() {
     };
     let got = run_chunks(Encoding::Identity, xhtml, &[page.as_bytes()]);
     assert_eq!(got, with_markup_at(page.as_bytes(), at, Charset::Ascii));
+    // Never before the root element: another root would be ill-formed.
+    for page in [
+        "<?xml version=\"1.0\"?><svg><head>",
+        "text<html>",
+        "<h:html><h:head>",
+        "<!-- c -->",
+        "<html",
+    ] {
+        let got = run_chunks(Encoding::Identity, xhtml, &[page.as_bytes()]);
+        assert_eq!(got, page.as_bytes(), "{page}");
+    }
+    // Inside it, as in HTML.
+    let page = "<html xmlns=\"http://www.w3.org/1999/xhtml\"><body/></html>";
+    let got = run_chunks(Encoding::Identity, xhtml, &[page.as_bytes()]);
+    assert_eq!(
+        got,
+        with_markup_at(page.as_bytes(), page.find("<body").unwrap(), Charset::Ascii)
+    );
     // In HTML the doctype ends at its first `>`, as browsers have it.
     assert_at("<!DOCTYPE html [<!ENTITY a \"b\">]><head>", "]>", true);
 }
