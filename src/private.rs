@@ -30,6 +30,106 @@ pub fn encode_for_test(epoch: Epoch, id: u64, event: NewEvent) -> [bytes::Bytes;
     ]
 }
 
+/// What the proxy's HTML injection (`src/proxy/inject.rs`) made of a
+/// response: see [`inject_for_test`].
+#[derive(Debug)]
+pub struct Injected {
+    /// The nonce of this response's scripts.
+    pub nonce: String,
+    /// The markup inserted (ASCII; widened in a UTF-16 page).
+    pub markup: String,
+    /// Whether the body was rewritten (false: passed through).
+    pub injecting: bool,
+    /// The response's headers afterwards, names lowercase, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body's data frames; an error ends them.
+    pub frames: Vec<Result<bytes::Bytes, String>>,
+}
+
+/// Runs the proxy's HTML injection on a 200 response with `headers` whose
+/// body arrives in `chunks`, injecting scripts with sources `srcs`.
+pub fn inject_for_test(
+    headers: &[(&str, &str)],
+    chunks: Vec<bytes::Bytes>,
+    srcs: &[&str],
+) -> Injected {
+    use crate::proxy::inject;
+    use hyper::body::Body as _;
+    struct Chunks(std::collections::VecDeque<bytes::Bytes>);
+    impl hyper::body::Body for Chunks {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+        }
+    }
+    let mut response = hyper::Response::new(Chunks(chunks.into()));
+    for (name, value) in headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+        let value = hyper::header::HeaderValue::from_str(value).expect("a header value");
+        response.headers_mut().append(name, value);
+    }
+    let scripts = inject::Scripts::new(srcs);
+    let (parts, mut body) = inject::inject(response, &scripts).into_parts();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut frames = Vec::new();
+    let injecting = body.injecting();
+    loop {
+        match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    frames.push(Ok(data));
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                frames.push(Err(e.to_string()));
+                break;
+            }
+            Poll::Ready(None) => break,
+            Poll::Pending => panic!("an in-memory body is never pending"),
+        }
+    }
+    Injected {
+        nonce: scripts.nonce().to_owned(),
+        markup: scripts.markup().to_owned(),
+        injecting,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        frames,
+    }
+}
+
+/// `plain` encoded whole in a content coding (`gzip`, `deflate`, `br`, or
+/// anything else for identity), as an upstream would send it.
+pub fn content_encode_for_test(coding: &str, plain: &[u8]) -> Vec<u8> {
+    crate::proxy::inject::encode_all(coding_for_test(coding), plain)
+}
+
+/// `body` decoded whole from a content coding (see [`content_encode_for_test`]).
+pub fn content_decode_for_test(coding: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+    crate::proxy::inject::decode_all(coding_for_test(coding), body).map_err(|e| e.to_string())
+}
+
+fn coding_for_test(coding: &str) -> crate::proxy::inject::Encoding {
+    let mut headers = hyper::HeaderMap::new();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(coding) {
+        headers.insert(hyper::header::CONTENT_ENCODING, v);
+    }
+    crate::proxy::inject::Encoding::from_headers(&headers)
+        .unwrap_or(crate::proxy::inject::Encoding::Identity)
+}
+
 /// The output of a future that is ready when first polled, such as a
 /// publish into the in-memory backplane, for code with no runtime (the fuzz
 /// targets). Panics if it is not ready.

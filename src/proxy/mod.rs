@@ -7,6 +7,9 @@
 //!
 //! * `config.rs`: [`Upstream`] and [`ProxyConfig`].
 //! * `headers.rs`: hop-by-hop headers, `Location`, `Set-Cookie` (pure).
+//! * `inject.rs`: the co-browsing scripts streamed into HTML pages, in any
+//!   content encoding and charset, with the CSP adjusted (pure; built and
+//!   tested, not yet called from `transform_body`).
 //! * this file: the refusals that keep it from being an open proxy, the
 //!   request and response rewriting, the upstream connection pool, and
 //!   `transform_body`, the one place where HTML responses will be
@@ -17,6 +20,7 @@
 
 mod config;
 mod headers;
+pub(crate) mod inject;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../fuzz/checks/inject.rs"]
+mod inject;
 #[path = "../../fuzz/checks/publish_body.rs"]
 mod publish_body;
 #[path = "../../fuzz/checks/route_query.rs"]
@@ -239,4 +241,19 @@ fn sniff_seeds() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn inject_regressions() {
+    replay("inject", inject::check);
+}
+
+#[test]
+fn inject_seeds() {
+    // Byte 0: the coding (bits 0-1) and Content-Type (bits 2-3); byte 1
+    // seeds the chunking; the rest is the page.
+    inject::check(b"\x00\x00<html><head><title>t");
+    inject::check(b"\x01\x05<!--<head>--><HEAD>");
+    inject::check(b"\x07\x02<\x00h\x00e\x00a\x00d\x00>\x00");
+    inject::check(b"\x03\x01<header>");
 }
