@@ -8,13 +8,11 @@
 //! * `config.rs`: [`Upstream`] and [`ProxyConfig`].
 //! * `headers.rs`: hop-by-hop headers, `Location`, `Set-Cookie` (pure).
 //! * `inject.rs`: the co-browsing scripts streamed into HTML pages, in any
-//!   content encoding and charset, with the CSP adjusted (pure; built and
-//!   tested, not yet called from `transform_body`).
+//!   content encoding and charset, with the CSP adjusted (pure).
 //! * this file: the refusals that keep it from being an open proxy, the
 //!   request and response rewriting, the upstream connection pool, and
-//!   `transform_body`, the one place where HTML responses will be
-//!   changed (co-browsing script injection, `src/proxy/inject.rs`, arrives
-//!   with the rest of issue 10).
+//!   `transform_body`, the one place where responses are changed: HTML
+//!   pages get the co-browsing scripts (`inject.rs`).
 //!
 //! `docs/proxy.md` says what the proxy changes and what it refuses.
 
@@ -143,6 +141,8 @@ impl Proxy {
         stop: Stop,
     ) -> Result<Response<Body>, Error> {
         let host = self.check(&req)?;
+        // A HEAD answer has no page to put the scripts in.
+        let head = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let trailers = headers::wants_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
@@ -245,10 +245,28 @@ impl Proxy {
             stop,
             proxy: Arc::clone(self),
         };
-        Ok(transform_body(Response::from_parts(
-            parts,
-            Body::proxied(body),
-        )))
+        Ok(self.transform_body(Response::from_parts(parts, body), head))
+    }
+
+    /// Every response from the upstream passes through here, its headers
+    /// already rewritten and its body still a stream: an HTML page gets the
+    /// co-browsing scripts (`inject.rs`: streaming, in its content encoding
+    /// and charset, the CSP given a nonce for them), so "Get help" appears
+    /// without changing the application; anything else passes as it is.
+    fn transform_body<B>(&self, resp: Response<B>, head: bool) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<inject::BoxError>,
+    {
+        if head {
+            return resp.map(|b| Body::proxied(b.map_err(Into::into)));
+        }
+        let prefix = &self.cfg.prefix;
+        let scripts = inject::Scripts::new(&[
+            &format!("{prefix}/tandem.js"),
+            &format!("{prefix}/cobrowse.js"),
+        ]);
+        inject::inject(resp, &scripts).map(Body::proxied)
     }
 
     /// The refusals that keep this from being an open proxy; the `Host`
@@ -378,18 +396,6 @@ impl Proxy {
             }
         });
     }
-}
-
-/// THE HOOK for HTML injection: every response from the upstream passes
-/// through here, with its headers already rewritten and its body still a
-/// stream. Today it returns the response unchanged. The co-browsing
-/// injector (`src/proxy/inject.rs`, a pure streaming transform) will look at
-/// `Content-Type` (HTML only; nothing else is ever touched) and
-/// `Content-Encoding`, wrap the body in its streaming transform, drop
-/// `Content-Length` (the length changes) and adjust the
-/// `Content-Security-Policy` for the injected script.
-fn transform_body(resp: Response<Body>) -> Response<Body> {
-    resp
 }
 
 /// A request body on its way upstream that says when it has been sent

@@ -39,9 +39,12 @@
   // success there.
   function failed(id, what, err) { setText($(id), what + ': ' + err.message); }
   function cleared(id) { setText($(id), ''); }
+  // Where tandem's routes are: this page is {base}/agent, so behind the
+  // proxy (tandem in front of an application) base is its prefix.
+  var base = location.pathname.replace(/\/agent\/?$/, '');
   function request(method, path, body, cb) {
     var xhr = new XMLHttpRequest();
-    xhr.open(method, path, true);
+    xhr.open(method, base + path, true);
     if (body) { xhr.setRequestHeader('Content-Type', 'application/json'); }
     xhr.onreadystatechange = function () {
       if (xhr.readyState !== 4) { return; }
@@ -76,7 +79,7 @@
     return false;
   };
   $('signout').onclick = function () {
-    request('POST', '/agent/signout', {}, function () { location.replace('/agent'); });
+    request('POST', '/agent/signout', {}, function () { location.replace(base + '/agent'); });
   };
 
   function start(name) {
@@ -163,6 +166,7 @@
       renderList();
       if (consoleConn) { return; }
       consoleConn = window.tandem.connect(res.channel, {
+        base: base,
         since: res.since,
         transport: transport,
         onEvent: function (ev) {
@@ -216,6 +220,7 @@
     goView(s.url);
     if (sessionConn) { sessionConn.close(); }
     sessionConn = window.tandem.connect(s.channel, {
+      base: base,
       since: s.since,
       client: 'agent:' + me,
       transport: transport,

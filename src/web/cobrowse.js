@@ -20,7 +20,8 @@
  * each page (the server keeps it), its lines numbered so none shows twice. Text from the other side is only ever set
  * with textContent / createTextNode, never parsed as HTML.
  *
- * Options (set before the script): window.TANDEM_COBROWSE = {base: '',
+ * Options (set before the script): window.TANDEM_COBROWSE = {base: (the
+ * path this script was loaded from, e.g. '/_tandem' behind the proxy),
  * transport: 'auto', name: ''}; the transport can also be pinned for a tab
  * with sessionStorage 'tandem.cobrowse.transport' (tests force long-poll
  * so). The customer's name, which the agent sees in the list and the chat,
@@ -29,15 +30,35 @@
  * asking. While a session lasts the page pings the server (presence), so a
  * closed page shows as gone in the console.
  */
-(function () {
+(function boot() {
   'use strict';
-  if (window.tandemCobrowse || !window.tandem || !document.body) { return; }
+  // Put in a page's head (tandem in front of an application injects it
+  // there): start once the body exists.
+  if (!document.body) {
+    if (document.addEventListener) {
+      document.addEventListener('DOMContentLoaded', function () { boot(); }, false);
+    } else if (window.attachEvent) {
+      window.attachEvent('onload', function () { boot(); });
+    }
+    return;
+  }
+  if (window.tandemCobrowse || !window.tandem) { return; }
   // Inside the agent console's view of the customer's page: the agent's
   // console does the co-browsing there, so no widget and no session here.
   try { if (window.parent !== window && window.parent.tandemAgentConsole) { return; } } catch (e) { /* another origin */ }
 
   var opts = window.TANDEM_COBROWSE || {};
-  var base = opts.base || '';
+  // Where tandem's routes are: the option, or the path this script came
+  // from (`/_tandem/cobrowse.js` behind the proxy: base `/_tandem`).
+  function scriptBase() {
+    var scripts = document.getElementsByTagName('script'), i, m;
+    for (i = 0; i < scripts.length; i++) {
+      m = /^((?:\/[^\/?#]+)*)\/cobrowse\.js(?:[?#]|$)/.exec(scripts[i].getAttribute('src') || '');
+      if (m) { return m[1]; }
+    }
+    return '';
+  }
+  var base = opts.base || scriptBase();
   var pinger = null;
   function givenName() {
     if (opts.name) { return String(opts.name); }

@@ -382,7 +382,12 @@ struct Pair {
 
 /// The agent signs in at the console of `server` as `name`.
 async fn sign_in(agent: &Browser, server: &Server, name: &str) {
-    agent.goto(&server.url("/agent")).await;
+    sign_in_at(agent, server, "/agent", name).await;
+}
+
+/// The agent signs in on the console at `path`.
+async fn sign_in_at(agent: &Browser, server: &Server, path: &str, name: &str) {
+    agent.goto(&server.url(path)).await;
     eventually("the sign-in form", WAIT, || async {
         (js(
             agent,
@@ -403,6 +408,47 @@ async fn sign_in(agent: &Browser, server: &Server, name: &str) {
         "return document.getElementById('console').style.display === '';",
     )
     .await;
+}
+
+/// Behind the proxy, a page of an application that knows nothing of tandem
+/// gets the widget (injected in its head), and asking for help from it
+/// reaches tandem under its prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_is_injected_into_a_proxied_application() {
+    let _slot = browser_slot().await;
+    let up = kit::Upstream::start().await;
+    let setup = browser_config().proxy(&up.url());
+    let server = Server::start(setup.agent_key(Some(KEY.into()))).await;
+    let customer = Browser::start(&[]).await;
+    ask(&customer, &server, "/page", "help through the proxy").await;
+    // The agent's console lives under the prefix too (its files, its API,
+    // its channel), and lists it.
+    let agent = Browser::start(&[]).await;
+    sign_in_at(&agent, &server, "/_tandem/agent", "ann").await;
+    wait_text(
+        &agent,
+        "the session in the list",
+        "#rows",
+        "help through the proxy",
+    )
+    .await;
+    let list = server
+        .get("/_tandem/ch/cb.console/poll?since=0&timeout=0")
+        .await;
+    assert_eq!(list.head.status, 401, "the console list is the agents'");
+    assert!(
+        up.seen()
+            .iter()
+            .all(|s| ["cobrowse", "agent", ".js", "/ch/"]
+                .iter()
+                .all(|t| !s.target.contains(t))),
+        "no request of tandem's reached the application: {:?}",
+        up.seen()
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>()
+    );
+    customer.quit().await;
 }
 
 /// The customer on `page` asks for help with `message`.

@@ -25,10 +25,21 @@ async fn pages_statuses_and_bytes_pass_through() {
     let page = conn.request(&Req::get("/page").host(&srv.host())).await;
     assert_eq!(page.head.status, 200, "{}", page.head.raw);
     page.head.expect("content-type", "text/html; charset=utf-8");
+    // An HTML page gets the co-browsing scripts, from tandem's prefix, where
+    // a browser opens the head (here: no <head>, so before the <title>).
+    let text = page.text();
+    let (before, rest) = text.split_at(text.find("<title>").expect("the page"));
     assert_eq!(
-        page.text(),
-        "<!doctype html><title>upstream page</title><p>hello from upstream</p>"
+        rest,
+        "<title>upstream page</title><p>hello from upstream</p>"
     );
+    assert!(
+        before.starts_with("<!doctype html><script src=\"/_tandem/tandem.js\" nonce=\"")
+            && before.contains("<script src=\"/_tandem/cobrowse.js\" nonce=\"")
+            && before.ends_with("</script>"),
+        "{before}"
+    );
+    assert!(!page.head.has("content-length"), "the length changed");
     for code in [404, 500] {
         let r = conn
             .request(&Req::get(&format!("/status/{code}")).host(&srv.host()))
