@@ -43,16 +43,7 @@
   // proxy (tandem in front of an application) base is its prefix.
   var base = location.pathname.replace(/\/agent\/?$/, '');
   function request(method, path, body, cb) {
-    var xhr = new XMLHttpRequest();
-    xhr.open(method, base + path, true);
-    if (body) { xhr.setRequestHeader('Content-Type', 'application/json'); }
-    xhr.onreadystatechange = function () {
-      if (xhr.readyState !== 4) { return; }
-      var res = null;
-      try { res = JSON.parse(xhr.responseText); } catch (e) { res = null; }
-      cb(xhr.status >= 200 && xhr.status < 300 ? null : {status: xhr.status, message: (res && res.error) || 'request failed'}, res);
-    };
-    xhr.send(body ? JSON.stringify(body) : null);
+    window.tandem.json(method, base + path, body, cb);
   }
   function send(type, fields, cb) {
     var body = {type: type, session: current.id}, k;

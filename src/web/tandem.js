@@ -1324,6 +1324,24 @@
       }
       return out;
     },
+    /* A JSON request to a tandem route (the co-browsing pages' API): the
+       body sent as JSON, cb(err, res) with the parsed answer, err null on a
+       2xx or {status, message} from tandem's {"error": ...} otherwise. */
+    json: function (method, url, body, cb) {
+      var xhr = newXhr();
+      xhr.open(method, url, true);
+      if (body) { xhr.setRequestHeader('Content-Type', 'application/json'); }
+      xhr.onreadystatechange = function () {
+        if (xhr.readyState !== 4) { return; }
+        var res = null;
+        try { res = JSON.parse(xhr.responseText); } catch (e) { res = null; }
+        if (cb) {
+          cb(xhr.status >= 200 && xhr.status < 300 ? null :
+            {status: xhr.status, message: (res && res.error) || 'request failed'}, res);
+        }
+      };
+      xhr.send(body ? JSON.stringify(body) : null);
+    },
     Connection: Connection,
     // For tests: the stream readers on their own.
     _MultipartReader: MultipartReader,
