@@ -884,7 +884,7 @@ async fn two_customers_in_two_tabs() {
                 &format!(
                     "{}; tandem_help={}",
                     portal,
-                    kit_cookie(&asked, "tandem_help")
+                    asked.set_cookie("tandem_help").expect("the cookie")
                 ),
             ),
         )
@@ -893,18 +893,6 @@ async fn two_customers_in_two_tabs() {
     assert!(!b_events.text().contains("\"push\""), "{}", b_events.text());
     customer.quit().await;
     agent.quit().await;
-}
-
-/// The value of cookie `name` set by a response.
-fn kit_cookie(r: &kit::Response, name: &str) -> String {
-    r.head
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .unwrap()
 }
 
 /// The customer's name, given by the application (the widget's field is

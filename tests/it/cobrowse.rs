@@ -14,17 +14,6 @@ fn cb_config() -> Setup {
     config().agent_key(Some(KEY.into()))
 }
 
-/// The value of cookie `name` set by a response.
-fn set_cookie(r: &Response, name: &str) -> Option<String> {
-    r.head
-        .headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-        .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 /// One browser: its cookies, sent with every request.
 struct Client<'a> {
     server: &'a Server,
@@ -53,7 +42,7 @@ impl<'a> Client<'a> {
         }
         let r = self.server.send(req).await;
         for name in ["tandem_help", "tandem_agent", "tandem_portal"] {
-            if let Some(v) = set_cookie(&r, name) {
+            if let Some(v) = r.set_cookie(name) {
                 self.cookies.retain(|(k, _)| k != name);
                 if !v.is_empty() {
                     self.cookies.push((name.into(), v));
@@ -97,7 +86,7 @@ impl<'a> Client<'a> {
             "{c}"
         );
         assert!(
-            !r.text().contains(&set_cookie(&r, "tandem_help").unwrap()),
+            !r.text().contains(&r.set_cookie("tandem_help").unwrap()),
             "no token in bodies"
         );
         r.json()["id"].as_str().unwrap().to_string()

@@ -75,6 +75,17 @@ pub struct Response {
 }
 
 impl Response {
+    /// The value of cookie `name` set by this response (`Set-Cookie`).
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.head
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
