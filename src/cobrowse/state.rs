@@ -42,13 +42,21 @@ pub struct Cobrowse {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Cobrowse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cobrowse")
+            .field("sessions", &self.inner.sessions.lock().map.len())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     hub: Hub,
     settings: CobrowseConfig,
     agents: Agents,
     key: Option<String>,
-    sessions: Mutex<Sessions>,
-    audit: Audit,
+    pub(crate) sessions: Mutex<Sessions>,
+    pub(crate) audit: Audit,
     canned: Vec<String>,
     code_fails: Mutex<HashMap<String, (Instant, u32)>>,
     share: OnceLock<Arc<dyn ShareSession>>,
@@ -56,6 +64,9 @@ pub(crate) struct Inner {
     portal: OnceLock<Portal>,
     /// Whether the task that marks silent customers gone runs.
     watching: AtomicBool,
+    /// Whether help sessions keep the customer's cookies on the proxied
+    /// application (`proxied.rs`).
+    pub(crate) jars: AtomicBool,
 }
 
 /// The co-browsing cookies a request carried: their values, unchecked.
@@ -159,6 +170,7 @@ impl Cobrowse {
                 console: Console::default(),
                 portal: OnceLock::new(),
                 watching: AtomicBool::new(false),
+                jars: AtomicBool::new(false),
             }),
         })
     }
@@ -306,7 +318,7 @@ impl Cobrowse {
         Some(s.agents.iter().any(|a| a == agent))
     }
 
-    async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
+    pub(crate) async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
@@ -321,7 +333,7 @@ impl Cobrowse {
     /// Republishes the console list after a change to it (see `console.rs`):
     /// the snapshot is taken under the sessions lock, which is let go before
     /// the publish is awaited.
-    async fn publish_list(&self) {
+    pub(crate) async fn publish_list(&self) {
         let publish_current = || async {
             let list = self.inner.sessions.lock().list();
             let ev = NewEvent {
@@ -458,7 +470,7 @@ impl Cobrowse {
             "the links you click on this site",
             "the chat",
         ];
-        if s.shared.is_some() {
+        if s.shared.is_some() || s.jar.is_some() {
             shared.push("your session on this site (for example your cart), for the agent to see");
         }
         let mut v = s.summary();
