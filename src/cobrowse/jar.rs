@@ -130,7 +130,9 @@ impl Jar {
         let now = Instant::now();
         self.forget_expired(now);
         self.cookies.retain(|c| {
-            c.pending.is_some() || !path_match(&c.path, path) || sent.iter().any(|(n, _)| *n == c.name)
+            c.pending.is_some()
+                || !path_match(&c.path, path)
+                || sent.iter().any(|(n, _)| *n == c.name)
         });
         for (name, value) in sent {
             // The most specific path of that name the browser could have sent.

@@ -110,10 +110,7 @@ pub(crate) fn keep_in_view(location: &str, id: &str) -> Option<String> {
         None => (location, ""),
     };
     let sep = if url.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{url}{sep}{}={id}{fragment}",
-        super::VIEW_PARAM
-    ))
+    Some(format!("{url}{sep}{}={id}{fragment}", super::VIEW_PARAM))
 }
 
 impl Cobrowse {
@@ -148,19 +145,15 @@ impl Cobrowse {
             match (agent, joined) {
                 (Some(agent), Some(true)) => return Ok(Role::View { id, agent }),
                 _ if named.is_none() => {}
-                (None, _) => {
-                    return Err(Error::forbidden(format!(
-                        "{} names an agent's view of a help session: sign in as an agent who joined it",
-                        super::VIEW_PARAM
-                    )))
-                }
+                (None, _) => return Err(Error::forbidden(format!(
+                    "{} names an agent's view of a help session: sign in as an agent who joined it",
+                    super::VIEW_PARAM
+                ))),
                 (Some(_), Some(false)) => {
                     return Err(Error::forbidden("join this help session first"))
                 }
                 (Some(_), None) => {
-                    return Err(Error::forbidden(
-                        "no such help session (it may have ended)",
-                    ))
+                    return Err(Error::forbidden("no such help session (it may have ended)"))
                 }
             }
         }
@@ -327,7 +320,10 @@ mod tests {
         assert_eq!(without_view(&uri), "/a?x=1&y=2");
         let uri: Uri = "/a?tandem_view=abc".parse().unwrap();
         assert_eq!(without_view(&uri), "/a");
-        assert_eq!(keep_in_view("/next", "s1").as_deref(), Some("/next?tandem_view=s1"));
+        assert_eq!(
+            keep_in_view("/next", "s1").as_deref(),
+            Some("/next?tandem_view=s1")
+        );
         assert_eq!(
             keep_in_view("/n?q=1#f", "s1").as_deref(),
             Some("/n?q=1&tandem_view=s1#f")

@@ -383,10 +383,7 @@ impl Proxy {
                 if h.contains_key(X_FRAME_OPTIONS) {
                     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
                 }
-                for name in [
-                    CONTENT_SECURITY_POLICY,
-                    CONTENT_SECURITY_POLICY_REPORT_ONLY,
-                ] {
+                for name in [CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY] {
                     let policies: Vec<HeaderValue> = h
                         .get_all(&name)
                         .iter()

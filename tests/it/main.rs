@@ -19,5 +19,6 @@ mod ops;
 mod proxy;
 mod publish;
 mod resume;
+mod shared_view;
 mod shutdown;
 mod transports;
