@@ -145,10 +145,12 @@ impl Cobrowse {
             match (agent, joined) {
                 (Some(agent), Some(true)) => return Ok(Role::View { id, agent }),
                 _ if named.is_none() => {}
-                (None, _) => return Err(Error::forbidden(format!(
+                (None, _) => {
+                    return Err(Error::forbidden(format!(
                     "{} names an agent's view of a help session: sign in as an agent who joined it",
                     super::VIEW_PARAM
-                ))),
+                )))
+                }
                 (Some(_), Some(false)) => {
                     return Err(Error::forbidden("join this help session first"))
                 }

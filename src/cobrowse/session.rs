@@ -123,6 +123,7 @@ impl Session {
             "agents": self.agents,
             "online": self.online,
             "control": self.control,
+            "can_control": self.jar.is_some(),
         })
     }
 }

@@ -165,7 +165,14 @@ impl Proxy {
                 .map_or("/", |p| p.as_str())
                 .to_string(),
         };
-        let hand_over = self.cookies_for(&role, &method, &target, &path, &mut parts.headers)?;
+        let hand_over = match self.cookies_for(&role, &method, &target, &path, &mut parts.headers) {
+            Ok(lines) => lines,
+            Err(e) => {
+                // A refusal leaves once its audit line is written.
+                self.audited().await;
+                return Err(e);
+            }
+        };
         let trailers = headers::wants_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         if trailers {
@@ -246,6 +253,11 @@ impl Proxy {
         parts.version = hyper::Version::HTTP_11;
         self.rewrite_response(&mut parts.headers);
         let page = self.shared_answer(&role, &method, &target, &path, &mut parts, hand_over);
+        if matches!(role, Role::View { .. }) {
+            // What was done with the customer's session is on record before
+            // the agent sees it.
+            self.audited().await;
+        }
         let sender = if hyper::body::Body::is_end_stream(&body) {
             // Nothing to read (HEAD, 204, 304): the connection is free now.
             self.give_back(sender);
@@ -264,6 +276,13 @@ impl Proxy {
             proxy: Arc::clone(self),
         };
         Ok(self.transform_body(Response::from_parts(parts, body), page && !head))
+    }
+
+    /// Waits until co-browsing's audit lines so far are written.
+    async fn audited(&self) {
+        if let Some(cb) = &self.cfg.cobrowse {
+            cb.audited().await;
+        }
     }
 
     /// The `Cookie` header a request goes upstream with: without tandem's

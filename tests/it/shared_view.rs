@@ -142,7 +142,7 @@ async fn the_agents_view_has_the_customers_session_and_never_its_cookies() {
     page.head.expect("x-frame-options", "SAMEORIGIN");
     page.head.expect(
         "content-security-policy",
-        "script-src 'self'; frame-ancestors 'self'",
+        "script-src 'nonce-app'; frame-ancestors 'self'",
     );
     // The console drives the view from outside: no widget in it.
     assert!(!page.text().contains("/_tandem/cobrowse.js"));

@@ -30,9 +30,10 @@
 //!     `/account`.
 //!   * `GET /account`: that user's page (name and notes, a notes form, a
 //!     link to `/orders`), brotli-encoded when the request accepts `br`,
-//!     with `Content-Security-Policy: script-src 'self'; frame-ancestors
-//!     'none'` and `X-Frame-Options: DENY`; "not signed in" without a
-//!     session.
+//!     with `Content-Security-Policy: script-src 'nonce-app';
+//!     frame-ancestors 'none'` and `X-Frame-Options: DENY`, an inline
+//!     script with that nonce (sets `appRan`) and one without (would set
+//!     `inlineRan`); "not signed in" without a session.
 //!   * `GET /orders`: that user's orders page, gzip-encoded when accepted.
 //!   * `POST /notes` (`text=...`, a form): adds a note, 303 to `/account`
 //!     (401 without a session).
@@ -607,6 +608,7 @@ mod users {
                              <form method=\"post\" action=\"/notes\"><input id=\"note\" name=\"text\">\
                              <button id=\"add-note\">Add note</button></form>\
                              <p><a id=\"to-orders\" href=\"/orders\">Your orders</a></p>\
+                             <script nonce=\"app\">window.appRan = true;</script>\
                              <script>window.inlineRan = true;</script></body></html>",
                             n = escape(name)
                         )
@@ -616,7 +618,7 @@ mod users {
                 let h = r.headers_mut();
                 h.insert(
                     "content-security-policy",
-                    "script-src 'self'; frame-ancestors 'none'".parse().expect("static"),
+                    "script-src 'nonce-app'; frame-ancestors 'none'".parse().expect("static"),
                 );
                 h.insert("x-frame-options", "DENY".parse().expect("static"));
                 r
