@@ -359,22 +359,23 @@ impl Proxy {
     async fn connect(&self) -> Result<SendRequest<UpBody>, Error> {
         let up = &self.cfg.upstream;
         let timeout = self.cfg.connect_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
         let addr = (up.host().trim_matches(['[', ']']), up.port());
-        let stream =
-            match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr)).await {
-                Err(_) => {
-                    return Err(Error::gateway_timeout(format!(
-                        "upstream {up} did not accept a connection within {timeout:?}"
-                    )))
-                }
-                Ok(Err(e)) => {
-                    return Err(Error::bad_gateway(format!(
-                        "upstream {up} unreachable: {e}"
-                    )))
-                }
-                Ok(Ok(s)) => s,
-            };
+        // TCP and TLS together within the connect timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await
+        {
+            Err(_) => {
+                return Err(Error::gateway_timeout(format!(
+                    "upstream {up} did not accept a connection within {timeout:?}"
+                )))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::bad_gateway(format!(
+                    "upstream {up} unreachable: {e}"
+                )))
+            }
+            Ok(Ok(s)) => s,
+        };
         let _ = stream.set_nodelay(true);
         match &self.tls {
             None => self.handshake(TokioIo::new(stream)).await,

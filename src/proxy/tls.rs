@@ -17,6 +17,7 @@
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -35,6 +36,8 @@ use crate::error::Error;
 pub(crate) struct Tls {
     connector: TlsConnector,
     name: ServerName<'static>,
+    /// The connect timeout, for the message when it runs out.
+    timeout: Duration,
 }
 
 /// Checks what can be checked without building the client: the upstream's
@@ -69,6 +72,7 @@ impl Tls {
         Ok(Some(Tls {
             connector: TlsConnector::from(Arc::new(client)),
             name,
+            timeout: cfg.connect_timeout,
         }))
     }
 
@@ -88,7 +92,8 @@ impl Tls {
                 reason(&e)
             ))),
             Err(_) => Err(Error::gateway_timeout(format!(
-                "upstream {up} did not finish its TLS handshake in time (connect timeout)"
+                "upstream {up} did not accept a connection and finish its TLS handshake within {:?}",
+                self.timeout
             ))),
         }
     }
@@ -163,4 +168,40 @@ fn system_roots() -> RootCertStore {
         );
     }
     roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names() {
+        let name = |u: &str| server_name(&u.parse().unwrap());
+        assert!(matches!(
+            name("https://[::1]:8443").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            name("https://127.0.0.1").unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert!(matches!(
+            name("https://App.Internal").unwrap(),
+            ServerName::DnsName(_)
+        ));
+        let e = name("https://a..b").unwrap_err().to_string();
+        assert!(e.contains("\"a..b\" is not a name"), "{e}");
+    }
+
+    #[test]
+    fn a_client_only_for_https() {
+        let cfg = |u: &str| ProxyConfig::new(u.parse().unwrap()).hosts(vec!["h".into()]);
+        assert!(Tls::new(&cfg("http://127.0.0.1:9000")).unwrap().is_none());
+        assert!(Tls::new(&cfg("https://127.0.0.1:9443")).unwrap().is_some());
+        let e = cfg("http://127.0.0.1:9000")
+            .upstream_ca("/x.pem")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("is for an https upstream"), "{e}");
+    }
 }

@@ -891,3 +891,39 @@ async fn a_bad_upstream_ca_file_is_a_setup_error() {
     assert!(!stderr.contains("listening"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An `https://` upstream that is not TLS at all is a 502 naming the
+/// handshake; one that accepts the connection but never answers the
+/// handshake is a 504 within the connect timeout.
+#[tokio::test]
+async fn an_https_upstream_that_does_not_speak_tls() {
+    let plain = Upstream::start().await;
+    let url = format!("https://{}", plain.addr);
+    let srv = Server::start(config().proxy(&url)).await;
+    srv.get("/page")
+        .await
+        .expect_error(502, &[&format!("upstream {url}"), "TLS handshake failed"]);
+    assert!(plain.seen().is_empty(), "{:?}", plain.seen());
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let cfg = ProxyConfig::new(url.parse().unwrap()).connect_timeout(Duration::from_millis(300));
+    let srv = Server::start(config().proxy_config(cfg)).await;
+    let started = Instant::now();
+    srv.get("/page").await.expect_error(
+        504,
+        &[&format!("upstream {url}"), "TLS handshake within 300ms"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}
