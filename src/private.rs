@@ -140,3 +140,44 @@ pub fn now<F: Future>(future: F) -> F::Output {
         Poll::Pending => panic!("the future was not ready at once"),
     }
 }
+
+/// The proxy's per-help-session cookie jar (`src/cobrowse/jar.rs`), for the
+/// `cookie_jar` fuzz target.
+#[derive(Debug, Default)]
+pub struct JarForTest(crate::cobrowse::jar::Jar);
+
+impl JarForTest {
+    /// The limits: cookies kept, bytes of one `name=value`.
+    pub const LIMITS: (usize, usize) = (
+        crate::cobrowse::jar::MAX_COOKIES,
+        crate::cobrowse::jar::MAX_COOKIE_BYTES,
+    );
+    /// The `name=value` pairs of a `Cookie` header value.
+    pub fn pairs(header: &str) -> Vec<(String, String)> {
+        crate::cobrowse::jar::pairs(std::iter::once(header))
+    }
+    /// The customer's browser sent `cookie` with a request to `path`.
+    pub fn saw_request(&mut self, path: &str, cookie: &str) {
+        self.0.saw_request(path, &Self::pairs(cookie));
+    }
+    /// The application set a cookie in answer to a request to `path`.
+    pub fn set(&mut self, line: &str, path: &str, for_view: bool) {
+        self.0.set(line, path, for_view);
+    }
+    /// The `Cookie` header for a request to `path`.
+    pub fn header(&self, path: &str) -> Option<String> {
+        self.0.header(path)
+    }
+    /// The `Set-Cookie` lines the customer's browser has yet to get.
+    pub fn hand_over(&mut self, path: &str) -> Vec<String> {
+        self.0.hand_over(path)
+    }
+    /// How many cookies it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+}

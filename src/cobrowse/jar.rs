@@ -248,7 +248,6 @@ impl Jar {
     }
 
     /// How many cookies it holds.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.cookies.len()
     }

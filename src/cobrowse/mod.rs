@@ -68,7 +68,7 @@ pub mod audit;
 mod console;
 mod gate;
 mod helpers;
-mod jar;
+pub(crate) mod jar;
 mod portal;
 pub(crate) mod proxied;
 mod routes;

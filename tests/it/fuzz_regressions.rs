@@ -12,6 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "../../fuzz/checks/cookie_jar.rs"]
+mod cookie_jar;
 #[path = "../../fuzz/checks/inject.rs"]
 mod inject;
 #[path = "../../fuzz/checks/publish_body.rs"]
@@ -53,6 +55,11 @@ fn replay<T>(target: &str, check: fn(&[u8]) -> T) {
             path.display()
         );
     }
+}
+
+#[test]
+fn cookie_jar_regressions() {
+    replay("cookie_jar", cookie_jar::check);
 }
 
 #[test]
