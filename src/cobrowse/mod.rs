@@ -35,6 +35,8 @@
 //! * `state.rs`: [`Cobrowse`], the state and its operations, no HTTP in it:
 //!   plain inputs (cookie values, a checked request), plain outputs, errors
 //!   as [`crate::Error`]; the task that marks silent customers gone.
+//! * `class.rs`: classroom mode: classes (plain data), their codes and
+//!   links, followers, control, and the operations on them.
 //! * `gate.rs`: who may read which `cb.` channel.
 //! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...` and the
 //!   portal's paths, cookies, request bodies, answers; the [`crate::http::App`]
@@ -47,8 +49,9 @@
 //!
 //! **The gate.** Channels whose names start with `cb.` belong to
 //! co-browsing: `cb.console` (the live list of sessions, read by signed-in
-//! agents) and `cb.{id}` for each help session (read by its customer and the
-//! agents who joined it). tandem's [`crate::Service`] asks this app before
+//! agents), `cb.{id}` for each help session (read by its customer and the
+//! agents who joined it) and `cb.class.{id}` for each class (read by its
+//! presenter and followers). tandem's [`crate::Service`] asks this app before
 //! every subscribe, long-poll, stream open and publish of a channel, with
 //! the request's headers; the app looks for the participant's cookie
 //! (`HttpOnly`, so page scripts and a Referer never carry it) and answers
@@ -59,6 +62,7 @@
 
 mod agents;
 pub mod audit;
+mod class;
 mod console;
 mod gate;
 mod helpers;
