@@ -499,6 +499,7 @@
     // success clears it.
     setText(ui.classError, text || '');
     show(ui.classError, !!text);
+    if (text) { open(true); }
   }
   function takeView(res) {
     var blinked = (klass && klass.blinked) || [];
@@ -602,6 +603,7 @@
     classError('');
     setText(ui.classEnded, message);
     show(ui.classEnded, true);
+    open(true);
     announce(message);
   }
 
