@@ -779,14 +779,23 @@ mod tests {
     fn flags_are_laid_over_the_defaults() {
         let Command::Serve(s) = Cli::from_args(
             &["tandem"],
-            &["serve", "--heartbeat", "3s", "--max-connections", "7"],
+            &[
+                "serve",
+                "--heartbeat",
+                "3s",
+                "--max-connections",
+                "7",
+                "--max-class-followers",
+                "20",
+            ],
         )
         .unwrap()
         .command
         else {
             panic!("not serve")
         };
-        let (core, http, _) = s.config();
+        let (core, http, cb) = s.config();
+        assert_eq!(cb.unwrap().max_class_followers, 20);
         assert_eq!(core.heartbeat, Duration::from_secs(3));
         assert_eq!(http.max_connections, 7);
         assert_eq!(core.buffer_events, Config::default().buffer_events);

@@ -629,12 +629,13 @@ mod tests {
         assert!(link.starts_with("/portal/#tandem-class="), "{link}");
         let key = Key::parse(link.split('=').nth(1).unwrap());
         assert!(matches!(key, Key::Link(_)));
-        assert_eq!(c.find(&key).unwrap(), id);
         // A follower sees no code, link nor roster.
         let v = class.view(&Member::Follower("f1".into()));
-        assert!(v.get("code").is_none() && v.get("link").is_none());
+        assert!(v.get("code").is_none() && v.get("link").is_none() && v.get("followers").is_none());
+        assert_eq!(c.find(&key).unwrap(), id);
 
-        let wrong = if class.code == "000000000" {
+        let code = c.map[&id].code.clone();
+        let wrong = if code == "000000000" {
             "000000001"
         } else {
             "000000000"
@@ -642,7 +643,7 @@ mod tests {
         for _ in 0..CODE_FAILS {
             assert!(c.find(&Key::Code(wrong.into())).unwrap_err().is_not_found());
         }
-        let e = c.find(&Key::Code(c.map[&id].code.clone())).unwrap_err();
+        let e = c.find(&Key::Code(code)).unwrap_err();
         assert!(
             e.is_rate_limited() && e.message().contains("max 10 a minute"),
             "{e:?}"

@@ -36,7 +36,8 @@
 //!   plain inputs (cookie values, a checked request), plain outputs, errors
 //!   as [`crate::Error`]; the task that marks silent customers gone.
 //! * `class.rs`: classroom mode: classes (plain data), their codes and
-//!   links, followers, control, and the operations on them.
+//!   links, followers, control, and the operations on them (the state in
+//!   `state.rs` holds the `Classes`).
 //! * `gate.rs`: who may read which `cb.` channel.
 //! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...` and the
 //!   portal's paths, cookies, request bodies, answers; the [`crate::http::App`]
@@ -45,7 +46,9 @@
 //! **Where to change what.** A new kind of session event: `Say` in
 //! `state.rs`, its parsing in `routes.rs`, `docs/cobrowse.md`. Who may read
 //! a channel: `gate.rs`. A new setting: `settings.rs`. What the console
-//! shows: `Session::summary` in `session.rs`.
+//! shows: `Session::summary` in `session.rs`. Classroom mode (a presenter,
+//! followers, control): `class.rs`, its routes in `routes.rs`
+//! (`class_route`), its channel in `gate.rs`.
 //!
 //! **The gate.** Channels whose names start with `cb.` belong to
 //! co-browsing: `cb.console` (the live list of sessions, read by signed-in

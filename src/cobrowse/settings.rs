@@ -303,6 +303,11 @@ mod tests {
         assert!(!format!("{s:?}").contains("secret"));
         let ttl = CobrowseConfig::default().help_session_ttl(Duration::from_secs(1));
         assert!(ttl.validate().unwrap_err().to_string().contains("1 minute"));
+        let followers = CobrowseConfig::default().max_class_followers(0);
+        assert_eq!(
+            followers.validate().unwrap_err().to_string(),
+            "max-class-followers must be between 1 and 100000"
+        );
         let e = load_canned(Some(Path::new("/nonexistent/canned"))).unwrap_err();
         assert!(e.is_file() && e.to_string().starts_with("--canned /nonexistent/canned:"));
     }
