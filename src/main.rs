@@ -388,9 +388,18 @@ fn main() -> ExitCode {
         let mut service = tandem::Service::new(hub.clone())
             .with_config(http)
             .expect("validated before the runtime started");
+        // Co-browsing first: the proxy shares customers' sessions with it.
+        let cobrowse = match cobrowse.map(|cb| Cobrowse::new(hub.clone(), cb)) {
+            None => None,
+            Some(Ok(cb)) => Some(cb.with_portal()),
+            Some(Err(e)) => {
+                eprintln!("tandem: {e}");
+                return ExitCode::from(2);
+            }
+        };
         // Where tandem's own routes live: the root, or the proxy's prefix.
         let mut own_prefix = String::new();
-        if let Some(proxy) = serve.proxy(addr) {
+        if let Some(mut proxy) = serve.proxy(addr) {
             own_prefix = proxy.prefix.clone();
             if addr.ip().is_unspecified() && serve.public_host.is_empty() {
                 log::warn!(
@@ -402,28 +411,23 @@ fn main() -> ExitCode {
                 proxy.prefix,
                 proxy.upstream
             );
+            if let Some(cb) = &cobrowse {
+                proxy = proxy.cobrowse(cb.clone());
+            }
             service = service
                 .with_proxy(proxy)
                 .expect("validated before the runtime started");
         }
-        let service = match cobrowse.map(|cb| Cobrowse::new(hub.clone(), cb)) {
-            None => service,
-            Some(Ok(cb)) => {
-                let cb = cb.with_portal();
-                if let Some(link) = cb.sign_in_link(addr) {
-                    let link = link.replacen("/agent#", &format!("{own_prefix}/agent#"), 1);
-                    // Printed, not logged: the key must reach the operator
-                    // whatever RUST_LOG says. It sits in the URL's fragment,
-                    // which no browser sends.
-                    eprintln!("tandem: agent sign-in for this run: {link}");
-                }
-                service.with_app(std::sync::Arc::new(cb))
+        if let Some(cb) = cobrowse {
+            if let Some(link) = cb.sign_in_link(addr) {
+                let link = link.replacen("/agent#", &format!("{own_prefix}/agent#"), 1);
+                // Printed, not logged: the key must reach the operator
+                // whatever RUST_LOG says. It sits in the URL's fragment,
+                // which no browser sends.
+                eprintln!("tandem: agent sign-in for this run: {link}");
             }
-            Some(Err(e)) => {
-                eprintln!("tandem: {e}");
-                return ExitCode::from(2);
-            }
-        };
+            service = service.with_app(std::sync::Arc::new(cb));
+        }
         tokio::spawn(tandem::status::run(hub, service.shutdown().clone()));
         log::info!("tandem listening on http://{addr}/");
         match tandem::serve(listener, service)

@@ -31,6 +31,8 @@
 //!   last event is always the current list.
 //! * `share.rs`: sharing the application's own session with joined agents
 //!   (the hook for embedders).
+//! * `jar.rs`: a help session's cookies on a proxied application, kept
+//!   server-side (plain data).
 //! * `portal.rs`: the small demo portal (knows nothing of the rest).
 //! * `state.rs`: [`Cobrowse`], the state and its operations, no HTTP in it:
 //!   plain inputs (cookie values, a checked request), plain outputs, errors
@@ -39,6 +41,10 @@
 //!   links, followers, control, and the operations on them (the state in
 //!   `state.rs` holds the `Classes`).
 //! * `gate.rs`: who may read which `cb.` channel.
+//! * `proxied.rs`: what the proxy asks of co-browsing: whose request it
+//!   forwards (a customer's, a page of an agent's view), the jars, the
+//!   control the customer hands over, the audit of requests made with the
+//!   customer's session.
 //! * `routes.rs`: the HTTP face: `/cobrowse/...`, `/agent/...` and the
 //!   portal's paths, cookies, request bodies, answers; the [`crate::http::App`]
 //!   impl.
@@ -69,7 +75,9 @@ mod class;
 mod console;
 mod gate;
 mod helpers;
+mod jar;
 mod portal;
+pub(crate) mod proxied;
 mod routes;
 mod secret;
 mod session;

@@ -6,6 +6,7 @@
 //! | `GET /cobrowse/session` | customer | the customer's session (after a navigation) |
 //! | `POST /cobrowse/session/code` | customer | a 6-digit phone code |
 //! | `POST /cobrowse/session/ping` | customer | the customer's page is still open (presence) |
+//! | `POST /cobrowse/control` | customer | `{granted}`: let joined agents act for them (proxy mode), or stop |
 //! | `POST /cobrowse/event` | participant | `{type, session?, url?, title?, text?}` into the session |
 //! | `GET /cobrowse/sessions` | agent | the list the console shows (then live on `cb.console`) |
 //! | `POST /cobrowse/join` | agent | `{session}` or `{code}` |
@@ -61,7 +62,7 @@ const FOLLOW_COOKIE: &str = "tandem_follow";
 pub const VIEW_PARAM: &str = "tandem_view";
 
 impl Cookies {
-    fn of(headers: &HeaderMap) -> Cookies {
+    pub(crate) fn of(headers: &HeaderMap) -> Cookies {
         Cookies {
             help: cookie(headers, HELP_COOKIE),
             agent: cookie(headers, AGENT_COOKIE),
@@ -111,6 +112,7 @@ impl Cobrowse {
             "/cobrowse/sessions" | "/cobrowse/canned" | "/agent/me" => "GET",
             "/cobrowse/session/code"
             | "/cobrowse/session/ping"
+            | "/cobrowse/control"
             | "/cobrowse/event"
             | "/cobrowse/join"
             | "/cobrowse/class/join"
@@ -156,6 +158,17 @@ impl Cobrowse {
                     .ok_or_else(|| Error::unauthorized("ask for help first"))?;
                 let (code, expires_in) = self.issue_code(&id)?;
                 Ok(ok_json(json!({"code": code, "expires_in": expires_in})))
+            }
+            ("POST", "/cobrowse/control") => {
+                let id = self.customer(&cookies).ok_or_else(|| {
+                    Error::forbidden("only the customer of a help session hands over control")
+                })?;
+                let granted = match body.get("granted") {
+                    Some(Value::Bool(b)) => *b,
+                    _ => return Err(Error::bad_request("granted (true or false) is required")),
+                };
+                self.set_control(&id, granted).await?;
+                Ok(ok_json(json!({"control": granted})))
             }
             ("POST", "/cobrowse/event") => self.event(headers, &cookies, &body).await,
             ("GET", "/cobrowse/sessions") => {
@@ -212,6 +225,7 @@ impl Cobrowse {
             title: field(body, "title", MAX_TITLE, false)?,
             message: field(body, "message", MAX_MESSAGE, false)?,
             shared: self.share().and_then(|s| s.capture(headers)),
+            jar: self.jar_for("/", headers),
         };
         let (id, token) = self.open(ask).await?;
         let mut resp = ok_json(self.session_view(&id)?);

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::helpers::MAX_CHAT_LINES;
+use super::jar::Jar;
 use super::secret::{digest, random_below, random_token, Digest32};
 
 /// How long a phone code stays valid.
@@ -55,6 +56,13 @@ pub(crate) struct Session {
     /// The application session shared with joined agents (see `share.rs`),
     /// never shown to anyone.
     pub(crate) shared: Option<String>,
+    /// The customer's cookies on the proxied application (proxy mode,
+    /// `jar.rs`), never shown to anyone.
+    pub(crate) jar: Option<Jar>,
+    /// Whether the customer lets joined agents act for them: requests
+    /// other than GET and HEAD from the agents' view reach the application
+    /// only while it is on. The customer turns it on and off.
+    pub(crate) control: bool,
     /// The last [`MAX_CHAT_LINES`] chat lines, `{n, by, from, text}`, for
     /// pages that load after them (a navigation, a reload, a joining agent).
     chat: VecDeque<Value>,
@@ -114,6 +122,8 @@ impl Session {
             "state": match self.state() { State::Waiting => "waiting", State::Active => "active" },
             "agents": self.agents,
             "online": self.online,
+            "control": self.control,
+            "can_control": self.jar.is_some(),
         })
     }
 }
@@ -138,6 +148,7 @@ pub(crate) struct Ask {
     pub(crate) title: String,
     pub(crate) message: String,
     pub(crate) shared: Option<String>,
+    pub(crate) jar: Option<Jar>,
 }
 
 impl Sessions {
@@ -162,6 +173,8 @@ impl Sessions {
             agents: Vec::new(),
             code: None,
             shared: ask.shared,
+            jar: ask.jar,
+            control: false,
             chat: VecDeque::new(),
             chat_n: 0,
             seen: Instant::now(),
@@ -271,6 +284,7 @@ mod tests {
             title: "t".into(),
             message: String::new(),
             shared: None,
+            jar: None,
         }
     }
 

@@ -43,13 +43,21 @@ pub struct Cobrowse {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Cobrowse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cobrowse")
+            .field("sessions", &self.inner.sessions.lock().map.len())
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) struct Inner {
     hub: Hub,
     settings: CobrowseConfig,
     agents: Agents,
     key: Option<String>,
-    sessions: Mutex<Sessions>,
-    audit: Audit,
+    pub(crate) sessions: Mutex<Sessions>,
+    pub(crate) audit: Audit,
     canned: Vec<String>,
     code_fails: Mutex<HashMap<String, (Instant, u32)>>,
     share: OnceLock<Arc<dyn ShareSession>>,
@@ -59,6 +67,9 @@ pub(crate) struct Inner {
     watching: AtomicBool,
     /// The open classes (classroom mode, `class.rs`).
     classes: Mutex<Classes>,
+    /// Whether help sessions keep the customer's cookies on the proxied
+    /// application (`proxied.rs`).
+    pub(crate) jars: AtomicBool,
 }
 
 /// The co-browsing cookies a request carried: their values, unchecked.
@@ -167,6 +178,7 @@ impl Cobrowse {
                 portal: OnceLock::new(),
                 watching: AtomicBool::new(false),
                 classes: Mutex::new(Classes::default()),
+                jars: AtomicBool::new(false),
             }),
         })
     }
@@ -322,7 +334,7 @@ impl Cobrowse {
         Some(s.agents.iter().any(|a| a == agent))
     }
 
-    async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
+    pub(crate) async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
@@ -337,7 +349,7 @@ impl Cobrowse {
     /// Republishes the console list after a change to it (see `console.rs`):
     /// the snapshot is taken under the sessions lock, which is let go before
     /// the publish is awaited.
-    async fn publish_list(&self) {
+    pub(crate) async fn publish_list(&self) {
         let publish_current = || async {
             let list = self.inner.sessions.lock().list();
             let ev = NewEvent {
@@ -474,7 +486,7 @@ impl Cobrowse {
             "the links you click on this site",
             "the chat",
         ];
-        if s.shared.is_some() {
+        if s.shared.is_some() || s.jar.is_some() {
             shared.push("your session on this site (for example your cart), for the agent to see");
         }
         let mut v = s.summary();

@@ -111,6 +111,9 @@ impl FromStr for Upstream {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ProxyConfig {
+    /// Co-browsing to share customers' sessions with, set by
+    /// [`cobrowse`](Self::cobrowse).
+    pub(crate) cobrowse: Option<crate::cobrowse::Cobrowse>,
     /// The application every request outside the prefix goes to.
     pub upstream: Upstream,
     /// Where tandem's own routes live (channels, `tandem.js`, co-browsing):
@@ -141,7 +144,19 @@ impl ProxyConfig {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             max_idle: 32,
+            cobrowse: None,
         }
+    }
+
+    /// Shares the application with `cobrowse`'s agents: a customer who asks
+    /// for help has their cookies on the application kept server-side, and
+    /// a joined agent's view of their pages goes through the proxy with
+    /// them (GET and HEAD only, unless the customer hands over control).
+    /// Mount the same `Cobrowse` with [`crate::Service::with_app`].
+    /// `docs/proxy.md`, "Sharing the customer's session".
+    pub fn cobrowse(mut self, cobrowse: crate::cobrowse::Cobrowse) -> ProxyConfig {
+        self.cobrowse = Some(cobrowse);
+        self
     }
 
     /// Checks every setting; the error says which one is wrong and why.

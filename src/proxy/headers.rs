@@ -183,3 +183,60 @@ mod tests {
         assert_eq!(r("a=1; Path=/"), None);
     }
 }
+
+/// A `Content-Security-Policy` value whose `frame-ancestors` lets the
+/// proxy's own pages frame it (`'self'` added, `'none'` dropped), for the
+/// agent's view of a customer's page; `None` when it needs no change.
+pub(crate) fn allow_self_framing(csp: &str) -> Option<String> {
+    let mut changed = false;
+    let policies: Vec<String> = csp
+        .split(',')
+        .map(|policy| {
+            policy
+                .split(';')
+                .map(|d| {
+                    let mut words = d.split_ascii_whitespace();
+                    let is_fa = words
+                        .next()
+                        .is_some_and(|n| n.eq_ignore_ascii_case("frame-ancestors"));
+                    let sources: Vec<&str> = words.collect();
+                    if !is_fa
+                        || sources
+                            .iter()
+                            .any(|s| s.eq_ignore_ascii_case("'self'") || *s == "*")
+                    {
+                        return d.to_string();
+                    }
+                    changed = true;
+                    let mut kept: Vec<&str> = sources
+                        .into_iter()
+                        .filter(|s| !s.eq_ignore_ascii_case("'none'"))
+                        .collect();
+                    kept.insert(0, "'self'");
+                    format!(" frame-ancestors {}", kept.join(" "))
+                })
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .collect();
+    changed.then(|| policies.join(","))
+}
+
+#[cfg(test)]
+mod framing_tests {
+    use super::allow_self_framing;
+
+    #[test]
+    fn frame_ancestors_let_the_proxy_frame() {
+        assert_eq!(
+            allow_self_framing("default-src 'self'; frame-ancestors 'none'").as_deref(),
+            Some("default-src 'self'; frame-ancestors 'self'")
+        );
+        assert_eq!(
+            allow_self_framing("frame-ancestors https://a.example").as_deref(),
+            Some(" frame-ancestors 'self' https://a.example")
+        );
+        assert_eq!(allow_self_framing("frame-ancestors 'self'"), None);
+        assert_eq!(allow_self_framing("script-src 'self'"), None);
+    }
+}

@@ -29,13 +29,17 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1::{self as client, SendRequest};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LOCATION, HOST, LOCATION, SET_COOKIE, TE};
+use hyper::header::{
+    HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_SECURITY_POLICY,
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, COOKIE, HOST, LOCATION, SET_COOKIE, TE, X_FRAME_OPTIONS,
+};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 
 pub use config::{ProxyConfig, Upstream};
 
+use crate::cobrowse::proxied::{self, Role};
 use crate::error::Error;
 use crate::http::{error_response, Body, BoxError, Forward, ForwardBody};
 use crate::Service;
@@ -112,6 +116,9 @@ impl Proxy {
     /// A proxy with these (validated) settings.
     pub(crate) fn new(cfg: ProxyConfig) -> Result<Proxy, crate::ConfigError> {
         cfg.validate()?;
+        if let Some(cb) = &cfg.cobrowse {
+            cb.keep_jars();
+        }
         let authority = HeaderValue::from_str(&cfg.upstream.authority())
             .expect("a validated upstream is ascii");
         Ok(Proxy {
@@ -141,9 +148,31 @@ impl Proxy {
         stop: Stop,
     ) -> Result<Response<Body>, Error> {
         let host = self.check(&req)?;
+        let role = match &self.cfg.cobrowse {
+            Some(cb) => cb.role(req.uri(), req.headers())?,
+            None => Role::Plain,
+        };
         // A HEAD answer has no page to put the scripts in.
         let head = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_string();
+        let target = match &role {
+            Role::View { .. } => proxied::without_view(&parts.uri),
+            _ => parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+        };
+        let hand_over = match self.cookies_for(&role, &method, &target, &path, &mut parts.headers) {
+            Ok(lines) => lines,
+            Err(e) => {
+                // A refusal leaves once its audit line is written.
+                self.audited().await;
+                return Err(e);
+            }
+        };
         let trailers = headers::wants_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         if trailers {
@@ -170,13 +199,8 @@ impl Proxy {
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         h.insert(X_FORWARDED_HOST, host);
         h.insert(HOST, self.authority.clone());
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
-        parts.uri =
-            Uri::try_from(target).map_err(|_| Error::bad_request("invalid request target"))?;
+        parts.uri = Uri::try_from(target.as_str())
+            .map_err(|_| Error::bad_request("invalid request target"))?;
         parts.version = hyper::Version::HTTP_11;
         parts.extensions = Default::default();
         // The upstream-timeout runs from the end of the request body: an
@@ -228,6 +252,12 @@ impl Proxy {
         // HTTP/1.0 to a 1.0 client), whatever the upstream spoke.
         parts.version = hyper::Version::HTTP_11;
         self.rewrite_response(&mut parts.headers);
+        let page = self.shared_answer(&role, &method, &target, &path, &mut parts, hand_over);
+        if matches!(role, Role::View { .. }) {
+            // What was done with the customer's session is on record before
+            // the agent sees it.
+            self.audited().await;
+        }
         let sender = if hyper::body::Body::is_end_stream(&body) {
             // Nothing to read (HEAD, 204, 304): the connection is free now.
             self.give_back(sender);
@@ -245,7 +275,154 @@ impl Proxy {
             stop,
             proxy: Arc::clone(self),
         };
-        Ok(self.transform_body(Response::from_parts(parts, body), head))
+        Ok(self.transform_body(Response::from_parts(parts, body), page && !head))
+    }
+
+    /// Waits until co-browsing's audit lines so far are written.
+    async fn audited(&self) {
+        if let Some(cb) = &self.cfg.cobrowse {
+            cb.audited().await;
+        }
+    }
+
+    /// The `Cookie` header a request goes upstream with: without tandem's
+    /// own cookies; for a page of an agent's view, the customer's from the
+    /// jar (or the refusal of a method the customer has not allowed); for
+    /// a customer, theirs, which the jar learns. Returns the `Set-Cookie`
+    /// lines the customer's browser is to get with the answer (cookies the
+    /// agent's view changed).
+    fn cookies_for(
+        &self,
+        role: &Role,
+        method: &Method,
+        target: &str,
+        path: &str,
+        h: &mut hyper::HeaderMap,
+    ) -> Result<Vec<String>, Error> {
+        let Some(cb) = &self.cfg.cobrowse else {
+            return Ok(Vec::new());
+        };
+        let mut hand_over = Vec::new();
+        let sent = proxied::app_cookies(h);
+        let replaced = match role {
+            Role::View { id, agent } => Some(cb.view_request(id, agent, method, target, path)?),
+            Role::Customer(id) => {
+                let (instead, lines) = cb.customer_request(id, path, &sent);
+                hand_over = lines;
+                instead.map(Some)
+            }
+            Role::Plain => None,
+        };
+        let header = match replaced {
+            Some(header) => header,
+            // Untouched unless it carried one of tandem's own cookies.
+            None if h
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .all(|v| !v.contains(proxied::OWN_COOKIES)) =>
+            {
+                return Ok(hand_over)
+            }
+            None => Some(
+                sent.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        h.remove(COOKIE);
+        if let Some(v) = header
+            .filter(|v| !v.is_empty())
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            h.insert(COOKIE, v);
+        }
+        Ok(hand_over)
+    }
+
+    /// Co-browsing's part of an answer, its headers already rewritten: the
+    /// cookies the application set go into the help session's jar; an
+    /// answer to an agent's view loses them (the agent's browser never gets
+    /// a cookie of the customer's), stays in the view when it redirects,
+    /// may be framed by the agent's console, is never stored, and is
+    /// audited. Whether the answer gets the co-browsing scripts (pages of an
+    /// agent's view do not: the console drives them from outside).
+    fn shared_answer(
+        &self,
+        role: &Role,
+        method: &Method,
+        target: &str,
+        path: &str,
+        parts: &mut hyper::http::response::Parts,
+        hand_over: Vec<String>,
+    ) -> bool {
+        let Some(cb) = &self.cfg.cobrowse else {
+            return true;
+        };
+        let h = &mut parts.headers;
+        let set = || -> Vec<String> {
+            h.get_all(SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect()
+        };
+        match role {
+            Role::Plain => true,
+            Role::Customer(id) => {
+                let set = set();
+                cb.customer_answer(id, path, &set);
+                if !hand_over.is_empty() {
+                    // Ours first: the application's own word on a cookie comes later and wins.
+                    let theirs: Vec<HeaderValue> = h.get_all(SET_COOKIE).iter().cloned().collect();
+                    h.remove(SET_COOKIE);
+                    for line in hand_over {
+                        if let Ok(v) = HeaderValue::from_str(&line) {
+                            h.append(SET_COOKIE, v);
+                        }
+                    }
+                    for v in theirs {
+                        h.append(SET_COOKIE, v);
+                    }
+                }
+                true
+            }
+            Role::View { id, agent } => {
+                let set = set();
+                h.remove(SET_COOKIE);
+                cb.view_answer(id, agent, method, target, path, parts.status.as_u16(), &set);
+                let location = h
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| proxied::keep_in_view(l, id))
+                    .and_then(|l| HeaderValue::from_str(&l).ok());
+                if let Some(l) = location {
+                    h.insert(LOCATION, l);
+                }
+                if h.contains_key(X_FRAME_OPTIONS) {
+                    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN"));
+                }
+                for name in [CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REPORT_ONLY] {
+                    let policies: Vec<HeaderValue> = h
+                        .get_all(&name)
+                        .iter()
+                        .map(|v| {
+                            v.to_str()
+                                .ok()
+                                .and_then(headers::allow_self_framing)
+                                .and_then(|p| HeaderValue::from_str(&p).ok())
+                                .unwrap_or_else(|| v.clone())
+                        })
+                        .collect();
+                    h.remove(&name);
+                    for p in policies {
+                        h.append(&name, p);
+                    }
+                }
+                h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                false
+            }
+        }
     }
 
     /// Every response from the upstream passes through here, its headers
@@ -253,12 +430,12 @@ impl Proxy {
     /// co-browsing scripts (`inject.rs`: streaming, in its content encoding
     /// and charset, the CSP given a nonce for them), so "Get help" appears
     /// without changing the application; anything else passes as it is.
-    fn transform_body<B>(&self, resp: Response<B>, head: bool) -> Response<Body>
+    fn transform_body<B>(&self, resp: Response<B>, page: bool) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<inject::BoxError>,
     {
-        if head {
+        if !page {
             return resp.map(|b| Body::proxied(b.map_err(Into::into)));
         }
         let prefix = &self.cfg.prefix;

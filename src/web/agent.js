@@ -194,13 +194,14 @@
   }
 
   function open(s) {
-    current = {id: s.id, channel: s.channel, label: s.label, url: s.url};
+    current = {id: s.id, channel: s.channel, label: s.label, url: s.url, canControl: !!s.can_control, control: !!s.control};
     try { sessionStorage.setItem('tandem.agent.session', s.id); } catch (e) { /* ignore */ }
     show('console', false);
     show('session', true);
     setText($('session-label'), s.label);
     setText($('session-state'), 'Joined. Agents: ' + s.agents.join(', ') + '. The customer sees that you are assisting.');
     setText($('session-presence'), s.online === false ? s.label + ' is gone: their page is closed.' : s.label + ' is online.');
+    showControl();
     watchList();
     cleared('session-error');
     cleared('push-error');
@@ -229,6 +230,14 @@
       }
     });
     try { $('chat-text').focus(); } catch (e) { /* ignore */ }
+  }
+
+  // Proxy mode: the view has the customer's session; what it may send.
+  function showControl() {
+    if (!current.canControl) { setText($('session-control'), ''); return; }
+    setText($('session-control'), current.control ?
+      current.label + ' lets you act for them: forms in the view reach the site.' :
+      'View only: ' + current.label + ' has not let you act for them (forms that send data are refused).');
   }
 
   function close(message) {
@@ -337,7 +346,9 @@
     path = withoutView(raw);
     setText($('view-url'), path);
     current.url = path;
-    if (path !== expected) {
+    var refused = false;
+    try { refused = $('view').contentWindow.document.contentType === 'application/json'; } catch (e) { refused = false; }
+    if (path !== expected && !refused) {
       // The agent moved in the view (a link, a form): the customer follows.
       send('nav', {url: path, title: ($('view').contentWindow.document.title || '').slice(0, 200)});
     }
@@ -364,6 +375,15 @@
         if (a.host === location.host) { forms[i].setAttribute('action', withView(a.pathname + a.search + a.hash)); }
       }
     }
+    // Behind the proxy, a form that sends data goes only with the
+    // customer's leave (the server refuses it too): say so here rather
+    // than show the refusal in the view.
+    doc.addEventListener('submit', function (e) {
+      var f = e.target, m = ((f && f.getAttribute('method')) || 'get').toLowerCase();
+      if (m === 'get' || !current || !current.canControl || current.control) { return; }
+      e.preventDefault();
+      setText($('session-error'), 'Not sent: ' + current.label + ' has not let you act for them. Ask them to choose “Let the agent act for me”.');
+    }, false);
     $('view').contentWindow.tandemHooked = true; // clicks here are shared (tests wait for it)
     doc.addEventListener('click', function (e) {
       if (e.defaultPrevented || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) { return; }
@@ -410,6 +430,12 @@
     case 'chat':
       line(d.n, chatWho({from: ev.from, by: d.by}), d.text);
       if (ev.from === 'customer') { announce('The customer says: ' + d.text); }
+      break;
+    case 'control':
+      current.control = !!d.granted;
+      showControl();
+      if (current.control) { cleared('session-error'); }
+      announce(current.control ? current.label + ' lets you act for them.' : current.label + ' took back control.');
       break;
     case 'end':
       close('The session was ended by ' + d.by + '.');

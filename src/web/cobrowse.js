@@ -131,11 +131,12 @@
       '#tcb-assisted{background:#d1e7dd;color:#0f5132;font-weight:bold;padding:.3em;margin:0 0 .4em}' +
       '#tcb-log{max-height:10em;overflow:auto;border:1px solid #ccc;padding:.3em;margin:.4em 0;background:#fafafa}' +
       '#tcb-log p{margin:.1em 0}#tcb-code-value{font-size:1.4em;letter-spacing:.2em;font-weight:bold}' +
+      '.tcb-error{color:#b02a37;font-weight:bold}.tcb-error:empty{display:none}' +
       '.tcb-hidden{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}' +
       '.tandem-blink{outline:3px solid #d63384 !important;background:#ffe3f1 !important;color:#6b0036 !important}' +
       '.tandem-marked{outline:3px solid #d63384 !important;outline-offset:2px}' +
       '#tandem-cobrowse .tcb-h{font-size:1em;margin:.6em 0 .2em}#tandem-cobrowse .tcb-big{font-size:1.4em;letter-spacing:.1em;font-weight:bold}' +
-      '#tandem-cobrowse .tcb-error{color:#842029;background:#f8d7da;border:1px solid #842029;padding:.3em;margin:.4em 0}' +
+      '#tcb-class-error{color:#842029;background:#f8d7da;border:1px solid #842029;padding:.3em;margin:.4em 0}' +
       '#tcb-class-followers{max-height:10em;overflow:auto;margin:.3em 0;padding-left:1.2em}#tcb-class-link{width:100%}' +
       '#tcb-following{position:fixed;top:0;left:0;right:0;background:#0a58ca;color:#fff;font-weight:bold;text-align:center;padding:.3em;z-index:2147483000}');
     document.getElementsByTagName('head')[0].appendChild(css);
@@ -173,6 +174,11 @@
     ui.status = el('p', {id: 'tcb-status', role: 'status', 'aria-live': 'polite'}, 'Waiting for an agent…');
     ui.shared = el('p', {id: 'tcb-shared'}, 'Shared with the agent: the pages of this site you open, the links you ' +
       'click, your session on this site, and this chat.');
+    // Proxy mode: the agent's view has the customer's session, and sends
+    // forms only while the customer lets it.
+    ui.control = el('button', {id: 'tcb-control', type: 'button'}, 'Let the agent act for me');
+    ui.controlState = el('p', {id: 'tcb-control-state', role: 'status'});
+    ui.error = el('p', {id: 'tcb-error', 'class': 'tcb-error', role: 'alert'});
     ui.codeButton = el('button', {id: 'tcb-code', type: 'button'}, 'Show a code for phone support');
     ui.codeValue = el('p', {id: 'tcb-code-value', 'aria-live': 'polite'});
     ui.log = el('div', {id: 'tcb-log', role: 'log', 'aria-label': 'Chat with the agent'});
@@ -187,6 +193,9 @@
     ui.session.appendChild(ui.assisted);
     ui.session.appendChild(ui.status);
     ui.session.appendChild(ui.shared);
+    ui.session.appendChild(ui.controlState);
+    ui.session.appendChild(ui.control);
+    ui.session.appendChild(ui.error);
     ui.session.appendChild(ui.codeButton);
     ui.session.appendChild(ui.codeValue);
     ui.session.appendChild(ui.log);
@@ -209,6 +218,7 @@
     ui.askButton.onclick = ask;
     ui.end.onclick = end;
     ui.codeButton.onclick = code;
+    ui.control.onclick = control;
     ui.chatForm.onsubmit = function () { chat(); return false; };
     render();
   }
@@ -234,6 +244,14 @@
       return;
     }
     var agents = state.agents || [];
+    show(ui.control, !!state.canControl);
+    show(ui.controlState, !!state.canControl);
+    if (state.canControl) {
+      setText(ui.control, state.control ? 'Take back control' : 'Let the agent act for me');
+      setText(ui.controlState, state.control ?
+        'The agent can act for you on this site (send forms) until you take back control.' :
+        'The agent can only look: nothing is sent to this site for you.');
+    }
     show(ui.assisted, agents.length > 0);
     show(ui.chatForm, true);
     if (agents.length) {
@@ -281,8 +299,10 @@
     ui.askButton.disabled = true;
     request('POST', '/cobrowse/session', {url: here(), title: document.title.slice(0, 200), message: ui.message.value, label: ui.name.value}, function (err, res) {
       ui.askButton.disabled = false;
-      if (err) { announce('Could not ask for help: ' + err.message); return; }
-      state = {id: res.id, channel: res.channel, since: res.since, agents: res.agents || [], pingEvery: res.ping_every};
+      if (err) { setText(ui.error, 'Could not ask for help: ' + err.message); announce('Could not ask for help: ' + err.message); return; }
+      setText(ui.error, '');
+      state = {id: res.id, channel: res.channel, since: res.since, agents: res.agents || [], pingEvery: res.ping_every,
+        canControl: !!res.can_control, control: !!res.control};
       // A new session numbers its lines from 1 again: none of an old one stays.
       while (ui.log.firstChild) { ui.log.removeChild(ui.log.firstChild); }
       showChat(res.chat);
@@ -291,6 +311,21 @@
       open(true);
       announce('You asked for help. Waiting for an agent.');
       connect();
+    });
+  }
+
+  function control() {
+    var granted = !state.control;
+    ui.control.disabled = true;
+    request('POST', '/cobrowse/control', {granted: granted}, function (err) {
+      ui.control.disabled = false;
+      if (err) { setText(ui.error, 'Control not changed: ' + err.message); return; }
+      setText(ui.error, '');
+      if (!state) { return; }
+      state.control = granted;
+      save();
+      render();
+      announce(granted ? 'The agent can now act for you.' : 'You took back control.');
     });
   }
 
@@ -426,6 +461,11 @@
       announce(d.by + ' says: ' + d.text);
       if (ui.panel.style.display === 'none') { open(true); }
       break;
+    case 'control':
+      state.control = !!d.granted;
+      save();
+      render();
+      break;
     case 'end':
       finish('The help session has ended.');
       break;
@@ -461,6 +501,8 @@
       if (err) { state = null; save(); render(); return; }
       state.agents = res.agents || [];
       state.pingEvery = res.ping_every;
+      state.canControl = !!res.can_control;
+      state.control = !!res.control;
       save();
       render();
       showChat(res.chat);

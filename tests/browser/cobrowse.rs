@@ -15,14 +15,14 @@ use crate::harness::{browser_slot, eventually};
 use crate::webdriver::Browser;
 use kit::{browser_config, Server};
 
-const KEY: &str = "browser-agent-key-0123456789";
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const KEY: &str = "browser-agent-key-0123456789";
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 /// Each story holds two browsers; one story at a time keeps within the
 /// harness's two browser slots without two stories deadlocking on them.
-static ONE_STORY: Mutex<()> = Mutex::const_new(());
+pub(crate) static ONE_STORY: Mutex<()> = Mutex::const_new(());
 
-async fn text(b: &Browser, css: &str) -> String {
+pub(crate) async fn text(b: &Browser, css: &str) -> String {
     b.exec(
         "var e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
         json!([css]),
@@ -33,19 +33,19 @@ async fn text(b: &Browser, css: &str) -> String {
     .to_string()
 }
 
-async fn wait_text(b: &Browser, what: &str, css: &str, needle: &str) {
+pub(crate) async fn wait_text(b: &Browser, what: &str, css: &str, needle: &str) {
     eventually(what, WAIT, || async {
         text(b, css).await.contains(needle).then_some(())
     })
     .await;
 }
 
-async fn js(b: &Browser, script: &str) -> Value {
+pub(crate) async fn js(b: &Browser, script: &str) -> Value {
     b.exec(script, json!([])).await
 }
 
 /// Waits until `script` returns `true` in `b`.
-async fn wait_true(b: &Browser, what: &str, script: &str) {
+pub(crate) async fn wait_true(b: &Browser, what: &str, script: &str) {
     eventually(what, WAIT, || async {
         js(b, script).await.as_bool().unwrap_or(false).then_some(())
     })
@@ -53,7 +53,7 @@ async fn wait_true(b: &Browser, what: &str, script: &str) {
 }
 
 /// The path the agent's view of the customer's page shows.
-async fn view_path(agent: &Browser) -> String {
+pub(crate) async fn view_path(agent: &Browser) -> String {
     js(
         agent,
         "try { var l = document.getElementById('view').contentWindow.location; return l.pathname; } catch (e) { return ''; }",
@@ -64,7 +64,7 @@ async fn view_path(agent: &Browser) -> String {
     .to_string()
 }
 
-async fn wait_paths(customer: &Browser, agent: &Browser, path: &str) {
+pub(crate) async fn wait_paths(customer: &Browser, agent: &Browser, path: &str) {
     eventually(&format!("the customer on {path}"), WAIT, || async {
         (js(customer, "return location.pathname;").await == json!(path)).then_some(())
     })
@@ -75,7 +75,7 @@ async fn wait_paths(customer: &Browser, agent: &Browser, path: &str) {
     .await;
 }
 
-async fn settle(customer: &Browser, agent: &Browser) {
+pub(crate) async fn settle(customer: &Browser, agent: &Browser) {
     eventually("the customer's page connected", WAIT, || async {
         js(
             customer,
@@ -96,12 +96,12 @@ async fn settle(customer: &Browser, agent: &Browser) {
     .await;
 }
 
-async fn type_into(b: &Browser, css: &str, value: &str) {
+pub(crate) async fn type_into(b: &Browser, css: &str, value: &str) {
     let el = b.find(css).await;
     b.send_keys(&el, value).await;
 }
 
-async fn click(b: &Browser, css: &str) {
+pub(crate) async fn click(b: &Browser, css: &str) {
     let el = b.find(css).await;
     b.click(&el).await;
 }
@@ -386,7 +386,7 @@ async fn sign_in(agent: &Browser, server: &Server, name: &str) {
 }
 
 /// The agent signs in on the console at `path`.
-async fn sign_in_at(agent: &Browser, server: &Server, path: &str, name: &str) {
+pub(crate) async fn sign_in_at(agent: &Browser, server: &Server, path: &str, name: &str) {
     agent.goto(&server.url(path)).await;
     eventually("the sign-in form", WAIT, || async {
         (js(
@@ -452,7 +452,7 @@ async fn the_widget_is_injected_into_a_proxied_application() {
 }
 
 /// The customer on `page` asks for help with `message`.
-async fn ask(customer: &Browser, server: &Server, page: &str, message: &str) {
+pub(crate) async fn ask(customer: &Browser, server: &Server, page: &str, message: &str) {
     customer.goto(&server.url(page)).await;
     js(
         customer,
@@ -472,7 +472,7 @@ async fn ask(customer: &Browser, server: &Server, page: &str, message: &str) {
 }
 
 /// The agent joins the session whose row shows `message`.
-async fn join_row(agent: &Browser, message: &str) {
+pub(crate) async fn join_row(agent: &Browser, message: &str) {
     wait_text(agent, "the session in the list", "#rows", message).await;
     js(
         agent,

@@ -251,6 +251,16 @@ impl Browser {
         bounded("click", element.click()).await
     }
 
+    /// The names of every cookie the browser holds for the current page's
+    /// site, `HttpOnly` ones included (WebDriver sees them all).
+    pub async fn cookie_names(&self) -> Vec<String> {
+        bounded("cookies", self.client().get_all_cookies())
+            .await
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
+    }
+
     /// A PNG of the current window (for looking at a failing page).
     pub async fn screenshot(&self) -> Vec<u8> {
         bounded("screenshot", self.client().screenshot()).await

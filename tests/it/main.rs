@@ -20,5 +20,6 @@ mod ops;
 mod proxy;
 mod publish;
 mod resume;
+mod shared_view;
 mod shutdown;
 mod transports;

@@ -208,18 +208,24 @@ impl Server {
         let mut service = Service::new(self.hub.clone())
             .with_config(self.setup.http.clone())
             .expect("valid test http config");
+        // What the binary serves: channels, co-browsing with its demo
+        // portal (sharing the proxied application, when there is one), and
+        // the live status feed.
+        let cb = (self.flavor == Flavor::Serve).then(|| {
+            Cobrowse::new(self.hub.clone(), self.setup.cobrowse.clone())
+                .expect("valid test co-browsing config")
+                .with_portal()
+        });
         if let Some(mut proxy) = self.setup.proxy.clone() {
             proxy.hosts.push(self.addr.to_string());
+            if let Some(cb) = &cb {
+                proxy = proxy.cobrowse(cb.clone());
+            }
             service = service.with_proxy(proxy).expect("valid test proxy config");
         }
         self.stop = Some(tx);
-        self.task = Some(match self.flavor {
-            Flavor::Serve => {
-                // What the binary serves: channels, co-browsing with its
-                // demo portal, and the live status feed.
-                let cb = Cobrowse::new(self.hub.clone(), self.setup.cobrowse.clone())
-                    .expect("valid test co-browsing config")
-                    .with_portal();
+        self.task = Some(match cb {
+            Some(cb) => {
                 let service = service.with_app(Arc::new(cb));
                 tokio::spawn(tandem::status::run(
                     self.hub.clone(),
@@ -231,7 +237,7 @@ impl Server {
                         .into_future(),
                 )
             }
-            Flavor::Hyper => tokio::spawn(serve_hyper(listener, service, stop)),
+            None => tokio::spawn(serve_hyper(listener, service, stop)),
         });
     }
 

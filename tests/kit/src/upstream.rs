@@ -24,6 +24,21 @@
 //!   `X-Secret`, `Keep-Alive`, `Proxy-Authenticate`) and `X-Kept`.
 //! * `GET /trailers`: a body and an `X-Checksum: 42` trailer.
 //! * `GET /slow`: answers after 3 s.
+//! * A small application with users (for co-browsing through the proxy):
+//!   * `GET /signin`: a sign-in form; `POST /signin` (`user=NAME`, a form)
+//!     sets an `HttpOnly` session cookie `sid` and redirects (303) to
+//!     `/account`.
+//!   * `GET /account`: that user's page (name and notes, a notes form, a
+//!     link to `/orders`), brotli-encoded when the request accepts `br`,
+//!     with `Content-Security-Policy: script-src 'nonce-app';
+//!     frame-ancestors 'none'` and `X-Frame-Options: DENY`, an inline
+//!     script with that nonce (sets `appRan`) and one without (would set
+//!     `inlineRan`); "not signed in" without a session.
+//!   * `GET /orders`: that user's orders page, gzip-encoded when accepted.
+//!   * `POST /notes` (`text=...`, a form): adds a note, 303 to `/account`
+//!     (401 without a session).
+//!   * `GET /whoami`: the user's name as text, or `nobody`.
+//!   * `POST /rotate`: a new session cookie for the same user.
 //! * anything else: 200 `upstream saw {METHOD} {target}`.
 
 use std::convert::Infallible;
@@ -79,6 +94,11 @@ struct State {
     received: AtomicU64,
     connections: AtomicU64,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Session cookie value → user name.
+    users: Mutex<std::collections::HashMap<String, String>>,
+    /// User name → notes.
+    notes: Mutex<std::collections::HashMap<String, Vec<String>>>,
+    sids: AtomicU64,
 }
 
 /// The test application, served until dropped.
@@ -109,6 +129,9 @@ impl Upstream {
             received: AtomicU64::new(0),
             connections: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            users: Mutex::new(Default::default()),
+            notes: Mutex::new(Default::default()),
+            sids: AtomicU64::new(0),
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -179,6 +202,17 @@ impl Upstream {
     /// Connections accepted so far.
     pub fn connections(&self) -> u64 {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// The notes of a user of the small application.
+    pub fn notes(&self, user: &str) -> Vec<String> {
+        self.state
+            .notes
+            .lock()
+            .unwrap()
+            .get(user)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Bytes of `/echo` request bodies received so far.
@@ -406,6 +440,9 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             tokio::time::sleep(Duration::from_secs(3)).await;
             respond(200, "text/plain", full("slow"))
         }
+        "/signin" | "/account" | "/orders" | "/notes" | "/whoami" | "/rotate" => {
+            users::route(st, req, &path).await
+        }
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse().expect("a status");
             let mut r = respond(code, "text/plain", full(format!("upstream status {code}")));
@@ -418,5 +455,214 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             "text/plain",
             full(format!("upstream saw {} {target}", req.method())),
         ),
+    }
+}
+
+/// The small application with users (see the module's route list).
+mod users {
+    use super::*;
+    use std::io::Write;
+
+    /// The signed-in user of a request, and the session value.
+    fn user(st: &State, req: &Request<Incoming>) -> Option<(String, String)> {
+        let sid = req
+            .headers()
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == "sid")
+            .map(|(_, v)| v.to_string())?;
+        let name = st.users.lock().unwrap().get(&sid).cloned()?;
+        Some((name, sid))
+    }
+
+    fn new_sid(st: &State, name: &str) -> String {
+        let n = st.sids.fetch_add(1, Ordering::SeqCst);
+        let sid = format!("s{n:04}x{:x}", st.addr.port() as u64 * 7919 + n);
+        st.users
+            .lock()
+            .unwrap()
+            .insert(sid.clone(), name.to_string());
+        sid
+    }
+
+    /// `key=value` of an urlencoded form (`+` and `%XX` decoded).
+    fn form_field(body: &[u8], key: &str) -> Option<String> {
+        let body = String::from_utf8_lossy(body);
+        let raw = body
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)?
+            .1
+            .replace('+', " ");
+        let mut out = Vec::new();
+        let b = raw.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let Ok(v) = u8::from_str_radix(&raw[i + 1..i + 3], 16) {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        Some(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    }
+
+    fn see_other(to: &str, cookie: Option<String>) -> Response<Body> {
+        let mut r = Response::builder().status(303).header("location", to);
+        if let Some(c) = cookie {
+            r = r.header("set-cookie", c);
+        }
+        r.body(full("")).expect("valid")
+    }
+
+    fn accepts(req: &Request<Incoming>, coding: &str) -> bool {
+        req.headers()
+            .get_all("accept-encoding")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|c| c.split(';').next().unwrap_or("").trim() == coding)
+    }
+
+    /// An HTML page, encoded with `coding` when the request accepts it.
+    fn page(req: &Request<Incoming>, coding: &str, html: String) -> Response<Body> {
+        let mut r = Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store");
+        let body = if coding == "br" && accepts(req, "br") {
+            r = r.header("content-encoding", "br");
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(html.as_bytes()).expect("brotli");
+            }
+            out
+        } else if coding == "gzip" && accepts(req, "gzip") {
+            r = r.header("content-encoding", "gzip");
+            let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            w.write_all(html.as_bytes()).expect("gzip");
+            w.finish().expect("gzip")
+        } else {
+            html.into_bytes()
+        };
+        r.body(full(body)).expect("valid")
+    }
+
+    pub(super) async fn route(
+        st: &Arc<State>,
+        req: Request<Incoming>,
+        path: &str,
+    ) -> Response<Body> {
+        let me = user(st, &req);
+        let method = req.method().clone();
+        match (method.as_str(), path) {
+            ("GET", "/signin") => page(
+                &req,
+                "",
+                "<!doctype html><html><head><title>Sign in</title></head><body>\
+                 <form method=\"post\" action=\"/signin\"><label>Name <input id=\"user\" name=\"user\"></label>\
+                 <button id=\"signin\">Sign in</button></form></body></html>"
+                    .into(),
+            ),
+            ("POST", "/signin") => {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let Some(name) = body.ok().and_then(|b| form_field(&b, "user")) else {
+                    return respond(400, "text/plain", full("user is required"));
+                };
+                let sid = new_sid(st, &name);
+                see_other(
+                    "/account",
+                    Some(format!("sid={sid}; Path=/; HttpOnly; SameSite=Lax")),
+                )
+            }
+            ("GET", "/account") => {
+                let html = match &me {
+                    None => "<!doctype html><html><head><title>Not signed in</title></head><body>\
+                             <p id=\"who\">not signed in</p><a href=\"/signin\">Sign in</a></body></html>"
+                        .to_string(),
+                    Some((name, _)) => {
+                        let notes: String = st
+                            .notes
+                            .lock()
+                            .unwrap()
+                            .get(name)
+                            .map(|n| n.iter().map(|t| format!("<li>{}</li>", escape(t))).collect())
+                            .unwrap_or_default();
+                        format!(
+                            "<!doctype html><html><head><title>Account of {n}</title></head><body>\
+                             <h1 id=\"who\">Account of {n}</h1><ul id=\"notes\">{notes}</ul>\
+                             <form method=\"post\" action=\"/notes\"><input id=\"note\" name=\"text\">\
+                             <button id=\"add-note\">Add note</button></form>\
+                             <p><a id=\"to-orders\" href=\"/orders\">Your orders</a></p>\
+                             <script nonce=\"app\">window.appRan = true;</script>\
+                             <script>window.inlineRan = true;</script></body></html>",
+                            n = escape(name)
+                        )
+                    }
+                };
+                let mut r = page(&req, "br", html);
+                let h = r.headers_mut();
+                h.insert(
+                    "content-security-policy",
+                    "script-src 'nonce-app'; frame-ancestors 'none'".parse().expect("static"),
+                );
+                h.insert("x-frame-options", "DENY".parse().expect("static"));
+                r
+            }
+            ("GET", "/orders") => {
+                let name = me.map_or("nobody".to_string(), |(n, _)| n);
+                page(
+                    &req,
+                    "gzip",
+                    format!(
+                        "<!doctype html><html><head><title>Orders of {n}</title></head><body>\
+                         <h1 id=\"who\">Orders of {n}</h1><p>order 1 for {n}</p>\
+                         <p><a id=\"to-account\" href=\"/account\">Your account</a></p></body></html>",
+                        n = escape(&name)
+                    ),
+                )
+            }
+            ("POST", "/notes") => {
+                let Some((name, _)) = me else {
+                    return respond(401, "text/plain", full("not signed in"));
+                };
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let text = body.ok().and_then(|b| form_field(&b, "text")).unwrap_or_default();
+                st.notes.lock().unwrap().entry(name).or_default().push(text);
+                see_other("/account", None)
+            }
+            ("GET", "/whoami") => respond(
+                200,
+                "text/plain",
+                full(me.map_or("nobody".to_string(), |(n, _)| n)),
+            ),
+            ("POST", "/rotate") => {
+                let Some((name, old)) = me else {
+                    return respond(401, "text/plain", full("not signed in"));
+                };
+                st.users.lock().unwrap().remove(&old);
+                let sid = new_sid(st, &name);
+                Response::builder()
+                    .header("set-cookie", format!("sid={sid}; Path=/; HttpOnly"))
+                    .header("content-type", "text/plain")
+                    .body(full(format!("rotated for {name}")))
+                    .expect("valid")
+            }
+            _ => respond(405, "text/plain", full("method not allowed")),
+        }
     }
 }
