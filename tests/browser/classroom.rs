@@ -5,32 +5,19 @@
 //! end on the presenter's page and their copy of the link blinked first. A
 //! follower's own click steers nobody (an error on screen says why); the
 //! presenter hands control to a follower, whose click leads everyone, the
-//! presenter included, takes it back, and ends the class.
+//! presenter included, takes it back, and ends the class. A second test
+//! runs a class on an application behind the proxy.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::cobrowse::{click, js, text, type_into, ONE_STORY};
 use crate::harness::{browser_slot, eventually};
 use crate::webdriver::Browser;
 use kit::{browser_config, Server};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn js(b: &Browser, script: &str) -> Value {
-    b.exec(script, json!([])).await
-}
-
-async fn text(b: &Browser, css: &str) -> String {
-    b.exec(
-        "var e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
-        json!([css]),
-    )
-    .await
-    .as_str()
-    .unwrap_or("")
-    .to_string()
-}
 
 /// The text of `css` if it is shown (it and its ancestors displayed: it has boxes).
 async fn visible_text(b: &Browser, css: &str) -> String {
@@ -51,16 +38,6 @@ async fn wait_visible(b: &Browser, what: &str, css: &str, needle: &str) {
         visible_text(b, css).await.contains(needle).then_some(())
     })
     .await;
-}
-
-async fn click(b: &Browser, css: &str) {
-    let el = b.find(css).await;
-    b.click(&el).await;
-}
-
-async fn type_into(b: &Browser, css: &str, value: &str) {
-    let el = b.find(css).await;
-    b.send_keys(&el, value).await;
 }
 
 async fn path(b: &Browser) -> String {
@@ -119,7 +96,10 @@ async fn on_long_poll(b: &Browser, server: &Server, page: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_presenter_leads_two_followers_on_long_poll() {
     // Three browsers: every slot the harness has (two by default) is held,
-    // so no other browser test runs beside this one.
+    // so no other browser test runs beside this one. Taking two slots only
+    // under the stories' lock keeps two such tests from deadlocking, each
+    // holding one.
+    let _one = ONE_STORY.lock().await;
     let _slots = (browser_slot().await, browser_slot().await);
     let server = Server::start(browser_config()).await;
     let presenter = Browser::start(&[]).await;
@@ -274,4 +254,69 @@ async fn a_presenter_leads_two_followers_on_long_poll() {
     presenter.quit().await;
     ann.quit().await;
     bob.quit().await;
+}
+
+/// The user signs in to the test application behind the proxy.
+async fn sign_in_upstream(b: &Browser, server: &Server, user: &str) {
+    b.goto(&server.url("/signin")).await;
+    type_into(b, "#user", user).await;
+    click(b, "#signin").await;
+    wait_path(b, user, "/account").await;
+}
+
+/// Behind the proxy, on an application that knows nothing of tandem (the
+/// widget injected, tandem under `/_tandem`): a presenter and a follower,
+/// each signed in as themselves. The follower follows the presenter's
+/// clicked link and sees the page with their own data, not the presenter's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_on_a_proxied_application() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let up = kit::Upstream::start().await;
+    let server = Server::start(browser_config().proxy(&up.url())).await;
+    let presenter = Browser::start(&[]).await;
+    let ann = Browser::start(&[]).await;
+    sign_in_upstream(&presenter, &server, "lee").await;
+    sign_in_upstream(&ann, &server, "ann").await;
+    js(
+        &ann,
+        "sessionStorage.setItem('tandem.cobrowse.transport', 'poll');",
+    )
+    .await;
+
+    click(&presenter, "#tcb-toggle").await;
+    type_into(&presenter, "#tcb-name", "Ms Lee").await;
+    click(&presenter, "#tcb-class-start-button").await;
+    let code = eventually("the class's code", WAIT, || async {
+        let c = text(&presenter, "#tcb-class-code-value").await;
+        (c.len() == 11).then_some(c)
+    })
+    .await;
+    connected(&presenter, "the presenter").await;
+
+    click(&ann, "#tcb-toggle").await;
+    type_into(&ann, "#tcb-class-code", &code).await;
+    click(&ann, "#tcb-class-join-button").await;
+    wait_visible(&ann, "Ann's banner", "#tcb-following", "Following Ms Lee").await;
+    let status = connected(&ann, "Ann").await;
+    assert!(status.ends_with("poll"), "Ann on long-poll: {status}");
+
+    click(&presenter, "#to-orders").await;
+    wait_path(&ann, "Ann", "/orders").await;
+    assert!(blinks(&ann).await.contains(&"/orders".to_string()));
+    assert_eq!(text(&ann, "#who").await, "Orders of ann", "her own data");
+    wait_path(&presenter, "the presenter", "/orders").await;
+    assert_eq!(text(&presenter, "#who").await, "Orders of lee");
+    // None of tandem's requests (nor its cookies) reached the application.
+    let seen = up.seen();
+    assert!(
+        seen.iter().all(|s| !s.target.contains("cobrowse")
+            && s.headers
+                .iter()
+                .all(|(k, v)| k != "cookie" || !v.contains("tandem_"))),
+        "{:?}",
+        seen.iter().map(|s| s.target.clone()).collect::<Vec<_>>()
+    );
+    presenter.quit().await;
+    ann.quit().await;
 }
