@@ -504,3 +504,56 @@ async fn followers_and_wrong_codes_are_limited() {
     let r = s.send(Req::new("DELETE", "/cobrowse/class")).await;
     r.expect_error(405, &["allowed: GET, POST"]);
 }
+
+#[tokio::test]
+async fn a_signed_in_agent_presents_under_its_name() {
+    let key = "test-agent-key-0123456789";
+    let s = Server::start(config().agent_key(Some(key.into()))).await;
+    let r = post(
+        &s,
+        &Who::default(),
+        "/agent/signin",
+        json!({"key": key, "name": "ann"}),
+    )
+    .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let agent = Who {
+        cookie: Some(format!(
+            "tandem_agent={}",
+            r.set_cookie("tandem_agent").unwrap()
+        )),
+    };
+    // The name in the body is the agent's own, whatever the page says.
+    let r = post(
+        &s,
+        &agent,
+        "/cobrowse/class",
+        json!({"url": "/portal/", "name": "someone else"}),
+    )
+    .await;
+    assert_eq!(r.head.status, 201, "{}", r.text());
+    assert_eq!(r.json()["presenter"], "ann");
+    let presenter = Who {
+        cookie: Some(format!(
+            "tandem_present={}",
+            r.set_cookie("tandem_present").unwrap()
+        )),
+    };
+    // Opening twice gives the same class.
+    let again = post(
+        &s,
+        &presenter,
+        "/cobrowse/class",
+        json!({"url": "/portal/"}),
+    )
+    .await;
+    assert_eq!(again.head.status, 200);
+    assert_eq!(again.json()["id"], r.json()["id"]);
+    // The agent's sign-in alone does not make it a member of the class.
+    let channel = r.json()["channel"].as_str().unwrap().to_string();
+    get(&s, &agent, &format!("/ch/{channel}/poll?since=0&timeout=0"))
+        .await
+        .expect_error(401, &["join the class"]);
+    let (_, v) = join(&s, r.json()["code"].as_str().unwrap(), "").await;
+    assert_eq!(v["name"], "learner 1", "a follower without a name gets one");
+}
