@@ -80,6 +80,13 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// An error with this message (lowercase, naming the setting).
+    pub(crate) fn new(msg: impl Into<String>) -> ConfigError {
+        ConfigError(msg.into())
+    }
+}
+
 /// Builder methods, one per field: `Config::default().buffer_events(64)`.
 macro_rules! setters {
     ($ty:ident { $($field:ident: $t:ty,)* }) => {

@@ -170,9 +170,12 @@ struct Serve {
     /// most followers in one class (classroom mode) [100]
     #[argh(option)]
     max_class_followers: Option<usize>,
-    /// put tandem in front of this web application, http://HOST:PORT (https later): requests outside the tandem prefix go to it
+    /// put tandem in front of this web application, http://HOST:PORT or https://HOST:PORT: requests outside the tandem prefix go to it
     #[argh(option)]
     upstream: Option<Upstream>,
+    /// with an https --upstream, a PEM file of the CA certificates its certificate is checked against [the system's]
+    #[argh(option)]
+    upstream_ca: Option<PathBuf>,
     /// with --upstream, where tandem's own routes live [/_tandem]
     #[argh(option)]
     tandem_prefix: Option<String>,
@@ -263,6 +266,9 @@ impl Serve {
         }
         if let Some(t) = self.upstream_timeout {
             cfg.response_timeout = t;
+        }
+        if let Some(ca) = &self.upstream_ca {
+            cfg = cfg.upstream_ca(ca);
         }
         let mut hosts = vec![addr.to_string()];
         if addr.ip().is_loopback() || addr.ip().is_unspecified() {
@@ -414,9 +420,15 @@ fn main() -> ExitCode {
             if let Some(cb) = &cobrowse {
                 proxy = proxy.cobrowse(cb.clone());
             }
-            service = service
-                .with_proxy(proxy)
-                .expect("validated before the runtime started");
+            // Validated before, but the CA file is read again here (it
+            // may have changed), as are the system's CA certificates.
+            service = match service.with_proxy(proxy) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    return ExitCode::from(2);
+                }
+            };
         }
         if let Some(cb) = cobrowse {
             if let Some(link) = cb.sign_in_link(addr) {
@@ -723,6 +735,13 @@ mod tests {
             ("--max-class-followers", cb.max_class_followers.to_string()),
             ("--tandem-prefix", p.prefix.clone()),
             ("--upstream-timeout", shown(p.response_timeout)),
+            (
+                "--upstream-ca",
+                match &p.upstream_ca {
+                    None => "the system's".into(),
+                    Some(f) => f.display().to_string(),
+                },
+            ),
         ];
         let lines: Vec<&str> = help.lines().collect();
         for (flag, value) in expected {
@@ -773,10 +792,34 @@ mod tests {
             p.hosts,
             ["127.0.0.1:8080", "localhost:8080", "app.example"].map(String::from)
         );
-        let Err(e) = parse(&["serve", "--upstream", "https://127.0.0.1:9000"]) else {
-            panic!("an https upstream was taken");
+        assert!(p.upstream_ca.is_none());
+        let s = parse(&[
+            "serve",
+            "--upstream",
+            "https://app.internal",
+            "--upstream-ca",
+            "/etc/app/ca.pem",
+        ])
+        .unwrap();
+        let p = s.proxy(SocketAddr::from(([127, 0, 0, 1], 8080))).unwrap();
+        assert!(p.upstream.is_https() && p.upstream.port() == 443);
+        assert_eq!(
+            p.upstream_ca.as_deref(),
+            Some(std::path::Path::new("/etc/app/ca.pem"))
+        );
+        // Refused before listening, naming the flag and the file.
+        let e = p.validate().unwrap_err().to_string();
+        assert!(
+            e.starts_with("upstream-ca /etc/app/ca.pem: cannot read it"),
+            "{e}"
+        );
+        let Err(e) = parse(&["serve", "--upstream", "ftp://127.0.0.1:9000"]) else {
+            panic!("an ftp upstream was taken");
         };
-        assert!(e.contains("https upstreams are not supported yet"), "{e}");
+        assert!(
+            e.contains("must be http://host:port or https://host:port"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,27 +1,34 @@
 //! The proxy's settings: the one upstream, tandem's own prefix, the hosts
-//! the proxy answers to, timeouts.
+//! the proxy answers to, timeouts, the CA an `https://` upstream is checked
+//! against.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::{check, setters, ConfigError};
 
-/// The one application behind the proxy: `http://host:port`.
+/// The one application behind the proxy: `http://host:port` or
+/// `https://host:port`.
 ///
-/// Only plain `http://` for now; `https://` upstreams (verified with the
-/// system's or a given CA) come later, and are refused with a message that
-/// says so.
+/// An `https://` upstream is reached over TLS (rustls), its certificate
+/// checked against the system's CA certificates or those of
+/// [`ProxyConfig::upstream_ca`], for the upstream's host (a DNS name, or an
+/// IP address against the certificate's IP addresses). See `src/proxy/tls.rs`.
 ///
 /// ```
 /// let up: tandem::proxy::Upstream = "http://127.0.0.1:9000".parse().unwrap();
 /// assert_eq!(up.authority(), "127.0.0.1:9000");
-/// assert!("https://app.example".parse::<tandem::proxy::Upstream>().is_err());
+/// let tls: tandem::proxy::Upstream = "https://app.example".parse().unwrap();
+/// assert!(tls.is_https());
+/// assert_eq!(tls.to_string(), "https://app.example:443");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Upstream {
     host: String,
     port: u16,
+    https: bool,
 }
 
 impl Upstream {
@@ -29,17 +36,39 @@ impl Upstream {
     pub fn host(&self) -> &str {
         &self.host
     }
-    /// The upstream's port (80 when the URL names none).
+    /// The upstream's port (80, or 443 for `https://`, when the URL names
+    /// none).
     pub fn port(&self) -> u16 {
         self.port
+    }
+    /// Whether the upstream is reached over TLS (`https://`).
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
     }
     /// `host:port`, what the proxy sends upstream as `Host` and connects to.
     pub fn authority(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-    /// Whether an authority (`host[:port]`, as in a URL) names this upstream.
+    /// The port a URL of this upstream's scheme means when it names none.
+    pub(crate) fn default_port(&self) -> u16 {
+        if self.https {
+            443
+        } else {
+            80
+        }
+    }
+    /// Whether an authority (`host[:port]`, as in a URL of the upstream's
+    /// scheme) names this upstream.
     pub(crate) fn is(&self, authority: &str) -> bool {
-        let (host, port) = split_authority(authority, 80);
+        let (host, port) = split_authority(authority, self.default_port());
         port == Some(self.port) && host.eq_ignore_ascii_case(&self.host)
     }
 }
@@ -59,31 +88,37 @@ pub(crate) fn split_authority(a: &str, default_port: u16) -> (&str, Option<u16>)
 
 impl fmt::Display for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}:{}", self.host, self.port)
+        write!(f, "{}://{}:{}", self.scheme(), self.host, self.port)
     }
 }
 
 impl FromStr for Upstream {
     type Err = ConfigError;
 
-    /// Parses `http://host[:port]` (a trailing `/` is allowed; nothing else
-    /// after the authority).
+    /// Parses `http://host[:port]` or `https://host[:port]` (a trailing `/`
+    /// is allowed; nothing else after the authority).
     fn from_str(s: &str) -> Result<Upstream, ConfigError> {
-        let bad = || format!("upstream {s:?} must be http://host:port (no path, query or user)");
-        if s.len() >= 8 && s[..8].eq_ignore_ascii_case("https://") {
-            check(false, || {
-                format!("upstream {s:?}: https upstreams are not supported yet (they come later); use http://host:port")
-            })?;
-        }
-        check(s.len() > 7 && s[..7].eq_ignore_ascii_case("http://"), bad)?;
-        let authority = s[7..].strip_suffix('/').unwrap_or(&s[7..]);
+        let bad = || {
+            format!(
+                "upstream {s:?} must be http://host:port or https://host:port (no path, query or user)"
+            )
+        };
+        let scheme = |p: &str| s.len() > p.len() && s[..p.len()].eq_ignore_ascii_case(p);
+        let (https, rest) = if scheme("https://") {
+            (true, &s[8..])
+        } else if scheme("http://") {
+            (false, &s[7..])
+        } else {
+            return Err(check(false, bad).unwrap_err());
+        };
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
         check(
             !authority.is_empty()
                 && !authority.contains(['/', '?', '#', '@', ' '])
                 && authority.is_ascii(),
             bad,
         )?;
-        let (host, port) = split_authority(authority, 80);
+        let (host, port) = split_authority(authority, if https { 443 } else { 80 });
         let Some(port) = port.filter(|&p| p != 0) else {
             return Err(check(false, || format!("upstream {s:?} has a bad port")).unwrap_err());
         };
@@ -91,6 +126,7 @@ impl FromStr for Upstream {
         Ok(Upstream {
             host: host.to_ascii_lowercase(),
             port,
+            https,
         })
     }
 }
@@ -131,6 +167,12 @@ pub struct ProxyConfig {
     pub response_timeout: Duration,
     /// Idle upstream connections kept for reuse.
     pub max_idle: usize,
+    /// For an `https://` upstream: a PEM file of the CA certificates its
+    /// certificate is checked against, instead of the system's
+    /// (`--upstream-ca`). Set it with [`upstream_ca`](Self::upstream_ca).
+    /// Read when the proxy starts; an unreadable file, or one without a
+    /// certificate, is a [`ConfigError`].
+    pub upstream_ca: Option<PathBuf>,
 }
 
 impl ProxyConfig {
@@ -145,6 +187,7 @@ impl ProxyConfig {
             response_timeout: Duration::from_secs(60),
             max_idle: 32,
             cobrowse: None,
+            upstream_ca: None,
         }
     }
 
@@ -156,6 +199,25 @@ impl ProxyConfig {
     /// `docs/proxy.md`, "Sharing the customer's session".
     pub fn cobrowse(mut self, cobrowse: crate::cobrowse::Cobrowse) -> ProxyConfig {
         self.cobrowse = Some(cobrowse);
+        self
+    }
+
+    /// Checks an `https://` upstream's certificate against the CA
+    /// certificates in this PEM file (one or more `CERTIFICATE` blocks)
+    /// instead of the system's: for an application whose certificate comes
+    /// from a private CA. There is no way to skip the check.
+    ///
+    /// ```
+    /// use tandem::proxy::ProxyConfig;
+    /// let cfg = ProxyConfig::new("https://app.internal:8443".parse().unwrap())
+    ///     .hosts(vec!["127.0.0.1:8080".into()])
+    ///     .upstream_ca("/no/such/ca.pem");
+    /// let e = cfg.validate().unwrap_err().to_string();
+    /// assert!(e.starts_with("upstream-ca /no/such/ca.pem: "), "{e}");
+    /// ```
+    #[must_use]
+    pub fn upstream_ca(mut self, pem_file: impl Into<PathBuf>) -> ProxyConfig {
+        self.upstream_ca = Some(pem_file.into());
         self
     }
 
@@ -196,6 +258,18 @@ impl ProxyConfig {
                 (Duration::from_millis(10)..=Duration::from_secs(86_400)).contains(&d),
                 || format!("{name} must be between 10 ms and 1 day"),
             )?;
+        }
+        if let Some(path) = &self.upstream_ca {
+            check(self.upstream.is_https(), || {
+                format!(
+                    "upstream-ca {} is for an https upstream; {} is plain http",
+                    path.display(),
+                    self.upstream
+                )
+            })?;
+        }
+        if self.upstream.is_https() {
+            super::tls::check(self)?;
         }
         Ok(())
     }
@@ -238,13 +312,22 @@ mod tests {
             "[::1]:81"
         );
         let e = |s: &str| s.parse::<Upstream>().unwrap_err().to_string();
-        assert!(e("https://a.example").contains("https upstreams are not supported yet"));
         assert!(e("http://a.example/app").contains("must be http://host:port"));
+        assert!(e("https://a.example/app").contains("or https://host:port"));
         assert!(e("ftp://a").contains("must be http://host:port"));
+        assert!(e("https://").contains("must be http://host:port"));
         assert!(e("http://a:x").contains("bad port"));
         assert!(u.is("localhost:9000") && u.is("LOCALHOST:9000") && !u.is("localhost"));
+        assert!(!u.is_https() && u.to_string() == "http://localhost:9000");
         let u80: Upstream = "http://a.example".parse().unwrap();
         assert!(u80.is("a.example") && u80.is("a.example:80"));
+        let tls: Upstream = "HTTPS://A.example/".parse().unwrap();
+        assert!(tls.is_https());
+        assert_eq!(tls.port(), 443);
+        assert_eq!(tls.to_string(), "https://a.example:443");
+        assert!(tls.is("a.example") && tls.is("a.example:443") && !tls.is("a.example:80"));
+        let tls: Upstream = "https://[::1]:8443".parse().unwrap();
+        assert_eq!((tls.host(), tls.port()), ("[::1]", 8443));
     }
 
     #[test]

@@ -58,14 +58,16 @@ pub(crate) fn wants_trailers(h: &HeaderMap) -> bool {
 }
 
 /// A `Location` or `Content-Location` that names the upstream's own origin
-/// (`http://upstream:port/path`, or `//upstream:port/path`), as the same
-/// path on the proxy: `/path`, which the browser resolves against the
-/// proxy's origin whatever its scheme. `None` when it is left alone
-/// (relative, or another origin: redirects elsewhere go to the browser as
-/// they are, and tandem never follows them).
+/// (`http://upstream:port/path`, `https://...` for an https upstream, or
+/// `//upstream:port/path`), as the same path on the proxy: `/path`, which
+/// the browser resolves against the proxy's origin whatever its scheme.
+/// `None` when it is left alone (relative, or another origin: redirects
+/// elsewhere go to the browser as they are, and tandem never follows them).
 pub(crate) fn rewrite_location(value: &str, up: &Upstream) -> Option<String> {
-    let rest = if value.len() >= 7 && value[..7].eq_ignore_ascii_case("http://") {
-        &value[7..]
+    let origin = format!("{}://", up.scheme());
+    let n = origin.len();
+    let rest = if value.len() >= n && value[..n].eq_ignore_ascii_case(&origin) {
+        &value[n..]
     } else {
         value.strip_prefix("//")?
     };
@@ -167,6 +169,14 @@ mod tests {
         );
         assert_eq!(r("http://evil.example/x"), None);
         assert_eq!(r("https://app.internal:9000/x"), None, "another scheme");
+
+        let tls: Upstream = "https://app.internal".parse().unwrap();
+        let r = |s: &str| rewrite_location(s, &tls);
+        assert_eq!(r("https://app.internal/a").as_deref(), Some("/a"));
+        assert_eq!(r("HTTPS://app.internal:443/a").as_deref(), Some("/a"));
+        assert_eq!(r("//app.internal/a").as_deref(), Some("/a"));
+        assert_eq!(r("http://app.internal/a"), None, "another scheme");
+        assert_eq!(r("https://app.internal:8443/a"), None, "another port");
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! hyper's HTTP/1 client, streamed both ways (nothing is buffered whole).
 //!
 //! * `config.rs`: [`Upstream`] and [`ProxyConfig`].
+//! * `tls.rs`: TLS to an `https://` upstream (rustls; the system's CA
+//!   certificates or `--upstream-ca`), set up once, a handshake per
+//!   connection.
 //! * `headers.rs`: hop-by-hop headers, `Location`, `Set-Cookie` (pure).
 //! * `inject.rs`: the co-browsing scripts streamed into HTML pages, in any
 //!   content encoding and charset, with the CSP adjusted (pure).
@@ -19,6 +22,7 @@
 mod config;
 mod headers;
 pub(crate) mod inject;
+mod tls;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -97,6 +101,8 @@ impl Forward for Forwarder {
 pub(crate) struct Proxy {
     cfg: ProxyConfig,
     authority: HeaderValue,
+    /// The TLS client of an `https://` upstream, built once.
+    tls: Option<tls::Tls>,
     idle: Mutex<Vec<SendRequest<UpBody>>>,
 }
 
@@ -121,9 +127,11 @@ impl Proxy {
         }
         let authority = HeaderValue::from_str(&cfg.upstream.authority())
             .expect("a validated upstream is ascii");
+        let tls = tls::Tls::new(&cfg)?;
         Ok(Proxy {
             cfg,
             authority,
+            tls,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -523,11 +531,14 @@ impl Proxy {
         Ok((self.connect().await?, false))
     }
 
-    /// A new upstream connection.
+    /// A new upstream connection (over TLS to an `https://` upstream; the
+    /// connect timeout covers the TLS handshake too).
     async fn connect(&self) -> Result<SendRequest<UpBody>, Error> {
         let up = &self.cfg.upstream;
         let timeout = self.cfg.connect_timeout;
         let addr = (up.host().trim_matches(['[', ']']), up.port());
+        // TCP and TLS together within the connect timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
         let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await
         {
             Err(_) => {
@@ -543,8 +554,23 @@ impl Proxy {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(TokioIo::new(stream)).await,
+            Some(tls) => {
+                let stream = tls.handshake(stream, up, deadline).await?;
+                self.handshake(TokioIo::new(stream)).await
+            }
+        }
+    }
+
+    /// hyper's HTTP/1 client on a new connection, its connection task spawned.
+    async fn handshake<I>(&self, io: I) -> Result<SendRequest<UpBody>, Error>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let up = &self.cfg.upstream;
         let (sender, conn) = client::Builder::new()
-            .handshake::<_, UpBody>(TokioIo::new(stream))
+            .handshake::<_, UpBody>(io)
             .await
             .map_err(|e| Error::bad_gateway(format!("upstream {up} unreachable: {e}")))?;
         tokio::spawn(async move {

@@ -680,3 +680,250 @@ async fn trailers_pass_when_asked_for() {
     assert_eq!(r.text(), "with trailers");
     assert_eq!(up.last("/trailers").header("te"), None);
 }
+
+// --- https:// upstreams (src/proxy/tls.rs) ---
+
+/// tandem in front of the kit's application over TLS, its certificate
+/// checked against the application's own CA (`--upstream-ca`).
+async fn proxied_tls() -> (Upstream, Server) {
+    let up = Upstream::start_tls().await;
+    let srv = Server::start(config().proxy(&up.url()).upstream_ca(up.ca_file())).await;
+    (up, srv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_pages_downloads_and_posts() {
+    let (up, srv) = proxied_tls().await;
+    assert!(up.url().starts_with("https://127.0.0.1:"), "{}", up.url());
+    // A page, with the co-browsing scripts put in as over plain HTTP.
+    let mut conn = srv.connect().await;
+    let page = conn.request(&Req::get("/page").host(&srv.host())).await;
+    assert_eq!(page.head.status, 200, "{}\n{}", page.head.raw, page.text());
+    assert!(page.text().contains("hello from upstream"));
+    assert!(page.text().contains("<script src=\"/_tandem/cobrowse.js\""));
+    let seen = up.last("/page");
+    assert_eq!(seen.header("host"), Some(up.addr.to_string().as_str()));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"), "tandem's");
+    // The application's own https:// origin maps to the proxy.
+    let r = conn
+        .request(&Req::get("/redirect/own").host(&srv.host()))
+        .await;
+    assert_eq!(r.head.status, 302);
+    r.head.expect("location", "/page?from=own");
+
+    // A large download streams: the first MiB arrives before the upstream
+    // sends the rest.
+    const N: usize = 8 * 1024 * 1024;
+    let (head, mut body) = srv
+        .open(Req::get(&format!("/download?bytes={N}&gate=1")))
+        .await;
+    assert_eq!(head.status, 200, "{}", head.raw);
+    head.expect("content-length", &N.to_string());
+    let mut got = Vec::with_capacity(N);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 1 << 20 {
+        got.extend(
+            body.next_by(deadline)
+                .await
+                .expect("the first MiB, streamed"),
+        );
+    }
+    assert_eq!(got.len(), 1 << 20, "nothing past the gate yet");
+    up.release();
+    while let Some(chunk) = body.next().await {
+        got.extend(chunk);
+    }
+    assert!(body.ended_cleanly());
+    assert_eq!(got.len(), N);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+
+    // A POST's body goes up and its echo comes back, byte for byte, with
+    // a Content-Length and chunked.
+    let data: Vec<u8> = (0..1_500_000).map(|i| (i % 253) as u8).collect();
+    let r = srv
+        .send(Req::post("/echo", &data).header("Content-Type", "application/x-test"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.head.raw);
+    r.head.expect("content-type", "application/x-test");
+    assert!(r.body == data, "byte for byte");
+    let r = srv
+        .send(Req::post("/echo", &data[..200_000]).chunked())
+        .await;
+    assert!(r.body == data[..200_000], "byte for byte, chunked");
+    assert_eq!(up.last("/echo").method, "POST");
+
+    // Answers read whole free their TLS connection for the next request.
+    let before = up.connections();
+    for _ in 0..5 {
+        assert_eq!(srv.get("/binary").await.body.len(), 256);
+    }
+    assert!(
+        up.connections() <= before + 1,
+        "TLS connections are pooled: {before} then {}",
+        up.connections()
+    );
+    // The upstream closes them: the next request gets a new one.
+    up.close_connections();
+    assert_eq!(srv.get("/binary").await.body.len(), 256);
+}
+
+/// Without `--upstream-ca` the upstream's certificate is checked against
+/// the system's CA certificates, which do not know the test's CA: 502,
+/// naming the problem, and nothing reaches the application.
+#[tokio::test]
+async fn an_https_upstream_unknown_to_the_system_is_502() {
+    let up = Upstream::start_tls().await;
+    let srv = Server::start(config().proxy(&up.url())).await;
+    let r = srv.get("/page").await;
+    let msg = r.expect_error(
+        502,
+        &[
+            &format!("upstream {}", up.url()),
+            "TLS handshake failed",
+            "invalid peer certificate",
+            "UnknownIssuer",
+        ],
+    );
+    assert!(!msg.contains("{"), "{msg}");
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    // tandem's own routes are unaffected.
+    assert_eq!(srv.get("/_tandem/healthz").await.head.status, 200);
+}
+
+/// A certificate from the right CA but for another name: 502.
+#[tokio::test]
+async fn an_https_upstream_certificate_for_another_name_is_502() {
+    let up = Upstream::start_tls_for(&["other.example"]).await;
+    let srv = Server::start(config().proxy(&up.url()).upstream_ca(up.ca_file())).await;
+    let r = srv.get("/page").await;
+    r.expect_error(
+        502,
+        &[
+            "TLS handshake failed",
+            "invalid peer certificate",
+            "not valid for name",
+            "127.0.0.1",
+        ],
+    );
+    assert!(up.seen().is_empty());
+
+    // The name is the upstream's host: one for `localhost` is checked as
+    // a DNS name (and the IP address 127.0.0.1 is not in it).
+    let up = Upstream::start_tls_for(&["localhost"]).await;
+    let url = format!("https://localhost:{}", up.addr.port());
+    let srv = Server::start(config().proxy(&url).upstream_ca(up.ca_file())).await;
+    let r = srv.get("/page").await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(
+        up.last("/page").header("host"),
+        Some(format!("localhost:{}", up.addr.port()).as_str())
+    );
+    let ip = Upstream::start_tls_for(&["localhost"]).await;
+    let srv = Server::start(config().proxy(&ip.url()).upstream_ca(ip.ca_file())).await;
+    srv.get("/page")
+        .await
+        .expect_error(502, &["not valid for name", "127.0.0.1"]);
+}
+
+/// A CA file that is missing, empty or not PEM stops the proxy from
+/// starting, with a message naming the setting and the file; the binary
+/// refuses before it listens.
+#[tokio::test]
+async fn a_bad_upstream_ca_file_is_a_setup_error() {
+    let up = Upstream::start_tls().await;
+    let dir = std::env::temp_dir().join(format!("tandem-it-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing-ca.pem");
+    let empty = dir.join("empty-ca.pem");
+    std::fs::write(&empty, "").unwrap();
+    let key = dir.join("not-a-cert.pem");
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let garbled = dir.join("garbled-ca.pem");
+    std::fs::write(
+        &garbled,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (file, why) in [
+        (&missing, "cannot read it"),
+        (&empty, "no certificate in it"),
+        (&key, "no certificate in it"),
+        (&garbled, "certificate 1 is not a usable CA"),
+    ] {
+        let cfg = ProxyConfig::new(up.url().parse().unwrap())
+            .hosts(vec!["127.0.0.1:8080".into()])
+            .upstream_ca(file);
+        let want = format!("upstream-ca {}: {why}", file.display());
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.starts_with(&want), "{e}");
+        let hub = tandem::Hub::new(tandem::Config::default()).unwrap();
+        let e = tandem::Service::new(hub).with_proxy(cfg).unwrap_err();
+        assert!(e.to_string().starts_with(&want), "{e}");
+    }
+    // A CA file for a plain http upstream is a mistake too.
+    let plain = ProxyConfig::new("http://127.0.0.1:9000".parse().unwrap())
+        .hosts(vec!["127.0.0.1:8080".into()])
+        .upstream_ca(up.ca_file());
+    let e = plain.validate().unwrap_err().to_string();
+    assert!(e.contains("is for an https upstream"), "{e}");
+
+    // The binary: exit 2 before listening, the flag and the file named.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(up.url())
+        .arg("--upstream-ca")
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "tandem: upstream-ca {}: cannot read it",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An `https://` upstream that is not TLS at all is a 502 naming the
+/// handshake; one that accepts the connection but never answers the
+/// handshake is a 504 within the connect timeout.
+#[tokio::test]
+async fn an_https_upstream_that_does_not_speak_tls() {
+    let plain = Upstream::start().await;
+    let url = format!("https://{}", plain.addr);
+    let srv = Server::start(config().proxy(&url)).await;
+    srv.get("/page")
+        .await
+        .expect_error(502, &[&format!("upstream {url}"), "TLS handshake failed"]);
+    assert!(plain.seen().is_empty(), "{:?}", plain.seen());
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let cfg = ProxyConfig::new(url.parse().unwrap()).connect_timeout(Duration::from_millis(300));
+    let srv = Server::start(config().proxy_config(cfg)).await;
+    let started = Instant::now();
+    srv.get("/page").await.expect_error(
+        504,
+        &[&format!("upstream {url}"), "TLS handshake within 300ms"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+}

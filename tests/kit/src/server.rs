@@ -83,6 +83,13 @@ impl Setup {
         self.proxy = Some(ProxyConfig::new(upstream.parse().expect("valid upstream")));
         self
     }
+    /// With [`proxy`](Self::proxy) (given first): the CA file an https
+    /// upstream's certificate is checked against (`--upstream-ca`).
+    pub fn upstream_ca(mut self, pem_file: &std::path::Path) -> Setup {
+        let proxy = self.proxy.take().expect("upstream_ca after proxy");
+        self.proxy = Some(proxy.upstream_ca(pem_file));
+        self
+    }
     /// tandem as a reverse proxy with these settings.
     pub fn proxy_config(mut self, cfg: ProxyConfig) -> Setup {
         self.proxy = Some(cfg);

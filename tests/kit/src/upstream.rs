@@ -40,9 +40,16 @@
 //!   * `GET /whoami`: the user's name as text, or `nobody`.
 //!   * `POST /rotate`: a new session cookie for the same user.
 //! * anything else: 200 `upstream saw {METHOD} {target}`.
+//!
+//! [`Upstream::start_tls`] serves the same routes over TLS (rustls), with a
+//! certificate made at start by `rcgen` for `127.0.0.1` and `localhost`,
+//! signed by a CA made then too, whose PEM is written to a temporary file
+//! ([`Upstream::ca_file`], what `--upstream-ca` takes). Its own-origin
+//! URLs (`/redirect/own`, `/cookie`) are `https://` then.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,6 +63,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
@@ -88,6 +96,8 @@ impl Seen {
 
 struct State {
     addr: SocketAddr,
+    /// `http` or `https`: the scheme of its own-origin URLs.
+    scheme: &'static str,
     seen: Mutex<Vec<Seen>>,
     release: Notify,
     sse: broadcast::Sender<String>,
@@ -106,12 +116,46 @@ pub struct Upstream {
     pub addr: SocketAddr,
     state: Arc<State>,
     task: JoinHandle<()>,
+    /// The CA's PEM file of a TLS upstream (removed on drop).
+    ca_file: Option<PathBuf>,
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(f) = &self.ca_file {
+            let _ = std::fs::remove_file(f);
+        }
     }
+}
+
+/// A CA and a server certificate it signed for `names` (IP addresses
+/// become IP SANs, the rest DNS names): the server's settings, and the
+/// CA's certificate as PEM.
+fn tls_for(names: &[&str]) -> (Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tandem test CA");
+    let ca_key = KeyPair::generate().expect("ca key");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca certificate");
+    let issuer = Issuer::new(ca, ca_key);
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut leaf = CertificateParams::new(names.clone()).expect("server names");
+    leaf.distinguished_name.push(DnType::CommonName, &names[0]);
+    let key = KeyPair::generate().expect("server key");
+    let cert = leaf.signed_by(&key, &issuer).expect("server certificate");
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("server certificate and key");
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (Arc::new(cfg), ca_cert.pem())
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -119,10 +163,39 @@ type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 impl Upstream {
     /// Starts it on `127.0.0.1:0`.
     pub async fn start() -> Upstream {
+        Upstream::serve(None).await
+    }
+
+    /// Starts it on `127.0.0.1:0` over TLS, with a certificate for
+    /// `127.0.0.1` and `localhost` signed by a CA of its own
+    /// ([`ca_file`](Self::ca_file)).
+    pub async fn start_tls() -> Upstream {
+        Upstream::start_tls_for(&["127.0.0.1", "localhost"]).await
+    }
+
+    /// Starts it over TLS with a certificate for these names only (IP
+    /// addresses or DNS names), signed by a CA of its own.
+    pub async fn start_tls_for(names: &[&str]) -> Upstream {
+        let (cfg, ca_pem) = tls_for(names);
+        let mut up = Upstream::serve(Some(tokio_rustls::TlsAcceptor::from(cfg))).await;
+        static N: AtomicU64 = AtomicU64::new(0);
+        let file = std::env::temp_dir().join(format!(
+            "tandem-kit-ca-{}-{}-{}.pem",
+            std::process::id(),
+            up.addr.port(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&file, ca_pem).expect("write the CA's PEM file");
+        up.ca_file = Some(file);
+        up
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(State {
             addr,
+            scheme: if tls.is_some() { "https" } else { "http" },
             seen: Mutex::new(Vec::new()),
             release: Notify::new(),
             sse: broadcast::channel(64).0,
@@ -141,25 +214,41 @@ impl Upstream {
                 };
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 let st2 = st.clone();
+                let tls = tls.clone();
                 let task = tokio::spawn(async move {
-                    let st = st2;
-                    let svc = service_fn(move |req| {
-                        let st = st.clone();
-                        async move { Ok::<_, Infallible>(route(&st, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_connection(stream, st2).await,
+                        // A client that refuses the certificate ends here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve_connection(stream, st2).await;
+                            }
+                        }
+                    }
                 });
                 st.tasks.lock().unwrap().push(task.abort_handle());
             }
         });
-        Upstream { addr, state, task }
+        Upstream {
+            addr,
+            state,
+            task,
+            ca_file: None,
+        }
     }
 
-    /// `http://127.0.0.1:port`, what `--upstream` takes.
+    /// `http://127.0.0.1:port` (`https://` over TLS), what `--upstream`
+    /// takes.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.state.scheme, self.addr)
+    }
+
+    /// The PEM file of the CA that signed a TLS upstream's certificate,
+    /// what `--upstream-ca` takes.
+    pub fn ca_file(&self) -> &Path {
+        self.ca_file
+            .as_deref()
+            .expect("only a TLS upstream (start_tls) has a CA")
     }
 
     /// Every request seen so far.
@@ -219,6 +308,20 @@ impl Upstream {
     pub fn received(&self) -> u64 {
         self.state.received.load(Ordering::SeqCst)
     }
+}
+
+/// Serves the routes on one connection, plain or TLS.
+async fn serve_connection<I>(io: I, st: Arc<State>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let st = st.clone();
+        async move { Ok::<_, Infallible>(route(&st, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 /// A body fed by a channel, frame by frame as the sender sends.
@@ -319,7 +422,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             full("<!doctype html><title>upstream page</title><p>hello from upstream</p>"),
         ),
         "/redirect/relative" => redirect("/page".into()),
-        "/redirect/own" => redirect(format!("http://{}/page?from=own", st.addr)),
+        "/redirect/own" => redirect(format!("{}://{}/page?from=own", st.scheme, st.addr)),
         "/redirect/other" => redirect("http://other.example/elsewhere".into()),
         "/cookie" => Response::builder()
             .header(
@@ -330,7 +433,7 @@ async fn route(st: &Arc<State>, req: Request<Incoming>) -> Response<Body> {
             .header("set-cookie", "plain=1; Path=/")
             .header(
                 "content-location",
-                format!("http://{}/cookie/here", st.addr),
+                format!("{}://{}/cookie/here", st.scheme, st.addr),
             )
             .body(full("cookies"))
             .expect("valid"),
