@@ -167,6 +167,9 @@ struct Serve {
     /// a customer whose page has not been heard from for this long shows as gone [45s]
     #[argh(option, from_str_fn(duration))]
     presence_timeout: Option<Duration>,
+    /// most followers in one class (classroom mode) [100]
+    #[argh(option)]
+    max_class_followers: Option<usize>,
     /// put tandem in front of this web application, http://HOST:PORT or https://HOST:PORT: requests outside the tandem prefix go to it
     #[argh(option)]
     upstream: Option<Upstream>,
@@ -241,7 +244,8 @@ impl Serve {
             agent_session_ttl,
             help_session_ttl,
             max_help_sessions,
-            presence_timeout
+            presence_timeout,
+            max_class_followers
         );
         cb.agents_file = self.agents.clone();
         cb.audit_file = self.audit.clone();
@@ -728,6 +732,7 @@ mod tests {
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),
             ("--presence-timeout", shown(cb.presence_timeout)),
+            ("--max-class-followers", cb.max_class_followers.to_string()),
             ("--tandem-prefix", p.prefix.clone()),
             ("--upstream-timeout", shown(p.response_timeout)),
             (
@@ -821,14 +826,23 @@ mod tests {
     fn flags_are_laid_over_the_defaults() {
         let Command::Serve(s) = Cli::from_args(
             &["tandem"],
-            &["serve", "--heartbeat", "3s", "--max-connections", "7"],
+            &[
+                "serve",
+                "--heartbeat",
+                "3s",
+                "--max-connections",
+                "7",
+                "--max-class-followers",
+                "20",
+            ],
         )
         .unwrap()
         .command
         else {
             panic!("not serve")
         };
-        let (core, http, _) = s.config();
+        let (core, http, cb) = s.config();
+        assert_eq!(cb.unwrap().max_class_followers, 20);
         assert_eq!(core.heartbeat, Duration::from_secs(3));
         assert_eq!(http.max_connections, 7);
         assert_eq!(core.buffer_events, Config::default().buffer_events);

@@ -10,12 +10,16 @@
 //! * `cb.console`, the live list, is read by signed-in agents (401);
 //! * `cb.{id}` is read by that session's customer and the agents who joined
 //!   it: 401 with no co-browsing credential at all, 403 with one that is not
-//!   for this session (or for a session that ended).
+//!   for this session (or for a session that ended);
+//! * `cb.class.{id}`, a class (see `class.rs`), is read by its presenter
+//!   and its followers: 401 with no class cookie, 403 with one that is not
+//!   for this class (or for a class that ended).
 //!
 //! The gate is asked when a subscription opens; a stream already open when
 //! its session ends receives the `end` event and the channel closes, and
 //! no new subscription is let in. Other channels are none of its business.
 
+use super::class::CLASS_PREFIX;
 use super::console::CONSOLE_CHANNEL;
 
 /// The start of every co-browsing channel's name (`cb.console`, `cb.{id}`).
@@ -43,6 +47,19 @@ impl Cobrowse {
         }
         if channel == CONSOLE_CHANNEL {
             return self.agent(cookies).map(|_| ());
+        }
+        if let Some(class) = rest.strip_prefix(CLASS_PREFIX) {
+            if self.class_member(class, cookies) {
+                return Ok(());
+            }
+            if cookies.present.is_none() && cookies.follow.is_none() {
+                return Err(Error::unauthorized(
+                    "class channel: join the class first (POST /cobrowse/class/join)",
+                ));
+            }
+            return Err(Error::forbidden(
+                "not a member of this class (it may have ended)",
+            ));
         }
         if self.customer(cookies).is_some_and(|id| id == rest) {
             return Ok(());

@@ -37,6 +37,9 @@
 //! * `state.rs`: [`Cobrowse`], the state and its operations, no HTTP in it:
 //!   plain inputs (cookie values, a checked request), plain outputs, errors
 //!   as [`crate::Error`]; the task that marks silent customers gone.
+//! * `class.rs`: classroom mode: classes (plain data), their codes and
+//!   links, followers, control, and the operations on them (the state in
+//!   `state.rs` holds the `Classes`).
 //! * `gate.rs`: who may read which `cb.` channel.
 //! * `proxied.rs`: what the proxy asks of co-browsing: whose request it
 //!   forwards (a customer's, a page of an agent's view), the jars, the
@@ -49,12 +52,15 @@
 //! **Where to change what.** A new kind of session event: `Say` in
 //! `state.rs`, its parsing in `routes.rs`, `docs/cobrowse.md`. Who may read
 //! a channel: `gate.rs`. A new setting: `settings.rs`. What the console
-//! shows: `Session::summary` in `session.rs`.
+//! shows: `Session::summary` in `session.rs`. Classroom mode (a presenter,
+//! followers, control): `class.rs`, its routes in `routes.rs`
+//! (`class_route`), its channel in `gate.rs`.
 //!
 //! **The gate.** Channels whose names start with `cb.` belong to
 //! co-browsing: `cb.console` (the live list of sessions, read by signed-in
-//! agents) and `cb.{id}` for each help session (read by its customer and the
-//! agents who joined it). tandem's [`crate::Service`] asks this app before
+//! agents), `cb.{id}` for each help session (read by its customer and the
+//! agents who joined it) and `cb.class.{id}` for each class (read by its
+//! presenter and followers). tandem's [`crate::Service`] asks this app before
 //! every subscribe, long-poll, stream open and publish of a channel, with
 //! the request's headers; the app looks for the participant's cookie
 //! (`HttpOnly`, so page scripts and a Referer never carry it) and answers
@@ -65,6 +71,7 @@
 
 mod agents;
 pub mod audit;
+mod class;
 mod console;
 mod gate;
 mod helpers;

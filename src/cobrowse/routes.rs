@@ -11,6 +11,12 @@
 //! | `GET /cobrowse/sessions` | agent | the list the console shows (then live on `cb.console`) |
 //! | `POST /cobrowse/join` | agent | `{session}` or `{code}` |
 //! | `GET /cobrowse/canned` | agent | the canned chat replies |
+//! | `POST /cobrowse/class` | anyone (an agent presents under its name) | open a class: `{url,title?,name?}`; sets the presenter cookie; `{id, code, link, ...}` |
+//! | `GET /cobrowse/class` | class member | the class (its current page, who steers; the presenter: code, link, followers) |
+//! | `POST /cobrowse/class/join` | anyone | `{code, name?}` (a code or a link's key); sets the follower cookie |
+//! | `POST /cobrowse/class/event` | who holds control | `{type: nav or click, url, title?, text?}` |
+//! | `POST /cobrowse/class/control` | presenter | `{to: FOLLOWER_ID or null}` |
+//! | `POST /cobrowse/class/end` | class member | the presenter ends the class; a follower leaves it |
 //! | `POST /agent/signin`, `/agent/signout`, `GET /agent/me` | agent | sign-in cookie |
 //! | `GET, POST /portal/...` | anyone | the demo portal, when mounted ([`Cobrowse::with_portal`]) |
 //!
@@ -30,6 +36,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::agents::Credentials;
+use super::class::{Key, Member};
 use super::console::CONSOLE_CHANNEL;
 use super::gate::CHANNEL_PREFIX;
 use super::helpers::{field, site_url, MAX_CHAT, MAX_LABEL, MAX_MESSAGE, MAX_TITLE, MAX_URL};
@@ -44,6 +51,10 @@ use crate::http::{Access, App, AppFuture, Body};
 const HELP_COOKIE: &str = "tandem_help";
 /// The agent's sign-in cookie.
 const AGENT_COOKIE: &str = "tandem_agent";
+/// A class presenter's cookie: `{class id}.{token}`.
+const PRESENT_COOKIE: &str = "tandem_present";
+/// A class follower's cookie: `{class id}.{follower id}.{token}`.
+const FOLLOW_COOKIE: &str = "tandem_follow";
 /// The query parameter of the agent's view of the customer's pages: which
 /// help session this page of the view shows (not a secret: it only picks
 /// among the sessions the agent joined). A parameter of each page, not a
@@ -55,6 +66,8 @@ impl Cookies {
         Cookies {
             help: cookie(headers, HELP_COOKIE),
             agent: cookie(headers, AGENT_COOKIE),
+            present: cookie(headers, PRESENT_COOKIE),
+            follow: cookie(headers, FOLLOW_COOKIE),
         }
     }
 }
@@ -95,13 +108,17 @@ impl Cobrowse {
     async fn answer(&self, path: &str, req: Request<Bytes>) -> Result<Response<Body>, Error> {
         let method = req.method().clone();
         let allow = match path {
-            "/cobrowse/session" => "GET, POST",
+            "/cobrowse/session" | "/cobrowse/class" => "GET, POST",
             "/cobrowse/sessions" | "/cobrowse/canned" | "/agent/me" => "GET",
             "/cobrowse/session/code"
             | "/cobrowse/session/ping"
             | "/cobrowse/control"
             | "/cobrowse/event"
             | "/cobrowse/join"
+            | "/cobrowse/class/join"
+            | "/cobrowse/class/event"
+            | "/cobrowse/class/control"
+            | "/cobrowse/class/end"
             | "/agent/signin"
             | "/agent/signout" => "POST",
             _ => {
@@ -168,6 +185,10 @@ impl Cobrowse {
                 Ok(ok_json(json!({ "replies": self.canned() })))
             }
             ("POST", "/cobrowse/join") => self.join_route(&cookies, &body).await,
+            (_, p) if p.starts_with("/cobrowse/class") => {
+                self.class_route(method.as_str(), p, headers, &cookies, &body)
+                    .await
+            }
             ("POST", "/agent/signin") => self.sign_in_route(headers, &body).await,
             ("POST", "/agent/signout") => {
                 self.sign_out(&cookies);
@@ -313,6 +334,142 @@ impl Cobrowse {
         let ttl = self.settings().agent_session_ttl.as_secs();
         set_cookie(&mut resp, headers, AGENT_COOKIE, &token, Some(ttl));
         Ok(resp)
+    }
+}
+
+impl Cobrowse {
+    /// The classroom routes (`/cobrowse/class...`; see `class.rs`).
+    async fn class_route(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        cookies: &Cookies,
+        body: &Map<String, Value>,
+    ) -> Result<Response<Body>, Error> {
+        self.expire_classes().await;
+        let member = self.member(cookies, None);
+        let not_member = || {
+            if cookies.present.is_none() && cookies.follow.is_none() {
+                Error::unauthorized("open or join a class first")
+            } else {
+                Error::forbidden("not a member of a class (it may have ended)")
+            }
+        };
+        match (method, path) {
+            ("POST", "/cobrowse/class") => {
+                if let Some((id, Member::Presenter)) = &member {
+                    // Opening twice (a double click, a second tab) gives the same class.
+                    return Ok(ok_json(self.class_view(id, &Member::Presenter)?));
+                }
+                let url = site_url(&field(body, "url", MAX_URL, true)?)?;
+                let title = field(body, "title", MAX_TITLE, false)?;
+                let agent = self.agent_named(cookies);
+                let name = match (&agent, field(body, "name", MAX_LABEL, false)?) {
+                    (Some(a), _) => a.clone(),
+                    (None, n) if n.trim().is_empty() => "the presenter".to_string(),
+                    (None, n) => n.trim().to_string(),
+                };
+                if let Some((id, Member::Follower(f))) = &member {
+                    self.leave_class(id, f).await;
+                }
+                let (id, token) = self.open_class(name, agent.is_some(), url, title).await?;
+                let mut resp = ok_json(self.class_view(&id, &Member::Presenter)?);
+                *resp.status_mut() = StatusCode::CREATED;
+                let ttl = self.settings().help_session_ttl.as_secs();
+                set_cookie(
+                    &mut resp,
+                    headers,
+                    PRESENT_COOKIE,
+                    &format!("{id}.{token}"),
+                    Some(ttl),
+                );
+                if cookies.follow.is_some() {
+                    set_cookie(&mut resp, headers, FOLLOW_COOKIE, "", Some(0));
+                }
+                Ok(resp)
+            }
+            ("GET", "/cobrowse/class") => {
+                if let Some((id, m)) = &member {
+                    return Ok(ok_json(self.class_view(id, m)?));
+                }
+                let mut resp = crate::http::error_response(&Error::not_found(
+                    "no class (open or join one; an ended one is gone)",
+                ));
+                for (c, name) in [
+                    (&cookies.present, PRESENT_COOKIE),
+                    (&cookies.follow, FOLLOW_COOKIE),
+                ] {
+                    if c.is_some() {
+                        set_cookie(&mut resp, headers, name, "", Some(0));
+                    }
+                }
+                Ok(resp)
+            }
+            ("POST", "/cobrowse/class/join") => {
+                if let Some((_, Member::Presenter)) = &member {
+                    return Err(Error::bad_request(
+                        "you present a class: end it before joining another",
+                    ));
+                }
+                let key = Key::parse(&field(body, "code", 64, true)?);
+                let name = match field(body, "name", MAX_LABEL, false)? {
+                    n if n.trim().is_empty() => None,
+                    n => Some(n.trim().to_string()),
+                };
+                let (id, f, token) = self.join_class(&key, name).await?;
+                if let Some((old, Member::Follower(old_f))) = &member {
+                    self.leave_class(old, old_f).await;
+                }
+                let mut resp = ok_json(self.class_view(&id, &Member::Follower(f.clone()))?);
+                let ttl = self.settings().help_session_ttl.as_secs();
+                set_cookie(
+                    &mut resp,
+                    headers,
+                    FOLLOW_COOKIE,
+                    &format!("{id}.{f}.{token}"),
+                    Some(ttl),
+                );
+                Ok(resp)
+            }
+            ("POST", "/cobrowse/class/event") => {
+                let (id, m) = member.ok_or_else(not_member)?;
+                let kind = field(body, "type", 16, true)?;
+                if kind != "nav" && kind != "click" {
+                    return Err(Error::bad_request("a class event is nav or click"));
+                }
+                let say = say_of(&kind, false, body)?.expect("nav and click are events");
+                self.class_say(&id, &m, say).await?;
+                Ok(ok_json(json!({"ok": true})))
+            }
+            ("POST", "/cobrowse/class/control") => {
+                let (id, m) = member.ok_or_else(not_member)?;
+                let to = match body.get("to") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(field(body, "to", 32, true)?),
+                };
+                Ok(ok_json(self.hand_control(&id, &m, to).await?))
+            }
+            ("POST", "/cobrowse/class/end") => {
+                let (id, m) = member.ok_or_else(not_member)?;
+                let (answer, cookie) = match &m {
+                    Member::Presenter => {
+                        self.end_class(&id).await;
+                        (json!({"ended": true}), PRESENT_COOKIE)
+                    }
+                    Member::Follower(f) => {
+                        self.leave_class(&id, f).await;
+                        (json!({"left": true}), FOLLOW_COOKIE)
+                    }
+                };
+                let mut resp = ok_json(answer);
+                set_cookie(&mut resp, headers, cookie, "", Some(0));
+                Ok(resp)
+            }
+            _ => Err(Error::not_found(
+                "no such route (see docs/cobrowse.md for the classroom routes)",
+            )),
+        }
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use super::helpers::MAX_CHAT;
 
 /// What co-browsing runs with: agent accounts (or a per-run key), the audit
-/// log, canned replies, and the lifetimes and limits of sign-ins and help
-/// sessions.
+/// log, canned replies, and the lifetimes and limits of sign-ins, help
+/// sessions and classes.
 ///
 /// ```
 /// use std::time::Duration;
@@ -54,6 +54,8 @@ pub struct CobrowseConfig {
     /// A customer whose page has not been heard from for this long (the
     /// widget pings at a third of it) shows as gone in the console.
     pub presence_timeout: Duration,
+    /// Most followers in one class (classroom mode).
+    pub max_class_followers: usize,
 }
 
 impl Default for CobrowseConfig {
@@ -70,6 +72,7 @@ impl Default for CobrowseConfig {
             help_session_ttl: Duration::from_secs(4 * 3600),
             max_help_sessions: 1000,
             presence_timeout: Duration::from_secs(45),
+            max_class_followers: 100,
         }
     }
 }
@@ -87,6 +90,7 @@ impl fmt::Debug for CobrowseConfig {
             .field("help_session_ttl", &self.help_session_ttl)
             .field("max_help_sessions", &self.max_help_sessions)
             .field("presence_timeout", &self.presence_timeout)
+            .field("max_class_followers", &self.max_class_followers)
             .finish()
     }
 }
@@ -154,6 +158,13 @@ impl CobrowseConfig {
         self
     }
 
+    /// Most followers in one class (1 to 100000; default 100): the next
+    /// one to join is refused with 429.
+    pub fn max_class_followers(mut self, n: usize) -> CobrowseConfig {
+        self.max_class_followers = n;
+        self
+    }
+
     /// Checks every setting; the error names the setting and its limit.
     pub fn validate(&self) -> Result<(), SetupError> {
         let check = |ok: bool, msg: &str| {
@@ -180,6 +191,10 @@ impl CobrowseConfig {
         check(
             (Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.presence_timeout),
             "presence-timeout must be between 1 second and 10 minutes",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_class_followers),
+            "max-class-followers must be between 1 and 100000",
         )?;
         check(
             (1..=100_000).contains(&self.max_help_sessions),
@@ -288,6 +303,11 @@ mod tests {
         assert!(!format!("{s:?}").contains("secret"));
         let ttl = CobrowseConfig::default().help_session_ttl(Duration::from_secs(1));
         assert!(ttl.validate().unwrap_err().to_string().contains("1 minute"));
+        let followers = CobrowseConfig::default().max_class_followers(0);
+        assert_eq!(
+            followers.validate().unwrap_err().to_string(),
+            "max-class-followers must be between 1 and 100000"
+        );
         let e = load_canned(Some(Path::new("/nonexistent/canned"))).unwrap_err();
         assert!(e.is_file() && e.to_string().starts_with("--canned /nonexistent/canned:"));
     }

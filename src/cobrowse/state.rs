@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 
 use super::agents::{Agents, Credentials};
 use super::audit::Audit;
+use super::class::Classes;
 use super::console::{Console, CONSOLE_CHANNEL};
 use super::portal::Portal;
 use super::session::{channel_of, Ask, Sessions, CODE_FAILS, CODE_TTL, CODE_WINDOW};
@@ -64,6 +65,8 @@ pub(crate) struct Inner {
     portal: OnceLock<Portal>,
     /// Whether the task that marks silent customers gone runs.
     watching: AtomicBool,
+    /// The open classes (classroom mode, `class.rs`).
+    classes: Mutex<Classes>,
     /// Whether help sessions keep the customer's cookies on the proxied
     /// application (`proxied.rs`).
     pub(crate) jars: AtomicBool,
@@ -76,6 +79,10 @@ pub(crate) struct Cookies {
     pub(crate) help: Option<String>,
     /// The agent's sign-in token.
     pub(crate) agent: Option<String>,
+    /// A class presenter's `{class id}.{token}` (see `class.rs`).
+    pub(crate) present: Option<String>,
+    /// A class follower's `{class id}.{follower id}.{token}`.
+    pub(crate) follow: Option<String>,
 }
 
 /// Who is speaking in a help session.
@@ -170,6 +177,7 @@ impl Cobrowse {
                 console: Console::default(),
                 portal: OnceLock::new(),
                 watching: AtomicBool::new(false),
+                classes: Mutex::new(Classes::default()),
                 jars: AtomicBool::new(false),
             }),
         })
@@ -225,6 +233,14 @@ impl Cobrowse {
 
     pub(crate) fn settings(&self) -> &CobrowseConfig {
         &self.inner.settings
+    }
+
+    pub(crate) fn audit(&self) -> &Audit {
+        &self.inner.audit
+    }
+
+    pub(crate) fn classes(&self) -> &Mutex<Classes> {
+        &self.inner.classes
     }
 
     pub(crate) fn canned(&self) -> &[String] {

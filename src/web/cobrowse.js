@@ -134,7 +134,11 @@
       '.tcb-error{color:#b02a37;font-weight:bold}.tcb-error:empty{display:none}' +
       '.tcb-hidden{position:absolute;left:-10000px;width:1px;height:1px;overflow:hidden}' +
       '.tandem-blink{outline:3px solid #d63384 !important;background:#ffe3f1 !important;color:#6b0036 !important}' +
-      '.tandem-marked{outline:3px solid #d63384 !important;outline-offset:2px}');
+      '.tandem-marked{outline:3px solid #d63384 !important;outline-offset:2px}' +
+      '#tandem-cobrowse .tcb-h{font-size:1em;margin:.6em 0 .2em}#tandem-cobrowse .tcb-big{font-size:1.4em;letter-spacing:.1em;font-weight:bold}' +
+      '#tcb-class-error{color:#842029;background:#f8d7da;border:1px solid #842029;padding:.3em;margin:.4em 0}' +
+      '#tcb-class-followers{max-height:10em;overflow:auto;margin:.3em 0;padding-left:1.2em}#tcb-class-link{width:100%}' +
+      '#tcb-following{position:fixed;top:0;left:0;right:0;background:#0a58ca;color:#fff;font-weight:bold;text-align:center;padding:.3em;z-index:2147483000}');
     document.getElementsByTagName('head')[0].appendChild(css);
 
     var root = el('div', {id: 'tandem-cobrowse', role: 'region', 'aria-label': 'Help from an agent'});
@@ -206,6 +210,7 @@
     root.appendChild(panel);
     root.appendChild(ui.toggle);
     root.appendChild(ui.live);
+    buildClass(panel, root);
     document.body.appendChild(root);
     ui.panel = panel;
 
@@ -229,7 +234,8 @@
   }
 
   function render(ended) {
-    show(ui.ask, !state && !ended);
+    show(ui.ask, !state && !ended && !klass);
+    if (ui.classStart) { show(ui.classStart, !state && !klass); }
     show(ui.session, !!state);
     show(ui.ended, !!ended && !state);
     if (!state) {
@@ -505,14 +511,369 @@
     });
   }
 
+  /* ---- classroom mode: a presenter leads, followers follow (see docs/cobrowse.md) ---- */
+  // The class of this tab, as the server last told it: {id, channel, since,
+  // role: 'presenter' | 'follower', me, name, presenter, url, control: {to,
+  // name}, count, code?, link?, followers?, blinked: [...]}. The credential
+  // is an HttpOnly cookie; sessionStorage only says this tab is in a class.
+  var CLASS_KEY = 'tandem.class';
+  var klass = null;
+  var classConn = null;
+  var pendingUrl = null; // where a blink is about to take this page
+
+  function loadClass() {
+    try { return JSON.parse(store && store.getItem(CLASS_KEY)); } catch (e) { return null; }
+  }
+  function saveClass() {
+    try {
+      if (!store) { return; }
+      if (klass) { store.setItem(CLASS_KEY, JSON.stringify(klass)); } else { store.removeItem(CLASS_KEY); }
+    } catch (e) { /* private mode: the class then lasts one page */ }
+  }
+  function classRequest(method, path, body, cb) { request(method, '/cobrowse/class' + path, body, cb); }
+  // Whether this page leads the class now.
+  function steering() {
+    if (!klass || !klass.control) { return false; }
+    return klass.role === 'presenter' ? klass.control.to === null : klass.control.to === klass.me;
+  }
+  function classError(text) {
+    // On screen (role=alert, so screen readers hear it too); the next
+    // success clears it.
+    setText(ui.classError, text || '');
+    show(ui.classError, !!text);
+    if (text) { open(true); }
+  }
+  function takeView(res) {
+    var blinked = (klass && klass.blinked) || [];
+    klass = res;
+    klass.blinked = blinked;
+    window.tandemCobrowse.blinks = blinked;
+    saveClass();
+  }
+
+  function renderClass() {
+    var inClass = !!klass;
+    show(ui.classBox, inClass);
+    show(ui.classStart, !inClass && !state);
+    show(ui.banner, inClass);
+    if (!inClass) { return; }
+    show(ui.ask, false);
+    var presenter = klass.role === 'presenter';
+    var c = klass.control || {to: null, name: klass.presenter};
+    show(ui.presenterBox, presenter);
+    var who;
+    if (steering()) {
+      who = presenter ? 'You lead the class: everyone follows your pages.' : 'You have control: the class follows your pages.';
+    } else {
+      who = presenter ? c.name + ' has control; you follow until you take it back.' : c.name + ' leads; your page follows.';
+    }
+    setText(ui.classStatus, who);
+    setText(ui.banner, presenter ? (steering() ? 'Presenting to ' + (klass.count || 0) + ' followers' : 'Following ' + c.name + ' (you gave control)') :
+      (steering() ? 'You have control of the class' : 'Following ' + c.name));
+    setText(ui.toggle, presenter ? 'Class: presenting' : 'Class: following');
+    setText(ui.classLeave, presenter ? 'End class' : 'Leave class');
+    if (!presenter) { return; }
+    setText(ui.classCode, klass.code || '');
+    ui.classLink.value = klass.link ? location.protocol + '//' + location.host + klass.link : '';
+    setText(ui.classCount, (klass.count || 0) + ' following');
+    show(ui.takeBack, c.to !== null);
+    while (ui.followerList.firstChild) { ui.followerList.removeChild(ui.followerList.firstChild); }
+    var list = klass.followers || [], i;
+    for (i = 0; i < list.length; i++) {
+      var li = el('li', {'data-id': list[i].id}, list[i].name + ' ');
+      var b = el('button', {type: 'button', 'class': 'tcb-give', 'data-id': list[i].id},
+        c.to === list[i].id ? 'Has control' : 'Give control');
+      if (c.to === list[i].id) { b.disabled = true; }
+      b.onclick = (function (id) { return function () { giveControl(id); }; }(list[i].id));
+      li.appendChild(b);
+      ui.followerList.appendChild(li);
+    }
+  }
+
+  function startClass() {
+    ui.classStartButton.disabled = true;
+    classRequest('POST', '', {url: here(), title: document.title.slice(0, 200), name: ui.name.value}, function (err, res) {
+      ui.classStartButton.disabled = false;
+      if (err) { classError('Could not start a class: ' + err.message); return; }
+      classError('');
+      takeView(res);
+      renderClass();
+      open(true);
+      announce('Your class is open. The code is ' + res.code + '.');
+      classConnect();
+    });
+  }
+
+  function joinClass(code) {
+    code = code || ui.classCodeInput.value;
+    if (!code) { classError('Type the code of the class.'); return; }
+    ui.classJoinButton.disabled = true;
+    classRequest('POST', '/join', {code: code, name: ui.name.value}, function (err, res) {
+      ui.classJoinButton.disabled = false;
+      if (err) { classError('Could not join: ' + err.message); return; }
+      classError('');
+      takeView(res);
+      renderClass();
+      announce('You joined the class of ' + res.presenter + '. Your page follows theirs.');
+      classFollow();
+    });
+  }
+
+  function giveControl(id) {
+    classRequest('POST', '/control', {to: id}, function (err, res) {
+      if (err) { classError('Control not handed: ' + err.message); return; }
+      classError('');
+      klass.control = res;
+      saveClass();
+      renderClass();
+    });
+  }
+
+  function endClass() {
+    classRequest('POST', '/end', {}, function (err) {
+      if (err && err.status !== 401 && err.status !== 403) { classError('Not ended: ' + err.message); return; }
+      classDone(klass && klass.role === 'presenter' ? 'You ended the class.' : 'You left the class.');
+    });
+  }
+
+  function classDone(message) {
+    klass = null;
+    saveClass();
+    if (classConn) { classConn.close(); classConn = null; }
+    renderClass();
+    render();
+    classError('');
+    setText(ui.classEnded, message);
+    show(ui.classEnded, true);
+    open(true);
+    announce(message);
+  }
+
+  // This page and the class: the leader tells the class where it is; anyone
+  // else goes to the class's page first if this is not it.
+  function classFollow() {
+    if (steering()) {
+      classRequest('POST', '/event', {type: 'nav', url: here(), title: document.title.slice(0, 200)}, function (err) {
+        if (err) { classError('Not shared with the class: ' + err.message); }
+      });
+    } else if (klass.url && !sameUrl(klass.url, location.href)) {
+      go(klass.url);
+      return;
+    }
+    classConnect();
+  }
+
+  function classConnect() {
+    if (classConn || !klass) { return; }
+    classConn = window.tandem.connect(klass.channel, {
+      base: base,
+      since: klass.since,
+      client: klass.role === 'presenter' ? 'presenter' : 'follower:' + klass.me,
+      transport: transport(),
+      onEvent: onClassEvent,
+      onStatus: function (status, info) { window.tandemCobrowse.status = status + ' ' + info.transport; }
+    });
+    window.tandemCobrowse.connection = classConn;
+  }
+
+  function onClassEvent(ev) {
+    if (!klass) { return; }
+    var cursor = this && this.cursor ? this.cursor() : null;
+    if (cursor !== null) { klass.since = cursor; saveClass(); }
+    if (ev.type === 'gap') { return; }
+    var d = {};
+    try { d = JSON.parse(ev.data); } catch (err) { return; }
+    switch (ev.type) {
+    case 'nav':
+      klass.url = d.url;
+      saveClass();
+      if (steering() || leaving) { return; }
+      if (pendingUrl && sameUrl(pendingUrl, d.url)) { return; }
+      if (!sameUrl(d.url, location.href)) { go(d.url); }
+      break;
+    case 'click':
+      klass.url = d.url;
+      saveClass();
+      if (steering() || leaving) { return; }
+      announce(d.by + ' clicked the link “' + (d.text || d.url) + '”');
+      pendingUrl = d.url;
+      // blink() notes the link in tandemCobrowse.blinks, which is the
+      // class's `blinked`, kept across the page load that follows.
+      blink(linksTo(d.url), function () { go(d.url); });
+      if (klass.blinked.length > 20) { klass.blinked.shift(); }
+      saveClass();
+      break;
+    case 'control':
+      klass.control = {to: d.to, name: d.name};
+      saveClass();
+      renderClass();
+      announce(steering() ? 'You have control: the class follows your pages.' : d.name + ' has control now.');
+      if (steering()) { classFollow(); }
+      break;
+    case 'joined':
+      klass.count = d.count;
+      if (klass.followers) { klass.followers.push({id: d.id, name: d.name}); }
+      saveClass();
+      renderClass();
+      break;
+    case 'left':
+      klass.count = d.count;
+      if (klass.followers) {
+        for (var i = 0; i < klass.followers.length; i++) {
+          if (klass.followers[i].id === d.id) { klass.followers.splice(i, 1); break; }
+        }
+      }
+      saveClass();
+      renderClass();
+      break;
+    case 'end':
+      classDone('The class has ended.');
+      break;
+    }
+  }
+
+  // Link clicks in a class: the leader's blink here, go to the class, then
+  // everyone navigates; anyone else's stay put (they do not steer).
+  function onClassClick(e) {
+    e = e || window.event;
+    if (!klass || leaving) { return; }
+    if (e.defaultPrevented || e.button || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) { return; }
+    var a = e.target || e.srcElement;
+    while (a && a.nodeName !== 'A') { a = a.parentNode; }
+    if (!a || !a.href || a.target === '_blank' || document.getElementById('tandem-cobrowse').contains(a)) { return; }
+    var x = document.createElement('a');
+    x.href = a.href;
+    if (x.protocol !== location.protocol || x.host !== location.host) { return; }
+    if (e.preventDefault) { e.preventDefault(); } else { e.returnValue = false; }
+    if (!steering()) {
+      classError('You are following ' + ((klass.control && klass.control.name) || klass.presenter) +
+        ': only the presenter (or who holds control) changes the page.');
+      return;
+    }
+    var url = x.pathname.replace(/^([^\/])/, '/$1') + x.search + x.hash;
+    classRequest('POST', '/event', {type: 'click', url: url, title: document.title.slice(0, 200), text: linkText(a)}, function (err) {
+      if (err) { classError('Not shared with the class: ' + err.message); }
+    });
+    blink([a], function () { go(url); });
+  }
+
+  // A class's link: `#tandem-class=KEY`. The key leaves the address bar at
+  // once; the join form opens with it filled in.
+  function linkKey() {
+    var m = /(^#|&)tandem-class=([A-Za-z0-9_\-]+)/.exec(location.hash || '');
+    if (!m) { return null; }
+    try {
+      if (window.history && history.replaceState) {
+        history.replaceState(history.state, '', location.pathname + location.search);
+      }
+    } catch (e) { /* old browsers keep it in the bar */ }
+    return m[2];
+  }
+
+  function buildClass(panel, root) {
+    ui.classError = el('p', {id: 'tcb-class-error', role: 'alert', 'class': 'tcb-error'});
+    show(ui.classError, false);
+    ui.classEnded = el('p', {id: 'tcb-class-ended'});
+    show(ui.classEnded, false);
+
+    ui.classStart = el('div', {id: 'tcb-class-start'});
+    ui.classStart.appendChild(el('h2', {'class': 'tcb-h'}, 'Classroom'));
+    ui.classStartButton = el('button', {id: 'tcb-class-start-button', type: 'button'}, 'Start a class');
+    ui.classStart.appendChild(ui.classStartButton);
+    ui.classStart.appendChild(el('p', {}, 'Or join one: everyone in a class sees the presenter\'s pages.'));
+    ui.classJoinForm = el('form', {id: 'tcb-class-join'});
+    ui.classJoinForm.appendChild(el('label', {'for': 'tcb-class-code'}, 'Class code'));
+    ui.classCodeInput = el('input', {id: 'tcb-class-code', type: 'text', maxlength: '64', autocomplete: 'off', inputmode: 'numeric', placeholder: '123 456 789'});
+    ui.classJoinButton = el('button', {id: 'tcb-class-join-button', type: 'submit'}, 'Join a class');
+    ui.classJoinForm.appendChild(ui.classCodeInput);
+    ui.classJoinForm.appendChild(ui.classJoinButton);
+    ui.classStart.appendChild(ui.classJoinForm);
+
+    ui.classBox = el('div', {id: 'tcb-class'});
+    ui.classStatus = el('p', {id: 'tcb-class-status', role: 'status', 'aria-live': 'polite'});
+    ui.presenterBox = el('div', {id: 'tcb-class-presenter'});
+    var codeLine = el('p', {}, 'Code: ');
+    ui.classCode = el('span', {id: 'tcb-class-code-value', 'class': 'tcb-big'});
+    codeLine.appendChild(ui.classCode);
+    var linkLabel = el('label', {'for': 'tcb-class-link'}, 'Link');
+    ui.classLink = el('input', {id: 'tcb-class-link', type: 'text', readonly: 'readonly'});
+    ui.classCount = el('p', {id: 'tcb-class-count', 'aria-live': 'polite'});
+    ui.followerList = el('ul', {id: 'tcb-class-followers', 'aria-label': 'Followers: give one of them control'});
+    ui.takeBack = el('button', {id: 'tcb-class-take-back', type: 'button'}, 'Take back control');
+    ui.presenterBox.appendChild(codeLine);
+    ui.presenterBox.appendChild(linkLabel);
+    ui.presenterBox.appendChild(ui.classLink);
+    ui.presenterBox.appendChild(ui.classCount);
+    ui.presenterBox.appendChild(ui.followerList);
+    ui.presenterBox.appendChild(ui.takeBack);
+    ui.classLeave = el('button', {id: 'tcb-class-end', type: 'button'}, 'End class');
+    ui.classBox.appendChild(el('h2', {'class': 'tcb-h'}, 'Class'));
+    ui.classBox.appendChild(ui.classStatus);
+    ui.classBox.appendChild(ui.presenterBox);
+    ui.classBox.appendChild(ui.classLeave);
+
+    panel.appendChild(ui.classStart);
+    panel.appendChild(ui.classBox);
+    panel.appendChild(ui.classEnded);
+    panel.appendChild(ui.classError);
+
+    // The banner: on every page of a class, who leads.
+    ui.banner = el('div', {id: 'tcb-following', role: 'status'});
+    root.appendChild(ui.banner);
+
+    ui.classStartButton.onclick = startClass;
+    ui.classJoinForm.onsubmit = function () { joinClass(); return false; };
+    ui.takeBack.onclick = function () { giveControl(null); };
+    ui.classLeave.onclick = endClass;
+    renderClass();
+  }
+
+  // A page of a class: ask the server where the class is, then lead or follow.
+  function classResume() {
+    classRequest('GET', '', null, function (err, res) {
+      if (err) {
+        klass = null;
+        saveClass();
+        renderClass();
+        render();
+        if (err.status === 404) {
+          setText(ui.classEnded, 'The class has ended.');
+          show(ui.classEnded, true);
+        }
+        return;
+      }
+      takeView(res);
+      renderClass();
+      if (klass.role === 'presenter') { open(true); }
+      classFollow();
+    });
+  }
+
   window.tandemCobrowse = {
     state: function () { return state; },
     status: '',
     blinks: [],
     connection: null
   };
-  if (document.addEventListener) { document.addEventListener('click', onClick, false); } else { document.attachEvent('onclick', onClick); }
+  if (document.addEventListener) {
+    document.addEventListener('click', onClick, false);
+    document.addEventListener('click', onClassClick, false);
+  } else {
+    document.attachEvent('onclick', onClick);
+    document.attachEvent('onclick', onClassClick);
+  }
   build();
   state = load();
   if (state) { render(); open(state.open !== false); resume(); }
+  klass = loadClass();
+  var key = linkKey();
+  if (klass) {
+    renderClass();
+    classResume();
+  } else if (key && !state) {
+    // A class's link: the join form, filled in, one press away.
+    ui.classCodeInput.value = key;
+    open(true);
+    try { ui.classJoinButton.focus(); } catch (e) { /* hidden */ }
+  }
 }());

@@ -13,6 +13,7 @@ mod shared_view;
 // tests share (harness: restartable server, connection-cutting proxy, page
 // helpers, PNGs), tandem.js over every transport (client), the live image
 // page (live_image), and the ES5 check of the client and pages (es5).
+mod classroom;
 mod client;
 mod cobrowse;
 mod es5;

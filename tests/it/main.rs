@@ -3,6 +3,7 @@
 //! TCP with a hand-written HTTP/1 client: the test kit (`tests/kit`, the
 //! `kit` crate), which the browser tests and loadgen share.
 
+mod classroom;
 mod client;
 mod cobrowse;
 mod connections;
