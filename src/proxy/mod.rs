@@ -215,6 +215,21 @@ impl Proxy {
         // upload may take longer than that to send.
         let sent_whole = Arc::new(tokio::sync::Notify::new());
         let body = Tracked::new(body, Arc::clone(&sent_whole));
+        let (mut sender, reused) = self.connection().await?;
+        // A GET or HEAD without a body on a kept-alive connection may be
+        // sent again if that connection turns out to be dead (the upstream
+        // closed it as we wrote: RFC 9110 §9.2.2, idempotent), so keep its
+        // head.
+        let again = (reused
+            && (parts.method == Method::GET || parts.method == Method::HEAD)
+            && body.is_end_stream())
+        .then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
         let req = Request::from_parts(parts, body.boxed_unsync());
 
         let timeout = self.cfg.response_timeout;
@@ -231,7 +246,6 @@ impl Proxy {
             sent_whole.notified().await;
             tokio::time::sleep(timeout).await;
         };
-        let (mut sender, reused) = self.connection().await?;
         let sent = tokio::select! {
             r = sender.try_send_request(req) => Ok(r),
             () = deadline() => Err(()),
@@ -251,6 +265,28 @@ impl Proxy {
                 tokio::select! {
                     r = sender.send_request(req) => r.map_err(failed)?,
                     () = deadline() => return Err(late()),
+                }
+            }
+            // Sent on a kept-alive connection that was dead by then, with no
+            // answer: a bodiless GET or HEAD goes once more on a new one.
+            Ok(Err(e)) if again.is_some() && !e.error().is_parse() && !e.error().is_user() => {
+                let (method, uri, headers) = again.expect("checked");
+                log::debug!(
+                    "proxy: kept-alive upstream connection died ({}); sending {method} again",
+                    e.error()
+                );
+                let mut req = Request::new(
+                    http_body_util::Empty::new()
+                        .map_err(|e| match e {})
+                        .boxed_unsync(),
+                );
+                *req.method_mut() = method;
+                *req.uri_mut() = uri;
+                *req.headers_mut() = headers;
+                sender = self.connect().await?;
+                tokio::select! {
+                    r = sender.send_request(req) => r.map_err(failed)?,
+                    () = tokio::time::sleep(timeout) => return Err(late()),
                 }
             }
             Ok(Err(e)) => return Err(failed(e.into_error())),

@@ -927,3 +927,26 @@ async fn an_https_upstream_that_does_not_speak_tls() {
     );
     held.abort();
 }
+
+/// An upstream that dies under a kept-alive connection after the request
+/// was written: a bodiless GET is sent again on a new connection (it is
+/// idempotent, RFC 9110 §9.2.2); a POST is not, and gets 502.
+#[tokio::test]
+async fn a_get_is_sent_again_when_its_kept_alive_connection_dies() {
+    let (up, srv) = proxied().await;
+    assert_eq!(srv.get("/binary").await.body.len(), 256);
+    assert_eq!(up.connections(), 1);
+    up.drop_next();
+    let r = srv.get("/binary").await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.body.len(), 256);
+    assert_eq!(up.connections(), 2, "sent again on a new connection");
+    up.drop_next();
+    let r = srv.post("/echo", Some("text/plain"), b"once").await;
+    r.expect_error(502, &["upstream"]);
+    assert_eq!(
+        up.seen().iter().filter(|s| s.target == "/echo").count(),
+        0,
+        "the POST was not sent twice"
+    );
+}

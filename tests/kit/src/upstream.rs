@@ -103,6 +103,8 @@ struct State {
     sse: broadcast::Sender<String>,
     received: AtomicU64,
     connections: AtomicU64,
+    /// Close the connection of the next request without an answer.
+    drop_next: std::sync::atomic::AtomicBool,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Session cookie value → user name.
     users: Mutex<std::collections::HashMap<String, String>>,
@@ -201,6 +203,7 @@ impl Upstream {
             sse: broadcast::channel(64).0,
             received: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            drop_next: std::sync::atomic::AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
             users: Mutex::new(Default::default()),
             notes: Mutex::new(Default::default()),
@@ -304,6 +307,12 @@ impl Upstream {
             .unwrap_or_default()
     }
 
+    /// The next request's connection is closed once the request is read,
+    /// with no answer (an upstream dying under a kept-alive connection).
+    pub fn drop_next(&self) {
+        self.state.drop_next.store(true, Ordering::SeqCst);
+    }
+
     /// Bytes of `/echo` request bodies received so far.
     pub fn received(&self) -> u64 {
         self.state.received.load(Ordering::SeqCst)
@@ -317,7 +326,13 @@ where
 {
     let svc = service_fn(move |req| {
         let st = st.clone();
-        async move { Ok::<_, Infallible>(route(&st, req).await) }
+        async move {
+            if st.drop_next.swap(false, Ordering::SeqCst) {
+                // hyper closes the connection, answering nothing.
+                return Err(std::io::Error::other("told to drop this connection"));
+            }
+            Ok::<_, std::io::Error>(route(&st, req).await)
+        }
     });
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(io), svc)
