@@ -347,6 +347,15 @@ impl Proxy {
             return Ok(Vec::new());
         };
         let mut hand_over = Vec::new();
+        let ours = proxied::OWN_COOKIES.as_bytes();
+        let carries_ours = h
+            .get_all(COOKIE)
+            .iter()
+            .any(|v| v.as_bytes().windows(ours.len()).any(|w| w == ours));
+        if *role == Role::Plain && !carries_ours {
+            // The common case: nothing to learn, nothing to take out.
+            return Ok(hand_over);
+        }
         let sent = proxied::app_cookies(h);
         let replaced = match role {
             Role::View { id, agent } => Some(cb.view_request(id, agent, method, target, path)?),
@@ -360,14 +369,7 @@ impl Proxy {
         let header = match replaced {
             Some(header) => header,
             // Untouched unless it carried one of tandem's own cookies.
-            None if h
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .all(|v| !v.contains(proxied::OWN_COOKIES)) =>
-            {
-                return Ok(hand_over)
-            }
+            None if !carries_ours => return Ok(hand_over),
             None => Some(
                 sent.iter()
                     .map(|(k, v)| format!("{k}={v}"))
