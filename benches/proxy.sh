@@ -3,12 +3,12 @@
 # application directly and through `tandem serve --upstream`, on this
 # machine, in one session.
 #
-#   bash benches/proxy.sh              # full run (about 3 minutes), writes the
+#   bash benches/proxy.sh              # full run (about 4 minutes), writes the
 #                                      # "Proxy pass-through" section of docs/benchmarks.md
 #   QUICK=1 bash benches/proxy.sh      # short runs, one round: a smoke test of the script
 #   ONLY=download bash benches/proxy.sh  # only the scenarios whose name matches
 #                                        # (table printed, docs/ left alone)
-#   ROUNDS=5 bash benches/proxy.sh     # more alternating rounds (default 3)
+#   ROUNDS=9 bash benches/proxy.sh     # more alternating rounds (default 5)
 #
 # It starts bench-upstream (benches/upstream.rs) and tandem in front of it
 # (release build, one worker thread), both pinned to the first core, and
@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
 ONLY=${ONLY:-}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-docs/benchmarks.md}
 if [ "$QUICK" = 1 ]; then ROUNDS=1; fi
 scale() { # full quick
@@ -144,7 +144,7 @@ scenario() {
   run "$name" tandem --url "$proxied$path" $targs "$@"
 }
 
-secs=$(scale 5 1)
+secs=$(scale 4 1)
 warm=$(scale 1 0.5)
 html_direct_args="--expect-len $html_direct --expect-contains </html>"
 html_tandem_args="--expect-len $html_proxied --expect-contains /_tandem/cobrowse.js"
