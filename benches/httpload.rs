@@ -812,3 +812,59 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `wire` to a counter in pieces cut at `cut`, keeping what it
+    /// does not use for the next piece, as `Conn::exchange` does.
+    fn count(framing: Framing, wire: &[u8], cut: usize) -> Result<(u64, Vec<u8>, usize), String> {
+        let mut c = BodyCounter::new(framing);
+        let mut body = Vec::new();
+        let mut buf = Vec::new();
+        for piece in wire.chunks(cut.max(1)) {
+            buf.extend_from_slice(piece);
+            let used = c.feed(&buf, Some(&mut body))?;
+            buf.drain(..used);
+            if c.done {
+                break;
+            }
+        }
+        assert!(c.done, "body not finished");
+        Ok((c.len, body, buf.len()))
+    }
+
+    #[test]
+    fn chunked_bodies_are_undone_however_they_are_cut() {
+        let wire = b"5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT";
+        for cut in 1..wire.len() {
+            let (len, body, left) = count(Framing::Chunked(Chunk::Size), wire, cut).unwrap();
+            assert_eq!(len, 31, "cut {cut}");
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
+            // What follows the body (the next answer) is not taken.
+            assert!(left <= 4, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn a_length_body_stops_at_its_length() {
+        for cut in 1..8 {
+            let (len, body, left) = count(Framing::Length(5), b"helloNEXT", cut).unwrap();
+            assert_eq!((len, body.as_slice()), (5, &b"hello"[..]));
+            assert!(left <= 3);
+        }
+        assert!(BodyCounter::new(Framing::Length(0)).done);
+    }
+
+    #[test]
+    fn bad_chunk_framing_is_an_error() {
+        assert!(count(
+            Framing::Chunked(Chunk::Size),
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            64
+        )
+        .is_err());
+        assert!(count(Framing::Chunked(Chunk::Size), b"5\r\nhelloXX0\r\n\r\n", 64).is_err());
+    }
+}

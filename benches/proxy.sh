@@ -221,7 +221,8 @@ lines = [
     "## Proxy pass-through",
     "",
     f"Written by `benches/proxy.sh` on {datetime.date.today()}{' (QUICK=1 smoke run: short runs, not for comparison)' if quick else ''}:"
-    f" {rounds} alternating rounds (direct, through tandem, for each scenario), each figure the median of its rounds.",
+    + (" one round (direct, then through tandem, for each scenario)." if rounds == "1" else
+       f" {rounds} alternating rounds (direct, through tandem, for each scenario), each figure the median of its rounds."),
     f"Machine: {cpu}, {ncpu} cores, Linux {platform.release()};"
     f" load average (1, 5, 15 minutes) {load_before} before the run and {load_after} after it.",
     f"Servers on CPU {server_cpus}: `bench-upstream` (`benches/upstream.rs`, hyper, one thread) and, for \"through tandem\","
@@ -270,7 +271,7 @@ for name, pair in runs.items():
     rows.append(("upstream connections opened (median per run)", fmt(a), fmt(b), ""))
     a, b = total(d, "checked"), total(t, "checked")
     wa, wb = total(d, "wrong"), total(t, "wrong")
-    rows.append(("answers checked, all rounds: wrong", f"{a:,.0f}: {wa:,.0f}", f"{b:,.0f}: {wb:,.0f}", ""))
+    rows.append(("answers checked / wrong, all rounds", f"{a:,.0f} / {wa:,.0f}", f"{b:,.0f} / {wb:,.0f}", ""))
     for i, (label, x, y, z) in enumerate(rows):
         lines.append(f"| {title if i == 0 else ''} | {label} | {x} | {y} | {z} |")
 lines += ["", "<!-- proxy:end -->"]
@@ -294,7 +295,7 @@ if begin in doc and end in doc:
     a, b = doc.index(begin), doc.index(end) + len(end)
     doc = doc[:a] + section.rstrip("\n") + doc[b:]
 else:
-    doc = doc.rstrip("\n") + "\n\n" + section
+    doc = (doc.rstrip("\n") + "\n\n" if doc.strip() else "") + section
 open(path + ".new", "w").write(doc)
 PY
 mv "$OUT.new" "$OUT"
