@@ -208,6 +208,7 @@ lines = [
     "Both servers ran on one core (tandem `--threads 1`; nginx with one process and Nchan's memory store, `benches/nchan.conf`);",
     "the load generator (`benches/loadgen.rs`, one thread) ran on the other. Loopback only.",
     "Ratio = tandem / Nchan (for scaling: two worker threads / one). See the notes below the tables for what each figure means.",
+    "The proxy's pass-through overhead (`benches/proxy.sh`: a small web application directly and through `tandem serve --upstream`) is in the last section, [Proxy pass-through](#proxy-pass-through).",
     "",
 ]
 keys = [
@@ -247,7 +248,8 @@ if [ -n "$ONLY" ]; then
   cat "$work/tables.md"
   exit 0
 fi
-# Keep the hand-written notes (everything from "## Notes" on) and replace the tables.
+# Keep the hand-written notes (everything from "## Notes" on, which includes
+# the section benches/proxy.sh writes at the end) and replace the tables.
 notes=""
 if [ -f "$OUT" ] && grep -q '^## Notes' "$OUT"; then
   notes=$(sed -n '/^## Notes/,$p' "$OUT")
