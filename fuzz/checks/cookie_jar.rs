@@ -3,7 +3,7 @@
 //! and `Set-Cookie` lines from the application, against a model.
 //!
 //! Input layout: lines (split on `\n`); each line is one operation, its
-//! first byte picks it (`% 4`), the rest is `PATH\tTEXT` (a path without a
+//! first character picks it (`% 4`), the rest is `PATH\tTEXT` (a path without a
 //! tab is the whole rest, with an empty text):
 //!
 //! * 0: the customer's browser sent `Cookie: TEXT` to `PATH`;
@@ -32,10 +32,11 @@ pub fn check(data: &[u8]) {
     // Names whose latest change came from the agent's view, not yet handed over.
     let mut pending: Vec<String> = Vec::new();
     for line in text.split('\n').take(200) {
-        let Some(op) = line.bytes().next() else {
+        let Some(first) = line.chars().next() else {
             continue;
         };
-        let rest = &line[1..];
+        let op = first as u32;
+        let rest = &line[first.len_utf8()..];
         let (path, arg) = rest.split_once('\t').unwrap_or((rest, ""));
         let path = if path.starts_with('/') {
             path.to_string()

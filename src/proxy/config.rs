@@ -165,7 +165,10 @@ pub struct ProxyConfig {
     /// How long the upstream may take to send its response head (then 504).
     /// The body, once it flows, has no limit: streams stay open.
     pub response_timeout: Duration,
-    /// Idle upstream connections kept for reuse.
+    /// Idle upstream connections kept for reuse (256). Fewer than the
+    /// requests usually in flight means opening and closing connections
+    /// all the time: at 50 busy clients and 32 kept, one request in five
+    /// paid for a new connection (`docs/benchmarks.md`).
     pub max_idle: usize,
     /// For an `https://` upstream: a PEM file of the CA certificates its
     /// certificate is checked against, instead of the system's
@@ -185,7 +188,7 @@ impl ProxyConfig {
             hosts: Vec::new(),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
-            max_idle: 32,
+            max_idle: 256,
             cobrowse: None,
             upstream_ca: None,
         }

@@ -239,6 +239,19 @@ pub(crate) fn inject<B>(response: Response<B>, scripts: &Scripts) -> Response<In
 /// The injector for a response, or `None`: not HTML, an encoding we do not
 /// handle, or a status without a page.
 pub(crate) fn plan(status: StatusCode, headers: &HeaderMap, scripts: &Scripts) -> Option<Injector> {
+    let (encoding, html) = page(status, headers)?;
+    Some(Injector::new(encoding, html, scripts.markup()))
+}
+
+/// Whether a response with this status and these headers is a page the
+/// scripts go into (HTML, a status that carries one, a coding we decode),
+/// and how it is encoded. Cheap: the proxy asks it before it makes the
+/// scripts' nonce, which only pages need.
+pub(crate) fn is_page(status: StatusCode, headers: &HeaderMap) -> bool {
+    page(status, headers).is_some()
+}
+
+fn page(status: StatusCode, headers: &HeaderMap) -> Option<(Encoding, Html)> {
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::PARTIAL_CONTENT
@@ -248,7 +261,7 @@ pub(crate) fn plan(status: StatusCode, headers: &HeaderMap, scripts: &Scripts) -
     }
     let html = Html::from_content_type(headers.get(header::CONTENT_TYPE)?.as_bytes())?;
     let encoding = Encoding::from_headers(headers)?;
-    Some(Injector::new(encoding, html, scripts.markup()))
+    Some((encoding, html))
 }
 
 /// The header changes that go with an injected body (see [`inject`]).

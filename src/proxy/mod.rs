@@ -481,7 +481,7 @@ impl Proxy {
         B: hyper::body::Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<inject::BoxError>,
     {
-        if !page {
+        if !page || !inject::is_page(resp.status(), resp.headers()) {
             return resp.map(|b| Body::proxied(b.map_err(Into::into)));
         }
         let prefix = &self.cfg.prefix;
