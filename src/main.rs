@@ -170,6 +170,9 @@ struct Serve {
     /// most followers in one class (classroom mode) [100]
     #[argh(option)]
     max_class_followers: Option<usize>,
+    /// share every channel with the other nodes through this Redis, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS); without it one process keeps everything in memory
+    #[argh(option)]
+    redis: Option<String>,
     /// put tandem in front of this web application, http://HOST:PORT or https://HOST:PORT: requests outside the tandem prefix go to it
     #[argh(option)]
     upstream: Option<Upstream>,
@@ -381,6 +384,22 @@ fn main() -> ExitCode {
     }
     let rt = rt.enable_all().build().expect("tokio runtime");
     rt.block_on(async {
+        // With --redis, the channels are shared: loaded from Redis before
+        // this node listens, so it serves no subscriber without them.
+        let hub = match &serve.redis {
+            None => hub,
+            Some(url) => match Hub::with_redis(config.clone(), url).await {
+                Ok(h) => {
+                    log::info!("channels shared through redis ({} loaded)", h.channel_count());
+                    h
+                }
+                Err(e) => {
+                    eprintln!("tandem: {e}");
+                    // A URL that does not parse is a usage error.
+                    return ExitCode::from(if e.is_bad_request() { 2 } else { 1 });
+                }
+            },
+        };
         let listener = match tokio::net::TcpListener::bind(serve.listen).await {
             Ok(l) => l,
             Err(e) => {

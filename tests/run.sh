@@ -19,18 +19,20 @@ for component in rustfmt clippy; do
 done
 
 step "system packages"
-# Browser tests drive Debian's chromium; proxy tests run real squid and nginx.
+# Browser tests drive Debian's chromium; proxy tests run real squid and
+# nginx; the scale-out tests start their own redis-server.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ -x /usr/sbin/squid ] || command -v squid >/dev/null || missing+=(squid)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   # Packages must not start their services: the tests start their own
-  # squid and nginx on free ports. policy-rc.d exit 101 = "do not start".
+  # squid, nginx and redis-server on free ports. policy-rc.d exit 101 = "do not start".
   added_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
@@ -44,6 +46,7 @@ fi
 echo "chromium: $(chromium --version 2>/dev/null | head -1)"
 echo "squid: $(/usr/sbin/squid --version 2>/dev/null | head -1)"
 echo "nginx: $(/usr/sbin/nginx -v 2>&1)"
+echo "redis: $(redis-server --version 2>/dev/null | head -1)"
 
 step "npm packages (tests/node_modules)"
 if [ ! -e tests/node_modules/acorn/package.json ]; then

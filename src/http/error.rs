@@ -37,9 +37,18 @@ pub fn error_json(e: &Error) -> String {
 }
 
 /// The whole answer to a refused request: its status, `application/json`,
-/// no caching, and [`error_json`].
+/// no caching, and [`error_json`]; a 503 says `Retry-After: 1`.
 pub fn error_response(e: &Error) -> Response<Body> {
-    body::json(status_of(e), error_json(e))
+    let status = status_of(e);
+    let mut resp = body::json(status, error_json(e));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Worth trying again soon (a full server, a backplane reconnecting).
+        resp.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+    }
+    resp
 }
 
 #[cfg(test)]

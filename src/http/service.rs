@@ -307,7 +307,12 @@ impl Service {
                 );
                 Ok(resp)
             }
-            Route::Health => Ok(body::json(StatusCode::OK, "{\"status\":\"ok\"}")),
+            Route::Health if self.hub.backplane_up() => {
+                Ok(body::json(StatusCode::OK, "{\"status\":\"ok\"}"))
+            }
+            Route::Health => Err(Error::unavailable(
+                "the backplane (redis) is unreachable: publishes are refused until it is back",
+            )),
             Route::Metrics => {
                 let text = self.hub.metrics().render(self.hub.channel_count());
                 let mut resp = body::with_type(StatusCode::OK, "text/plain; version=0.0.4", text);

@@ -45,6 +45,8 @@ pub(crate) enum Backplane {
     /// One process, everything in memory (the embedded default).
     #[default]
     Memory,
+    /// Every node shares the channels through Redis (`redis.rs`).
+    Redis(Arc<super::redis::Redis>),
 }
 
 impl Backplane {
@@ -53,7 +55,9 @@ impl Backplane {
     /// earlier incarnation matches it by accident.
     pub(crate) fn new_epoch(&self, _channel: &str) -> Epoch {
         match self {
-            Backplane::Memory => Epoch::random(),
+            // In Redis a placeholder until the channel's first event, whose
+            // epoch the copy takes (see `Hub::apply_remote`).
+            Backplane::Memory | Backplane::Redis(_) => Epoch::random(),
         }
     }
 
@@ -62,6 +66,20 @@ impl Backplane {
     pub(crate) fn append(&self, hub: &Hub, channel: &str, event: NewEvent) -> Append {
         match self {
             Backplane::Memory => Append::Ready(Some(Ok(append_local(hub, channel, event)))),
+            Backplane::Redis(r) => Append::Pending(Box::pin(Arc::clone(r).append(
+                hub.clone(),
+                channel.to_string(),
+                event,
+            ))),
+        }
+    }
+
+    /// Whether the engine can store events now (`/healthz`): always in
+    /// memory; in Redis, while this node hears the announcements.
+    pub(crate) fn is_up(&self) -> bool {
+        match self {
+            Backplane::Memory => true,
+            Backplane::Redis(r) => r.is_up(),
         }
     }
 }
@@ -71,14 +89,17 @@ impl Backplane {
 #[must_use = "an append is a future: await it"]
 pub(crate) enum Append {
     Ready(Option<Result<Arc<Event>, Error>>),
+    /// A shared engine's store, answering later.
+    Pending(Pin<Box<dyn Future<Output = Result<Arc<Event>, Error>> + Send>>),
 }
 
 impl Future for Append {
     type Output = Result<Arc<Event>, Error>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.get_mut() {
             Append::Ready(r) => Poll::Ready(r.take().expect("Append polled after completion")),
+            Append::Pending(f) => f.as_mut().poll(cx),
         }
     }
 }

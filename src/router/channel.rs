@@ -52,6 +52,11 @@ pub(crate) struct State {
     pub(crate) removed: bool,
     /// Set by `Hub::close`: readers get what was published, then the end.
     pub(crate) closed: bool,
+    /// A shared engine's copy made before its first event had a placeholder
+    /// epoch, replaced by the real one when that event came: a cursor at 0
+    /// in the placeholder is a cursor at 0 in this incarnation (nothing of
+    /// another was ever seen), not one that needs a reset.
+    pub(crate) adopted: Option<Epoch>,
 }
 
 /// Events taken out of the ring by a publish, dropped after the lock is released.
@@ -82,6 +87,7 @@ impl Channel {
                 subscribers: [0; Transport::COUNT],
                 removed: false,
                 closed: false,
+                adopted: None,
             }),
         }
     }
@@ -134,6 +140,19 @@ impl State {
         };
         let evicted = Evicted(over, aged);
         (self.take_wakers(), evicted)
+    }
+
+    /// Starts this copy over as incarnation `epoch` from id `first` (a shared
+    /// engine's channel began again, or its log lost what came before):
+    /// the ring is emptied; subscribers find out on their next read (a reset
+    /// gap for another epoch, a plain one for lost ids). Returns the wakers
+    /// and the events dropped, for after the lock.
+    pub(crate) fn restart(&mut self, epoch: Epoch, first: u64) -> (Vec<Waker>, Vec<Arc<Event>>) {
+        self.epoch = epoch;
+        self.next_id = first;
+        self.adopted = None;
+        let dropped = self.ring.drain(..).map(|(_, e)| e).collect();
+        (self.take_wakers(), dropped)
     }
 
     /// Takes every parked waker out (to wake after unlocking).
@@ -192,7 +211,9 @@ impl State {
         let last = self.last_id();
         let first = self.first_id();
         let before = out.len();
-        let elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
+        let elsewhere = cursor
+            .epoch
+            .is_some_and(|e| e != self.epoch && !(cursor.id == 0 && Some(e) == self.adopted));
         if elsewhere || cursor.id > last {
             // The cursor belongs to another incarnation of the channel (an
             // earlier run of the server, or this name before a sweep or a

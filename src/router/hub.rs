@@ -103,11 +103,32 @@ impl ChannelInfo {
 }
 
 impl Hub {
-    /// Makes a router with the given settings (validated here).
+    /// Makes a router with the given settings (validated here), every
+    /// channel in this process's memory.
     pub fn new(config: Config) -> Result<Hub, ConfigError> {
         config.validate()?;
+        Ok(Hub::with_backplane(config, Backplane::Memory))
+    }
+
+    /// Makes a router whose channels are shared through the Redis at `url`
+    /// (`redis://host:port/db`, `rediss://` for TLS) with every other node
+    /// made so: ids come from Redis, events are kept there for resume, and
+    /// each node keeps a copy of every channel for its own subscribers.
+    /// Resolves once every channel is loaded; refused (unavailable) when
+    /// Redis cannot be reached. `docs/scaling.md`.
+    pub async fn with_redis(config: Config, url: &str) -> Result<Hub, Error> {
+        config
+            .validate()
+            .map_err(|e| Error::bad_request(e.to_string()))?;
+        let engine = super::redis::Redis::connect(url).await?;
+        let hub = Hub::with_backplane(config, Backplane::Redis(Arc::clone(&engine)));
+        super::redis::start(&hub, engine).await?;
+        Ok(hub)
+    }
+
+    fn with_backplane(config: Config, backplane: Backplane) -> Hub {
         let now = Instant::now();
-        Ok(Hub {
+        Hub {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
                 shards: std::array::from_fn(|_| {
@@ -117,9 +138,73 @@ impl Hub {
                     })
                 }),
                 metrics: Metrics::default(),
-                backplane: Backplane::default(),
+                backplane,
             }),
-        })
+        }
+    }
+
+    /// Whether the backplane can store events now: always in memory; with
+    /// Redis, while this node hears it (`/healthz` answers 503 otherwise).
+    pub fn backplane_up(&self) -> bool {
+        self.inner.backplane.is_up()
+    }
+
+    /// An event a shared engine stored (id `id` of incarnation `epoch`),
+    /// into this node's copy of `channel`. True if the copy took it or had
+    /// it; false for a hole (not the next id, or another incarnation not
+    /// starting at 1): the caller reads the log from where the copy ends.
+    /// From the log (`from_log`) a hole is accepted: what is not there any
+    /// more is lost, and the copy starts over from this id.
+    pub(crate) fn apply_remote(
+        &self,
+        channel: &str,
+        epoch: Epoch,
+        id: u64,
+        event: NewEvent,
+        from_log: bool,
+    ) -> bool {
+        let cfg = self.config();
+        loop {
+            let ch = self.channel(channel);
+            let mut st = ch.state.lock();
+            if st.removed {
+                continue;
+            }
+            let mut woken = Vec::new();
+            let mut dropped = Vec::new();
+            if st.epoch != epoch {
+                if st.next_id == 1 && st.buffered() == 0 {
+                    // Nothing seen here yet: the copy takes the real epoch,
+                    // and cursors at 0 in its placeholder stay good.
+                    st.adopted = Some(st.epoch);
+                    st.epoch = epoch;
+                } else if id == 1 || from_log {
+                    (woken, dropped) = st.restart(epoch, id);
+                } else {
+                    return false;
+                }
+            }
+            if id < st.next_id {
+                return true;
+            }
+            if id > st.next_id {
+                if !from_log {
+                    return false;
+                }
+                let (w, d) = st.restart(epoch, id);
+                woken.extend(w);
+                dropped.extend(d);
+            }
+            let event = Arc::new(Event::new(epoch, id, event));
+            let (wakers, evicted) =
+                st.push(event, Instant::now(), cfg.buffer_events, cfg.buffer_age);
+            drop(st);
+            drop((evicted, dropped));
+            for w in wakers.into_iter().chain(woken) {
+                w.wake();
+            }
+            return true;
+        }
     }
 
     /// The settings this hub runs with.

@@ -15,6 +15,11 @@
 //!   the name before a sweep or close) yields one reset gap, then the whole
 //!   new incarnation.
 //!
+//! * The backplane (`backplane.rs`) gives events their ids and keeps them:
+//!   in memory (the default) or, with `--redis`, in Redis shared by every
+//!   node (`redis.rs`), each node's channels then being copies fed by one
+//!   subscription.
+//!
 //! Time (buffer age, sweeps) is read from `tokio::time::Instant`, so tests
 //! can pause and advance it.
 //!
@@ -24,6 +29,7 @@
 mod backplane;
 mod channel;
 mod hub;
+mod redis;
 mod subscription;
 
 pub use hub::{ChannelInfo, Hub};

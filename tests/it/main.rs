@@ -19,6 +19,7 @@ mod longpoll;
 mod ops;
 mod proxy;
 mod publish;
+mod redis;
 mod resume;
 mod shared_view;
 mod shutdown;

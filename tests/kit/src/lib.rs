@@ -23,12 +23,14 @@
 pub mod conn;
 pub mod events;
 pub mod http1;
+pub mod redis;
 pub mod server;
 pub mod upstream;
 
 pub use conn::{wait_until, within, BodyReader, Conn, Response, Stop, IO_TIMEOUT};
 pub use events::{delimiter, ids, some_ids, text, AnyParser, Events, Feed, IframeParser};
 pub use http1::{count, find, form_data, Decoder, Framing, Head, Part, Req};
+pub use redis::RedisServer;
 pub use server::{browser_config, config, serve_hyper, Flavor, Server, Setup};
 pub use upstream::Upstream;
 

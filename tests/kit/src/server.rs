@@ -42,6 +42,8 @@ pub struct Setup {
     /// In front of an upstream (`--upstream`): the server's own address is
     /// added to the accepted hosts when it starts.
     pub proxy: Option<ProxyConfig>,
+    /// Share the channels through this Redis (`--redis`).
+    pub redis: Option<String>,
 }
 
 macro_rules! forward {
@@ -79,6 +81,11 @@ forward!(http {
 
 impl Setup {
     /// tandem as a reverse proxy in front of `upstream` (`http://host:port`).
+    /// A node sharing its channels through the Redis at `url` (`--redis`).
+    pub fn redis(mut self, url: &str) -> Setup {
+        self.redis = Some(url.to_string());
+        self
+    }
     pub fn proxy(mut self, upstream: &str) -> Setup {
         self.proxy = Some(ProxyConfig::new(upstream.parse().expect("valid upstream")));
         self
@@ -129,6 +136,7 @@ pub fn config() -> Setup {
         http: HttpConfig::default(),
         cobrowse: CobrowseConfig::default(),
         proxy: None,
+        redis: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -167,7 +175,12 @@ impl Flavor {
     pub async fn start(self, setup: Setup) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let hub = Hub::new(setup.core.clone()).expect("valid test config");
+        let hub = match &setup.redis {
+            Some(url) => Hub::with_redis(setup.core.clone(), url)
+                .await
+                .expect("the test's redis"),
+            None => Hub::new(setup.core.clone()).expect("valid test config"),
+        };
         let mut server = Server {
             addr,
             hub,

@@ -1,0 +1,167 @@
+//! Many nodes, one set of channels: tandem nodes sharing their channels
+//! through a real `redis-server` (started by the test on a free port, in a
+//! temporary directory): a publish on one node reaches subscribers on the
+//! others in order, a subscriber resumes on another node with its cursor,
+//! and while Redis is down publishes get 503 (never a 202 for an event not
+//! stored) and the nodes catch up by themselves when it is back.
+
+use kit::{config, wait_until, RedisServer, Req, Server};
+use tandem::__private::wire::WireEvent;
+
+async fn node(redis: &RedisServer) -> Server {
+    Server::start(config().redis(&redis.url())).await
+}
+
+fn texts(evs: &[WireEvent]) -> Vec<String> {
+    evs.iter()
+        .map(|e| String::from_utf8_lossy(&e.data).into_owned())
+        .collect()
+}
+
+fn ids(evs: &[WireEvent]) -> Vec<u64> {
+    evs.iter()
+        .map(|e| e.id.expect("an event, not a gap"))
+        .collect()
+}
+
+/// Every event of a long-poll from `since` (JSON), waiting up to 1 s.
+async fn poll(srv: &Server, channel: &str, since: &str) -> serde_json::Value {
+    let r = srv
+        .get(&format!("/ch/{channel}/poll?since={since}&timeout=1"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    r.json()
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_reaches_every_node_in_order() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let mut sse = n2.sse("/ch/news/sse").await;
+    let mut multipart = n3.multipart("/ch/news/multipart").await;
+    for i in 1..=30u64 {
+        let id = n1.publish("news", &format!("e{i}")).await;
+        assert_eq!(id, i, "ids come from redis, one sequence for all nodes");
+    }
+    let want: Vec<String> = (1..=30).map(|i| format!("e{i}")).collect();
+    let got = sse.take(30).await;
+    assert_eq!(texts(&got), want);
+    assert_eq!(ids(&got), (1..=30).collect::<Vec<_>>());
+    assert_eq!(texts(&multipart.take(30).await), want);
+    // The same epoch everywhere: a cursor means the same on every node.
+    let epoch = got[0].epoch.clone().expect("an epoch");
+    for srv in [&n1, &n2, &n3] {
+        assert_eq!(srv.epoch("news"), epoch);
+    }
+    // Publishes on every node interleave into one order.
+    for (i, srv) in [&n3, &n2, &n1, &n2].iter().enumerate() {
+        assert_eq!(srv.publish("news", &format!("m{i}")).await, 31 + i as u64);
+    }
+    assert_eq!(ids(&sse.take(4).await), vec![31, 32, 33, 34]);
+    let long = poll(&n1, "news", &format!("{epoch}:30")).await;
+    let polled: Vec<u64> = long["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(polled, vec![31, 32, 33, 34]);
+}
+
+#[tokio::test]
+async fn a_subscriber_resumes_on_another_node_with_its_cursor() {
+    let redis = RedisServer::start();
+    let n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    for i in 1..=10 {
+        n1.publish("c", &format!("e{i}")).await;
+    }
+    let mut first = n1.sse("/ch/c/sse?since=0").await;
+    let seen = first.take(5).await;
+    let cursor = format!("{}:{}", seen[4].epoch.clone().unwrap(), seen[4].id.unwrap());
+    drop(first);
+    // The same cursor on the other node: the rest, once, in order.
+    let mut second = n2
+        .sse_with(Req::get("/ch/c/sse").header("Last-Event-ID", &cursor))
+        .await;
+    assert_eq!(ids(&second.take(5).await), vec![6, 7, 8, 9, 10]);
+    n1.publish("c", "e11").await;
+    assert_eq!(ids(&[second.next_event().await]), vec![11]);
+    // A node started after the events loads them from redis.
+    let n3 = node(&redis).await;
+    let all = poll(&n3, "c", "0").await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 11);
+}
+
+#[tokio::test]
+async fn while_redis_is_down_publishes_get_503_and_nothing_is_lost() {
+    let mut redis = RedisServer::start_with(true);
+    let n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    for i in 1..=5 {
+        n1.publish("c", &format!("e{i}")).await;
+    }
+    let mut sub = n2.sse("/ch/c/sse?since=0").await;
+    assert_eq!(ids(&sub.take(5).await), vec![1, 2, 3, 4, 5]);
+    redis.stop();
+    let r = n1
+        .post("/ch/c", Some("text/plain"), b"during the outage")
+        .await;
+    r.expect_error(503, &["redis", "not stored"]);
+    r.head.expect("retry-after", "1");
+    wait_until("node 2 notices", || async {
+        n2.get("/healthz").await.head.status == 503
+    })
+    .await;
+    redis.restart();
+    // The nodes reconnect by themselves; publishing works again and ids
+    // go on from where they were (redis kept them in its append-only file).
+    wait_until("node 2 back", || async {
+        n2.get("/healthz").await.head.status == 200
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let id = loop {
+        let r = n1.post("/ch/c", Some("text/plain"), b"e6").await;
+        if r.head.status == 202 {
+            break r.json()["id"].as_u64().unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no publish accepted: {}",
+            r.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(id, 6);
+    let next = sub.next_event().await;
+    assert_eq!(
+        (next.id, texts(std::slice::from_ref(&next))),
+        (Some(6), vec!["e6".to_string()])
+    );
+}
+
+/// Every node's subscription is cut (Redis stays up) while events are
+/// published: the nodes resubscribe and read what they missed from the
+/// log, so a subscriber gets every event once, in order.
+#[tokio::test]
+async fn a_node_that_missed_announcements_catches_up_from_the_log() {
+    let redis = RedisServer::start();
+    let n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    let mut sub = n2.sse("/ch/c/sse").await;
+    for i in 1..=5 {
+        n1.publish("c", &format!("e{i}")).await;
+    }
+    assert_eq!(ids(&sub.take(5).await), vec![1, 2, 3, 4, 5]);
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    assert!(killed.starts_with(':'), "{killed}");
+    for i in 6..=40 {
+        n1.publish("c", &format!("e{i}")).await;
+    }
+    let got = sub.take(35).await;
+    assert_eq!(ids(&got), (6..=40).collect::<Vec<_>>());
+    assert_eq!(texts(&got)[34], "e40");
+    n1.publish("c", "e41").await;
+    assert_eq!(sub.next_event().await.id, Some(41));
+}
