@@ -9,6 +9,8 @@
 //!   and the wakers of waiting subscribers behind one `parking_lot` mutex;
 //!   [`Hub::publish`] (async: the backplane may wait for a shared store) and
 //!   [`Hub::subscribe`], whose [`Subscription`] is a cursor and a `Stream`.
+//!   [`Hub::new`] keeps everything in this process; [`Hub::with_redis`]
+//!   shares every channel with the other nodes on one Redis.
 //! * [`Service`]: tandem's routes as a hyper service, to mount in your own
 //!   server. It serves channels and nothing else unless you mount an
 //!   [`http::App`] on it, such as [`cobrowse::Cobrowse`].
@@ -20,7 +22,8 @@
 //! The map inside, each layer using only those above it: `config.rs`
 //! ([`Config`], the core settings), `error.rs` ([`Error`]), `event.rs`
 //! ([`Event`], [`Cursor`], [`Epoch`]), `router/` (with `backplane.rs`, the
-//! seam where ids, storage and announcing live), `transport/` (one file per
+//! seam where ids, storage and announcing live, and `redis.rs`, the shared
+//! engine), `transport/` (one file per
 //! wire format), [`http`] (the [`Service`], [`http::HttpConfig`], how an
 //! error is answered), [`proxy`] (tandem in front of one web application),
 //! `shutdown.rs`, `server/`, [`status`], [`cobrowse`], `wire.rs` (parsers,
