@@ -155,6 +155,16 @@ impl State {
         (self.take_wakers(), dropped)
     }
 
+    /// Whether `cursor` is at 0 in the placeholder epoch this copy had
+    /// before a shared engine's first event gave it the real one: the same
+    /// place as 0 in this incarnation, no reset needed. Out of line: the
+    /// read path meets it only with a foreign epoch.
+    #[cold]
+    #[inline(never)]
+    fn adopted_cursor(&self, cursor: &Cursor) -> bool {
+        cursor.id == 0 && cursor.epoch == self.adopted
+    }
+
     /// Takes every parked waker out (to wake after unlocking).
     pub(crate) fn take_wakers(&mut self) -> Vec<Waker> {
         if self.waiters.is_empty() {
@@ -211,9 +221,10 @@ impl State {
         let last = self.last_id();
         let first = self.first_id();
         let before = out.len();
-        let elsewhere = cursor
-            .epoch
-            .is_some_and(|e| e != self.epoch && !(cursor.id == 0 && Some(e) == self.adopted));
+        let mut elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
+        if elsewhere && self.adopted.is_some() {
+            elsewhere = !self.adopted_cursor(cursor);
+        }
         if elsewhere || cursor.id > last {
             // The cursor belongs to another incarnation of the channel (an
             // earlier run of the server, or this name before a sweep or a
