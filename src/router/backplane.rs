@@ -74,6 +74,12 @@ impl Backplane {
         }
     }
 
+    /// Whether the epochs come from a store shared with other nodes (a new
+    /// channel's epoch here is then only a placeholder).
+    pub(crate) fn is_shared(&self) -> bool {
+        !matches!(self, Backplane::Memory)
+    }
+
     /// Whether the engine can store events now (`/healthz`): always in
     /// memory; in Redis, while this node hears the announcements.
     pub(crate) fn is_up(&self) -> bool {

@@ -52,11 +52,12 @@ pub(crate) struct State {
     pub(crate) removed: bool,
     /// Set by `Hub::close`: readers get what was published, then the end.
     pub(crate) closed: bool,
-    /// A shared engine's copy made before its first event had a placeholder
-    /// epoch, replaced by the real one when that event came: a cursor at 0
-    /// in the placeholder is a cursor at 0 in this incarnation (nothing of
-    /// another was ever seen), not one that needs a reset.
-    pub(crate) adopted: Option<Epoch>,
+    /// A shared engine's copy made before its channel has any event: its
+    /// epoch is a placeholder until the first event brings the real one
+    /// (`Hub::apply_remote`), so no cursor is pinned to it (cursors stay a
+    /// bare 0, "from the start of whichever incarnation comes"). Never set
+    /// in memory.
+    pub(crate) provisional: bool,
 }
 
 /// Events taken out of the ring by a publish, dropped after the lock is released.
@@ -76,7 +77,7 @@ pub(crate) enum Read {
 }
 
 impl Channel {
-    pub(crate) fn new(epoch: Epoch) -> Channel {
+    pub(crate) fn new(epoch: Epoch, provisional: bool) -> Channel {
         Channel {
             state: Mutex::new(State {
                 epoch,
@@ -87,7 +88,7 @@ impl Channel {
                 subscribers: [0; Transport::COUNT],
                 removed: false,
                 closed: false,
-                adopted: None,
+                provisional,
             }),
         }
     }
@@ -150,19 +151,9 @@ impl State {
     pub(crate) fn restart(&mut self, epoch: Epoch, first: u64) -> (Vec<Waker>, Vec<Arc<Event>>) {
         self.epoch = epoch;
         self.next_id = first;
-        self.adopted = None;
+        self.provisional = false;
         let dropped = self.ring.drain(..).map(|(_, e)| e).collect();
         (self.take_wakers(), dropped)
-    }
-
-    /// Whether `cursor` is at 0 in the placeholder epoch this copy had
-    /// before a shared engine's first event gave it the real one: the same
-    /// place as 0 in this incarnation, no reset needed. Out of line: the
-    /// read path meets it only with a foreign epoch.
-    #[cold]
-    #[inline(never)]
-    fn adopted_cursor(&self, cursor: &Cursor) -> bool {
-        cursor.id == 0 && cursor.epoch == self.adopted
     }
 
     /// Takes every parked waker out (to wake after unlocking).
@@ -221,10 +212,7 @@ impl State {
         let last = self.last_id();
         let first = self.first_id();
         let before = out.len();
-        let mut elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
-        if elsewhere && self.adopted.is_some() {
-            elsewhere = !self.adopted_cursor(cursor);
-        }
+        let elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
         if elsewhere || cursor.id > last {
             // The cursor belongs to another incarnation of the channel (an
             // earlier run of the server, or this name before a sweep or a
@@ -238,7 +226,9 @@ impl State {
             }));
             cursor.id = first - 1;
         }
-        cursor.epoch = Some(self.epoch);
+        if !self.provisional {
+            cursor.epoch = Some(self.epoch);
+        }
         if cursor.id + 1 < first {
             out.push_back(Delivery::Gap(Gap {
                 from: cursor.id + 1,

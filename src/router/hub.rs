@@ -173,10 +173,10 @@ impl Hub {
             let mut woken = Vec::new();
             let mut dropped = Vec::new();
             if st.epoch != epoch {
-                if st.next_id == 1 && st.buffered() == 0 {
-                    // Nothing seen here yet: the copy takes the real epoch,
-                    // and cursors at 0 in its placeholder stay good.
-                    st.adopted = Some(st.epoch);
+                if st.provisional {
+                    // The channel's first event: the copy takes its real
+                    // epoch (no cursor was pinned to the placeholder).
+                    st.provisional = false;
                     st.epoch = epoch;
                 } else if id == 1 || from_log {
                     (woken, dropped) = st.restart(epoch, id);
@@ -234,7 +234,10 @@ impl Hub {
             shard.last_sweep = now;
             self.sweep_shard(&mut shard, now);
         }
-        let ch = Arc::new(Channel::new(self.inner.backplane.new_epoch(name)));
+        let ch = Arc::new(Channel::new(
+            self.inner.backplane.new_epoch(name),
+            self.inner.backplane.is_shared(),
+        ));
         shard.channels.insert(name.into(), ch.clone());
         ch
     }
@@ -321,8 +324,15 @@ impl Hub {
             let last = st.last_id();
             let first = st.first_id();
             let epoch = st.epoch;
+            let provisional = st.provisional;
             drop(st);
             let cursor = match (opts.since, opts.backlog) {
+                // A shared engine's copy before its first event: no epoch
+                // to pin to yet; from the start of whichever comes.
+                (since, _) if provisional => Cursor {
+                    epoch: since.and_then(|s| s.epoch),
+                    id: since.map_or(0, |s| s.id),
+                },
                 // A bare id is in the current incarnation; another epoch gets
                 // its reset gap on the first read.
                 (Some(since), _) => Cursor {
@@ -366,7 +376,8 @@ impl Hub {
         };
         let st = ch.state.lock();
         ChannelInfo {
-            epoch: Some(st.epoch),
+            // A shared engine's copy before its first event has none yet.
+            epoch: (!st.provisional).then_some(st.epoch),
             last_id: st.last_id(),
             buffered: st.buffered(),
             subscribers: st.subscribers,

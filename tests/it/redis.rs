@@ -165,3 +165,107 @@ async fn a_node_that_missed_announcements_catches_up_from_the_log() {
     n1.publish("c", "e41").await;
     assert_eq!(sub.next_event().await.id, Some(41));
 }
+
+/// A `tandem serve --redis` process on a free port, killed (SIGKILL, by
+/// PID) when dropped.
+struct NodeProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl NodeProcess {
+    async fn start(redis: &RedisServer) -> NodeProcess {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--redis", &redis.url(), "--threads", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tandem");
+        let base = format!("http://127.0.0.1:{port}");
+        let node = NodeProcess { child, base };
+        wait_until("the node listens", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        node
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `kill -9` of the node a subscriber reads from, in the middle of a
+/// publish stream on another node: the subscriber goes to a third node
+/// with its cursor and gets every event once, in order.
+#[tokio::test]
+async fn a_node_killed_mid_stream_loses_nothing() {
+    use tandem::client::{Client, Delivery};
+    let redis = RedisServer::start();
+    let mut a = NodeProcess::start(&redis).await;
+    let b = NodeProcess::start(&redis).await;
+    let c = NodeProcess::start(&redis).await;
+    let client = Client::new().with_retries(Some(0));
+    let mut sub = client
+        .subscribe(&format!("{}/ch/stream/sse", a.base))
+        .await
+        .expect("subscribe on node a");
+    let publisher = {
+        let url = format!("{}/ch/stream", b.base);
+        tokio::spawn(async move {
+            let client = Client::new();
+            for i in 1..=300u64 {
+                let id = client
+                    .publish(&url, tandem::NewEvent::message(format!("e{i}")))
+                    .await
+                    .expect("publish on node b");
+                assert_eq!(id, i);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut got = Vec::new();
+    let mut cursor = None;
+    while got.len() < 60 {
+        match sub.next().await.expect("a delivery").expect("no error") {
+            Delivery::Event(e) => {
+                got.push(e.id);
+                cursor = Some(e.cursor());
+            }
+            Delivery::Gap(g) => panic!("a gap on node a: {g:?}"),
+        }
+    }
+    a.kill();
+    drop(sub);
+    let mut sub = client
+        .subscribe(&format!("{}/ch/stream/sse", c.base))
+        .since(cursor.expect("a cursor"))
+        .await
+        .expect("subscribe on node c");
+    while got.len() < 300 {
+        match sub.next().await.expect("a delivery").expect("no error") {
+            Delivery::Event(e) => got.push(e.id),
+            Delivery::Gap(g) => panic!("a gap after moving to node c: {g:?}"),
+        }
+    }
+    publisher.await.expect("the publisher");
+    assert_eq!(
+        got,
+        (1..=300).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+}
