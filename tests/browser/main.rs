@@ -7,6 +7,7 @@ mod proxies;
 mod proxy_tests;
 // tandem.js in Chromium through those proxies (needs harness and webdriver).
 mod proxy_browser;
+mod scaleout;
 mod shared_view;
 
 // The browser side: a small WebDriver client (webdriver), what the browser

@@ -322,6 +322,9 @@ pub enum NginxConfig {
     /// buffers tandem's streams as it would any response. The control that
     /// shows what tandem's header does; not a config to deploy.
     DefaultsIgnoringAccelBuffering,
+    /// `tests/proxies/nginx-pair.conf`: `Http11` balancing over two nodes
+    /// (`Nginx::start_pair`).
+    Pair,
 }
 
 impl NginxConfig {
@@ -330,6 +333,7 @@ impl NginxConfig {
         match self {
             NginxConfig::Defaults | NginxConfig::DefaultsIgnoringAccelBuffering => "nginx.conf",
             NginxConfig::Http11 => "nginx-http11.conf",
+            NginxConfig::Pair => "nginx-pair.conf",
         }
     }
 
@@ -379,15 +383,28 @@ impl Nginx {
 
     /// nginx with the given config.
     pub fn start_with(upstream_port: u16, config: NginxConfig) -> Nginx {
+        Nginx::start_over(&[upstream_port], config)
+    }
+
+    /// nginx balancing (round robin) over two tandem nodes.
+    pub fn start_pair(first: u16, second: u16) -> Nginx {
+        Nginx::start_over(&[first, second], NginxConfig::Pair)
+    }
+
+    fn start_over(upstreams: &[u16], config: NginxConfig) -> Nginx {
         let nginx = program("nginx");
         start_retrying("nginx", || {
             let dir = TempDir::new("tandem-nginx");
             let port = free_port();
-            let conf = config.render(&[
+            let mut vars = vec![
                 ("PORT", port.to_string()),
-                ("UPSTREAM", upstream_port.to_string()),
+                ("UPSTREAM", upstreams[0].to_string()),
                 ("DIR", dir.path().display().to_string()),
-            ]);
+            ];
+            if let Some(second) = upstreams.get(1) {
+                vars.push(("UPSTREAM2", second.to_string()));
+            }
+            let conf = config.render(&vars);
             let conf_path = dir.write("nginx.conf", conf)?;
             let mut cmd = Command::new(&nginx);
             // -p and -e keep nginx away from its system prefix and error log
