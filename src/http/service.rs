@@ -314,12 +314,24 @@ impl Service {
                 "the backplane (redis) is unreachable: publishes are refused until it is back",
             )),
             Route::Metrics => {
-                let text = self.hub.metrics().render(self.hub.channel_count());
+                let mut text = self.hub.metrics().render(self.hub.channel_count());
+                // A node cut off from Redis still tells its own figures.
+                if let Some(Ok(c)) = self.hub.cluster(None).await {
+                    text.push_str(&format!(
+                        "# HELP tandem_cluster_nodes Nodes sharing the channels through redis that reported lately.\n# TYPE tandem_cluster_nodes gauge\ntandem_cluster_nodes {}\n\
+                         # HELP tandem_cluster_subscribers Subscribers on all those nodes.\n# TYPE tandem_cluster_subscribers gauge\ntandem_cluster_subscribers {}\n",
+                        c.nodes, c.subscribers
+                    ));
+                }
                 let mut resp = body::with_type(StatusCode::OK, "text/plain; version=0.0.4", text);
                 body::no_cache(&mut resp);
                 Ok(resp)
             }
-            Route::Info(c) => Ok(self.info(&c)),
+            Route::Info(c) => {
+                // A node cut off from Redis still tells its own figures.
+                let cluster = self.hub.cluster(Some(&c)).await.and_then(Result::ok);
+                Ok(self.info(&c, cluster))
+            }
             Route::Channel(c) if method == Method::POST => {
                 self.publish(&c, &query, req, origin).await
             }
@@ -331,7 +343,7 @@ impl Service {
         }
     }
 
-    fn info(&self, channel: &str) -> Response<Body> {
+    fn info(&self, channel: &str, cluster: Option<crate::Cluster>) -> Response<Body> {
         let info = self.hub.info(channel);
         // `null` for a channel that does not exist (yet).
         let epoch = info
@@ -348,9 +360,17 @@ impl Service {
             s.push_str(&format!("\"{}\":{}", t.name(), info.subscribers[i]));
         }
         s.push_str(&format!(
-            "}},\"total\":{}}}",
+            "}},\"total\":{}",
             info.subscribers.iter().sum::<usize>()
         ));
+        if let Some(c) = cluster {
+            // With --redis: every node's subscribers, as they last reported.
+            s.push_str(&format!(
+                ",\"cluster\":{{\"nodes\":{},\"subscribers\":{}}}",
+                c.nodes, c.subscribers
+            ));
+        }
+        s.push('}');
         body::json(StatusCode::OK, s)
     }
 

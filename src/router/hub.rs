@@ -143,6 +143,31 @@ impl Hub {
         }
     }
 
+    /// With `--redis`, what every node reported (`docs/scaling.md`): the
+    /// nodes and their subscribers, of one channel or of all; `None` in
+    /// memory. Refused (unavailable) while Redis is unreachable.
+    pub async fn cluster(&self, channel: Option<&str>) -> Option<Result<super::Cluster, Error>> {
+        match &self.inner.backplane {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => Some(r.cluster(channel).await),
+        }
+    }
+
+    /// The channels with subscribers here, and how many each has.
+    pub(crate) fn subscriber_counts(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for shard in &self.inner.shards {
+            let shard = shard.lock();
+            for (name, ch) in &shard.channels {
+                let n = ch.state.lock().subscriber_total();
+                if n > 0 {
+                    out.push((name.to_string(), n));
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the backplane can store events now: always in memory; with
     /// Redis, while this node hears it (`/healthz` answers 503 otherwise).
     pub fn backplane_up(&self) -> bool {

@@ -30,6 +30,12 @@
 //! node read that channel's log from Redis from where its copy ends; when
 //! the subscription comes back after an outage, every channel is read so.
 //! Subscribers see a delay, never a hole.
+//!
+//! **Every node reports itself** every [`REPORT_EVERY`]: `tandem:node:{ID}`
+//! (its subscribers and channels, expiring after three reports missed) and,
+//! per channel it has subscribers on, a field `{ID}` of `tandem:{C}:subs`
+//! (its count and when). `/ch/{c}/info` and `/metrics` add the cluster's
+//! figures from them; a node gone stops counting within three reports.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +55,9 @@ use crate::event::{Epoch, Event, NewEvent};
 const ANNOUNCE: &str = "tandem:ev";
 /// Longest a command may take before the publish is refused (503).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a node reports its figures to Redis; a report older than
+/// three of these is a node gone.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(2);
 /// Reconnection backoff, doubling from the first to the last.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -133,6 +142,31 @@ pub(crate) struct Redis {
     up: AtomicBool,
     /// The address, without its password, for messages.
     shown: String,
+    /// This node's name in the cluster's figures (random, per run).
+    node: String,
+    /// The channels this node reported subscribers on last time (to report
+    /// their going to none).
+    reported: parking_lot::Mutex<Vec<String>>,
+}
+
+/// What every node reported, together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cluster {
+    /// Nodes that reported within three report intervals.
+    pub nodes: usize,
+    /// Their subscribers, all transports (of one channel, or of all).
+    pub subscribers: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether a report made at `ms` is recent enough to count.
+fn fresh(ms: u64) -> bool {
+    now_ms().saturating_sub(ms) < 3 * REPORT_EVERY.as_millis() as u64
 }
 
 impl std::fmt::Debug for Redis {
@@ -173,6 +207,8 @@ impl Redis {
             publish: redis::Script::new(PUBLISH),
             up: AtomicBool::new(false),
             shown,
+            node: Epoch::random().as_str().to_string(),
+            reported: parking_lot::Mutex::new(Vec::new()),
         }))
     }
 
@@ -272,6 +308,112 @@ impl Redis {
         Ok((Some(epoch), out))
     }
 
+    /// Reports this node's figures (see the module's map).
+    async fn report(&self, hub: &Hub) -> redis::RedisResult<()> {
+        let counts = hub.subscriber_counts();
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        let now = now_ms();
+        let ttl = 3 * REPORT_EVERY.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("tandem:node:{}", self.node))
+            .arg(format!("{total} {} {now}", hub.channel_count()))
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+        let gone: Vec<String> = {
+            let mut reported = self.reported.lock();
+            let gone = reported
+                .iter()
+                .filter(|c| !counts.iter().any(|(n, _)| n == *c))
+                .cloned()
+                .collect();
+            *reported = counts.iter().map(|(c, _)| c.clone()).collect();
+            gone
+        };
+        for channel in gone {
+            pipe.cmd("HDEL")
+                .arg(format!("tandem:{{{channel}}}:subs"))
+                .arg(&self.node)
+                .ignore();
+        }
+        for (channel, n) in &counts {
+            let key = format!("tandem:{{{channel}}}:subs");
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg(&self.node)
+                .arg(format!("{n} {now}"))
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await
+    }
+
+    /// Every node's subscribers of `channel`, or of all channels.
+    pub(crate) async fn cluster(&self, channel: Option<&str>) -> Result<Cluster, Error> {
+        let mut conn = self.conn.clone();
+        let mut out = Cluster::default();
+        let call = async {
+            match channel {
+                Some(c) => {
+                    let all: Vec<(String, String)> = redis::cmd("HGETALL")
+                        .arg(format!("tandem:{{{c}}}:subs"))
+                        .query_async(&mut conn)
+                        .await?;
+                    for (_, v) in all {
+                        if let Some((n, ms)) = v.split_once(' ') {
+                            if fresh(ms.parse().unwrap_or(0)) {
+                                out.nodes += 1;
+                                out.subscribers += n.parse::<u64>().unwrap_or(0);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    let mut keys: Vec<String> = Vec::new();
+                    let mut cursor = 0u64;
+                    loop {
+                        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg("tandem:node:*")
+                            .arg("COUNT")
+                            .arg(1000)
+                            .query_async(&mut conn)
+                            .await?;
+                        keys.extend(found);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                    if !keys.is_empty() {
+                        let values: Vec<Option<String>> =
+                            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+                        for v in values.into_iter().flatten() {
+                            let mut f = v.split(' ');
+                            let subs = f.next().and_then(|n| n.parse::<u64>().ok());
+                            let ms = f.nth(1).and_then(|n| n.parse::<u64>().ok());
+                            if let (Some(subs), Some(ms)) = (subs, ms) {
+                                if fresh(ms) {
+                                    out.nodes += 1;
+                                    out.subscribers += subs;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok::<(), redis::RedisError>(())
+        };
+        match tokio::time::timeout(COMMAND_TIMEOUT, call).await {
+            Ok(Ok(())) => Ok(out),
+            Ok(Err(e)) => Err(self.unavailable(e)),
+            Err(_) => Err(self.unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+        }
+    }
+
     /// Every channel Redis holds.
     async fn channels(&self) -> redis::RedisResult<Vec<String>> {
         let mut conn = self.conn.clone();
@@ -340,8 +482,23 @@ pub(crate) async fn start(hub: &Hub, redis: Arc<Redis>) -> Result<(), Error> {
         .map_err(|e| redis.unavailable(e))?;
     redis.up.store(true, Ordering::Release);
     let weak = Arc::downgrade(&hub.inner);
+    let _ = redis.report(hub).await;
+    tokio::spawn(reports(weak.clone(), Arc::clone(&redis)));
     tokio::spawn(listen(weak, redis, Some(pubsub)));
     Ok(())
+}
+
+/// Reports this node's figures every [`REPORT_EVERY`] while the hub lives.
+async fn reports(hub: Weak<Inner>, redis: Arc<Redis>) {
+    loop {
+        tokio::time::sleep(REPORT_EVERY).await;
+        let Some(h) = hub.upgrade().map(|inner| Hub { inner }) else {
+            return;
+        };
+        if let Err(e) = redis.report(&h).await {
+            log::debug!("redis: report failed: {e}");
+        }
+    }
 }
 
 async fn subscribe(redis: &Redis) -> redis::RedisResult<redis::aio::PubSub> {

@@ -249,8 +249,31 @@ async fn a_node_killed_mid_stream_loses_nothing() {
             Delivery::Gap(g) => panic!("a gap on node a: {g:?}"),
         }
     }
+    // Node a has reported its subscriber (node b, which has none, sees it).
+    let info = format!("{}/ch/stream/info", b.base);
+    let counted = |want: serde_json::Value| {
+        let info = info.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&fetch(&info).await).expect("info is JSON");
+                if v["cluster"] == want {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "want {want}, have {v}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+        }
+    };
+    counted(serde_json::json!({"nodes": 1, "subscribers": 1})).await;
     a.kill();
     drop(sub);
+    // Its last report goes stale: it stops counting within three intervals.
+    counted(serde_json::json!({"nodes": 0, "subscribers": 0})).await;
     let mut sub = client
         .subscribe(&format!("{}/ch/stream/sse", c.base))
         .since(cursor.expect("a cursor"))
@@ -268,4 +291,65 @@ async fn a_node_killed_mid_stream_loses_nothing() {
         (1..=300).collect::<Vec<_>>(),
         "every event once, in order"
     );
+    // Node c counts its subscriber now.
+    counted(serde_json::json!({"nodes": 1, "subscribers": 1})).await;
+}
+
+/// GET `url` (a plain `http://127.0.0.1:PORT/...`) and return the body.
+async fn fetch(url: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut s = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    let at = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    buf.split_off(at)
+}
+
+/// `/ch/{c}/info` and `/metrics` add what every node reported: nodes and
+/// their subscribers; a node that goes stops counting within three reports.
+#[tokio::test]
+async fn info_and_metrics_tell_the_whole_cluster() {
+    let redis = RedisServer::start();
+    let n1 = node(&redis).await;
+    let mut n2 = node(&redis).await;
+    let _a = n1.sse("/ch/counted/sse").await;
+    let _b = n2.sse("/ch/counted/sse").await;
+    let _c = n2.sse("/ch/counted/sse").await;
+    let _other = n2.sse("/ch/elsewhere/sse").await;
+    let cluster = |v: serde_json::Value| v["cluster"].clone();
+    wait_until("both nodes' subscribers counted", || async {
+        cluster(n1.info("counted").await) == serde_json::json!({"nodes": 2, "subscribers": 3})
+    })
+    .await;
+    assert_eq!(
+        n1.info("counted").await["total"],
+        1,
+        "the node's own figure stays"
+    );
+    let metrics = n1.get("/metrics").await.text();
+    assert!(metrics.contains("\ntandem_cluster_nodes 2\n"), "{metrics}");
+    assert!(
+        metrics.contains("\ntandem_cluster_subscribers 4\n"),
+        "{metrics}"
+    );
+    n2.shutdown().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cluster(n1.info("counted").await) != serde_json::json!({"nodes": 1, "subscribers": 1}) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node 2 still counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Without --redis there is no cluster to tell.
+    let alone = Server::start(config()).await;
+    assert!(alone.info("counted").await.get("cluster").is_none());
 }
