@@ -15,6 +15,11 @@
 //!
 //! `open` counts open subscriber responses per transport; the rates are over
 //! the last interval and leave out the snapshots themselves.
+//!
+//! With `--redis` every node publishes its own snapshot, with its name in
+//! `"node"`, while anyone on any node listens (the cluster's figures,
+//! `docs/scaling.md`), so the page, wherever it is served from, shows every
+//! node.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -62,7 +67,12 @@ pub async fn run(hub: Hub, stop: Shutdown) {
             bytes: m.bytes_written.get(),
         };
         let prev = last.replace(now);
-        if hub.info(CHANNEL).subscribers.iter().sum::<usize>() == 0 {
+        let here = hub.info(CHANNEL).subscribers.iter().sum::<usize>();
+        let anywhere = match hub.cluster(Some(CHANNEL)).await {
+            Some(Ok(c)) => c.subscribers > 0,
+            _ => false,
+        };
+        if here == 0 && !anywhere {
             continue;
         }
         let json = snapshot(&hub, now, prev);
@@ -97,8 +107,11 @@ fn snapshot(hub: &Hub, now: Sample, prev: Option<Sample>) -> String {
         .map(|t| format!("\"{}\":{}", t.name(), m.open[*t as usize].get()))
         .collect::<Vec<_>>()
         .join(",");
+    let node = hub
+        .node()
+        .map_or_else(String::new, |n| format!("\"node\":\"{n}\","));
     format!(
-        "{{\"time\":{time},\"connections\":{},\"channels\":{},\"open\":{{{open}}},\
+        "{{{node}\"time\":{time},\"connections\":{},\"channels\":{},\"open\":{{{open}}},\
          \"published\":{},\"deliveries\":{},\"gaps\":{},\"bytes_written\":{},\
          \"events_per_second\":{:.1},\"deliveries_per_second\":{:.1},\"bytes_per_second\":{:.1}}}",
         m.connections.get(),

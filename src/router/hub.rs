@@ -153,6 +153,15 @@ impl Hub {
         }
     }
 
+    /// With `--redis`, this node's name in the cluster's figures (random,
+    /// per run); `None` in memory.
+    pub fn node(&self) -> Option<&str> {
+        match &self.inner.backplane {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => Some(r.node()),
+        }
+    }
+
     /// The channels with subscribers here, and how many each has.
     pub(crate) fn subscriber_counts(&self) -> Vec<(String, usize)> {
         let mut out = Vec::new();

@@ -308,6 +308,11 @@ impl Redis {
         Ok((Some(epoch), out))
     }
 
+    /// This node's name in the cluster's figures.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
     /// Reports this node's figures (see the module's map).
     async fn report(&self, hub: &Hub) -> redis::RedisResult<()> {
         let counts = hub.subscriber_counts();

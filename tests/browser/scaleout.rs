@@ -67,3 +67,25 @@ async fn a_page_moves_to_the_other_node_when_its_node_goes() {
     browser.quit().await;
     drop(nginx);
 }
+
+/// `/status.html` from one node shows both nodes, and adds them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_every_node() {
+    let _slot = browser_slot().await;
+    let redis = RedisServer::start();
+    let first = Server::start(browser_config().redis(&redis.url())).await;
+    let _second = Server::start(browser_config().redis(&redis.url())).await;
+    let browser = Browser::start(&[]).await;
+    browser.goto(&first.url("/status.html")).await;
+    crate::harness::eventually("two nodes on the page", Duration::from_secs(15), || async {
+        let rows = browser
+            .exec(
+                "return document.querySelectorAll('#node-rows tr').length;",
+                json!([]),
+            )
+            .await;
+        (rows == json!(2)).then_some(())
+    })
+    .await;
+    browser.quit().await;
+}

@@ -353,3 +353,28 @@ async fn info_and_metrics_tell_the_whole_cluster() {
     let alone = Server::start(config()).await;
     assert!(alone.info("counted").await.get("cluster").is_none());
 }
+
+/// With `--redis` every node publishes its status snapshot, named, while
+/// anyone on any node watches `tandem.status`: one subscriber on node 1
+/// hears both nodes.
+#[tokio::test]
+async fn the_status_feed_hears_every_node() {
+    let redis = RedisServer::start();
+    let n1 = node(&redis).await;
+    let _n2 = node(&redis).await;
+    let mut feed = n1.sse("/ch/tandem.status/sse").await;
+    let mut names = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while names.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "heard only {names:?}"
+        );
+        let e = feed.next_event().await;
+        if e.kind != "status" {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&e.data).expect("a snapshot");
+        names.insert(v["node"].as_str().expect("a node name").to_string());
+    }
+}
