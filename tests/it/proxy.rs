@@ -163,15 +163,20 @@ async fn cookie_domains_and_content_location_map_to_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_download_streams() {
     let (up, srv) = proxied().await;
-    const N: usize = 10 * 1024 * 1024;
+    gated_download(&up, &srv, 10 * 1024 * 1024).await;
+}
+
+/// Downloads `n` bytes of `/download` through the proxy with the upstream
+/// holding everything after the first MiB until released: the first MiB
+/// must come through before the upstream sends the rest, then every byte
+/// as the upstream sent it.
+async fn gated_download(up: &Upstream, srv: &Server, n: usize) {
     let (head, mut body) = srv
-        .open(Req::get(&format!("/download?bytes={N}&gate=1")))
+        .open(Req::get(&format!("/download?bytes={n}&gate=1")))
         .await;
     assert_eq!(head.status, 200, "{}", head.raw);
-    head.expect("content-length", &N.to_string());
-    // The upstream holds everything after the first MiB until released:
-    // the first MiB must come through before the upstream sends the rest.
-    let mut got = Vec::with_capacity(N);
+    head.expect("content-length", &n.to_string());
+    let mut got = Vec::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(10);
     while got.len() < 1 << 20 {
         got.extend(
@@ -186,7 +191,7 @@ async fn a_large_download_streams() {
         got.extend(chunk);
     }
     assert!(body.ended_cleanly());
-    assert_eq!(got.len(), N);
+    assert_eq!(got.len(), n);
     assert!(
         got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8),
         "every byte as the upstream sent it"
@@ -713,29 +718,7 @@ async fn an_https_upstream_pages_downloads_and_posts() {
 
     // A large download streams: the first MiB arrives before the upstream
     // sends the rest.
-    const N: usize = 8 * 1024 * 1024;
-    let (head, mut body) = srv
-        .open(Req::get(&format!("/download?bytes={N}&gate=1")))
-        .await;
-    assert_eq!(head.status, 200, "{}", head.raw);
-    head.expect("content-length", &N.to_string());
-    let mut got = Vec::with_capacity(N);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.len() < 1 << 20 {
-        got.extend(
-            body.next_by(deadline)
-                .await
-                .expect("the first MiB, streamed"),
-        );
-    }
-    assert_eq!(got.len(), 1 << 20, "nothing past the gate yet");
-    up.release();
-    while let Some(chunk) = body.next().await {
-        got.extend(chunk);
-    }
-    assert!(body.ended_cleanly());
-    assert_eq!(got.len(), N);
-    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    gated_download(&up, &srv, 8 * 1024 * 1024).await;
 
     // A POST's body goes up and its echo comes back, byte for byte, with
     // a Content-Length and chunked.
