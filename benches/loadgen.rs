@@ -624,13 +624,13 @@ async fn run(args: Args) -> Result<(), String> {
     };
     // Each process's share, in the order of the --pid options.
     let cpu_each = match (&cpu0, &cpu1) {
-        (Some(a), Some(b)) => a
-            .2
-            .iter()
-            .zip(&b.2)
-            .map(|(x, y)| format!("{:.2}", y - x))
-            .collect::<Vec<_>>()
-            .join(","),
+        (Some(a), Some(b)) => {
+            a.2.iter()
+                .zip(&b.2)
+                .map(|(x, y)| format!("{:.2}", y - x))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
         _ => "n/a".into(),
     };
     let rss = cpu1.as_ref().map_or("n/a".into(), |c| c.0.to_string());
