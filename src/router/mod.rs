@@ -33,7 +33,7 @@ mod redis;
 mod subscription;
 
 pub use hub::{ChannelInfo, Hub};
-pub use redis::Cluster;
+pub use redis::{Cluster, RedisOptions};
 pub use subscription::{SubscribeOptions, Subscription};
 
 /// The transport a subscriber uses; the label its count is kept under.
