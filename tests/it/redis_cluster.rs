@@ -1,0 +1,226 @@
+//! Many nodes on a Redis Cluster: three masters started by the test
+//! (`kit::RedisCluster`, append-only, on free ports in temporary
+//! directories) and three tandem nodes. Channels are picked to land on the
+//! three different shards, and carry the same checks as on one Redis
+//! (`redis.rs`, whose helpers these reuse): every transport on every node
+//! receives every event in order, once; a subscriber resumes on another
+//! node with its cursor; a shard master restarted mid-stream costs only
+//! its own channels' publishes (503) and loses no accepted event.
+
+use kit::{config, wait_until, RedisCluster, Req, Server};
+
+use super::redis::{
+    expect_every_accepted, fetch, ids, poll, publisher, start_fails, NodeProcess, Watchers,
+};
+
+async fn node(cluster: &RedisCluster) -> Server {
+    Server::start(config().redis_options(tandem::RedisOptions::cluster(cluster.urls()))).await
+}
+
+/// One channel name per shard (`CLUSTER KEYSLOT` of its keys says where).
+fn one_channel_per_shard(cluster: &RedisCluster) -> [String; 3] {
+    let mut out: [Option<String>; 3] = Default::default();
+    for i in 0.. {
+        let name = format!("ch{i}");
+        let shard = cluster.node_of_channel(&name);
+        if out[shard].is_none() {
+            out[shard] = Some(name);
+        }
+        if out.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    out.map(|c| c.expect("a channel"))
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_reaches_every_node_on_every_shard() {
+    let cluster = RedisCluster::start();
+    let (n1, n2, n3) = (
+        node(&cluster).await,
+        node(&cluster).await,
+        node(&cluster).await,
+    );
+    let channels = one_channel_per_shard(&cluster);
+    let mut watchers = Vec::new();
+    for ch in &channels {
+        watchers.push(Watchers::open(&n2, &n3, ch).await);
+    }
+    // Interleaved over the three shards.
+    for i in 1..=20u64 {
+        for ch in &channels {
+            let id = n1.publish(ch, &format!("{ch}-{i}")).await;
+            assert_eq!(id, i, "ids come from the channel's shard");
+        }
+    }
+    for (ch, w) in channels.iter().zip(&mut watchers) {
+        let want: Vec<String> = (1..=20).map(|i| format!("{ch}-{i}")).collect();
+        w.expect(&n2, &n3, &want).await;
+        let epoch = n1.epoch(ch);
+        assert_eq!((n2.epoch(ch), n3.epoch(ch)), (epoch.clone(), epoch));
+    }
+    // Each channel's keys are on its own shard: the other masters have none.
+    for (shard, ch) in channels.iter().enumerate() {
+        for (i, master) in cluster.nodes.iter().enumerate() {
+            let exists = master.command(&["EXISTS", &format!("tandem:{{{ch}}}:l")]);
+            if i == shard {
+                assert_eq!(exists, ":1", "{ch} on node {i}");
+            } else {
+                assert!(exists.starts_with("-MOVED"), "{ch} on node {i}: {exists}");
+            }
+        }
+    }
+    // A node started now loads every shard's channels.
+    let n4 = node(&cluster).await;
+    for ch in &channels {
+        let all = poll(&n4, ch, "0").await;
+        assert_eq!(all["events"].as_array().unwrap().len(), 20, "{ch}");
+    }
+    // The whole cluster's figures: node 2 and node 3 each have two
+    // streams on each channel.
+    wait_until("every node's subscribers counted", || async {
+        n1.info(&channels[1]).await["cluster"] == serde_json::json!({"nodes": 2, "subscribers": 4})
+    })
+    .await;
+    let metrics = n1.get("/metrics").await.text();
+    assert!(metrics.contains("\ntandem_cluster_nodes 4\n"), "{metrics}");
+    assert!(
+        metrics.contains("\ntandem_cluster_subscribers 12\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_resumes_on_another_node_with_its_cursor() {
+    let cluster = RedisCluster::start();
+    let n1 = node(&cluster).await;
+    let n2 = node(&cluster).await;
+    for ch in one_channel_per_shard(&cluster) {
+        for i in 1..=10 {
+            n1.publish(&ch, &format!("e{i}")).await;
+        }
+        let mut first = n1.sse(&format!("/ch/{ch}/sse?since=0")).await;
+        let seen = first.take(5).await;
+        let cursor = format!("{}:{}", seen[4].epoch.clone().unwrap(), seen[4].id.unwrap());
+        drop(first);
+        let mut second = n2
+            .sse_with(Req::get(&format!("/ch/{ch}/sse")).header("Last-Event-ID", &cursor))
+            .await;
+        assert_eq!(ids(&second.take(5).await), vec![6, 7, 8, 9, 10], "{ch}");
+        n1.publish(&ch, "e11").await;
+        assert_eq!(ids(&[second.next_event().await]), vec![11], "{ch}");
+    }
+}
+
+/// One shard's master (append-only) is killed and restarted while a
+/// publisher on node 1 publishes on a channel of each shard: that shard's
+/// publishes get 503 during the outage, the other two shards' keep being
+/// accepted and delivered, and subscribers on node 2 receive every event
+/// that got a 202, once, in order, on all three channels.
+#[tokio::test]
+async fn a_shard_master_restarted_mid_stream_costs_only_its_channels() {
+    let mut cluster = RedisCluster::start();
+    let n1 = node(&cluster).await;
+    let n2 = node(&cluster).await;
+    let channels = one_channel_per_shard(&cluster);
+    let mut subs = Vec::new();
+    for ch in &channels {
+        subs.push(n2.sse(&format!("/ch/{ch}/sse")).await);
+    }
+    let urls = channels
+        .iter()
+        .map(|c| n1.url(&format!("/ch/{c}")))
+        .collect();
+    let publishing = publisher(urls, std::time::Duration::from_secs(6));
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let down = 1;
+    let before: Vec<u64> = {
+        let mut v = Vec::new();
+        for ch in &channels {
+            v.push(n2.info(ch).await["last_id"].as_u64().unwrap());
+        }
+        v
+    };
+    cluster.nodes[down].stop();
+    let stopped = tokio::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Meanwhile node 2 still hears the other shards.
+    for (i, ch) in channels.iter().enumerate() {
+        if i != down {
+            let now = n2.info(ch).await["last_id"].as_u64().unwrap();
+            assert!(now > before[i] + 10, "{ch}: {} then {now}", before[i]);
+        }
+    }
+    let restarted = tokio::time::Instant::now();
+    cluster.nodes[down].restart();
+    cluster.wait_ok();
+    let seen = publishing.await.expect("the publisher");
+    let outage = |at: &tokio::time::Instant| *at > stopped && *at < restarted;
+    let last_refused = *seen[down]
+        .refused
+        .last()
+        .expect("the shard's publishes got 503");
+    assert!(
+        seen[down]
+            .accepted
+            .iter()
+            .any(|(_, _, at)| *at > last_refused),
+        "publishing on the restarted shard worked again"
+    );
+    for (i, s) in seen.iter().enumerate() {
+        if i != down {
+            assert!(
+                s.refused.is_empty(),
+                "shard {i} refused {} publishes",
+                s.refused.len()
+            );
+            assert!(
+                s.accepted.iter().filter(|(_, _, at)| outage(at)).count() > 10,
+                "shard {i} kept publishing during the outage"
+            );
+        }
+    }
+    for (sub, s) in subs.iter_mut().zip(&seen) {
+        expect_every_accepted(sub, s).await;
+    }
+    assert!(n2.get("/healthz").await.head.status == 200);
+}
+
+/// The command line: `--redis-cluster` with several `--redis` seeds, a
+/// node process that a publish on an in-process node reaches; misuse is a
+/// usage error (exit 2).
+#[tokio::test]
+async fn the_command_line_takes_a_cluster() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let n1 = node(&cluster).await;
+    let p = NodeProcess::start_args(&["--redis-cluster", "--redis", &urls[2], "--redis", &urls[0]])
+        .await;
+    let ch = &one_channel_per_shard(&cluster)[2];
+    for i in 1..=3 {
+        n1.publish(ch, &format!("x{i}")).await;
+    }
+    let body = fetch(&format!("{}/ch/{ch}/poll?since=0", p.base)).await;
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("poll JSON");
+    let got: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ["x1", "x2", "x3"]);
+    let (code, err) = start_fails(&["--redis", &urls[0], "--redis", &urls[1]]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--redis-cluster"), "{err}");
+    let (code, err) = start_fails(&["--redis-cluster"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs --redis"), "{err}");
+    let (code, err) = start_fails(&[
+        "--redis-cluster",
+        "--redis",
+        &format!("redis://127.0.0.1:{}/1", cluster.nodes[0].port),
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("database 0"), "{err}");
+}
