@@ -33,6 +33,7 @@ mod redis;
 mod subscription;
 
 pub use hub::{ChannelInfo, Hub};
+pub(crate) use redis::announce_channel;
 pub use redis::{Cluster, RedisOptions};
 pub use subscription::{SubscribeOptions, Subscription};
 

@@ -224,3 +224,53 @@ async fn the_command_line_takes_a_cluster() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("database 0"), "{err}");
 }
+
+/// The announcement channel of every slot hashes to that slot, as the
+/// cluster itself says (`CLUSTER KEYSLOT`), for a spread of slots.
+#[tokio::test]
+async fn every_slot_announces_on_a_channel_of_its_own_slot() {
+    let cluster = RedisCluster::start();
+    for slot in (0..16384)
+        .step_by(331)
+        .chain([1, 5460, 5461, 10922, 10923, 16383])
+    {
+        let channel = tandem::__private::redis_announce_channel(slot);
+        assert_eq!(cluster.keyslot(&channel) as usize, slot, "{channel}");
+    }
+}
+
+/// Every node's shard subscriptions are cut on every master (the masters
+/// stay up) while events are published: the nodes subscribe again and
+/// read what they missed from the logs, so each subscriber gets every
+/// event once, in order.
+#[tokio::test]
+async fn a_node_that_missed_announcements_catches_up_from_the_logs() {
+    let cluster = RedisCluster::start();
+    let n1 = node(&cluster).await;
+    let n2 = node(&cluster).await;
+    let channels = one_channel_per_shard(&cluster);
+    let mut subs = Vec::new();
+    for ch in &channels {
+        subs.push(n2.sse(&format!("/ch/{ch}/sse")).await);
+    }
+    for ch in &channels {
+        n1.publish(ch, "e1").await;
+    }
+    for sub in &mut subs {
+        assert_eq!(ids(&sub.take(1).await), vec![1]);
+    }
+    for master in &cluster.nodes {
+        // Each node's subscription to this shard.
+        let killed = master.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert_eq!(killed, ":2");
+    }
+    for i in 2..=30 {
+        for ch in &channels {
+            n1.publish(ch, &format!("e{i}")).await;
+        }
+    }
+    for (ch, sub) in channels.iter().zip(&mut subs) {
+        let got = sub.take(29).await;
+        assert_eq!(ids(&got), (2..=30).collect::<Vec<_>>(), "{ch}");
+    }
+}

@@ -58,6 +58,12 @@ pub use conn::RedisOptions;
 use conn::{Connected, COMMAND_TIMEOUT};
 use shard::{ClusterMode, Tags};
 
+/// On a Redis Cluster, the announcement channel of hash slot `slot` (for
+/// the tests' check against `CLUSTER KEYSLOT`).
+pub(crate) fn announce_channel(slot: usize) -> String {
+    Tags::get().channel(slot).to_string()
+}
+
 /// The one pub/sub channel every node listens to on one Redis (a cluster
 /// has one shard channel per slot, `shard.rs`).
 const ANNOUNCE: &str = "tandem:ev";
@@ -172,6 +178,8 @@ pub(crate) struct Redis {
     /// The channels this node reported subscribers on last time (to report
     /// their going to none).
     reported: parking_lot::Mutex<Vec<String>>,
+    /// Reports made (every 16th also forgets nodes long gone).
+    reports: std::sync::atomic::AtomicU64,
 }
 
 /// What every node reported, together.
@@ -224,6 +232,7 @@ impl Redis {
             shown,
             node: Epoch::random().as_str().to_string(),
             reported: parking_lot::Mutex::new(Vec::new()),
+            reports: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -425,7 +434,7 @@ impl Redis {
         }
         // Now and then, forget nodes long gone (their fields stay otherwise
         // while any node reports).
-        if now % 16 == 0 {
+        if self.reports.fetch_add(1, Ordering::Relaxed) % 16 == 15 {
             let all: Vec<(String, String)> = redis::cmd("HGETALL")
                 .arg(NODES)
                 .query_async(&mut self.connection())
