@@ -511,7 +511,9 @@ pub(crate) async fn expect_every_accepted(sub: &mut Events<SseParser>, seen: &Pu
     let mut got = Vec::new();
     while got.last().map_or(0, |(id, _)| *id) < last {
         let e = sub.next_event().await;
-        let id = e.id.expect("an event, not a gap");
+        let Some(id) = e.id else {
+            panic!("a gap after {:?}: {e:?}", got.last());
+        };
         got.push((id, String::from_utf8_lossy(&e.data).into_owned()));
     }
     let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
@@ -535,8 +537,11 @@ pub(crate) async fn expect_every_accepted(sub: &mut Events<SseParser>, seen: &Pu
 #[tokio::test]
 async fn a_redis_restart_in_the_middle_of_a_stream_loses_no_accepted_event() {
     let mut redis = RedisServer::start_with(true);
-    let n1 = node(&redis).await;
-    let n2 = node(&redis).await;
+    // A log long enough for what is published (200 a second) between
+    // Redis's return and the nodes' resubscribing (up to 1 s).
+    let big = || config().buffer_events(1024).redis(&redis.url());
+    let n1 = Server::start(big()).await;
+    let n2 = Server::start(big()).await;
     let mut sub = n2.sse("/ch/live/sse").await;
     let publishing = publisher(vec![n1.url("/ch/live")], std::time::Duration::from_secs(4));
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;

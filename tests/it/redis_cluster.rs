@@ -120,8 +120,15 @@ async fn a_subscriber_resumes_on_another_node_with_its_cursor() {
 #[tokio::test]
 async fn a_shard_master_restarted_mid_stream_costs_only_its_channels() {
     let mut cluster = RedisCluster::start();
-    let n1 = node(&cluster).await;
-    let n2 = node(&cluster).await;
+    // A log long enough for what is published (200 a second a channel)
+    // between the master's return and the nodes' resubscribing (up to 1 s).
+    let big = || {
+        config()
+            .buffer_events(1024)
+            .redis_options(tandem::RedisOptions::cluster(cluster.urls()))
+    };
+    let n1 = Server::start(big()).await;
+    let n2 = Server::start(big()).await;
     let channels = one_channel_per_shard(&cluster);
     let mut subs = Vec::new();
     for ch in &channels {
@@ -143,6 +150,10 @@ async fn a_shard_master_restarted_mid_stream_costs_only_its_channels() {
     };
     cluster.nodes[down].stop();
     let stopped = tokio::time::Instant::now();
+    wait_until("node 2 says a shard is unheard", || async {
+        n2.get("/healthz").await.head.status == 503
+    })
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     // Meanwhile node 2 still hears the other shards.
     for (i, ch) in channels.iter().enumerate() {
@@ -183,7 +194,10 @@ async fn a_shard_master_restarted_mid_stream_costs_only_its_channels() {
     for (sub, s) in subs.iter_mut().zip(&seen) {
         expect_every_accepted(sub, s).await;
     }
-    assert!(n2.get("/healthz").await.head.status == 200);
+    wait_until("node 2 hears every shard again", || async {
+        n2.get("/healthz").await.head.status == 200
+    })
+    .await;
 }
 
 /// The command line: `--redis-cluster` with several `--redis` seeds, a

@@ -70,8 +70,11 @@ const ANNOUNCE: &str = "tandem:ev";
 /// How often a node reports its figures to Redis; a report older than
 /// three of these is a node gone.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(2);
-/// Reconnection backoff, doubling from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Reconnection backoff, doubling from the first to the last. The last is
+/// short: Redis takes publishes again the moment it is back, and what they
+/// store while this node is not yet subscribed must still be in the log
+/// (`buffer_events`) when the node catches up.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// Takes the next id, keeps the event, trims the log, announces it.
 /// KEYS: meta, log. ARGV: a new epoch (used if the channel has none),
