@@ -158,11 +158,14 @@ impl Hub {
     /// nodes and their subscribers, of one channel or of all; `None` in
     /// memory. Refused (unavailable) while Redis is unreachable.
     pub async fn cluster(&self, channel: Option<&str>) -> Option<Result<super::Cluster, Error>> {
-        Some(self.redis()?.cluster(channel).await)
+        match &self.inner.backplane {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => Some(r.cluster(channel).await),
+        }
     }
 
-    /// With `--redis`, the Redis engine (its `connection()` for any
-    /// module's own keys); `None` in memory.
+    /// With `--redis`, the backplane's Redis (co-browsing keeps its state
+    /// there); `None` in memory.
     pub(crate) fn redis(&self) -> Option<Arc<super::redis::Redis>> {
         match &self.inner.backplane {
             Backplane::Memory => None,

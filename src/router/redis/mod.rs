@@ -1,6 +1,9 @@
 //! The Redis backplane: every tandem node started with `--redis` shares
-//! every channel through one Redis, the engine Nchan and Centrifugo scale
-//! out on (the client is the `redis` crate, redis-rs).
+//! every channel through one Redis or a Redis Cluster, the engine Nchan and
+//! Centrifugo scale out on (the client is the `redis` crate, redis-rs).
+//! `conn.rs` reaches it (TLS, passwords, [`RedisConn`] for other modules),
+//! `shard.rs` is what a cluster adds (sharded pub/sub, one subscription
+//! per shard).
 //!
 //! **What Redis holds**, per channel `C` (keys hash-tagged `{C}`, so a
 //! cluster keeps a channel's keys on one shard):
@@ -16,14 +19,16 @@
 //!
 //! **A publish** is one Lua script, on whichever node took it: the next id,
 //! the event kept and the log trimmed, and the announcement (`PUBLISH` on
-//! `tandem:ev`), atomically, so announcements go out in id order. The
+//! `tandem:ev`; on a cluster `SPUBLISH` on the channel of the keys' slot,
+//! `shard.rs`), atomically, so announcements go out in id order. The
 //! publish answers (`202 {"id":N}`) once the script has returned: the event
 //! is in Redis. While Redis cannot be reached, publishes are refused with
 //! 503 (never a 202 for an event that was not stored).
 //!
 //! **Every node keeps its own copy of every channel** (the ring of
 //! `channel.rs`, from which its subscribers read exactly as in memory), fed
-//! by one subscription to `tandem:ev` per node, not per subscriber. It loads
+//! by one subscription to `tandem:ev` per node, not per subscriber (on a
+//! cluster, one connection per shard subscribed to its slots' channels). It loads
 //! every channel's log when it starts, so a subscriber that resumes on any
 //! node finds its cursor there. An announcement that is not the next id of
 //! the node's copy (the subscription dropped, a message was lost) makes the
@@ -31,8 +36,8 @@
 //! the subscription comes back after an outage, every channel is read so.
 //! Subscribers see a delay, never a hole.
 //!
-//! **Every node reports itself** every [`REPORT_EVERY`]: `tandem:node:{ID}`
-//! (its subscribers and channels, expiring after three reports missed) and,
+//! **Every node reports itself** every [`REPORT_EVERY`]: field `{ID}` of the
+//! hash `tandem:nodes` (its subscribers, channels and when) and,
 //! per channel it has subscribers on, a field `{ID}` of `tandem:{C}:subs`
 //! (its count and when). `/ch/{c}/info` and `/metrics` add the cluster's
 //! figures from them; a node gone stops counting within three reports.
@@ -581,17 +586,18 @@ pub(crate) async fn start(hub: &Hub, redis: Arc<Redis>) -> Result<(), Error> {
             .map_err(|e| redis.unavailable(e))?,
     }
     let _ = redis.report(hub).await;
-    tokio::spawn(reports(weak, redis));
+    tokio::spawn(reports(weak));
     Ok(())
 }
 
 /// Reports this node's figures every [`REPORT_EVERY`] while the hub lives.
-async fn reports(hub: Weak<Inner>, redis: Arc<Redis>) {
+async fn reports(hub: Weak<Inner>) {
     loop {
         tokio::time::sleep(REPORT_EVERY).await;
         let Some(h) = hub.upgrade().map(|inner| Hub { inner }) else {
             return;
         };
+        let Some(redis) = h.redis() else { return };
         if let Err(e) = redis.report(&h).await {
             log::debug!("redis: report failed: {e}");
         }
