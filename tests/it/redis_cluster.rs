@@ -288,3 +288,36 @@ async fn a_node_that_missed_announcements_catches_up_from_the_logs() {
         assert_eq!(ids(&got), (2..=30).collect::<Vec<_>>(), "{ch}");
     }
 }
+
+/// A cluster on TLS only (its bus too) with a password: the seeds are
+/// `rediss://`, the CA and the password come from files; every shard's
+/// channel reaches the other node.
+#[tokio::test]
+async fn a_cluster_on_tls_with_a_password() {
+    let cluster = RedisCluster::start_opts(kit::RedisOpts {
+        tls: true,
+        password: Some("cluster-pass".into()),
+        ..kit::RedisOpts::default()
+    });
+    let urls = cluster.urls();
+    assert!(urls[0].starts_with("rediss://"));
+    let pem = std::fs::read(cluster.nodes[0].ca_file()).expect("the CA");
+    let options = tandem::RedisOptions::cluster(&urls[..1])
+        .password("cluster-pass")
+        .ca_pem(pem);
+    let n1 = Server::start(config().redis_options(options.clone())).await;
+    let n2 = Server::start(config().redis_options(options)).await;
+    let channels = one_channel_per_shard(&cluster);
+    let mut subs = Vec::new();
+    for ch in &channels {
+        subs.push(n2.sse(&format!("/ch/{ch}/sse")).await);
+    }
+    for ch in &channels {
+        for i in 1..=5 {
+            n1.publish(ch, &format!("e{i}")).await;
+        }
+    }
+    for sub in &mut subs {
+        assert_eq!(ids(&sub.take(5).await), vec![1, 2, 3, 4, 5]);
+    }
+}

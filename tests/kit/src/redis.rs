@@ -140,6 +140,12 @@ impl RedisServer {
             cmd.args(["--requirepass", p]);
         }
         if self.opts.cluster {
+            if self.opts.tls {
+                cmd.args(["--tls-cluster", "yes"]);
+            }
+            if let Some(p) = &self.opts.password {
+                cmd.args(["--masterauth", p]);
+            }
             cmd.args(["--cluster-enabled", "yes"])
                 .args(["--cluster-config-file", "nodes.conf"])
                 .args(["--cluster-port", &self.bus_port.to_string()])
@@ -207,7 +213,8 @@ impl RedisServer {
     }
 
     /// Sends one command (RESP, over its own connection) and returns the
-    /// first line of the answer (`+OK`, `:3`, `-ERR ...`).
+    /// first line of the answer (`+OK`, `:3`, `-ERR ...`; with TLS,
+    /// through redis-cli: `OK`, `3`, `ERR ...`).
     pub fn command(&self, args: &[&str]) -> String {
         if self.opts.tls {
             return self.cli(args);
@@ -271,14 +278,29 @@ impl RedisCluster {
 
     /// Starts the three and waits for `cluster_state:ok` on each.
     pub fn start() -> RedisCluster {
+        RedisCluster::start_opts(RedisOpts::default())
+    }
+
+    /// Starts the three, each as `opts` says (with TLS, all on one
+    /// certificate, the bus too), append-only cluster nodes.
+    pub fn start_opts(opts: RedisOpts) -> RedisCluster {
         let opts = RedisOpts {
             appendonly: true,
             cluster: true,
-            ..RedisOpts::default()
+            ..opts
         };
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_opts(opts.clone()))
-            .collect();
+        let mut nodes: Vec<RedisServer> =
+            (0..3).map(|_| RedisServer::prepare(opts.clone())).collect();
+        if opts.tls {
+            for i in 1..nodes.len() {
+                for f in ["ca.pem", "cert.pem", "key.pem"] {
+                    std::fs::copy(nodes[0].dir.join(f), nodes[i].dir.join(f)).expect("tls files");
+                }
+            }
+        }
+        for n in &mut nodes {
+            n.run();
+        }
         for (n, (from, to)) in nodes.iter().zip(Self::SLOTS) {
             let ok = n.command(&[
                 "CLUSTER",
@@ -286,7 +308,7 @@ impl RedisCluster {
                 &from.to_string(),
                 &to.to_string(),
             ]);
-            assert_eq!(ok, "+OK");
+            assert_eq!(ok.trim_start_matches('+'), "OK");
         }
         for other in &nodes[1..] {
             let ok = nodes[0].command(&[
@@ -296,7 +318,7 @@ impl RedisCluster {
                 &other.port.to_string(),
                 &other.bus_port.to_string(),
             ]);
-            assert_eq!(ok, "+OK");
+            assert_eq!(ok.trim_start_matches('+'), "OK");
         }
         let c = RedisCluster { nodes };
         c.wait_ok();
