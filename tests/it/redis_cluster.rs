@@ -321,3 +321,44 @@ async fn a_cluster_on_tls_with_a_password() {
         assert_eq!(ids(&sub.take(5).await), vec![1, 2, 3, 4, 5]);
     }
 }
+
+/// A channel's slot moves to another master (a resharding: keys migrated,
+/// the slot map changed): the old master unsubscribes the nodes from that
+/// slot's shard channel, the nodes re-read the slot map and subscribe on
+/// the new shards, publishes follow the move (`MOVED`), and subscribers on
+/// another node get every event once, in order, across the move.
+#[tokio::test]
+async fn a_channel_whose_slot_moves_to_another_master_goes_on() {
+    let cluster = RedisCluster::start();
+    let n1 = node(&cluster).await;
+    let n2 = node(&cluster).await;
+    let ch = &one_channel_per_shard(&cluster)[0];
+    let mut sub = n2.sse(&format!("/ch/{ch}/sse")).await;
+    for i in 1..=10 {
+        n1.publish(ch, &format!("e{i}")).await;
+    }
+    assert_eq!(ids(&sub.take(10).await), (1..=10).collect::<Vec<_>>());
+    let slot = cluster.keyslot(&format!("tandem:{{{ch}}}:m"));
+    cluster.move_slot(slot, 2);
+    let key = format!("tandem:{{{ch}}}:l");
+    assert_eq!(
+        cluster.nodes[2].command(&["EXISTS", &key]),
+        ":1",
+        "the log moved"
+    );
+    for i in 11..=30 {
+        n1.publish(ch, &format!("e{i}")).await;
+    }
+    let got = sub.take(20).await;
+    assert_eq!(ids(&got), (11..=30).collect::<Vec<_>>());
+    wait_until("node 2 hears every shard", || async {
+        n2.get("/healthz").await.head.status == 200
+    })
+    .await;
+    // Announcements now come from the new master, straight.
+    n1.publish(ch, "e31").await;
+    assert_eq!(ids(&[sub.next_event().await]), vec![31]);
+    let n3 = node(&cluster).await;
+    let all = poll(&n3, ch, "0").await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 31);
+}

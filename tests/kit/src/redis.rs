@@ -270,6 +270,8 @@ impl Drop for RedisServer {
 /// others keep serving meanwhile (`cluster-require-full-coverage no`).
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// Slots moved by [`RedisCluster::move_slot`], in order: (slot, to).
+    moved: std::sync::Mutex<Vec<(u16, usize)>>,
 }
 
 impl RedisCluster {
@@ -320,7 +322,10 @@ impl RedisCluster {
             ]);
             assert_eq!(ok.trim_start_matches('+'), "OK");
         }
-        let c = RedisCluster { nodes };
+        let c = RedisCluster {
+            nodes,
+            moved: std::sync::Mutex::new(Vec::new()),
+        };
         c.wait_ok();
         c
     }
@@ -341,6 +346,41 @@ impl RedisCluster {
         }
     }
 
+    /// Moves `slot` (its keys too) from the node serving it to node `to`,
+    /// as a resharding does (`SETSLOT IMPORTING/MIGRATING`, `MIGRATE`,
+    /// `SETSLOT NODE` on every node); the slot map changes for good.
+    pub fn move_slot(&self, slot: u16, to: usize) {
+        let from = self.owner(slot);
+        assert_ne!(from, to, "slot {slot} is on node {to} already");
+        let id = |i: usize| self.nodes[i].cli(&["CLUSTER", "MYID"]);
+        let (from_id, to_id) = (id(from), id(to));
+        let slot_s = slot.to_string();
+        let ok = |r: String| assert_eq!(r.trim_start_matches('+'), "OK");
+        ok(self.nodes[to].command(&["CLUSTER", "SETSLOT", &slot_s, "IMPORTING", &from_id]));
+        ok(self.nodes[from].command(&["CLUSTER", "SETSLOT", &slot_s, "MIGRATING", &to_id]));
+        let keys = self.nodes[from].cli(&["CLUSTER", "GETKEYSINSLOT", &slot_s, "1000"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        if !keys.is_empty() {
+            let port = self.nodes[to].port.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().copied());
+            ok(self.nodes[from].command(&args));
+        }
+        for n in &self.nodes {
+            ok(n.command(&["CLUSTER", "SETSLOT", &slot_s, "NODE", &to_id]));
+        }
+        self.moved.lock().unwrap().push((slot, to));
+    }
+
+    /// The node serving `slot` now.
+    fn owner(&self, slot: u16) -> usize {
+        let moved = self.moved.lock().unwrap();
+        match moved.iter().rev().find(|(s, _)| *s == slot) {
+            Some((_, to)) => *to,
+            None => self.node_of(slot),
+        }
+    }
+
     /// Every node's URL, to start from.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
@@ -352,7 +392,7 @@ impl RedisCluster {
         line.trim_start_matches(':').parse().expect("a slot")
     }
 
-    /// The node that serves `slot`.
+    /// The node that served `slot` at the start.
     pub fn node_of(&self, slot: u16) -> usize {
         Self::SLOTS
             .iter()
