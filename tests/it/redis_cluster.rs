@@ -362,3 +362,63 @@ async fn a_channel_whose_slot_moves_to_another_master_goes_on() {
     let all = poll(&n3, ch, "0").await;
     assert_eq!(all["events"].as_array().unwrap().len(), 31);
 }
+
+/// A master dies for good and its replica takes over (the cluster's own
+/// failover): the nodes follow the new slot map and subscribe to the new
+/// master; publishes on that shard's channel get 503 until the replica has
+/// taken over, then work again; a subscriber on another node gets every
+/// event that got a 202, once, in order.
+#[tokio::test]
+async fn a_failover_to_a_replica_is_followed() {
+    let mut cluster = RedisCluster::start_with(kit::RedisOpts::default(), true);
+    let n1 = node(&cluster).await;
+    let n2 = node(&cluster).await;
+    let ch = one_channel_per_shard(&cluster)[1].clone();
+    let mut sub = n2.sse(&format!("/ch/{ch}/sse")).await;
+    for i in 1..=10 {
+        n1.publish(&ch, &format!("e{i}")).await;
+    }
+    assert_eq!(ids(&sub.take(10).await), (1..=10).collect::<Vec<_>>());
+    // Let the replica have every write before its master goes.
+    let replica = 4;
+    let ack = cluster.nodes[1].cli(&["WAIT", "1", "2000"]);
+    assert_eq!(ack, "1");
+    cluster.nodes[1].stop();
+    cluster.wait_master(replica);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut next = 11;
+    while next <= 20 {
+        let r = n1
+            .post(
+                &format!("/ch/{ch}"),
+                Some("text/plain"),
+                format!("e{next}").as_bytes(),
+            )
+            .await;
+        match r.head.status {
+            202 => {
+                assert_eq!(
+                    r.json()["id"].as_u64(),
+                    Some(next),
+                    "ids go on on the replica"
+                );
+                next += 1;
+            }
+            503 => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no publish accepted: {}",
+                    r.text()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            s => panic!("{s}: {}", r.text()),
+        }
+    }
+    let got = sub.take(10).await;
+    assert_eq!(ids(&got), (11..=20).collect::<Vec<_>>());
+    wait_until("node 2 hears every shard", || async {
+        n2.get("/healthz").await.head.status == 200
+    })
+    .await;
+}

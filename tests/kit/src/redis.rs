@@ -286,13 +286,21 @@ impl RedisCluster {
     /// Starts the three, each as `opts` says (with TLS, all on one
     /// certificate, the bus too), append-only cluster nodes.
     pub fn start_opts(opts: RedisOpts) -> RedisCluster {
+        RedisCluster::start_with(opts, false)
+    }
+
+    /// Three masters and, with `replicas`, a replica of each: node `3 + i`
+    /// replicates node `i` (and takes over when it fails).
+    pub fn start_with(opts: RedisOpts, replicas: bool) -> RedisCluster {
         let opts = RedisOpts {
             appendonly: true,
             cluster: true,
             ..opts
         };
-        let mut nodes: Vec<RedisServer> =
-            (0..3).map(|_| RedisServer::prepare(opts.clone())).collect();
+        let total = if replicas { 6 } else { 3 };
+        let mut nodes: Vec<RedisServer> = (0..total)
+            .map(|_| RedisServer::prepare(opts.clone()))
+            .collect();
         if opts.tls {
             for i in 1..nodes.len() {
                 for f in ["ca.pem", "cert.pem", "key.pem"] {
@@ -326,8 +334,46 @@ impl RedisCluster {
             nodes,
             moved: std::sync::Mutex::new(Vec::new()),
         };
+        if replicas {
+            c.wait_known();
+            for i in 0..3 {
+                let master = c.nodes[i].cli(&["CLUSTER", "MYID"]);
+                let ok = c.nodes[3 + i].command(&["CLUSTER", "REPLICATE", &master]);
+                assert_eq!(ok.trim_start_matches('+'), "OK");
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !c.nodes[3..].iter().all(|n| {
+                n.cli(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            }) {
+                assert!(Instant::now() < deadline, "the replicas never synced");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         c.wait_ok();
         c
+    }
+
+    fn wait_known(&self) {
+        let want = format!("cluster_known_nodes:{}", self.nodes.len());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self
+            .nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains(&want))
+        {
+            assert!(Instant::now() < deadline, "the nodes never met");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until node `i` is a master (a replica that took over).
+    pub fn wait_master(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.nodes[i].cli(&["ROLE"]).starts_with("master") {
+            assert!(Instant::now() < deadline, "node {i} never took over");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits until every node says `cluster_state:ok` and knows all three.
@@ -336,7 +382,8 @@ impl RedisCluster {
         loop {
             let ok = self.nodes.iter().all(|n| {
                 let info = n.cli(&["CLUSTER", "INFO"]);
-                info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3")
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{}", self.nodes.len()))
             });
             if ok {
                 return;
