@@ -237,6 +237,14 @@ async fn the_command_line_takes_a_cluster() {
     .await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("database 0"), "{err}");
+    // One --redis on a cluster node, --redis-cluster on a lone Redis.
+    let (code, err) = start_fails(&["--redis", &urls[1]]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("add --redis-cluster"), "{err}");
+    let lone = kit::RedisServer::start();
+    let (code, err) = start_fails(&["--redis-cluster", "--redis", &lone.url()]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("leave out --redis-cluster"), "{err}");
 }
 
 /// The announcement channel of every slot hashes to that slot, as the

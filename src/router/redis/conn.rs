@@ -285,16 +285,16 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
     if !opts.cluster {
         let info = infos.pop().expect("one address");
         let client = client(info, &opts.ca_pem).map_err(|e| usage(e.to_string()))?;
-        // One plain connection first: a refused password or certificate
-        // is an error to report at once, not a reconnection to retry.
-        let probe = async {
-            let mut c = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<()>(&mut c).await
-        };
-        tokio::time::timeout(COMMAND_TIMEOUT, probe)
+        let probe = probe(&client);
+        let cluster_enabled = tokio::time::timeout(COMMAND_TIMEOUT, probe)
             .await
             .map_err(|_| timed_out(&shown))?
             .map_err(|e| failed(&shown, is_tls, e))?;
+        if cluster_enabled {
+            return Err(usage(
+                "this Redis is a node of a Redis Cluster: add --redis-cluster".into(),
+            ));
+        }
         let manager = tokio::time::timeout(COMMAND_TIMEOUT, ConnectionManager::new(client.clone()))
             .await
             .map_err(|_| timed_out(&shown))?
@@ -313,18 +313,19 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
         },
         ca_pem: opts.ca_pem.clone(),
     };
-    // Probe one seed the same way first (the cluster client retries).
+    // Probe one seed the same way first (the cluster client would retry).
     let seed = template
         .client(&host_of(&infos[0]), port_of(&infos[0]))
         .map_err(|e| usage(e.to_string()))?;
-    let probe = async {
-        let mut c = seed.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<()>(&mut c).await
-    };
-    tokio::time::timeout(COMMAND_TIMEOUT, probe)
+    let cluster_enabled = tokio::time::timeout(COMMAND_TIMEOUT, probe(&seed))
         .await
         .map_err(|_| timed_out(&shown))?
         .map_err(|e| failed(&shown, is_tls, e))?;
+    if !cluster_enabled {
+        return Err(usage(
+            "this Redis is not a Redis Cluster: leave out --redis-cluster".into(),
+        ));
+    }
     let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
         .retries(2)
         .connection_timeout(COMMAND_TIMEOUT / 2)
@@ -341,6 +342,18 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
         .map_err(|_| timed_out(&shown))?
         .map_err(|e| failed(&shown, is_tls, e))?;
     Ok(Connected::Cluster(conn, template))
+}
+
+/// One plain connection and `INFO cluster`: whether the server is a node
+/// of a Redis Cluster. Its error is the start's (a refused password, an
+/// untrusted certificate: said at once, not retried).
+async fn probe(client: &redis::Client) -> redis::RedisResult<bool> {
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut c)
+        .await?;
+    Ok(info.contains("cluster_enabled:1"))
 }
 
 fn host_of(info: &ConnectionInfo) -> String {
