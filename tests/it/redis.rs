@@ -460,8 +460,10 @@ pub(crate) struct Published {
 }
 
 /// Publishes `p1`, `p2`, ... on each of `urls` (each url its own
-/// publisher, so a slow one holds up no other), one every 5 ms, for `run`:
-/// a 503 is counted, any other failure fails the test.
+/// publisher, so a slow one holds up no other), one every 5 ms, for `run`
+/// and then until a publish is accepted after the last refused one (20 s
+/// more at most: a loaded machine may take a while to reconnect): a 503 is
+/// counted, any other failure fails the test.
 pub(crate) fn publisher(
     urls: Vec<String>,
     run: std::time::Duration,
@@ -474,7 +476,15 @@ pub(crate) fn publisher(
                 let client = tandem::client::Client::new();
                 let mut seen = Published::default();
                 let mut i = 0;
-                while start.elapsed() < run {
+                let refused_last = |seen: &Published| {
+                    seen.refused
+                        .last()
+                        .is_some_and(|r| seen.accepted.last().is_none_or(|(_, _, a)| a < r))
+                };
+                while start.elapsed() < run
+                    || (refused_last(&seen)
+                        && start.elapsed() < run + std::time::Duration::from_secs(20))
+                {
                     i += 1;
                     let text = format!("p{i}");
                     match client

@@ -17,6 +17,9 @@ use crate::error::Error;
 
 /// Longest a command may take before the publish is refused (503).
 pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest each step of connecting at start may take (a TLS handshake on a
+/// loaded machine takes a while): then it is an error, never a hang.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the Redis of `--redis` is and how to reach it (`docs/scaling.md`).
 ///
@@ -244,7 +247,7 @@ fn failed(shown: &str, tls: bool, e: redis::RedisError) -> Error {
 
 fn timed_out(shown: &str) -> Error {
     Error::unavailable(format!(
-        "redis {shown}: not reachable within {COMMAND_TIMEOUT:?}"
+        "redis {shown}: not reachable within {START_TIMEOUT:?}"
     ))
 }
 
@@ -286,7 +289,7 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
         let info = infos.pop().expect("one address");
         let client = client(info, &opts.ca_pem).map_err(|e| usage(e.to_string()))?;
         let probe = probe(&client);
-        let cluster_enabled = tokio::time::timeout(COMMAND_TIMEOUT, probe)
+        let cluster_enabled = tokio::time::timeout(START_TIMEOUT, probe)
             .await
             .map_err(|_| timed_out(&shown))?
             .map_err(|e| failed(&shown, is_tls, e))?;
@@ -295,7 +298,7 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
                 "this Redis is a node of a Redis Cluster: add --redis-cluster".into(),
             ));
         }
-        let manager = tokio::time::timeout(COMMAND_TIMEOUT, ConnectionManager::new(client.clone()))
+        let manager = tokio::time::timeout(START_TIMEOUT, ConnectionManager::new(client.clone()))
             .await
             .map_err(|_| timed_out(&shown))?
             .map_err(|e| failed(&shown, is_tls, e))?;
@@ -317,7 +320,7 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
     let seed = template
         .client(&host_of(&infos[0]), port_of(&infos[0]))
         .map_err(|e| usage(e.to_string()))?;
-    let cluster_enabled = tokio::time::timeout(COMMAND_TIMEOUT, probe(&seed))
+    let cluster_enabled = tokio::time::timeout(START_TIMEOUT, probe(&seed))
         .await
         .map_err(|_| timed_out(&shown))?
         .map_err(|e| failed(&shown, is_tls, e))?;
@@ -337,7 +340,7 @@ pub(super) async fn connect(opts: &RedisOptions) -> Result<Connected, Error> {
         });
     }
     let cluster = builder.build().map_err(|e| usage(e.to_string()))?;
-    let conn = tokio::time::timeout(COMMAND_TIMEOUT * 2, cluster.get_async_connection())
+    let conn = tokio::time::timeout(START_TIMEOUT, cluster.get_async_connection())
         .await
         .map_err(|_| timed_out(&shown))?
         .map_err(|e| failed(&shown, is_tls, e))?;
