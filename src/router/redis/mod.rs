@@ -245,7 +245,7 @@ impl Redis {
     }
 
     /// Whether this node hears the announcements (for `/healthz`): on a
-    /// cluster, every shard's.
+    /// cluster, any shard's (`shard.rs` says why not every).
     pub(crate) fn is_up(&self) -> bool {
         match &self.mode {
             Mode::Single(_) => self.up.load(Ordering::Acquire),

@@ -140,10 +140,12 @@ impl ClusterMode {
         }
     }
 
-    /// Whether every shard's subscription is live.
+    /// Whether any shard's subscription is live (`/healthz`). Not every:
+    /// when a master fails, every node loses that shard at once, and a
+    /// load balancer that took them all out would turn one shard's outage
+    /// into the whole site's; the other shards' channels still work.
     pub(super) fn is_up(&self) -> bool {
-        let up = self.up.lock();
-        !up.1.is_empty() && up.1.iter().all(|&u| u)
+        self.up.lock().1.iter().any(|&u| u)
     }
 
     fn set(&self, generation: u64, shard: usize, is_up: bool) {
