@@ -56,6 +56,11 @@ async fn a_publish_on_one_node_reaches_every_node_on_every_shard() {
     for (ch, w) in channels.iter().zip(&mut watchers) {
         let want: Vec<String> = (1..=20).map(|i| format!("{ch}-{i}")).collect();
         w.expect(&n2, &n3, &want).await;
+        // The publishing node's own copy follows the announcements too.
+        wait_until("node 1's copy", || async {
+            n1.info(ch).await["last_id"].as_u64() == Some(20)
+        })
+        .await;
         let epoch = n1.epoch(ch);
         assert_eq!((n2.epoch(ch), n3.epoch(ch)), (epoch.clone(), epoch));
     }
@@ -209,14 +214,20 @@ async fn the_command_line_takes_a_cluster() {
     for i in 1..=3 {
         n1.publish(ch, &format!("x{i}")).await;
     }
-    let body = fetch(&format!("{}/ch/{ch}/poll?since=0", p.base)).await;
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("poll JSON");
-    let got: Vec<&str> = v["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["data"].as_str().unwrap())
-        .collect();
+    // The process node hears them (a moment after the publishes).
+    let mut got: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while got.len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "only {got:?}");
+        let body = fetch(&format!("{}/ch/{ch}/poll?since=0&timeout=1", p.base)).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("poll JSON");
+        got = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"].as_str().unwrap().to_string())
+            .collect();
+    }
     assert_eq!(got, ["x1", "x2", "x3"]);
     let (code, err) = start_fails(&["--redis", &urls[0], "--redis", &urls[1]]).await;
     assert_eq!(code, 2, "{err}");

@@ -283,15 +283,12 @@ impl Redis {
     ) -> Result<Arc<Event>, Error> {
         let cfg = hub.config();
         let ttl_ms = cfg.buffer_age.as_millis().max(1) as u64;
-        let mut conn = self.connection();
         let body = encode(&event);
         let meta = meta_key(&channel);
+        let slot = shard::key_slot(meta.as_bytes());
         let (how, announce) = match &self.mode {
             Mode::Single(_) => ("PUBLISH", ANNOUNCE),
-            Mode::Cluster(_) => (
-                "SPUBLISH",
-                Tags::get().channel(shard::key_slot(meta.as_bytes())),
-            ),
+            Mode::Cluster(_) => ("SPUBLISH", Tags::get().channel(slot)),
         };
         let mut call = self.publish.prepare_invoke();
         call.key(&meta)
@@ -303,14 +300,39 @@ impl Redis {
             .arg(body)
             .arg(how)
             .arg(announce);
-        let answer: (String, u64) =
-            match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async(&mut conn)).await {
-                Err(_) => {
-                    return Err(self.unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))
+        let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
+        // On a cluster, straight to the shard's master on this node's own
+        // connection to it (the subscription's): the cluster client's one
+        // connection stalls every shard's commands while it recovers one.
+        let direct = self.cluster_mode().and_then(|c| c.connection_for(slot));
+        let mut tried = match direct {
+            Some(mut shard) => {
+                let r = tokio::time::timeout_at(deadline, call.invoke_async(&mut shard)).await;
+                match r {
+                    // Refused before running (the slot moved, the cluster
+                    // is busy): again through the cluster client, which
+                    // follows redirects. Any other failure may have run the
+                    // script: never again (no event stored twice).
+                    Ok(Err(e)) if shard::not_run(&e) => {
+                        if let Some(c) = self.cluster_mode() {
+                            c.topology_changed();
+                        }
+                        None
+                    }
+                    r => Some(r),
                 }
-                Ok(Err(e)) => return Err(self.unavailable(e)),
-                Ok(Ok(a)) => a,
-            };
+            }
+            None => None,
+        };
+        if tried.is_none() {
+            let mut conn = self.connection();
+            tried = Some(tokio::time::timeout_at(deadline, call.invoke_async(&mut conn)).await);
+        }
+        let answer: (String, u64) = match tried.expect("tried") {
+            Err(_) => return Err(self.unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(self.unavailable(e)),
+            Ok(Ok(a)) => a,
+        };
         let epoch = Epoch::new(&answer.0).map_err(|_| Error::internal("redis gave a bad epoch"))?;
         hub.metrics().published.inc();
         Ok(Arc::new(Event::new(epoch, answer.1, event)))
@@ -318,16 +340,15 @@ impl Redis {
 
     /// The epoch of `channel` and its logged events after id `after`, oldest
     /// first; no epoch when Redis has no such channel.
-    async fn log_after(
-        &self,
+    async fn log_after<C: redis::aio::ConnectionLike + Send>(
+        conn: &mut C,
         channel: &str,
         after: u64,
     ) -> redis::RedisResult<(Option<Epoch>, Vec<(u64, NewEvent)>)> {
-        let mut conn = self.connection();
         let epoch: Option<String> = redis::cmd("HGET")
             .arg(meta_key(channel))
             .arg("epoch")
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         let Some(epoch) = epoch.and_then(|e| Epoch::new(&e).ok()) else {
             return Ok((None, Vec::new()));
@@ -336,7 +357,7 @@ impl Redis {
             .arg(log_key(channel))
             .arg(format!("{}-1", after + 1))
             .arg("+")
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         let mut out = Vec::new();
         if let Value::Array(entries) = entries {
@@ -535,19 +556,29 @@ impl Redis {
 
     /// Reads `channel`'s log after this node's copy and applies it.
     async fn catch_up(&self, hub: &Hub, channel: &str) -> redis::RedisResult<()> {
+        Redis::catch_up_on(&mut self.connection(), hub, channel).await
+    }
+
+    /// [`Redis::catch_up`] over `conn` (on a cluster, the connection to
+    /// the channel's shard).
+    async fn catch_up_on<C: redis::aio::ConnectionLike + Send>(
+        conn: &mut C,
+        hub: &Hub,
+        channel: &str,
+    ) -> redis::RedisResult<()> {
         let local = hub.info(channel);
         let after = if local.epoch.is_some() {
             local.last_id
         } else {
             0
         };
-        let (epoch, events) = self.log_after(channel, after).await?;
+        let (epoch, events) = Redis::log_after(conn, channel, after).await?;
         let Some(epoch) = epoch else {
             return Ok(());
         };
         // Another incarnation than the copy's: its whole log.
         let events = if local.epoch.is_some_and(|e| e != epoch) && after > 0 {
-            self.log_after(channel, 0).await?.1
+            Redis::log_after(conn, channel, 0).await?.1
         } else {
             events
         };

@@ -121,12 +121,19 @@ pub(super) struct Shard {
     slots: Vec<(usize, usize)>,
 }
 
+/// One shard as this node has it: its slots, and its connection while it
+/// is heard (publishes to its channels go straight through it).
+struct Live {
+    slots: Vec<(usize, usize)>,
+    conn: Option<MultiplexedConnection>,
+}
+
 /// The cluster's state in a node: how to reach the shards, and which of
 /// them it hears.
 pub(super) struct ClusterMode {
     pub(super) template: NodeTemplate,
-    /// The generation of the shard set and, per shard, whether it is heard.
-    up: parking_lot::Mutex<(u64, Vec<bool>)>,
+    /// The generation of the shard set and its shards.
+    up: parking_lot::Mutex<(u64, Vec<Live>)>,
     /// Asks the supervisor to look at the slot map now.
     wake: tokio::sync::Notify,
 }
@@ -145,21 +152,43 @@ impl ClusterMode {
     /// load balancer that took them all out would turn one shard's outage
     /// into the whole site's; the other shards' channels still work.
     pub(super) fn is_up(&self) -> bool {
-        self.up.lock().1.iter().any(|&u| u)
+        self.up.lock().1.iter().any(|l| l.conn.is_some())
     }
 
-    fn set(&self, generation: u64, shard: usize, is_up: bool) {
+    /// The connection to the master of `slot`, while this node hears it.
+    pub(super) fn connection_for(&self, slot: usize) -> Option<MultiplexedConnection> {
+        let up = self.up.lock();
+        let live =
+            up.1.iter()
+                .find(|l| l.slots.iter().any(|&(a, b)| (a..=b).contains(&slot)))?;
+        live.conn.clone()
+    }
+
+    /// Asks the supervisor to read the slot map now (a slot answered
+    /// `MOVED`).
+    pub(super) fn topology_changed(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Shard `shard` heard (its connection) or not.
+    fn set(&self, generation: u64, shard: usize, conn: Option<MultiplexedConnection>) {
         let mut up = self.up.lock();
         if up.0 == generation {
-            up.1[shard] = is_up;
+            up.1[shard].conn = conn;
         }
     }
 
     /// A new shard set, none of it heard yet; returns its generation.
-    fn reset(&self, shards: usize) -> u64 {
+    fn reset(&self, shards: &[Shard]) -> u64 {
         let mut up = self.up.lock();
         up.0 += 1;
-        up.1 = vec![false; shards];
+        up.1 = shards
+            .iter()
+            .map(|s| Live {
+                slots: s.slots.clone(),
+                conn: None,
+            })
+            .collect();
         up.0
     }
 }
@@ -235,12 +264,9 @@ async fn open(redis: &Redis, shard: &Shard) -> redis::RedisResult<(MultiplexedCo
 }
 
 /// Reads the log of every channel `conn`'s node holds, after this node's
-/// copy (see [`Redis::catch_up`]).
-async fn catch_up_shard(
-    redis: &Redis,
-    hub: &Hub,
-    conn: &mut MultiplexedConnection,
-) -> redis::RedisResult<()> {
+/// copy (see [`Redis::catch_up`]), over `conn` itself (not the cluster
+/// client, whose one connection stalls while it recovers another shard).
+async fn catch_up_shard(hub: &Hub, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
     let mut cursor = 0u64;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -256,7 +282,7 @@ async fn catch_up_shard(
                 .strip_prefix("tandem:{")
                 .and_then(|k| k.strip_suffix("}:m"))
             {
-                redis.catch_up(hub, channel).await?;
+                Redis::catch_up_on(conn, hub, channel).await?;
             }
         }
         if next == 0 {
@@ -277,17 +303,17 @@ pub(super) async fn start(hub: &Hub, redis: &Arc<Redis>) -> redis::RedisResult<(
     let mut opened = Vec::new();
     for shard in &shards {
         let (mut conn, rx) = open(redis, shard).await?;
-        catch_up_shard(redis, hub, &mut conn).await?;
+        catch_up_shard(hub, &mut conn).await?;
         opened.push((conn, rx));
     }
-    let generation = cluster.reset(shards.len());
+    let generation = cluster.reset(&shards);
     let weak = Arc::downgrade(&hub.inner);
     let tasks = shards
         .iter()
         .zip(opened)
         .enumerate()
         .map(|(i, (shard, first))| {
-            cluster.set(generation, i, true);
+            cluster.set(generation, i, Some(first.0.clone()));
             tokio::spawn(follow(
                 weak.clone(),
                 Arc::clone(redis),
@@ -330,7 +356,7 @@ async fn supervise(
         for t in tasks.drain(..) {
             t.abort();
         }
-        let generation = cluster.reset(now.len());
+        let generation = cluster.reset(&now);
         tasks = now
             .iter()
             .enumerate()
@@ -376,12 +402,12 @@ async fn follow(
                     return;
                 };
                 // Whatever was published while we were away.
-                match catch_up_shard(&redis, &h, &mut conn).await {
+                match catch_up_shard(&h, &mut conn).await {
                     Ok(()) => {
                         drop(h);
-                        cluster.set(generation, index, true);
+                        cluster.set(generation, index, Some(conn.clone()));
                         backoff = BACKOFF.0;
-                        if !hear(&hub, &redis, &mut conn, &mut pushes).await {
+                        if !hear(&hub, &mut conn, &mut pushes).await {
                             return;
                         }
                     }
@@ -394,7 +420,7 @@ async fn follow(
             }
             Err(e) => log::debug!("redis {}:{}: {e}", shard.host, shard.port),
         }
-        cluster.set(generation, index, false);
+        cluster.set(generation, index, None);
         cluster.wake.notify_one();
         if hub.strong_count() == 0 {
             return;
@@ -412,12 +438,7 @@ async fn follow(
 /// Applies announcements until the connection is lost (true) or the hub
 /// is gone (false). A ping every report interval finds a connection that
 /// died silently.
-async fn hear(
-    hub: &Weak<Inner>,
-    redis: &Redis,
-    conn: &mut MultiplexedConnection,
-    pushes: &mut Pushes,
-) -> bool {
+async fn hear(hub: &Weak<Inner>, conn: &mut MultiplexedConnection, pushes: &mut Pushes) -> bool {
     let mut ping = tokio::time::interval(REPORT_EVERY);
     ping.tick().await;
     loop {
@@ -447,7 +468,7 @@ async fn hear(
                 };
                 if !h.apply_remote(&channel, epoch, id, event, false) {
                     // A hole: read the log from where the copy ends.
-                    if let Err(e) = redis.catch_up(&h, &channel).await {
+                    if let Err(e) = Redis::catch_up_on(&mut *conn, &h, &channel).await {
                         log::warn!("redis: catching {channel} up failed: {e}");
                         return true;
                     }
@@ -459,6 +480,17 @@ async fn hear(
             _ => {}
         }
     }
+}
+
+/// Whether a command that failed with `e` surely did not run: refused by
+/// the cluster before running (the slot moved or is moving, the shard is
+/// down or loading), so it may be sent again elsewhere.
+pub(super) fn not_run(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Moved | Ask | TryAgain | ClusterDown | MasterDown | BusyLoadingError
+    )
 }
 
 #[cfg(test)]
