@@ -285,10 +285,13 @@ impl Redis {
         let ttl_ms = cfg.buffer_age.as_millis().max(1) as u64;
         let body = encode(&event);
         let meta = meta_key(&channel);
-        let slot = shard::key_slot(meta.as_bytes());
-        let (how, announce) = match &self.mode {
-            Mode::Single(_) => ("PUBLISH", ANNOUNCE),
-            Mode::Cluster(_) => ("SPUBLISH", Tags::get().channel(slot)),
+        // On a cluster, the slot of the channel's keys (its shard).
+        let slot = self
+            .cluster_mode()
+            .map(|_| shard::key_slot(meta.as_bytes()));
+        let (how, announce) = match slot {
+            None => ("PUBLISH", ANNOUNCE),
+            Some(slot) => ("SPUBLISH", Tags::get().channel(slot)),
         };
         let mut call = self.publish.prepare_invoke();
         call.key(&meta)
@@ -304,7 +307,10 @@ impl Redis {
         // On a cluster, straight to the shard's master on this node's own
         // connection to it (the subscription's): the cluster client's one
         // connection stalls every shard's commands while it recovers one.
-        let direct = self.cluster_mode().and_then(|c| c.connection_for(slot));
+        let direct = self
+            .cluster_mode()
+            .zip(slot)
+            .and_then(|(c, slot)| c.connection_for(slot));
         let mut tried = match direct {
             Some(mut shard) => {
                 let r = tokio::time::timeout_at(deadline, call.invoke_async(&mut shard)).await;
