@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 /// How to start one.
 #[derive(Debug, Clone, Default)]
 pub struct RedisOpts {
-    /// Every write in the append-only file (fsync always), so a restart
-    /// keeps every stored event.
+    /// Every write in the append-only file before its answer, so a restart
+    /// (even after `kill -9`) keeps every stored event.
     pub appendonly: bool,
     /// `requirepass`.
     pub password: Option<String>,
@@ -35,11 +35,27 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
+/// A port free now, below Linux's ephemeral range (32768 and up): a port
+/// the OS chose would be free for a client socket's ephemeral port to take
+/// before redis-server binds it, or while it is stopped for a restart (the
+/// tests open thousands of client connections).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..1000 {
+        // A multiplicative hash of a counter: ports spread over the range.
+        let n = NEXT.fetch_add(1, Ordering::Relaxed).wrapping_add(seed);
+        let port = 20_000 + (n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 12_000;
+        let port = port as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM: (ca, cert, key).
@@ -68,7 +84,7 @@ impl RedisServer {
     }
 
     /// Starts one; with `appendonly`, every write is in its append-only
-    /// file (fsync always), so a restart keeps every stored event.
+    /// file before its answer, so a restart keeps every stored event.
     pub fn start_with(appendonly: bool) -> RedisServer {
         RedisServer::start_opts(RedisOpts {
             appendonly,
@@ -121,7 +137,14 @@ impl RedisServer {
                 "--appendonly",
                 if self.opts.appendonly { "yes" } else { "no" },
             ])
-            .args(["--appendfsync", "always"])
+            // Redis writes the file before it answers (a `kill -9` loses
+            // nothing: the kernel has it) and leaves flushing to the disk
+            // to the OS. The tests kill processes, not the machine, and
+            // `always` made each write wait for a disk that the build
+            // beside the tests keeps busy: seconds, past the 2 s a publish
+            // may take. (`everysec` may answer before writing while an
+            // fsync is slow.)
+            .args(["--appendfsync", "no"])
             .arg("--dir")
             .arg(&self.dir);
         if self.opts.tls {
