@@ -138,15 +138,16 @@ start_proxy() {
       return 0
       ;;
     haproxy*)
-      local nodelay="option http-no-delay" sticky="" c1="" c2=""
+      local nodelay="option http-no-delay" balance=roundrobin sticky="" c1="" c2=""
       if [ "$setup" = haproxy-no-http-no-delay ]; then nodelay="# option http-no-delay (left out)"; fi
       if [ "$setup" = haproxy-sticky ]; then
+        balance=source
         sticky="cookie TANDEM_NODE insert indirect nocache"
         c1="cookie n1"
         c2="cookie n2"
       fi
       render "$confs/haproxy.cfg" "$d/haproxy.cfg" PORT="$port" UP1="$node1" UP2="$node2" DIR="$d" \
-        NODELAY="$nodelay" STICKY="$sticky" COOKIE1="$c1" COOKIE2="$c2"
+        NODELAY="$nodelay" BALANCE="$balance" STICKY="$sticky" COOKIE1="$c1" COOKIE2="$c2"
       haproxy -db -f "$d/haproxy.cfg" >"$d/out.log" 2>&1 &
       ;;
     apache*)
@@ -379,7 +380,7 @@ names = {
     "direct": "tandem directly",
     "haproxy": "haproxy, round robin over 2 nodes",
     "haproxy-no-http-no-delay": "haproxy without `http-no-delay`",
-    "haproxy-sticky": "haproxy, sticky (cookie)",
+    "haproxy-sticky": "haproxy, sticky (cookie, else source address)",
     "apache": "Apache `mod_proxy_http`",
     "apache-minimal": "Apache, bare `ProxyPass`",
     "apache-gzip": "Apache + `mod_deflate`",
