@@ -370,10 +370,13 @@ def cell(kv):
     if lost == want:
         return f"nothing ({want} lost)"
     s = f"{float(kv['p50_ms']):.1f} / {float(kv['p99_ms']):.1f}"
-    if lost:
-        s += f" ({lost} of {want} lost)"
     if dup:
-        s += f" ({dup} dup.)"
+        # loadgen stops a subscriber once it has counted as many deliveries
+        # as events, duplicates included: what it had not seen by then is
+        # "unseen", not known lost.
+        s += f" ({dup} dup., {lost} unseen)" if lost else f" ({dup} dup.)"
+    elif lost:
+        s += f" ({lost} of {want} lost)"
     return s
 
 names = {
