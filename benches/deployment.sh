@@ -2,7 +2,7 @@
 # tandem behind the usual reverse proxies and load balancers, each started
 # from the configs in benches/deployment/ and checked and measured.
 #
-#   bash benches/deployment.sh            # every proxy (about 10 minutes); prints the
+#   bash benches/deployment.sh            # every proxy (about 16 minutes); prints the
 #                                         # table and writes it into docs/deployment.md
 #   QUICK=1 bash benches/deployment.sh    # fewer events: a smoke test of the script
 #   ONLY=haproxy bash benches/deployment.sh   # only the setups whose name matches
