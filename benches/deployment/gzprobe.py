@@ -9,7 +9,7 @@ Opens SUB_URL (through the proxy) as a browser would, with
 was sent. It undoes the chunked framing and the compression as bytes arrive
 and prints one line:
 
-    GZPROBE content_encoding=gzip events=50 received=50 p50_ms=1.9 max_ms=4.1 wire_bytes=... plain_bytes=...
+    GZPROBE content_encoding=gzip events=50 received=50 p50_ms=1.9 max_ms=4.1 wire_bytes=663
 
 Used by benches/deployment.sh for Apache's mod_deflate (loadgen finds its
 markers in raw bytes, so it cannot read a compressed stream). Standard
