@@ -58,6 +58,13 @@ pub(crate) struct State {
     /// bare 0, "from the start of whichever incarnation comes"). Never set
     /// in memory.
     pub(crate) provisional: bool,
+    /// A copy of a channel a shared engine keeps (Redis): other nodes may
+    /// have delivered events this copy has not received yet, so a cursor of
+    /// this incarnation ahead of the copy (or any cursor with an epoch, while
+    /// the copy is provisional) is events on their way, not a stale cursor:
+    /// the reader waits for them instead of getting a reset. Never set in
+    /// memory, where such a cursor can only be from an earlier run.
+    shared: bool,
 }
 
 /// Events taken out of the ring by a publish, dropped after the lock is released.
@@ -67,6 +74,7 @@ pub(crate) struct Evicted(
 );
 
 /// What a read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Read {
     /// Deliveries were appended to the output.
     Ready,
@@ -77,7 +85,9 @@ pub(crate) enum Read {
 }
 
 impl Channel {
-    pub(crate) fn new(epoch: Epoch, provisional: bool) -> Channel {
+    /// A channel in memory, or (`shared`) a shared engine's copy, which
+    /// starts provisional.
+    pub(crate) fn new(epoch: Epoch, shared: bool) -> Channel {
         Channel {
             state: Mutex::new(State {
                 epoch,
@@ -88,7 +98,8 @@ impl Channel {
                 subscribers: [0; Transport::COUNT],
                 removed: false,
                 closed: false,
-                provisional,
+                provisional: shared,
+                shared,
             }),
         }
     }
@@ -213,7 +224,16 @@ impl State {
         let first = self.first_id();
         let before = out.len();
         let elsewhere = cursor.epoch.is_some_and(|e| e != self.epoch);
-        if elsewhere || cursor.id > last {
+        // A copy behind the node that served the cursor: wait for the rest
+        // (a round-robin long-poll reaching a node whose copy lags by an
+        // announcement would otherwise be told to start over, and get its
+        // events twice).
+        let on_its_way = self.shared
+            && cursor.epoch.is_some()
+            && (self.provisional || (!elsewhere && cursor.id > last));
+        if on_its_way {
+            // Nothing to read yet; park below (`start` is past the ring).
+        } else if elsewhere || cursor.id > last {
             // The cursor belongs to another incarnation of the channel (an
             // earlier run of the server, or this name before a sweep or a
             // close), or is ahead of this one: its ids mean nothing here.
@@ -229,7 +249,7 @@ impl State {
         if !self.provisional {
             cursor.epoch = Some(self.epoch);
         }
-        if cursor.id + 1 < first {
+        if cursor.id.saturating_add(1) < first {
             out.push_back(Delivery::Gap(Gap {
                 from: cursor.id + 1,
                 to: first - 1,
@@ -238,7 +258,7 @@ impl State {
             }));
             cursor.id = first - 1;
         }
-        let start = (cursor.id + 1 - first) as usize;
+        let start = cursor.id.saturating_add(1).saturating_sub(first) as usize;
         for (_, event) in self.ring.iter().skip(start) {
             if out.len() - before >= max {
                 break;
@@ -282,5 +302,85 @@ impl State {
                 self.waiters.try_remove(p.key);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Cursor, Delivery, NewEvent};
+
+    fn push(st: &mut State, text: &str) {
+        let ev = Arc::new(Event::new(
+            st.epoch,
+            st.next_id,
+            NewEvent::message(text.to_string()),
+        ));
+        let _ = st.push(ev, Instant::now(), 64, Duration::from_secs(60));
+    }
+
+    fn read(st: &mut State, cursor: &mut Cursor) -> (Read, Vec<String>) {
+        let mut out = VecDeque::new();
+        let r = st.read(cursor, &mut out, 100, None, None, &mut None);
+        let shown = out
+            .iter()
+            .map(|d| match d {
+                Delivery::Event(e) => format!("{}", e.id()),
+                Delivery::Gap(g) if g.reset => "reset".to_string(),
+                Delivery::Gap(g) => format!("gap {}-{}", g.from, g.to),
+            })
+            .collect();
+        (r, shown)
+    }
+
+    /// A shared engine's copy that lags behind the node which served a
+    /// cursor: the reader waits for the events on their way, then gets the
+    /// ones after its cursor, once. In memory the same cursor is from an
+    /// earlier run, and gets its reset.
+    #[test]
+    fn a_cursor_ahead_of_a_shared_copy_waits_for_it() {
+        let epoch = Epoch::random();
+        for shared in [true, false] {
+            let ch = Channel::new(epoch.clone(), shared);
+            let mut st = ch.state.lock();
+            st.provisional = false;
+            for t in ["a", "b", "c"] {
+                push(&mut st, t);
+            }
+            let mut cursor = Cursor::new(epoch.clone(), 5);
+            let (r, got) = read(&mut st, &mut cursor);
+            if !shared {
+                assert_eq!(got, ["reset", "1", "2", "3"]);
+                continue;
+            }
+            assert_eq!((r, got.len()), (Read::Parked, 0), "{got:?}");
+            for t in ["d", "e", "f"] {
+                push(&mut st, t);
+            }
+            let (_, got) = read(&mut st, &mut cursor);
+            assert_eq!(got, ["6"]);
+            // Another incarnation's cursor still gets its reset.
+            let mut old = Cursor::new(Epoch::random(), 2);
+            assert_eq!(read(&mut st, &mut old).1[0], "reset");
+        }
+    }
+
+    /// A provisional copy (no event yet) has no epoch to judge a cursor by:
+    /// one with an epoch waits for the first event, which tells.
+    #[test]
+    fn a_provisional_copy_holds_cursors_until_its_first_event() {
+        let ch = Channel::new(Epoch::random(), true);
+        let mut st = ch.state.lock();
+        let real = Epoch::random();
+        let mut cursor = Cursor::new(real.clone(), 1);
+        assert_eq!(read(&mut st, &mut cursor).0, Read::Parked);
+        // The first events arrive: the real epoch, ids 1 and 2.
+        st.provisional = false;
+        st.epoch = real.clone();
+        push(&mut st, "a");
+        push(&mut st, "b");
+        assert_eq!(read(&mut st, &mut cursor).1, ["2"]);
+        let mut other = Cursor::new(Epoch::random(), 1);
+        assert_eq!(read(&mut st, &mut other).1, ["reset", "1", "2"]);
     }
 }
