@@ -341,13 +341,13 @@ mod tests {
     fn a_cursor_ahead_of_a_shared_copy_waits_for_it() {
         let epoch = Epoch::random();
         for shared in [true, false] {
-            let ch = Channel::new(epoch.clone(), shared);
+            let ch = Channel::new(epoch, shared);
             let mut st = ch.state.lock();
             st.provisional = false;
             for t in ["a", "b", "c"] {
                 push(&mut st, t);
             }
-            let mut cursor = Cursor::new(epoch.clone(), 5);
+            let mut cursor = Cursor::new(epoch, 5);
             let (r, got) = read(&mut st, &mut cursor);
             if !shared {
                 assert_eq!(got, ["reset", "1", "2", "3"]);
@@ -372,11 +372,11 @@ mod tests {
         let ch = Channel::new(Epoch::random(), true);
         let mut st = ch.state.lock();
         let real = Epoch::random();
-        let mut cursor = Cursor::new(real.clone(), 1);
+        let mut cursor = Cursor::new(real, 1);
         assert_eq!(read(&mut st, &mut cursor).0, Read::Parked);
         // The first events arrive: the real epoch, ids 1 and 2.
         st.provisional = false;
-        st.epoch = real.clone();
+        st.epoch = real;
         push(&mut st, "a");
         push(&mut st, "b");
         assert_eq!(read(&mut st, &mut cursor).1, ["2"]);
