@@ -29,10 +29,10 @@ use crate::error::Error;
 /// Longest agent name.
 pub const MAX_AGENT_NAME: usize = 32;
 /// Failed sign-ins allowed per name in [`FAIL_WINDOW`].
-const FAILS_PER_NAME: u32 = 5;
+pub(crate) const FAILS_PER_NAME: u32 = 5;
 /// Failed sign-ins allowed overall in [`FAIL_WINDOW`].
-const FAILS_TOTAL: u32 = 50;
-const FAIL_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const FAILS_TOTAL: u32 = 50;
+pub(crate) const FAIL_WINDOW: Duration = Duration::from_secs(60);
 /// Most agents signed in at once (bounds the cookie table).
 const MAX_SIGNED_IN: usize = 10_000;
 
@@ -218,9 +218,7 @@ impl Agents {
             };
         }
         if f.total >= FAILS_TOTAL || f.per_name.get(name).copied().unwrap_or(0) >= FAILS_PER_NAME {
-            return Err(Error::rate_limited(format!(
-                "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
-            )));
+            return Err(Agents::too_many());
         }
         Ok(())
     }
@@ -249,7 +247,42 @@ impl Agents {
 
     /// Ends a sign-in.
     pub(crate) fn sign_out(&self, token: &str) {
-        self.signed_in.lock().remove(&digest(token));
+        self.forget(&digest(token));
+    }
+
+    /// A sign-in made on another node (or before a restart), by its
+    /// digest, with the time it has left (from Redis).
+    pub(crate) fn adopt(&self, d: Digest32, name: String, left: Duration) {
+        let now = Instant::now();
+        let mut map = self.signed_in.lock();
+        map.retain(|_, s| s.expires > now);
+        if map.len() < MAX_SIGNED_IN {
+            map.insert(
+                d,
+                SignedIn {
+                    name,
+                    expires: now + left,
+                },
+            );
+        }
+    }
+
+    /// Ends a sign-in by its digest (one ended on another node).
+    pub(crate) fn forget(&self, d: &Digest32) {
+        self.signed_in.lock().remove(d);
+    }
+
+    /// Forgets every sign-in this node cached (with `--redis`, they load
+    /// again from Redis when next used).
+    pub(crate) fn forget_all(&self) {
+        self.signed_in.lock().clear();
+    }
+
+    /// The failure message of the sign-in limits.
+    pub(crate) fn too_many() -> Error {
+        Error::rate_limited(format!(
+            "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
+        ))
     }
 }
 

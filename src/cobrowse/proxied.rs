@@ -290,7 +290,14 @@ impl Cobrowse {
                 s.label.clone(),
             )
         };
+        if let Some(store) = self.store() {
+            store
+                .set(id, &[("control", if granted { "1" } else { "0" })])
+                .await?;
+        }
         if changed {
+            self.notify("control", json!({"id": id, "granted": granted}))
+                .await;
             self.inner.audit.record(
                 if granted {
                     "control_granted"

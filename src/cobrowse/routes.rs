@@ -45,7 +45,9 @@ use super::session::Ask;
 use super::share::{cookie, CookieShare};
 use super::state::{Cobrowse, Cookies, Say, Who};
 use crate::error::Error;
-use crate::http::{Access, App, AppFuture, Body};
+use super::class::CLASS_PREFIX;
+use super::sync::SYNC_CHANNEL;
+use crate::http::{Access, App, AppFuture, Body, GateFuture};
 
 /// The customer's cookie: `{session id}.{token}`.
 const HELP_COOKIE: &str = "tandem_help";
@@ -142,6 +144,10 @@ impl Cobrowse {
         } else {
             Map::new()
         };
+        // With `--redis`, what this request names and this node lacks
+        // comes from Redis first (`sync.rs`).
+        let named = body.get("session").and_then(Value::as_str);
+        self.ensure(&cookies, named).await?;
         match (method.as_str(), path) {
             ("POST", "/cobrowse/session") => self.create(headers, &cookies, &body).await,
             ("GET", "/cobrowse/session") => self.mine(headers, &cookies).await,
@@ -156,7 +162,7 @@ impl Cobrowse {
                 let id = self
                     .customer(&cookies)
                     .ok_or_else(|| Error::unauthorized("ask for help first"))?;
-                let (code, expires_in) = self.issue_code(&id)?;
+                let (code, expires_in) = self.issue_code(&id).await?;
                 Ok(ok_json(json!({"code": code, "expires_in": expires_in})))
             }
             ("POST", "/cobrowse/control") => {
@@ -175,7 +181,7 @@ impl Cobrowse {
                 self.agent(&cookies)?;
                 self.expire().await;
                 self.check_presence().await;
-                let (list, last) = self.list();
+                let (list, last) = self.list().await?;
                 Ok(ok_json(
                     json!({"sessions": list, "channel": CONSOLE_CHANNEL, "since": last}),
                 ))
@@ -191,7 +197,7 @@ impl Cobrowse {
             }
             ("POST", "/agent/signin") => self.sign_in_route(headers, &body).await,
             ("POST", "/agent/signout") => {
-                self.sign_out(&cookies);
+                self.sign_out(&cookies).await?;
                 let mut resp = ok_json(json!({"signed_out": true}));
                 set_cookie(&mut resp, headers, AGENT_COOKIE, "", Some(0));
                 Ok(resp)
@@ -213,7 +219,7 @@ impl Cobrowse {
         self.expire().await;
         if let Some(id) = self.customer(cookies) {
             // Asking twice (a double click, a second tab) gives the same session.
-            return Ok(ok_json(self.session_view(&id)?));
+            return Ok(ok_json(self.session_view(&id).await?));
         }
         let label = match field(body, "label", MAX_LABEL, false)? {
             l if l.trim().is_empty() => None,
@@ -228,7 +234,7 @@ impl Cobrowse {
             jar: self.jar_for("/", headers),
         };
         let (id, token) = self.open(ask).await?;
-        let mut resp = ok_json(self.session_view(&id)?);
+        let mut resp = ok_json(self.session_view(&id).await?);
         *resp.status_mut() = StatusCode::CREATED;
         let ttl = self.settings().help_session_ttl.as_secs();
         set_cookie(
@@ -244,7 +250,7 @@ impl Cobrowse {
     async fn mine(&self, headers: &HeaderMap, cookies: &Cookies) -> Result<Response<Body>, Error> {
         if let Some(id) = self.customer(cookies) {
             self.heard(&id).await;
-            return Ok(ok_json(self.session_view(&id)?));
+            return Ok(ok_json(self.session_view(&id).await?));
         }
         let mut resp = crate::http::error_response(&Error::not_found(
             "no help session (ask for help first; an ended one is gone)",
@@ -266,7 +272,7 @@ impl Cobrowse {
             (None, Some(_)) => {
                 let code = field(body, "code", 16, true)?;
                 let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-                (self.redeem(&agent, &code)?, "code")
+                (self.redeem(&agent, &code).await?, "code")
             }
             (None, None) => return Err(Error::bad_request("session or code is required")),
         };
@@ -292,7 +298,7 @@ impl Cobrowse {
         }
         let kind = field(body, "type", 16, true)?;
         let Some(say) = say_of(&kind, who.is_agent(), body)? else {
-            self.end(&id, &who).await;
+            self.end(&id, &who).await?;
             let mut resp = ok_json(json!({"ended": true}));
             if !who.is_agent() {
                 set_cookie(&mut resp, headers, HELP_COOKIE, "", Some(0));
@@ -300,7 +306,7 @@ impl Cobrowse {
             return Ok(resp);
         };
         let mut answer = json!({"ok": true});
-        if let Some(n) = self.say(&id, &who, say).await {
+        if let Some(n) = self.say(&id, &who, say).await? {
             answer["n"] = Value::from(n);
         }
         Ok(ok_json(answer))
@@ -506,6 +512,21 @@ impl App for Cobrowse {
             return Ok(());
         }
         self.check_gate(channel, access, &Cookies::of(headers))
+    }
+
+    fn before_gate<'a>(&'a self, channel: &'a str, headers: &'a HeaderMap) -> Option<GateFuture<'a>> {
+        // Only with `--redis`, only for co-browsing channels: what the
+        // cookies name and this node lacks is loaded before `gate` decides.
+        self.store()?;
+        let rest = channel.strip_prefix(CHANNEL_PREFIX)?;
+        Some(Box::pin(async move {
+            let cookies = Cookies::of(headers);
+            let named = (channel != CONSOLE_CHANNEL
+                && channel != SYNC_CHANNEL
+                && !rest.starts_with(CLASS_PREFIX))
+            .then_some(rest);
+            self.ensure(&cookies, named).await
+        }))
     }
 }
 

@@ -153,6 +153,15 @@ impl Hub {
         }
     }
 
+    /// With `--redis`, the backplane's Redis (co-browsing keeps its state
+    /// there); `None` in memory.
+    pub(crate) fn redis(&self) -> Option<Arc<super::redis::Redis>> {
+        match &self.inner.backplane {
+            Backplane::Memory => None,
+            Backplane::Redis(r) => Some(Arc::clone(r)),
+        }
+    }
+
     /// With `--redis`, this node's name in the cluster's figures (random,
     /// per run); `None` in memory.
     pub fn node(&self) -> Option<&str> {

@@ -34,6 +34,7 @@ mod subscription;
 
 pub use hub::{ChannelInfo, Hub};
 pub use redis::Cluster;
+pub(crate) use redis::RedisConn;
 pub use subscription::{SubscribeOptions, Subscription};
 
 /// The transport a subscriber uses; the label its count is kept under.

@@ -133,6 +133,10 @@ fn parse_announcement(b: &[u8]) -> Option<(String, Epoch, u64, NewEvent)> {
     Some((channel, epoch, id, event))
 }
 
+/// A connection to the backplane's Redis for other modules (co-browsing's
+/// state): `Clone`, and used only through `redis::aio::ConnectionLike`.
+pub(crate) type RedisConn = ConnectionManager;
+
 /// The Redis engine of a hub.
 pub(crate) struct Redis {
     client: redis::Client,
@@ -213,6 +217,10 @@ impl Redis {
     }
 
     /// Whether this node hears the announcements (for `/healthz`).
+    pub(crate) fn connection(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
     pub(crate) fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }

@@ -1,0 +1,207 @@
+//! Several nodes, one co-browsing state (`--redis`): each node's memory is
+//! a cache of what Redis keeps (`store.rs`).
+//!
+//! * **Before a request is decided** (a co-browsing route, or the gate of a
+//!   `cb.` channel), [`Cobrowse::ensure`] loads from Redis what the
+//!   request's cookies name and this node does not have: an agent's sign-in
+//!   made on another node, the customer's session made on another node (or
+//!   before a restart), the session an agent names. A negative local answer
+//!   is so always checked against Redis before a refusal; the checks
+//!   themselves (`gate.rs`, `state.rs`) stay synchronous.
+//! * **Other nodes hear of changes** that would leave their cache saying
+//!   yes where Redis says no (a session ended, a sign-out, control taken
+//!   back) and of the agents who joined, on the internal channel
+//!   [`SYNC_CHANNEL`], which the Redis backplane carries to every node in
+//!   order (after the session's own `end` event); the gate refuses it to
+//!   clients. Every node follows it with a subscription on its own hub; a
+//!   gap in it (notices lost) makes the node reload every session it holds
+//!   and forget its cached sign-ins.
+//!
+//! Without `--redis` none of this runs: `ensure` returns at once and no
+//! subscription is made.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::secret::{digest, Digest32};
+use super::session::channel_of;
+use super::state::{Cobrowse, Cookies};
+use super::store::now_ms;
+use crate::error::Error;
+use crate::event::Delivery;
+use crate::{NewEvent, SubscribeOptions};
+
+/// The internal channel of the nodes' notices to each other.
+pub(crate) const SYNC_CHANNEL: &str = "cb.sync";
+
+impl Cobrowse {
+    /// With `--redis`: loads what these cookies (and the session `named`)
+    /// point at and this node lacks, so the synchronous checks that follow
+    /// decide on what Redis holds. 503 if Redis cannot be asked.
+    pub(crate) async fn ensure(&self, cookies: &Cookies, named: Option<&str>) -> Result<(), Error> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        self.start_sync();
+        if let Some(t) = cookies.agent.as_deref() {
+            if self.agent_named(cookies).is_none() {
+                let d = digest(t);
+                if let Some((name, left)) = store.signed_in(&d.hex()).await? {
+                    self.inner.agents.adopt(d, name, left);
+                }
+            }
+        }
+        if let Some((id, _)) = cookies.help.as_deref().and_then(|h| h.split_once('.')) {
+            if self.customer(cookies).is_none() {
+                self.refresh(id).await?;
+            }
+        }
+        if let (Some(id), Some(agent)) = (named, self.agent_named(cookies)) {
+            if self.joined_open(id, &agent) != Some(true) {
+                self.refresh(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads session `id` from Redis into this node's cache (or drops it
+    /// there, if Redis has it no more); whether it is open.
+    pub(crate) async fn refresh(&self, id: &str) -> Result<bool, Error> {
+        let Some(store) = self.store() else {
+            return Ok(self.inner.sessions.lock().map.contains_key(id));
+        };
+        let ttl = self.settings().help_session_ttl.as_millis() as u64;
+        match store.fetch(id).await? {
+            Some(st) if now_ms().saturating_sub(st.created_ms) < ttl => {
+                self.inner.sessions.lock().upsert(st);
+                Ok(true)
+            }
+            _ => {
+                self.inner.sessions.lock().remove(id);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Tells every node (this one too) of a change on [`SYNC_CHANNEL`].
+    pub(crate) async fn notify(&self, op: &str, data: Value) {
+        if self.store().is_none() {
+            return;
+        }
+        let ev = NewEvent {
+            kind: op.to_string(),
+            data: Bytes::from(data.to_string()),
+            content_type: Some("application/json".into()),
+            from: Some("server".into()),
+        };
+        if let Err(e) = self.hub().publish(SYNC_CHANNEL, ev).await {
+            log::warn!("co-browsing notice {op} to the other nodes refused: {e}");
+        }
+    }
+
+    /// Starts, once, the task that follows [`SYNC_CHANNEL`] (with `--redis`
+    /// and on a tokio runtime). It stops when the last `Cobrowse` goes.
+    pub(crate) fn start_sync(&self) {
+        if self.store().is_none() || self.inner.syncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.inner.syncing.store(false, Ordering::Release);
+            return;
+        };
+        let mut sub = match self
+            .hub()
+            .subscribe(SYNC_CHANNEL, SubscribeOptions::default())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("co-browsing cannot follow {SYNC_CHANNEL}: {e}");
+                self.inner.syncing.store(false, Ordering::Release);
+                return;
+            }
+        };
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let mut stop = self.inner.stop.subscribe();
+        rt.spawn(async move {
+            loop {
+                let d = tokio::select! {
+                    d = sub.next() => d,
+                    _ = stop.changed() => return,
+                };
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let cb = Cobrowse { inner };
+                match d {
+                    Delivery::Event(e) => {
+                        let data: Value = serde_json::from_slice(&e.data).unwrap_or_default();
+                        cb.apply(&e.kind, &data);
+                    }
+                    Delivery::Gap(_) => cb.resync().await,
+                }
+            }
+        });
+    }
+
+    /// Another node's (or this node's own) notice.
+    fn apply(&self, op: &str, data: &Value) {
+        let id = data["id"].as_str().unwrap_or_default();
+        match op {
+            "end" => {
+                let had = self.inner.sessions.lock().remove(id).is_some();
+                if had {
+                    // Streams open here deliver the `end` event (it came
+                    // before this notice) and end.
+                    self.hub().close(&channel_of(id));
+                }
+            }
+            "signout" => {
+                if let Some(d) = data["digest"].as_str().and_then(Digest32::from_hex) {
+                    self.inner.agents.forget(&d);
+                }
+            }
+            "control" => {
+                if let Some(s) = self.inner.sessions.lock().map.get_mut(id) {
+                    s.control = data["granted"].as_bool().unwrap_or(false);
+                }
+            }
+            "joined" => {
+                let agent = data["agent"].as_str().unwrap_or_default();
+                if let Some(s) = self.inner.sessions.lock().map.get_mut(id) {
+                    if !agent.is_empty() && !s.agents.iter().any(|a| a == agent) {
+                        s.agents.push(agent.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Notices were lost: reload every cached session, forget cached sign-ins.
+    async fn resync(&self) {
+        self.inner.agents.forget_all();
+        let ids: Vec<String> = self.inner.sessions.lock().map.keys().cloned().collect();
+        for id in ids {
+            match self.refresh(&id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.hub().close(&channel_of(&id));
+                }
+                Err(e) => log::warn!("co-browsing resync of {id}: {e}"),
+            }
+        }
+    }
+
+    /// The digest of a sign-in token, as the notices and Redis name it.
+    pub(crate) fn signin_digest(token: &str) -> String {
+        digest(token).hex()
+    }
+
+    /// Tells the other nodes that a sign-in ended.
+    pub(crate) async fn notify_sign_out(&self, token: &str) {
+        self.notify("signout", json!({"digest": Cobrowse::signin_digest(token)}))
+            .await;
+    }
+}
