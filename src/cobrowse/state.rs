@@ -624,7 +624,11 @@ impl Cobrowse {
         // none is in neither.
         let since = self.hub().info(&channel_of(id)).cursor().to_string();
         let chat = match self.store() {
-            Some(store) => Some(store.chat(id).await?),
+            Some(store) => {
+                // What other nodes changed (an agent joined there).
+                self.refresh(id).await?;
+                Some(store.chat(id).await?)
+            }
             None => None,
         };
         let sessions = self.inner.sessions.lock();

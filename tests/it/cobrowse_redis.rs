@@ -1,0 +1,569 @@
+//! Co-browsing across nodes (`--redis`): a customer on node 1 and an agent
+//! on node 2 work together, phone codes and their limits hold across
+//! nodes, an end on any node ends the session everywhere, a node replaced
+//! by a fresh one on the same Redis loses no session, and sign-ins and
+//! sessions expire as Redis keeps them. Three in-process nodes on a real
+//! `redis-server` the test starts; the raw HTTP protocol with the kit's
+//! client, one cookie jar per browser sent to whichever node.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use kit::{config, wait_until, RedisServer, Req, Response, Server, Setup};
+
+const KEY: &str = "test-agent-key-0123456789";
+
+/// A node on `redis`, every node with the same agent key.
+fn setup(redis: &RedisServer) -> Setup {
+    config().agent_key(Some(KEY.into())).redis(&redis.url())
+}
+
+async fn node(redis: &RedisServer) -> Server {
+    Server::start(setup(redis)).await
+}
+
+/// One browser: its cookies, sent with every request to any node.
+#[derive(Default)]
+struct Browser {
+    cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn with_cookies(&self, mut req: Req) -> Req {
+        if !self.cookies.is_empty() {
+            req = req.header("Cookie", &self.cookie_header());
+        }
+        req
+    }
+
+    async fn send(&mut self, srv: &Server, req: Req) -> Response {
+        let r = srv.send(self.with_cookies(req)).await;
+        for name in ["tandem_help", "tandem_agent"] {
+            if let Some(v) = r.set_cookie(name) {
+                self.cookies.retain(|(k, _)| k != name);
+                if !v.is_empty() {
+                    self.cookies.push((name.into(), v));
+                }
+            }
+        }
+        r
+    }
+
+    /// A GET that leaves the cookies as they are.
+    async fn peek(&self, srv: &Server, path: &str) -> Response {
+        srv.send(self.with_cookies(Req::get(path))).await
+    }
+
+    async fn get(&mut self, srv: &Server, path: &str) -> Response {
+        self.send(srv, Req::get(path)).await
+    }
+
+    async fn post(&mut self, srv: &Server, path: &str, body: Value) -> Response {
+        let req = Req::post(path, body.to_string().as_bytes())
+            .header("Content-Type", "application/json");
+        self.send(srv, req).await
+    }
+
+    /// Every event buffered on a channel of `srv` (a long-poll from 0 that
+    /// does not wait).
+    async fn events(&mut self, srv: &Server, channel: &str) -> Vec<Value> {
+        let r = self
+            .get(srv, &format!("/ch/{channel}/poll?since=0&timeout=0"))
+            .await;
+        assert_eq!(r.head.status, 200, "poll {channel}: {}", r.text());
+        r.json()["events"].as_array().unwrap().clone()
+    }
+
+    /// The events of a channel on `srv` once there are at least `n`.
+    async fn events_by(&mut self, srv: &Server, channel: &str, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let evs = self.events(srv, channel).await;
+            if evs.len() >= n {
+                return evs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{channel}: {} events of {n}: {evs:?}",
+                evs.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ask_for_help(&mut self, srv: &Server, message: &str) -> String {
+        let r = self
+            .post(
+                srv,
+                "/cobrowse/session",
+                json!({"url": "/portal/cart", "title": "Your cart", "message": message}),
+            )
+            .await;
+        assert_eq!(r.head.status, 201, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_string()
+    }
+
+    async fn sign_in(&mut self, srv: &Server, name: &str) {
+        let r = self
+            .post(srv, "/agent/signin", json!({"key": KEY, "name": name}))
+            .await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+    }
+
+    async fn code(&mut self, srv: &Server) -> String {
+        let r = self.post(srv, "/cobrowse/session/code", json!({})).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+        r.json()["code"].as_str().unwrap().to_string()
+    }
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+fn data(e: &Value) -> Value {
+    serde_json::from_str(e["data"].as_str().unwrap()).unwrap()
+}
+
+/// Whether the last console list on `srv` shows session `id`.
+async fn console_shows(agent: &mut Browser, srv: &Server, id: &str) -> bool {
+    let evs = agent.events(srv, "cb.console").await;
+    evs.last().is_some_and(|e| {
+        data(e)["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["id"] == id)
+    })
+}
+
+/// The whole story with the customer on node 1 and the agent on node 2
+/// (and node 3 for the gate): the console list (answer and live stream),
+/// joining from the list, chat both ways, push, pull and a click, then the
+/// customer ends on node 1 and every node refuses the channel afterwards.
+#[tokio::test]
+async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    // The agent's console on node 2 is open before the customer asks.
+    let mut console = n2
+        .sse_with(agent.with_cookies(Req::get("/ch/cb.console/sse")))
+        .await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "where is my cart?").await;
+    let ch = format!("cb.{id}");
+    // The live list on node 2 shows the session asked for on node 1.
+    loop {
+        let e = console.next_event().await;
+        let list: Value = serde_json::from_slice(&e.data).unwrap();
+        if let Some(s) = list["sessions"].as_array().unwrap().first() {
+            assert_eq!(s["id"], id.as_str());
+            assert_eq!(s["state"], "waiting");
+            assert_eq!(s["url"], "/portal/cart");
+            assert_eq!(s["message"], "where is my cart?");
+            break;
+        }
+    }
+    let list = agent.get(&n2, "/cobrowse/sessions").await;
+    assert_eq!(list.head.status, 200, "{}", list.text());
+    assert_eq!(list.json()["sessions"][0]["id"], id.as_str());
+    // Join from the list, on node 2.
+    let j = agent.post(&n2, "/cobrowse/join", json!({"session": id})).await;
+    assert_eq!(j.head.status, 200, "{}", j.text());
+    assert_eq!(j.json()["channel"], ch.as_str());
+    // Node 1 tells the customer who joined; node 2's console says active.
+    let mine = customer.get(&n1, "/cobrowse/session").await.json();
+    assert_eq!(mine["state"], "active");
+    assert_eq!(mine["agents"], json!(["ann"]));
+    loop {
+        let e = console.next_event().await;
+        let list: Value = serde_json::from_slice(&e.data).unwrap();
+        if list["sessions"][0]["state"] == "active" {
+            break;
+        }
+    }
+    // Chat both ways, push, pull, pulled, a click: each from its node.
+    for body in [
+        json!({"session": id, "type": "chat", "text": "hello from node 2"}),
+        json!({"session": id, "type": "push", "url": "/portal/help"}),
+        json!({"session": id, "type": "pull"}),
+    ] {
+        let r = agent.post(&n2, "/cobrowse/event", body).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+    }
+    for body in [
+        json!({"type": "chat", "text": "hi from node 1"}),
+        json!({"type": "pulled", "url": "/portal/help", "title": "Help"}),
+        json!({"type": "click", "url": "/portal/cart", "title": "Cart", "text": "Cart"}),
+    ] {
+        let r = customer.post(&n1, "/cobrowse/event", body).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+    }
+    let want = ["joined", "chat", "push", "pull", "chat", "pulled", "click"];
+    // The same events in the same order on both nodes, from both sides.
+    let on_1 = customer.events_by(&n1, &ch, want.len()).await;
+    let on_2 = agent.events_by(&n2, &ch, want.len()).await;
+    assert_eq!(types(&on_1), want);
+    assert_eq!(types(&on_2), want);
+    assert_eq!(on_1, on_2);
+    assert_eq!(data(&on_1[1])["n"], 1);
+    assert_eq!(data(&on_1[4])["n"], 2, "one chat sequence for both nodes");
+    assert_eq!(on_1[4]["from"], "customer");
+    assert_eq!(on_2[3]["from"], "agent:ann");
+    // The kept chat, as the customer's next page on node 1 gets it.
+    let mine = customer.get(&n1, "/cobrowse/session").await.json();
+    assert_eq!(
+        mine["chat"],
+        json!([
+            {"n": 1, "by": "ann", "from": "agent:ann", "text": "hello from node 2"},
+            {"n": 2, "by": "visitor 1", "from": "customer", "text": "hi from node 1"},
+        ])
+    );
+    // Node 3, where neither was before, lets both read the channel, and
+    // gives the agent the list.
+    assert_eq!(customer.events(&n3, &ch).await.len(), want.len());
+    assert_eq!(agent.events(&n3, &ch).await.len(), want.len());
+    let l3 = agent.get(&n3, "/cobrowse/sessions").await.json();
+    assert_eq!(l3["sessions"][0]["agents"], json!(["ann"]));
+    // A stream on node 3 hears the end said on node 1, then ends.
+    let mut stream = n3
+        .sse_with(agent.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
+        .await;
+    let r = customer
+        .post(&n1, "/cobrowse/event", json!({"type": "end"}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let end = loop {
+        let e = stream.next_event().await;
+        if e.kind == "end" {
+            break e;
+        }
+    };
+    assert_eq!(
+        serde_json::from_slice::<Value>(&end.data).unwrap()["by"],
+        "customer"
+    );
+    kit::within("the stream on node 3 ends", stream.finish()).await;
+    // Every node refuses the ended session's channel, to both, and its list is empty.
+    let mut old_customer = Browser::default();
+    old_customer.cookies = vec![(
+        "tandem_help".into(),
+        format!("{id}.{}", "x".repeat(43)),
+    )];
+    for srv in [&n1, &n2, &n3] {
+        wait_until("the end reached every node", || async {
+            let r = agent
+                .peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await;
+            r.head.status == 403
+        })
+        .await;
+        let r = agent
+            .post(
+                srv,
+                "/cobrowse/event",
+                json!({"session": id, "type": "chat", "text": "hello?"}),
+            )
+            .await;
+        r.expect_error(404, &["ended"]);
+        let l = agent.get(srv, "/cobrowse/sessions").await.json();
+        assert_eq!(l["sessions"], json!([]));
+    }
+    assert!(!console_shows(&mut agent, &n2, &id).await);
+}
+
+/// A phone code shown on node 1 works once, on any node; wrong codes typed
+/// on nodes 2 and 3 count together against the limit; the agent ends on
+/// node 3 and every node refuses the session afterwards.
+#[tokio::test]
+async fn phone_codes_and_their_limit_hold_across_nodes() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "on the phone").await;
+    let code = customer.code(&n1).await;
+    assert!(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()));
+    let mut bea = Browser::default();
+    bea.sign_in(&n2, "bea").await;
+    let r = bea.post(&n2, "/cobrowse/join", json!({"code": code})).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["id"], id.as_str());
+    // Spent once used: on node 3, and on node 2 again.
+    let mut carl = Browser::default();
+    carl.sign_in(&n3, "carl").await;
+    carl.post(&n3, "/cobrowse/join", json!({"code": code}))
+        .await
+        .expect_error(404, &["6 digits"]);
+    carl.post(&n2, "/cobrowse/join", json!({"code": code}))
+        .await
+        .expect_error(404, &["6 digits"]);
+    // A fresh code: the old one stays spent, the new one works on node 3.
+    let code2 = customer.code(&n1).await;
+    let wrong = ["000000", "000001", "000002"]
+        .into_iter()
+        .find(|w| *w != code2)
+        .unwrap();
+    // Carl typed 2 wrong codes above; 1 more on node 2, 2 on node 3: five.
+    carl.post(&n2, "/cobrowse/join", json!({"code": wrong}))
+        .await
+        .expect_error(404, &[]);
+    for _ in 0..2 {
+        carl.post(&n3, "/cobrowse/join", json!({"code": wrong}))
+            .await
+            .expect_error(404, &[]);
+    }
+    // The sixth is refused on every node, even the right code.
+    for srv in [&n2, &n3, &n1] {
+        carl.post(srv, "/cobrowse/join", json!({"code": code2}))
+            .await
+            .expect_error(429, &["max 5"]);
+    }
+    // Another agent is not limited by carl's guesses.
+    let mut dan = Browser::default();
+    dan.sign_in(&n2, "dan").await;
+    let r = dan.post(&n3, "/cobrowse/join", json!({"code": code2})).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    // The agent (bea, joined on node 2) ends it on node 3; the customer's
+    // stream on node 1 hears it.
+    let ch = format!("cb.{id}");
+    assert_eq!(
+        types(&customer.events_by(&n1, &ch, 2).await),
+        ["joined", "joined"]
+    );
+    let mut stream = n1
+        .sse_with(customer.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
+        .await;
+    let r = bea
+        .post(&n3, "/cobrowse/event", json!({"session": id, "type": "end"}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["ended"], true);
+    let end = loop {
+        let e = stream.next_event().await;
+        if e.kind == "end" {
+            break e;
+        }
+    };
+    assert_eq!(serde_json::from_slice::<Value>(&end.data).unwrap()["by"], "bea");
+    kit::within("the stream on node 1 ends", stream.finish()).await;
+    for srv in [&n1, &n2, &n3] {
+        wait_until("the end reached every node", || async {
+            let r = customer
+                .peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await;
+            r.head.status == 403
+        })
+        .await;
+        let r = dan
+            .get(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+            .await;
+        r.expect_error(403, &["not a participant"]);
+    }
+    let r = customer.get(&n2, "/cobrowse/session").await;
+    r.expect_error(404, &["ask for help"]);
+}
+
+/// Failed sign-ins on different nodes count together.
+#[tokio::test]
+async fn failed_sign_ins_count_across_nodes() {
+    let redis = RedisServer::start();
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let mut eve = Browser::default();
+    for i in 0..5 {
+        let r = eve
+            .post(
+                &nodes[i % 3],
+                "/agent/signin",
+                json!({"key": "wrong-key-0123456789", "name": "eve"}),
+            )
+            .await;
+        r.expect_error(401, &[]);
+    }
+    for srv in &nodes {
+        let r = eve
+            .post(srv, "/agent/signin", json!({"key": KEY, "name": "eve"}))
+            .await;
+        r.expect_error(429, &["max 5 per name"]);
+    }
+    // Another name still signs in.
+    eve.sign_in(&nodes[1], "ann").await;
+}
+
+/// Node 1 (where the customer asked, the agent signed in and joined, the
+/// chat was said) is dropped and a fresh node takes its place on the same
+/// Redis: the customer's cookie, the chat, the agent's sign-in and the
+/// channel's events are all still there; a sign-out on one node ends the
+/// sign-in on every node.
+#[tokio::test]
+async fn a_fresh_node_on_the_same_redis_loses_no_session() {
+    let redis = RedisServer::start();
+    let mut n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "before the restart").await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n1, "ann").await;
+    let r = agent.post(&n1, "/cobrowse/join", json!({"session": id})).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    customer
+        .post(&n1, "/cobrowse/event", json!({"type": "chat", "text": "one"}))
+        .await;
+    agent
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"session": id, "type": "chat", "text": "two"}),
+        )
+        .await;
+    let ch = format!("cb.{id}");
+    let before = customer.events(&n1, &ch).await;
+    assert_eq!(types(&before), ["joined", "chat", "chat"]);
+    // Node 1 goes; a new one (new hub, new co-browsing state) comes.
+    n1.shutdown().await;
+    drop(n1);
+    let n1 = node(&redis).await;
+    let mine = customer.get(&n1, "/cobrowse/session").await;
+    assert_eq!(mine.head.status, 200, "{}", mine.text());
+    let mine = mine.json();
+    assert_eq!(mine["id"], id.as_str());
+    assert_eq!(mine["agents"], json!(["ann"]));
+    assert_eq!(
+        mine["chat"],
+        json!([
+            {"n": 1, "by": "visitor 1", "from": "customer", "text": "one"},
+            {"n": 2, "by": "ann", "from": "agent:ann", "text": "two"},
+        ])
+    );
+    let me = agent.get(&n1, "/agent/me").await;
+    assert_eq!(me.head.status, 200, "{}", me.text());
+    assert_eq!(me.json()["name"], "ann");
+    let list = agent.get(&n1, "/cobrowse/sessions").await.json();
+    assert_eq!(list["sessions"][0]["id"], id.as_str());
+    // The channel kept its events, and both go on speaking on the new node.
+    let without_time = |evs: Vec<Value>| {
+        evs.into_iter()
+            .map(|mut e| {
+                e.as_object_mut().unwrap().remove("time");
+                e
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        without_time(customer.events(&n1, &ch).await),
+        without_time(before)
+    );
+    let r = agent
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"session": id, "type": "chat", "text": "three"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["n"], 3);
+    let r = customer
+        .post(&n1, "/cobrowse/event", json!({"type": "chat", "text": "four"}))
+        .await;
+    assert_eq!(r.json()["n"], 4);
+    assert_eq!(customer.events_by(&n2, &ch, 5).await.len(), 5);
+    // Signed out on node 2 (which had the sign-in cached): out everywhere.
+    assert_eq!(agent.get(&n2, "/agent/me").await.head.status, 200);
+    let cookies = agent.cookies.clone();
+    let r = agent.post(&n2, "/agent/signout", json!({})).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let mut stolen = Browser { cookies };
+    for srv in [&n1, &n2] {
+        wait_until("the sign-out reached every node", || async {
+            stolen.peek(srv, "/agent/me").await.head.status == 401
+        })
+        .await;
+        stolen
+            .get(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+            .await
+            .expect_error(401, &[]);
+    }
+}
+
+/// Sign-ins and sessions expire as Redis keeps them (the shortest
+/// lifetimes allowed, a minute): after it, the nodes that had them cached
+/// and a node started afterwards all refuse them.
+#[tokio::test]
+async fn sign_ins_and_sessions_expire_on_every_node() {
+    let redis = RedisServer::start();
+    let short = |redis: &RedisServer| {
+        let mut s = setup(redis);
+        s.cobrowse = s
+            .cobrowse
+            .agent_session_ttl(Duration::from_secs(60))
+            .help_session_ttl(Duration::from_secs(60));
+        s
+    };
+    let n1 = Server::start(short(&redis)).await;
+    let n2 = Server::start(short(&redis)).await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "soon gone").await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n1, "ann").await;
+    agent.post(&n2, "/cobrowse/join", json!({"session": id})).await;
+    assert_eq!(customer.get(&n2, "/cobrowse/session").await.head.status, 200);
+    // Redis keeps them with their lifetimes.
+    let ttl: i64 = redis.command(&["PTTL", &format!("tandem:cb:{{{id}}}:s")])[1..]
+        .parse()
+        .unwrap();
+    assert!((50_000..=60_000).contains(&ttl), "{ttl}");
+    let ttl: i64 = redis.command(&["PTTL", &format!("tandem:cb:{{{id}}}:a")])[1..]
+        .parse()
+        .unwrap();
+    assert!((50_000..=60_000).contains(&ttl), "{ttl}");
+    tokio::time::sleep(Duration::from_millis(61_000)).await;
+    let n3 = Server::start(short(&redis)).await;
+    for srv in [&n1, &n2, &n3] {
+        agent
+            .get(srv, "/agent/me")
+            .await
+            .expect_error(401, &["agents only"]);
+        customer
+            .get(srv, &format!("/ch/cb.{id}/poll?since=0&timeout=0"))
+            .await
+            .expect_error(403, &[]);
+    }
+    let mut fresh = Browser::default();
+    fresh.sign_in(&n3, "bea").await;
+    let l = fresh.get(&n2, "/cobrowse/sessions").await.json();
+    assert_eq!(l["sessions"], json!([]));
+    customer
+        .get(&n3, "/cobrowse/session")
+        .await
+        .expect_error(404, &[]);
+}
+
+/// While Redis cannot be reached, asking for help is refused with 503 and
+/// `Retry-After`, never a session the other nodes cannot see.
+#[tokio::test]
+async fn without_redis_no_session_is_claimed() {
+    let mut redis = RedisServer::start();
+    let n1 = node(&redis).await;
+    redis.stop();
+    let mut customer = Browser::default();
+    let r = customer
+        .post(
+            &n1,
+            "/cobrowse/session",
+            json!({"url": "/portal/", "title": "t"}),
+        )
+        .await;
+    r.expect_error(503, &["not stored", "redis"]);
+    assert_eq!(r.head.header("retry-after"), Some("1"));
+    assert!(customer.cookies.is_empty(), "no cookie for a session not stored");
+}
