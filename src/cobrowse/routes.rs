@@ -36,6 +36,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::agents::Credentials;
+use super::class::CLASS_PREFIX;
 use super::class::{Key, Member};
 use super::console::CONSOLE_CHANNEL;
 use super::gate::CHANNEL_PREFIX;
@@ -44,9 +45,8 @@ use super::portal::{Portal, COOKIE as PORTAL_COOKIE};
 use super::session::Ask;
 use super::share::{cookie, CookieShare};
 use super::state::{Cobrowse, Cookies, Say, Who};
-use crate::error::Error;
-use super::class::CLASS_PREFIX;
 use super::sync::SYNC_CHANNEL;
+use crate::error::Error;
 use crate::http::{Access, App, AppFuture, Body, GateFuture};
 
 /// The customer's cookie: `{session id}.{token}`.
@@ -514,7 +514,11 @@ impl App for Cobrowse {
         self.check_gate(channel, access, &Cookies::of(headers))
     }
 
-    fn before_gate<'a>(&'a self, channel: &'a str, headers: &'a HeaderMap) -> Option<GateFuture<'a>> {
+    fn before_gate<'a>(
+        &'a self,
+        channel: &'a str,
+        headers: &'a HeaderMap,
+    ) -> Option<GateFuture<'a>> {
         // Only with `--redis`, only for co-browsing channels: what the
         // cookies name and this node lacks is loaded before `gate` decides.
         self.store()?;

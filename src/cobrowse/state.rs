@@ -833,7 +833,8 @@ impl Cobrowse {
             }
             Say::Nav { url, title, text } => {
                 if let (Some(store), false) = (self.store(), who.is_agent()) {
-                    store.set(id, &[("url", url.as_str()), ("title", title.as_str())])
+                    store
+                        .set(id, &[("url", url.as_str()), ("title", title.as_str())])
                         .await?;
                 }
                 if !who.is_agent() {

@@ -258,7 +258,9 @@ impl Store {
 
     /// Every open session, oldest first (their fetches run at once).
     pub(crate) async fn all(&self) -> Result<Vec<Stored>, Error> {
-        let ids: Vec<String> = self.q(redis::cmd("ZRANGE").arg(LIST).arg(0).arg(-1)).await?;
+        let ids: Vec<String> = self
+            .q(redis::cmd("ZRANGE").arg(LIST).arg(0).arg(-1))
+            .await?;
         let mut set = tokio::task::JoinSet::new();
         for (i, id) in ids.into_iter().enumerate() {
             let this = self.clone();
@@ -339,7 +341,9 @@ impl Store {
     /// Marks gone every customer not heard from within `timeout`; whether
     /// this node changed any.
     pub(crate) async fn presence(&self, timeout: Duration) -> Result<bool, Error> {
-        let ids: Vec<String> = self.q(redis::cmd("ZRANGE").arg(LIST).arg(0).arg(-1)).await?;
+        let ids: Vec<String> = self
+            .q(redis::cmd("ZRANGE").arg(LIST).arg(0).arg(-1))
+            .await?;
         let before = now_ms().saturating_sub(timeout.as_millis() as u64);
         let mut changed = false;
         for id in ids {
@@ -373,13 +377,11 @@ impl Store {
 
     /// The sessions created before `before_ms` (past their lifetime).
     pub(crate) async fn older_than(&self, before_ms: u64) -> Result<Vec<String>, Error> {
-        self.q(
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(LIST)
-                .arg("-inf")
-                .arg(format!("({before_ms}")),
-        )
-        .await
+        self.q(redis::cmd("ZRANGEBYSCORE")
+            .arg(LIST)
+            .arg("-inf")
+            .arg(format!("({before_ms}")))
+            .await
     }
 
     /// A fresh phone code for session `id` (its old one no longer works).
@@ -433,7 +435,12 @@ impl Store {
     }
 
     /// Keeps a sign-in (by the token's digest) for `ttl`.
-    pub(crate) async fn sign_in(&self, digest_hex: &str, name: &str, ttl: Duration) -> Result<(), Error> {
+    pub(crate) async fn sign_in(
+        &self,
+        digest_hex: &str,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         self.q(redis::cmd("SET")
             .arg(signin_key(digest_hex))
             .arg(name)
@@ -443,7 +450,10 @@ impl Store {
     }
 
     /// The agent of a sign-in and how long it has left.
-    pub(crate) async fn signed_in(&self, digest_hex: &str) -> Result<Option<(String, Duration)>, Error> {
+    pub(crate) async fn signed_in(
+        &self,
+        digest_hex: &str,
+    ) -> Result<Option<(String, Duration)>, Error> {
         let key = signin_key(digest_hex);
         let name: Option<String> = self.q(redis::cmd("GET").arg(&key)).await?;
         let Some(name) = name else {

@@ -31,7 +31,7 @@ use super::state::{Cobrowse, Cookies};
 use super::store::now_ms;
 use crate::error::Error;
 use crate::event::Delivery;
-use crate::{NewEvent, SubscribeOptions};
+use crate::NewEvent;
 
 /// The internal channel of the nodes' notices to each other.
 pub(crate) const SYNC_CHANNEL: &str = "cb.sync";
@@ -111,10 +111,7 @@ impl Cobrowse {
             self.inner.syncing.store(false, Ordering::Release);
             return;
         };
-        let mut sub = match self
-            .hub()
-            .subscribe(SYNC_CHANNEL, SubscribeOptions::default())
-        {
+        let mut sub = match self.hub().follow(SYNC_CHANNEL) {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("co-browsing cannot follow {SYNC_CHANNEL}: {e}");

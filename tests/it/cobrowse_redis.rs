@@ -68,8 +68,8 @@ impl Browser {
     }
 
     async fn post(&mut self, srv: &Server, path: &str, body: Value) -> Response {
-        let req = Req::post(path, body.to_string().as_bytes())
-            .header("Content-Type", "application/json");
+        let req =
+            Req::post(path, body.to_string().as_bytes()).header("Content-Type", "application/json");
         self.send(srv, req).await
     }
 
@@ -177,9 +177,18 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
     }
     let list = agent.get(&n2, "/cobrowse/sessions").await;
     assert_eq!(list.head.status, 200, "{}", list.text());
+    // The nodes' notices to each other are no client's to read.
+    for srv in [&n1, &n2] {
+        agent
+            .get(srv, "/ch/cb.sync/poll?since=0&timeout=0")
+            .await
+            .expect_error(403, &["nodes"]);
+    }
     assert_eq!(list.json()["sessions"][0]["id"], id.as_str());
     // Join from the list, on node 2.
-    let j = agent.post(&n2, "/cobrowse/join", json!({"session": id})).await;
+    let j = agent
+        .post(&n2, "/cobrowse/join", json!({"session": id}))
+        .await;
     assert_eq!(j.head.status, 200, "{}", j.text());
     assert_eq!(j.json()["channel"], ch.as_str());
     // Node 1 tells the customer who joined; node 2's console says active.
@@ -257,10 +266,7 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
     kit::within("the stream on node 3 ends", stream.finish()).await;
     // Every node refuses the ended session's channel, to both, and its list is empty.
     let mut old_customer = Browser::default();
-    old_customer.cookies = vec![(
-        "tandem_help".into(),
-        format!("{id}.{}", "x".repeat(43)),
-    )];
+    old_customer.cookies = vec![("tandem_help".into(), format!("{id}.{}", "x".repeat(43)))];
     for srv in [&n1, &n2, &n3] {
         wait_until("the end reached every node", || async {
             let r = agent
@@ -332,7 +338,9 @@ async fn phone_codes_and_their_limit_hold_across_nodes() {
     // Another agent is not limited by carl's guesses.
     let mut dan = Browser::default();
     dan.sign_in(&n2, "dan").await;
-    let r = dan.post(&n3, "/cobrowse/join", json!({"code": code2})).await;
+    let r = dan
+        .post(&n3, "/cobrowse/join", json!({"code": code2}))
+        .await;
     assert_eq!(r.head.status, 200, "{}", r.text());
     // The agent (bea, joined on node 2) ends it on node 3; the customer's
     // stream on node 1 hears it.
@@ -345,7 +353,11 @@ async fn phone_codes_and_their_limit_hold_across_nodes() {
         .sse_with(customer.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
         .await;
     let r = bea
-        .post(&n3, "/cobrowse/event", json!({"session": id, "type": "end"}))
+        .post(
+            &n3,
+            "/cobrowse/event",
+            json!({"session": id, "type": "end"}),
+        )
         .await;
     assert_eq!(r.head.status, 200, "{}", r.text());
     assert_eq!(r.json()["ended"], true);
@@ -355,7 +367,10 @@ async fn phone_codes_and_their_limit_hold_across_nodes() {
             break e;
         }
     };
-    assert_eq!(serde_json::from_slice::<Value>(&end.data).unwrap()["by"], "bea");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&end.data).unwrap()["by"],
+        "bea"
+    );
     kit::within("the stream on node 1 ends", stream.finish()).await;
     for srv in [&n1, &n2, &n3] {
         wait_until("the end reached every node", || async {
@@ -372,6 +387,59 @@ async fn phone_codes_and_their_limit_hold_across_nodes() {
     }
     let r = customer.get(&n2, "/cobrowse/session").await;
     r.expect_error(404, &["ask for help"]);
+}
+
+/// Presence is the customer's, whichever node hears them: a customer who
+/// pings node 1 only shows online in node 2's list, and one who stops
+/// shows gone there.
+#[tokio::test]
+async fn presence_is_heard_across_nodes() {
+    let redis = RedisServer::start();
+    let quick = || {
+        let mut s = setup(&redis);
+        s.cobrowse = s.cobrowse.presence_timeout(Duration::from_secs(1));
+        s
+    };
+    let n1 = Server::start(quick()).await;
+    let n2 = Server::start(quick()).await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "am I here?").await;
+    let online = |list: Value| list["sessions"][0]["online"].as_bool();
+    // Silent: gone, in node 2's list and on its console channel.
+    wait_until("the silent customer shows gone on node 2", || async {
+        online(agent.peek(&n2, "/cobrowse/sessions").await.json()) == Some(false)
+    })
+    .await;
+    wait_until("the console channel on node 2 says gone", || async {
+        let r = agent
+            .peek(&n2, "/ch/cb.console/poll?since=0&timeout=0")
+            .await
+            .json();
+        let evs = r["events"].as_array().unwrap().clone();
+        evs.last().is_some_and(|e| {
+            online(data(e)) == Some(false) && data(e)["sessions"][0]["id"] == id.as_str()
+        })
+    })
+    .await;
+    // Pinging node 1 only, for three presence timeouts: online on node 2 throughout.
+    let r = customer
+        .post(&n1, "/cobrowse/session/ping", json!({}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    wait_until("back online on node 2", || async {
+        online(agent.peek(&n2, "/cobrowse/sessions").await.json()) == Some(true)
+    })
+    .await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        customer
+            .post(&n1, "/cobrowse/session/ping", json!({}))
+            .await;
+        let l = agent.get(&n2, "/cobrowse/sessions").await.json();
+        assert_eq!(online(l), Some(true), "node 2 hears node 1's pings");
+    }
 }
 
 /// Failed sign-ins on different nodes count together.
@@ -414,10 +482,16 @@ async fn a_fresh_node_on_the_same_redis_loses_no_session() {
     let id = customer.ask_for_help(&n1, "before the restart").await;
     let mut agent = Browser::default();
     agent.sign_in(&n1, "ann").await;
-    let r = agent.post(&n1, "/cobrowse/join", json!({"session": id})).await;
+    let r = agent
+        .post(&n1, "/cobrowse/join", json!({"session": id}))
+        .await;
     assert_eq!(r.head.status, 200, "{}", r.text());
     customer
-        .post(&n1, "/cobrowse/event", json!({"type": "chat", "text": "one"}))
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"type": "chat", "text": "one"}),
+        )
         .await;
     agent
         .post(
@@ -473,7 +547,11 @@ async fn a_fresh_node_on_the_same_redis_loses_no_session() {
     assert_eq!(r.head.status, 200, "{}", r.text());
     assert_eq!(r.json()["n"], 3);
     let r = customer
-        .post(&n1, "/cobrowse/event", json!({"type": "chat", "text": "four"}))
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"type": "chat", "text": "four"}),
+        )
         .await;
     assert_eq!(r.json()["n"], 4);
     assert_eq!(customer.events_by(&n2, &ch, 5).await.len(), 5);
@@ -515,8 +593,13 @@ async fn sign_ins_and_sessions_expire_on_every_node() {
     let id = customer.ask_for_help(&n1, "soon gone").await;
     let mut agent = Browser::default();
     agent.sign_in(&n1, "ann").await;
-    agent.post(&n2, "/cobrowse/join", json!({"session": id})).await;
-    assert_eq!(customer.get(&n2, "/cobrowse/session").await.head.status, 200);
+    agent
+        .post(&n2, "/cobrowse/join", json!({"session": id}))
+        .await;
+    assert_eq!(
+        customer.get(&n2, "/cobrowse/session").await.head.status,
+        200
+    );
     // Redis keeps them with their lifetimes.
     let ttl: i64 = redis.command(&["PTTL", &format!("tandem:cb:{{{id}}}:s")])[1..]
         .parse()
@@ -565,5 +648,8 @@ async fn without_redis_no_session_is_claimed() {
         .await;
     r.expect_error(503, &["not stored", "redis"]);
     assert_eq!(r.head.header("retry-after"), Some("1"));
-    assert!(customer.cookies.is_empty(), "no cookie for a session not stored");
+    assert!(
+        customer.cookies.is_empty(),
+        "no cookie for a session not stored"
+    );
 }
