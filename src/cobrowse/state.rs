@@ -192,6 +192,11 @@ impl Cobrowse {
                 jars: AtomicBool::new(false),
             }),
         };
+        if cb.inner.store.is_some() && cb.inner.key.is_some() {
+            log::warn!(
+                "co-browsing shares its state through redis but this node made its own agent key: sign-ins work on every node, the key only on this one (give every node the same --agents file)"
+            );
+        }
         // With `--redis`, hear the other nodes from now on.
         cb.start_sync();
         Ok(cb)

@@ -249,6 +249,10 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
     let mut stream = n3
         .sse_with(agent.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
         .await;
+    // The customer's cookie as it was (the end clears it in the browser).
+    let old_customer = Browser {
+        cookies: customer.cookies.clone(),
+    };
     let r = customer
         .post(&n1, "/cobrowse/event", json!({"type": "end"}))
         .await;
@@ -265,8 +269,6 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
     );
     kit::within("the stream on node 3 ends", stream.finish()).await;
     // Every node refuses the ended session's channel, to both, and its list is empty.
-    let mut old_customer = Browser::default();
-    old_customer.cookies = vec![("tandem_help".into(), format!("{id}.{}", "x".repeat(43)))];
     for srv in [&n1, &n2, &n3] {
         wait_until("the end reached every node", || async {
             let r = agent
@@ -283,6 +285,14 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
             )
             .await;
         r.expect_error(404, &["ended"]);
+        old_customer
+            .peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+            .await
+            .expect_error(403, &["not a participant"]);
+        old_customer
+            .peek(srv, "/cobrowse/session")
+            .await
+            .expect_error(404, &[]);
         let l = agent.get(srv, "/cobrowse/sessions").await.json();
         assert_eq!(l["sessions"], json!([]));
     }
