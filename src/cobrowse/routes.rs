@@ -106,6 +106,54 @@ impl Cobrowse {
         self.shared_of(&Cookies::of(headers), view_of(uri)?)
     }
 
+    /// A request of the demo portal with `--redis`: what it names (the
+    /// agent's sign-in, the session viewed, the portal session) comes from
+    /// Redis first, and the portal session a POST changed goes back there,
+    /// so any node serves the customer's cart to the customer and to the
+    /// agents viewing it.
+    async fn portal_shared(
+        &self,
+        path: &str,
+        req: Request<Bytes>,
+    ) -> Result<Response<Body>, Error> {
+        let store = self
+            .store()
+            .ok_or_else(|| Error::internal("the portal's shared path needs redis"))?;
+        let cookies = Cookies::of(req.headers());
+        self.ensure(&cookies, view_of(req.uri())).await?;
+        let shared = self.shared_session(req.uri(), req.headers());
+        let portal = self
+            .portal(path)
+            .ok_or_else(|| Error::not_found("no such page"))?;
+        let sid = shared
+            .clone()
+            .or_else(|| cookie(req.headers(), PORTAL_COOKIE));
+        if let Some(sid) = &sid {
+            if let Some(json) = store.portal(&Cobrowse::token_digest(sid)).await? {
+                portal.import(sid, &json);
+            }
+        }
+        let resp = portal.answer(path, &req, shared);
+        if req.method() == Method::POST {
+            // A new portal session is named by the cookie the answer sets.
+            let set = resp
+                .headers()
+                .get(SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix(&format!("{PORTAL_COOKIE}=")))
+                .and_then(|v| v.split(';').next())
+                .map(str::to_string);
+            if let Some(sid) = sid.or(set) {
+                if let Some(json) = portal.export(&sid) {
+                    store
+                        .set_portal(&Cobrowse::token_digest(&sid), &json)
+                        .await?;
+                }
+            }
+        }
+        Ok(resp)
+    }
+
     /// Answers one co-browsing request.
     async fn answer(&self, path: &str, req: Request<Bytes>) -> Result<Response<Body>, Error> {
         let method = req.method().clone();
@@ -487,9 +535,21 @@ impl App for Cobrowse {
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
         self.watch_presence();
         if let Some(portal) = self.portal(path) {
-            let shared = self.shared_session(req.uri(), req.headers());
-            let resp = portal.answer(path, &req, shared);
-            return Box::pin(async move { resp });
+            if self.store().is_none() {
+                let shared = self.shared_session(req.uri(), req.headers());
+                let resp = portal.answer(path, &req, shared);
+                return Box::pin(async move { resp });
+            }
+            // With `--redis`, an agent's view of a session may reach a node
+            // that has not seen the agent or the session yet.
+            let cb = self.clone();
+            let path = path.to_string();
+            return Box::pin(async move {
+                match cb.portal_shared(&path, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => crate::http::error_response(&e),
+                }
+            });
         }
         let cb = self.clone();
         let path = path.to_string();

@@ -13,6 +13,11 @@
 //! publishing, writing the audit log or awaiting: every operation changes
 //! the state under the lock, lets it go, then tells the channels, the audit
 //! writer and the console publisher.
+//!
+//! With `--redis` the maps here are a cache: each operation that changes
+//! the state writes it to Redis (`store.rs`) before it answers, and refuses
+//! with 503 when Redis does not take it; `sync.rs` fills the cache before a
+//! request is decided and keeps it in step with the other nodes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -966,7 +971,7 @@ impl Cobrowse {
         };
         if let Some(store) = self.store() {
             let ttl = self.inner.settings.agent_session_ttl;
-            let d = Cobrowse::signin_digest(&token);
+            let d = Cobrowse::token_digest(&token);
             if let Err(e) = store.sign_in(&d, &name, ttl).await {
                 // Never a sign-in the other nodes do not know.
                 self.inner.agents.sign_out(&token);
@@ -988,7 +993,7 @@ impl Cobrowse {
     pub(crate) async fn sign_out(&self, cookies: &Cookies) -> Result<(), Error> {
         if let Some(t) = &cookies.agent {
             if let Some(store) = self.store() {
-                store.sign_out(&Cobrowse::signin_digest(t)).await?;
+                store.sign_out(&Cobrowse::token_digest(t)).await?;
                 self.notify_sign_out(t).await;
             }
             self.inner.agents.sign_out(t);

@@ -14,6 +14,7 @@
 //! | `tandem:cb:agent:DIGEST` | string | the agent a sign-in token (by digest) belongs to | `--agent-session-ttl` |
 //! | `tandem:cb:codefail:AGENT` | counter | wrong phone codes typed | `CODE_WINDOW` from the first |
 //! | `tandem:cb:signfail:NAME`, `tandem:cb:signfail` | counters | failed sign-ins, per name and in all | a minute from the first |
+//! | `tandem:cb:portal:DIGEST` | string | the demo portal's session (user, cart) | a day after its last change |
 //! | `tandem:cb:ver` | counter | changes to the console list (see `Cobrowse::publish_list`) | none |
 //! | `tandem:cb:visitors` | counter | the `visitor N` labels | none |
 //!
@@ -469,6 +470,22 @@ impl Store {
     /// Ends a sign-in.
     pub(crate) async fn sign_out(&self, digest_hex: &str) -> Result<(), Error> {
         self.q(redis::cmd("DEL").arg(signin_key(digest_hex))).await
+    }
+
+    /// The demo portal's session (by the digest of its cookie), as JSON.
+    pub(crate) async fn portal(&self, digest_hex: &str) -> Result<Option<String>, Error> {
+        self.q(redis::cmd("GET").arg(format!("tandem:cb:portal:{digest_hex}")))
+            .await
+    }
+
+    /// Keeps the demo portal's session for a day after its last change.
+    pub(crate) async fn set_portal(&self, digest_hex: &str, json: &str) -> Result<(), Error> {
+        self.q(redis::cmd("SET")
+            .arg(format!("tandem:cb:portal:{digest_hex}"))
+            .arg(json)
+            .arg("PX")
+            .arg(24 * 3600 * 1000))
+            .await
     }
 
     /// Notes a change to the console list.

@@ -192,13 +192,13 @@ impl Cobrowse {
     }
 
     /// The digest of a sign-in token, as the notices and Redis name it.
-    pub(crate) fn signin_digest(token: &str) -> String {
+    pub(crate) fn token_digest(token: &str) -> String {
         digest(token).hex()
     }
 
     /// Tells the other nodes that a sign-in ended.
     pub(crate) async fn notify_sign_out(&self, token: &str) {
-        self.notify("signout", json!({"digest": Cobrowse::signin_digest(token)}))
+        self.notify("signout", json!({"digest": Cobrowse::token_digest(token)}))
             .await;
     }
 }

@@ -47,7 +47,7 @@ impl Browser {
 
     async fn send(&mut self, srv: &Server, req: Req) -> Response {
         let r = srv.send(self.with_cookies(req)).await;
-        for name in ["tandem_help", "tandem_agent"] {
+        for name in ["tandem_help", "tandem_agent", "tandem_portal"] {
             if let Some(v) = r.set_cookie(name) {
                 self.cookies.retain(|(k, _)| k != name);
                 if !v.is_empty() {
@@ -450,6 +450,60 @@ async fn presence_is_heard_across_nodes() {
         let l = agent.get(&n2, "/cobrowse/sessions").await.json();
         assert_eq!(online(l), Some(true), "node 2 hears node 1's pings");
     }
+}
+
+/// The demo portal stands for the customer's application: with `--redis`
+/// its sessions are shared too, so the agent viewing the customer's cart
+/// from node 2 or 3 sees what the customer put in it on node 1, and what
+/// the agent adds there (the customer handed over nothing else) the
+/// customer sees on any node.
+#[tokio::test]
+async fn the_agent_sees_the_customers_cart_from_another_node() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let form = |path: &str, body: &str| {
+        Req::post(path, body.as_bytes()).header("Content-Type", "application/x-www-form-urlencoded")
+    };
+    let mut customer = Browser::default();
+    let r = customer
+        .send(&n1, form("/portal/cart/add", "product=2"))
+        .await;
+    assert_eq!(r.head.status, 303);
+    assert!(customer.cookies.iter().any(|(k, _)| k == "tandem_portal"));
+    let id = customer.ask_for_help(&n1, "my cart").await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    let j = agent
+        .post(&n2, "/cobrowse/join", json!({"session": id}))
+        .await;
+    assert_eq!(j.head.status, 200, "{}", j.text());
+    for srv in [&n2, &n3] {
+        let page = agent
+            .get(srv, &format!("/portal/cart?tandem_view={id}"))
+            .await;
+        assert!(page.text().contains("Reading lamp"), "{}", page.text());
+        assert!(page.text().contains("shared-view"));
+    }
+    let r = agent
+        .send(
+            &n3,
+            form(&format!("/portal/cart/add?tandem_view={id}"), "product=1"),
+        )
+        .await;
+    assert_eq!(r.head.status, 303);
+    for srv in [&n1, &n2] {
+        let page = customer.get(srv, "/portal/cart").await.text();
+        assert!(
+            page.contains("Reading lamp") && page.contains("Blue kettle"),
+            "{page}"
+        );
+    }
+    // The agent's own (empty) cart, on any node, without naming the session.
+    assert!(agent
+        .get(&n1, "/portal/cart")
+        .await
+        .text()
+        .contains("id=\"empty\""));
 }
 
 /// Failed sign-ins on different nodes count together.
