@@ -414,7 +414,7 @@ impl Cobrowse {
             ("POST", "/cobrowse/class") => {
                 if let Some((id, Member::Presenter)) = &member {
                     // Opening twice (a double click, a second tab) gives the same class.
-                    return Ok(ok_json(self.class_view(id, &Member::Presenter)?));
+                    return Ok(ok_json(self.class_view(id, &Member::Presenter).await?));
                 }
                 let url = site_url(&field(body, "url", MAX_URL, true)?)?;
                 let title = field(body, "title", MAX_TITLE, false)?;
@@ -428,7 +428,7 @@ impl Cobrowse {
                     self.leave_class(id, f).await;
                 }
                 let (id, token) = self.open_class(name, agent.is_some(), url, title).await?;
-                let mut resp = ok_json(self.class_view(&id, &Member::Presenter)?);
+                let mut resp = ok_json(self.class_view(&id, &Member::Presenter).await?);
                 *resp.status_mut() = StatusCode::CREATED;
                 let ttl = self.settings().help_session_ttl.as_secs();
                 set_cookie(
@@ -445,7 +445,7 @@ impl Cobrowse {
             }
             ("GET", "/cobrowse/class") => {
                 if let Some((id, m)) = &member {
-                    return Ok(ok_json(self.class_view(id, m)?));
+                    return Ok(ok_json(self.class_view(id, m).await?));
                 }
                 let mut resp = crate::http::error_response(&Error::not_found(
                     "no class (open or join one; an ended one is gone)",
@@ -475,7 +475,7 @@ impl Cobrowse {
                 if let Some((old, Member::Follower(old_f))) = &member {
                     self.leave_class(old, old_f).await;
                 }
-                let mut resp = ok_json(self.class_view(&id, &Member::Follower(f.clone()))?);
+                let mut resp = ok_json(self.class_view(&id, &Member::Follower(f.clone())).await?);
                 let ttl = self.settings().help_session_ttl.as_secs();
                 set_cookie(
                     &mut resp,
@@ -508,7 +508,7 @@ impl Cobrowse {
                 let (id, m) = member.ok_or_else(not_member)?;
                 let (answer, cookie) = match &m {
                     Member::Presenter => {
-                        self.end_class(&id).await;
+                        self.end_class(&id).await?;
                         (json!({"ended": true}), PRESENT_COOKIE)
                     }
                     Member::Follower(f) => {

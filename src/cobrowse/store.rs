@@ -15,6 +15,11 @@
 //! | `tandem:cb:codefail:AGENT` | counter | wrong phone codes typed | `CODE_WINDOW` from the first |
 //! | `tandem:cb:signfail:NAME`, `tandem:cb:signfail` | counters | failed sign-ins, per name and in all | a minute from the first |
 //! | `tandem:cb:portal:DIGEST` | string | the demo portal's session (user, cart) | a day after its last change |
+//! | `tandem:cb:class:{ID}:h` | hash | a class: `p` (the digest of the presenter's token), `name`, `url`, `title`, `created`, `ends`, `code`, `link`, `control` (a follower id, or empty: the presenter), `counter` | until its end |
+//! | `tandem:cb:class:{ID}:f` | hash | its followers: `fN` → `{"id","name","t"}` (`t`: the digest of their token) | the same |
+//! | `tandem:cb:classes` | sorted set | open class ids by creation | removed when a class ends |
+//! | `tandem:cb:classcode:CODE`, `tandem:cb:classlink:KEY` | strings | the class a code or a link key opens | the class's end |
+//! | `tandem:cb:classfail` | counter | wrong class codes, the whole cluster | a minute from the first |
 //! | `tandem:cb:ver` | counter | changes to the console list (see `Cobrowse::publish_list`) | none |
 //! | `tandem:cb:visitors` | counter | the `visitor N` labels | none |
 //!
@@ -93,6 +98,74 @@ end
 return 0
 "#;
 
+/// A follower joins a class if it is not full: the next follower id, the
+/// follower kept. KEYS: the class hash, its followers hash (one hash tag).
+/// ARGV: the most followers, the name (a JSON string, or empty for
+/// `learner N`), the digest of the follower's token (hex).
+/// Returns the follower number, 0 if the class is gone, -1 if full.
+const CLASS_JOIN: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[1]) then return -1 end
+local n = redis.call('HINCRBY', KEYS[1], 'counter', 1)
+local name = ARGV[2]
+if name == '' then name = '"learner ' .. n .. '"' end
+redis.call('HSET', KEYS[2], 'f' .. n, '{"id":"f' .. n .. '","name":' .. name .. ',"t":"' .. ARGV[3] .. '"}')
+redis.call('PEXPIREAT', KEYS[2], redis.call('HGET', KEYS[1], 'ends'))
+return n
+"#;
+
+/// A follower leaves: returns how many are left and 1 if they held control
+/// (it goes back to the presenter), or {-1, 0} if they were not there.
+/// KEYS: the class hash, its followers hash. ARGV: the follower id.
+const CLASS_LEAVE: &str = r#"
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return {-1, 0} end
+local back = 0
+if redis.call('HGET', KEYS[1], 'control') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'control', '')
+  back = 1
+end
+return {redis.call('HLEN', KEYS[2]), back}
+"#;
+
+fn class_key(id: &str) -> String {
+    format!("tandem:cb:class:{{{id}}}:h")
+}
+
+fn followers_key(id: &str) -> String {
+    format!("tandem:cb:class:{{{id}}}:f")
+}
+
+fn class_code_key(code: &str) -> String {
+    format!("tandem:cb:classcode:{code}")
+}
+
+fn class_link_key(link: &str) -> String {
+    format!("tandem:cb:classlink:{link}")
+}
+
+/// The sorted set of open classes, by creation.
+const CLASSES: &str = "tandem:cb:classes";
+/// Wrong class codes, for the whole cluster.
+pub(crate) const CLASS_FAILS: &str = "tandem:cb:classfail";
+
+/// A class as Redis keeps it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoredClass {
+    pub(crate) id: String,
+    /// The digest of the presenter's token, hex.
+    pub(crate) presenter: String,
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) title: String,
+    pub(crate) created_ms: u64,
+    pub(crate) code: String,
+    pub(crate) link: String,
+    pub(crate) control: Option<String>,
+    /// Followers: id, name, the digest of their token (hex), by number.
+    pub(crate) followers: Vec<(String, String, String)>,
+    pub(crate) counter: u64,
+}
+
 /// A help session as Redis keeps it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Stored {
@@ -119,6 +192,8 @@ pub(crate) struct Store {
     chat: redis::Script,
     heard: redis::Script,
     gone: redis::Script,
+    class_join: redis::Script,
+    class_leave: redis::Script,
 }
 
 /// Now, in ms since 1970.
@@ -141,6 +216,8 @@ impl Store {
             chat: redis::Script::new(CHAT),
             heard: redis::Script::new(HEARD),
             gone: redis::Script::new(GONE),
+            class_join: redis::Script::new(CLASS_JOIN),
+            class_leave: redis::Script::new(CLASS_LEAVE),
         }
     }
 
@@ -485,6 +562,212 @@ impl Store {
             .arg(json)
             .arg("PX")
             .arg(24 * 3600 * 1000))
+            .await
+    }
+
+    /// How many classes are open.
+    pub(crate) async fn class_count(&self) -> Result<usize, Error> {
+        self.q(redis::cmd("ZCARD").arg(CLASSES)).await
+    }
+
+    /// Keeps a new class until `ends_ms`, its code and link key pointing at
+    /// it; false if its code is taken (the caller draws another).
+    pub(crate) async fn create_class(&self, c: &StoredClass, ends_ms: u64) -> Result<bool, Error> {
+        let left = ends_ms.saturating_sub(now_ms()).max(1);
+        let set: Value = self
+            .q(redis::cmd("SET")
+                .arg(class_code_key(&c.code))
+                .arg(&c.id)
+                .arg("NX")
+                .arg("PX")
+                .arg(left))
+            .await?;
+        if set == Value::Nil {
+            return Ok(false);
+        }
+        self.q::<()>(
+            redis::cmd("SET")
+                .arg(class_link_key(&c.link))
+                .arg(&c.id)
+                .arg("PX")
+                .arg(left),
+        )
+        .await?;
+        let key = class_key(&c.id);
+        self.q::<()>(
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg("p")
+                .arg(&c.presenter)
+                .arg("name")
+                .arg(&c.name)
+                .arg("url")
+                .arg(&c.url)
+                .arg("title")
+                .arg(&c.title)
+                .arg("created")
+                .arg(c.created_ms)
+                .arg("ends")
+                .arg(ends_ms)
+                .arg("code")
+                .arg(&c.code)
+                .arg("link")
+                .arg(&c.link)
+                .arg("control")
+                .arg("")
+                .arg("counter")
+                .arg(0),
+        )
+        .await?;
+        self.q::<()>(redis::cmd("PEXPIREAT").arg(&key).arg(ends_ms))
+            .await?;
+        self.q(redis::cmd("ZADD").arg(CLASSES).arg(c.created_ms).arg(&c.id))
+            .await
+            .map(|()| true)
+    }
+
+    /// A class as stored, `None` if it ended or expired.
+    pub(crate) async fn fetch_class(&self, id: &str) -> Result<Option<StoredClass>, Error> {
+        let fields: Vec<(String, String)> =
+            self.q(redis::cmd("HGETALL").arg(class_key(id))).await?;
+        let followers: Vec<(String, String)> =
+            self.q(redis::cmd("HGETALL").arg(followers_key(id))).await?;
+        let mut c = StoredClass {
+            id: id.to_string(),
+            ..StoredClass::default()
+        };
+        for (k, v) in fields {
+            match k.as_str() {
+                "p" => c.presenter = v,
+                "name" => c.name = v,
+                "url" => c.url = v,
+                "title" => c.title = v,
+                "created" => c.created_ms = v.parse().unwrap_or(0),
+                "code" => c.code = v,
+                "link" => c.link = v,
+                "control" => c.control = (!v.is_empty()).then_some(v),
+                "counter" => c.counter = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        if c.presenter.is_empty() {
+            return Ok(None);
+        }
+        let mut fs: Vec<(u64, (String, String, String))> = followers
+            .into_iter()
+            .filter_map(|(fid, json)| {
+                let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+                let n = fid.strip_prefix('f')?.parse().ok()?;
+                let name = v["name"].as_str()?.to_string();
+                let token = v["t"].as_str()?.to_string();
+                Some((n, (fid, name, token)))
+            })
+            .collect();
+        fs.sort_by_key(|(n, _)| *n);
+        c.followers = fs.into_iter().map(|(_, f)| f).collect();
+        Ok(Some(c))
+    }
+
+    /// A follower joins class `id`: `Some(number)`, `None` if the class is
+    /// gone; 429 if it is full.
+    pub(crate) async fn join_class(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        token_hex: &str,
+        max: usize,
+    ) -> Result<Option<u64>, Error> {
+        let name = name.map_or(String::new(), |n| serde_json::Value::from(n).to_string());
+        let n: i64 = self
+            .script(
+                &self.class_join,
+                &[class_key(id), followers_key(id)],
+                &[max.to_string(), name, token_hex.to_string()],
+            )
+            .await?;
+        match n {
+            0 => Ok(None),
+            n if n < 0 => Err(Error::rate_limited(format!(
+                "this class is full (max {max} followers)"
+            ))),
+            n => Ok(Some(n as u64)),
+        }
+    }
+
+    /// A follower leaves: how many are left and whether control came back,
+    /// `None` if they were not in it.
+    pub(crate) async fn leave_class(
+        &self,
+        id: &str,
+        f: &str,
+    ) -> Result<Option<(usize, bool)>, Error> {
+        let (n, back): (i64, i64) = self
+            .script(
+                &self.class_leave,
+                &[class_key(id), followers_key(id)],
+                &[f.to_string()],
+            )
+            .await?;
+        Ok((n >= 0).then_some((n as usize, back == 1)))
+    }
+
+    /// Sets fields of a class that exists.
+    pub(crate) async fn set_class(&self, id: &str, fields: &[(&str, &str)]) -> Result<(), Error> {
+        let key = class_key(id);
+        let exists: bool = self.q(redis::cmd("EXISTS").arg(&key)).await?;
+        if !exists {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&key);
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        self.q(&cmd).await
+    }
+
+    /// The class a code or a link key opens.
+    pub(crate) async fn find_class(
+        &self,
+        code: Option<&str>,
+        link: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let key = match (code, link) {
+            (Some(c), _) => class_code_key(c),
+            (None, Some(l)) => class_link_key(l),
+            (None, None) => return Ok(None),
+        };
+        self.q(redis::cmd("GET").arg(key)).await
+    }
+
+    /// Ends class `id`: true for the one node that takes it off the list.
+    pub(crate) async fn end_class(&self, id: &str) -> Result<bool, Error> {
+        let removed: u64 = self.q(redis::cmd("ZREM").arg(CLASSES).arg(id)).await?;
+        let (code, link): (Option<String>, Option<String>) = self
+            .q(redis::cmd("HMGET")
+                .arg(class_key(id))
+                .arg("code")
+                .arg("link"))
+            .await?;
+        if let Some(code) = code {
+            self.q::<()>(redis::cmd("DEL").arg(class_code_key(&code)))
+                .await?;
+        }
+        if let Some(link) = link {
+            self.q::<()>(redis::cmd("DEL").arg(class_link_key(&link)))
+                .await?;
+        }
+        self.q::<()>(redis::cmd("DEL").arg(class_key(id)).arg(followers_key(id)))
+            .await?;
+        Ok(removed == 1)
+    }
+
+    /// The classes created before `before_ms` (past their lifetime).
+    pub(crate) async fn classes_older_than(&self, before_ms: u64) -> Result<Vec<String>, Error> {
+        self.q(redis::cmd("ZRANGEBYSCORE")
+            .arg(CLASSES)
+            .arg("-inf")
+            .arg(format!("({before_ms}")))
             .await
     }
 

@@ -63,6 +63,9 @@ impl Cobrowse {
                 self.refresh(id).await?;
             }
         }
+        if cookies.present.is_some() || cookies.follow.is_some() {
+            self.ensure_classes(cookies).await?;
+        }
         Ok(())
     }
 
@@ -172,7 +175,7 @@ impl Cobrowse {
                     }
                 }
             }
-            _ => {}
+            other => self.class_notice(other, data),
         }
     }
 
@@ -187,6 +190,11 @@ impl Cobrowse {
                     self.hub().close(&channel_of(&id));
                 }
                 Err(e) => log::warn!("co-browsing resync of {id}: {e}"),
+            }
+        }
+        for id in self.cached_classes() {
+            if let Ok(false) = self.refresh_class(&id).await {
+                self.hub().close(&super::class::class_channel(&id));
             }
         }
     }

@@ -47,7 +47,13 @@ impl Browser {
 
     async fn send(&mut self, srv: &Server, req: Req) -> Response {
         let r = srv.send(self.with_cookies(req)).await;
-        for name in ["tandem_help", "tandem_agent", "tandem_portal"] {
+        for name in [
+            "tandem_help",
+            "tandem_agent",
+            "tandem_portal",
+            "tandem_present",
+            "tandem_follow",
+        ] {
             if let Some(v) = r.set_cookie(name) {
                 self.cookies.retain(|(k, _)| k != name);
                 if !v.is_empty() {
@@ -504,6 +510,154 @@ async fn the_agent_sees_the_customers_cart_from_another_node() {
         .await
         .text()
         .contains("id=\"empty\""));
+}
+
+/// Classroom mode across nodes: a class opened on node 1 is joined by code
+/// on node 2 and by link on node 3; the presenter's pages reach both;
+/// control handed on node 1 lets the follower steer from node 2 and stops
+/// the presenter; wrong class codes on two nodes count together; a follower
+/// who left on node 3 and, after the end on node 1, everyone is refused on
+/// every node.
+#[tokio::test]
+async fn a_class_spans_the_nodes() {
+    let redis = RedisServer::start();
+    let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
+    let mut presenter = Browser::default();
+    let r = presenter
+        .post(
+            &n1,
+            "/cobrowse/class",
+            json!({"url": "/portal/", "title": "Shop", "name": "Pat"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 201, "{}", r.text());
+    let class = r.json();
+    let id = class["id"].as_str().unwrap().to_string();
+    let ch = class["channel"].as_str().unwrap().to_string();
+    let code = class["code"].as_str().unwrap().to_string();
+    let link = class["link"].as_str().unwrap().to_string();
+    let key = link.split_once("#tandem-class=").unwrap().1.to_string();
+    let mut amy = Browser::default();
+    let r = amy
+        .post(
+            &n2,
+            "/cobrowse/class/join",
+            json!({"code": code, "name": "Amy"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["me"], "f1");
+    let mut bob = Browser::default();
+    let r = bob
+        .post(&n3, "/cobrowse/class/join", json!({"code": key}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["me"], "f2");
+    assert_eq!(r.json()["name"], "learner 2");
+    assert_eq!(r.json()["count"], 2);
+    // The presenter on node 1 sees both followers.
+    let view = presenter.get(&n1, "/cobrowse/class").await.json();
+    assert_eq!(
+        view["followers"],
+        json!([{"id": "f1", "name": "Amy"}, {"id": "f2", "name": "learner 2"}])
+    );
+    // The presenter steers from node 1; both followers' nodes carry it.
+    let steer = |url: &str| json!({"type": "nav", "url": url, "title": "t", "text": ""});
+    let r = presenter
+        .post(&n1, "/cobrowse/class/event", steer("/portal/cart"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let navs = |evs: &[Value]| {
+        evs.iter()
+            .filter(|e| e["type"] == "nav")
+            .map(|e| data(e)["url"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(navs(&amy.events_by(&n2, &ch, 3).await), ["/portal/cart"]);
+    assert_eq!(navs(&bob.events_by(&n3, &ch, 3).await), ["/portal/cart"]);
+    // A follower loading a page on node 3 is told the class's current page.
+    assert_eq!(
+        bob.get(&n3, "/cobrowse/class").await.json()["url"],
+        "/portal/cart"
+    );
+    // Control to Amy (node 1); Amy steers from node 2, the presenter may not.
+    let r = presenter
+        .post(&n1, "/cobrowse/class/control", json!({"to": "f1"}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let r = amy
+        .post(&n2, "/cobrowse/class/event", steer("/portal/help"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    presenter
+        .post(&n3, "/cobrowse/class/event", steer("/portal/"))
+        .await
+        .expect_error(403, &["Amy"]);
+    bob.post(&n3, "/cobrowse/class/event", steer("/portal/"))
+        .await
+        .expect_error(403, &["Amy"]);
+    assert_eq!(
+        navs(&presenter.events_by(&n1, &ch, 5).await),
+        ["/portal/cart", "/portal/help"]
+    );
+    // Wrong codes on nodes 2 and 3 count together (10 a minute for all).
+    let wrong = if code.replace(' ', "") == "000000000" {
+        "000000001"
+    } else {
+        "000000000"
+    };
+    let mut guesser = Browser::default();
+    for i in 0..10 {
+        guesser
+            .post(
+                [&n2, &n3][i % 2],
+                "/cobrowse/class/join",
+                json!({"code": wrong}),
+            )
+            .await
+            .expect_error(404, &[]);
+    }
+    guesser
+        .post(&n1, "/cobrowse/class/join", json!({"code": code}))
+        .await
+        .expect_error(429, &["max 10"]);
+    // Bob leaves on node 3: refused on every node.
+    let bob_cookie = bob.cookies.clone();
+    let r = bob.post(&n3, "/cobrowse/class/end", json!({})).await;
+    assert_eq!(r.json()["left"], true);
+    let gone_bob = Browser {
+        cookies: bob_cookie,
+    };
+    for srv in [&n1, &n2, &n3] {
+        wait_until("bob's leaving reached every node", || async {
+            gone_bob
+                .peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await
+                .head
+                .status
+                == 403
+        })
+        .await;
+    }
+    // The presenter ends on node 1: Amy is refused on every node.
+    let r = presenter.post(&n1, "/cobrowse/class/end", json!({})).await;
+    assert_eq!(r.json()["ended"], true, "{}", r.text());
+    for srv in [&n1, &n2, &n3] {
+        wait_until("the end reached every node", || async {
+            amy.peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await
+                .head
+                .status
+                == 403
+        })
+        .await;
+        amy.peek(srv, "/cobrowse/class")
+            .await
+            .expect_error(404, &[]);
+    }
+    // And nothing of the class is left in Redis.
+    let key = format!("tandem:cb:class:{{{id}}}:h");
+    assert_eq!(redis.command(&["EXISTS", &key]), ":0");
 }
 
 /// Failed sign-ins on different nodes count together.
