@@ -81,6 +81,8 @@ enum Method {
 struct SignedIn {
     name: String,
     expires: Instant,
+    /// When this node made it or last had it from Redis (`--redis`).
+    checked: Instant,
 }
 
 #[derive(Default)]
@@ -204,6 +206,7 @@ impl Agents {
             SignedIn {
                 name: name.clone(),
                 expires: now + self.ttl,
+                checked: now,
             },
         );
         Ok((name, token))
@@ -262,9 +265,16 @@ impl Agents {
                 SignedIn {
                     name,
                     expires: now + left,
+                    checked: now,
                 },
             );
         }
+    }
+
+    /// When this node last had the sign-in of `token` from Redis (or made
+    /// it), if it holds it.
+    pub(crate) fn checked(&self, token: &str) -> Option<Instant> {
+        self.signed_in.lock().get(&digest(token)).map(|s| s.checked)
     }
 
     /// Ends a sign-in by its digest (one ended on another node).

@@ -103,6 +103,8 @@ pub(crate) struct Class {
     title: String,
     created: Instant,
     created_ms: u64,
+    /// When this node last had it from Redis (or made it), with `--redis`.
+    checked: Instant,
     followers: Vec<Follower>,
     counter: u64,
     /// The follower who holds control; `None`: the presenter.
@@ -153,6 +155,7 @@ impl Class {
             title: st.title,
             created: now.checked_sub(age).unwrap_or(now),
             created_ms: st.created_ms,
+            checked: now,
             followers,
             counter: st.counter,
             control: st.control,
@@ -291,6 +294,7 @@ impl Classes {
                 title,
                 created: Instant::now(),
                 created_ms: now_ms(),
+                checked: Instant::now(),
                 followers: Vec::new(),
                 counter: 0,
                 control: None,
@@ -403,15 +407,27 @@ impl Cobrowse {
     }
 
     async fn class_publish(&self, id: &str, kind: &str, from: &str, data: Value) {
+        if let Err(e) = self.try_class_publish(id, kind, from, data).await {
+            log::warn!("class event for {id} refused: {e}");
+        }
+    }
+
+    /// `class_publish`, refused when the event could not be stored (503
+    /// with `--redis` and Redis unreachable), for a steering event.
+    async fn try_class_publish(
+        &self,
+        id: &str,
+        kind: &str,
+        from: &str,
+        data: Value,
+    ) -> Result<(), Error> {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
             content_type: Some("application/json".into()),
             from: Some(from.to_string()),
         };
-        if let Err(e) = self.hub().publish(&class_channel(id), ev).await {
-            log::warn!("class event for {id} refused: {e}");
-        }
+        self.hub().publish(&class_channel(id), ev).await.map(|_| ())
     }
 
     /// Ends classes past their lifetime.
@@ -465,7 +481,13 @@ impl Cobrowse {
             .and_then(split_follower)
             .map(|(id, ..)| id);
         for id in [present, follow].into_iter().flatten() {
-            if self.member(cookies, Some(id)).is_none() {
+            let stale = self
+                .classes()
+                .lock()
+                .map
+                .get(id)
+                .is_none_or(|c| c.checked.elapsed() >= super::sync::CACHE_FOR);
+            if stale || self.member(cookies, Some(id)).is_none() {
                 self.refresh_class(id).await?;
             }
         }
@@ -764,14 +786,13 @@ impl Cobrowse {
                 ],
             );
         }
-        self.class_publish(
+        self.try_class_publish(
             id,
             kind,
             &member.client_id(),
             json!({"by": by, "url": url, "title": title, "text": text}),
         )
-        .await;
-        Ok(())
+        .await
     }
 
     /// The presenter hands control to follower `to`, or takes it back (`None`).

@@ -203,7 +203,7 @@ impl Cobrowse {
                 let id = self
                     .customer(&cookies)
                     .ok_or_else(|| Error::not_found("no help session (it has ended)"))?;
-                self.heard(&id).await;
+                self.heard(&id).await?;
                 Ok(ok_json(json!({"online": true})))
             }
             ("POST", "/cobrowse/session/code") => {
@@ -297,7 +297,7 @@ impl Cobrowse {
 
     async fn mine(&self, headers: &HeaderMap, cookies: &Cookies) -> Result<Response<Body>, Error> {
         if let Some(id) = self.customer(cookies) {
-            self.heard(&id).await;
+            self.heard(&id).await?;
             return Ok(ok_json(self.session_view(&id).await?));
         }
         let mut resp = crate::http::error_response(&Error::not_found(
@@ -342,7 +342,7 @@ impl Cobrowse {
         };
         let (id, who) = self.participant(cookies, named.as_deref())?;
         if who == Who::Customer {
-            self.heard(&id).await;
+            self.heard(&id).await?;
         }
         let kind = field(body, "type", 16, true)?;
         let Some(say) = say_of(&kind, who.is_agent(), body)? else {

@@ -67,6 +67,8 @@ pub(crate) struct Session {
     /// Whether the node that made it keeps a cookie jar for it (with
     /// `--redis`: jars stay on that node).
     pub(crate) jar_elsewhere: bool,
+    /// When this node last had it from Redis (or made it), with `--redis`.
+    pub(crate) checked: Instant,
     /// The last [`MAX_CHAT_LINES`] chat lines, `{n, by, from, text}`, for
     /// pages that load after them (a navigation, a reload, a joining agent).
     chat: VecDeque<Value>,
@@ -143,6 +145,7 @@ impl Session {
             jar: None,
             control: false,
             jar_elsewhere: false,
+            checked: now,
             chat: VecDeque::new(),
             chat_n: 0,
             seen: now,
@@ -163,6 +166,7 @@ impl Session {
         self.shared = st.shared;
         self.online = st.online;
         self.jar_elsewhere = st.jar;
+        self.checked = Instant::now();
     }
 
     /// The channel the session's events travel on.
@@ -241,6 +245,7 @@ impl Sessions {
             jar: ask.jar,
             control: false,
             jar_elsewhere: false,
+            checked: Instant::now(),
             chat: VecDeque::new(),
             chat_n: 0,
             seen: Instant::now(),

@@ -369,15 +369,21 @@ impl Cobrowse {
     }
 
     pub(crate) async fn publish(&self, id: &str, kind: &str, who: &Who, data: Value) {
+        if let Err(e) = self.try_publish(id, kind, who, data).await {
+            log::warn!("co-browse event for {id} refused: {e}");
+        }
+    }
+
+    /// `publish`, refused when the event could not be stored (with
+    /// `--redis`, Redis unreachable: 503), for a participant's own event.
+    async fn try_publish(&self, id: &str, kind: &str, who: &Who, data: Value) -> Result<(), Error> {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
             content_type: Some("application/json".into()),
             from: Some(who.client_id()),
         };
-        if let Err(e) = self.hub().publish(&channel_of(id), ev).await {
-            log::warn!("co-browse event for {id} refused: {e}");
-        }
+        self.hub().publish(&channel_of(id), ev).await.map(|_| ())
     }
 
     /// Republishes the console list after a change to it (see `console.rs`):
@@ -482,17 +488,15 @@ impl Cobrowse {
 
     /// The customer of session `id` was heard from (a ping, a request):
     /// if they were shown as gone, the console's list changes.
-    pub(crate) async fn heard(&self, id: &str) {
+    pub(crate) async fn heard(&self, id: &str) -> Result<(), Error> {
         let mut back = self.inner.sessions.lock().seen(id);
         if let Some(store) = self.store() {
-            back = store.heard(id).await.unwrap_or_else(|e| {
-                log::warn!("presence of {id} not stored: {e}");
-                false
-            });
+            back = store.heard(id).await?;
         }
         if back {
             self.publish_list().await;
         }
+        Ok(())
     }
 
     /// Marks gone the customers not heard from for `--presence-timeout`,
@@ -902,7 +906,7 @@ impl Cobrowse {
         if kind == "nav" && !who.is_agent() {
             self.publish_list().await;
         }
-        self.publish(id, kind, who, data).await;
+        self.try_publish(id, kind, who, data).await?;
         Ok(number)
     }
 

@@ -21,6 +21,7 @@
 //! subscription is made.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -36,6 +37,10 @@ use crate::NewEvent;
 /// The internal channel of the nodes' notices to each other.
 pub(crate) const SYNC_CHANNEL: &str = "cb.sync";
 
+/// How long a node trusts what it loaded before asking Redis again: should
+/// a notice be lost, a yes that Redis no longer gives lasts at most this.
+pub(crate) const CACHE_FOR: Duration = Duration::from_secs(10);
+
 impl Cobrowse {
     /// With `--redis`: loads what these cookies (and the session `named`)
     /// point at and this node lacks, so the synchronous checks that follow
@@ -45,21 +50,24 @@ impl Cobrowse {
             return Ok(());
         };
         self.start_sync();
+        let stale = |at: Option<Instant>| at.is_none_or(|t| t.elapsed() >= CACHE_FOR);
         if let Some(t) = cookies.agent.as_deref() {
-            if self.agent_named(cookies).is_none() {
+            if self.agent_named(cookies).is_none() || stale(self.inner.agents.checked(t)) {
                 let d = digest(t);
-                if let Some((name, left)) = store.signed_in(&d.hex()).await? {
-                    self.inner.agents.adopt(d, name, left);
+                match store.signed_in(&d.hex()).await? {
+                    Some((name, left)) => self.inner.agents.adopt(d, name, left),
+                    None => self.inner.agents.forget(&d),
                 }
             }
         }
+        let checked = |id: &str| self.inner.sessions.lock().map.get(id).map(|s| s.checked);
         if let Some((id, _)) = cookies.help.as_deref().and_then(|h| h.split_once('.')) {
-            if self.customer(cookies).is_none() {
+            if self.customer(cookies).is_none() || stale(checked(id)) {
                 self.refresh(id).await?;
             }
         }
         if let (Some(id), Some(agent)) = (named, self.agent_named(cookies)) {
-            if self.joined_open(id, &agent) != Some(true) {
+            if self.joined_open(id, &agent) != Some(true) || stale(checked(id)) {
                 self.refresh(id).await?;
             }
         }

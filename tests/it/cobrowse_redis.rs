@@ -660,6 +660,77 @@ async fn a_class_spans_the_nodes() {
     assert_eq!(redis.command(&["EXISTS", &key]), ":0");
 }
 
+/// Redis is the store of record: should a node miss the notice of a change
+/// (here the keys are deleted behind the nodes' backs, with no notice at
+/// all), what it had cached is asked again within 10 s, and refused.
+#[tokio::test]
+async fn what_redis_no_longer_has_is_refused_within_ten_seconds() {
+    let redis = RedisServer::start();
+    let (n1, n2) = (node(&redis).await, node(&redis).await);
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "x").await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    let r = agent
+        .post(&n2, "/cobrowse/join", json!({"session": id}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let ch = format!("cb.{id}");
+    assert_eq!(
+        customer
+            .peek(&n1, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+            .await
+            .head
+            .status,
+        200
+    );
+    assert_eq!(agent.peek(&n2, "/agent/me").await.head.status, 200);
+    let wipe =
+        "for _,k in ipairs(redis.call('KEYS','tandem:cb:*')) do redis.call('DEL',k) end return 1";
+    assert_eq!(redis.command(&["EVAL", wipe, "0"]), ":1");
+    let started = std::time::Instant::now();
+    wait_until_for(
+        Duration::from_secs(15),
+        "the customer refused on node 1",
+        || async {
+            customer
+                .peek(&n1, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await
+                .head
+                .status
+                == 403
+        },
+    )
+    .await;
+    wait_until_for(
+        Duration::from_secs(15),
+        "the agent refused on node 2",
+        || async { agent.peek(&n2, "/agent/me").await.head.status == 401 },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// `wait_until` with a longer bound.
+async fn wait_until_for<F, Fut>(bound: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + bound;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Failed sign-ins on different nodes count together.
 #[tokio::test]
 async fn failed_sign_ins_count_across_nodes() {
