@@ -862,6 +862,55 @@ async fn a_fresh_node_on_the_same_redis_loses_no_session() {
     }
 }
 
+/// A node restarted on its own address as a new process would be (a new
+/// hub, nothing in memory; `Server::restart_fresh`): the customer's page
+/// on it carries on with the agent on the other node.
+#[tokio::test]
+async fn a_node_restarted_in_place_carries_on() {
+    let redis = RedisServer::start();
+    let mut n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "restart me").await;
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    agent
+        .post(&n2, "/cobrowse/join", json!({"session": id}))
+        .await;
+    let old_hub = n1.hub.clone();
+    n1.restart_fresh().await;
+    assert_ne!(old_hub.node(), n1.hub.node(), "a new node");
+    let mine = customer.get(&n1, "/cobrowse/session").await;
+    assert_eq!(mine.head.status, 200, "{}", mine.text());
+    assert_eq!(mine.json()["agents"], json!(["ann"]));
+    let since = mine.json()["since"].as_str().unwrap().to_string();
+    let mut stream = n1
+        .sse_with(customer.with_cookies(Req::get(&format!("/ch/cb.{id}/sse?since={since}"))))
+        .await;
+    let r = agent
+        .post(
+            &n2,
+            "/cobrowse/event",
+            json!({"session": id, "type": "chat", "text": "still here?"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let e = stream.next_event().await;
+    assert_eq!(e.kind, "chat");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&e.data).unwrap()["text"],
+        "still here?"
+    );
+    let r = customer
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"type": "chat", "text": "yes"}),
+        )
+        .await;
+    assert_eq!(r.json()["n"], 2);
+}
+
 /// Sign-ins and sessions expire as Redis keeps them (the shortest
 /// lifetimes allowed, a minute): after it, the nodes that had them cached
 /// and a node started afterwards all refuse them.
