@@ -217,6 +217,9 @@ impl Cobrowse {
             let sessions = self.inner.sessions.lock();
             match sessions.map.get(id) {
                 None => Err(Error::not_found("no such help session (it may have ended)")),
+                Some(s) if s.jar.is_none() && s.jar_elsewhere => Err(Error::forbidden(
+                    "this help session's cookies on the application are kept by the node that opened it (with --redis, proxied co-browsing needs the agent's view to reach that node)",
+                )),
                 Some(s) if s.jar.is_none() => Err(Error::forbidden(
                     "this help session was not opened through tandem's proxy: it keeps no cookies to view the application with",
                 )),

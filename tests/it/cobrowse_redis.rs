@@ -863,7 +863,7 @@ async fn a_fresh_node_on_the_same_redis_loses_no_session() {
 }
 
 /// A node restarted on its own address as a new process would be (a new
-/// hub, nothing in memory; `Server::restart_fresh`): the customer's page
+/// hub, nothing in memory; `Server::replace`): the customer's page
 /// on it carries on with the agent on the other node.
 #[tokio::test]
 async fn a_node_restarted_in_place_carries_on() {
@@ -878,7 +878,7 @@ async fn a_node_restarted_in_place_carries_on() {
         .post(&n2, "/cobrowse/join", json!({"session": id}))
         .await;
     let old_hub = n1.hub.clone();
-    n1.restart_fresh().await;
+    n1.replace().await;
     assert_ne!(old_hub.node(), n1.hub.node(), "a new node");
     let mine = customer.get(&n1, "/cobrowse/session").await;
     assert_eq!(mine.head.status, 200, "{}", mine.text());

@@ -175,7 +175,12 @@ impl Flavor {
     pub async fn start(self, setup: Setup) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let hub = hub_for(&setup).await;
+        let hub = match &setup.redis {
+            Some(url) => Hub::with_redis(setup.core.clone(), url)
+                .await
+                .expect("the test's redis"),
+            None => Hub::new(setup.core.clone()).expect("valid test config"),
+        };
         let mut server = Server {
             addr,
             hub,
@@ -191,16 +196,6 @@ impl Flavor {
     /// Starts a server of this flavor with [`config`].
     pub async fn with_defaults(self) -> Server {
         self.start(config()).await
-    }
-}
-
-/// A new hub for `setup`: on its Redis, or in memory.
-async fn hub_for(setup: &Setup) -> Hub {
-    match &setup.redis {
-        Some(url) => Hub::with_redis(setup.core.clone(), url)
-            .await
-            .expect("the test's redis"),
-        None => Hub::new(setup.core.clone()).expect("valid test config"),
     }
 }
 
@@ -295,19 +290,6 @@ impl Server {
     /// port with the same hub (every connection is dropped, no event is lost).
     pub async fn restart(&mut self) {
         self.shutdown().await;
-        self.rebind().await;
-    }
-
-    /// Shuts down gracefully and comes back on the same port as a new node
-    /// would: a new hub (on the same Redis, with [`Setup::redis`]) and new
-    /// co-browsing state, nothing kept in memory, as a restarted process.
-    pub async fn restart_fresh(&mut self) {
-        self.shutdown().await;
-        self.hub = hub_for(&self.setup).await;
-        self.rebind().await;
-    }
-
-    async fn rebind(&mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let listener = loop {
             match TcpListener::bind(self.addr).await {
