@@ -72,13 +72,14 @@ enum AuditSub {
     Verify(AuditVerify),
 }
 
-/// Verify the hash chain of an audit log; prints the line count and head hash.
+/// Verify the hash chain of an audit log (or of every node's log, checked
+/// together); prints each one's line count and head hash.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "verify")]
 struct AuditVerify {
-    /// the audit log (--audit FILE of serve)
-    #[argh(positional)]
-    file: PathBuf,
+    /// the audit log (--audit FILE of serve); with --redis, one per node
+    #[argh(positional, greedy)]
+    files: Vec<PathBuf>,
 }
 
 /// Run the push server (with its demo pages) until SIGINT or SIGTERM.
@@ -287,6 +288,48 @@ impl Serve {
 
 /// `tandem agents add FILE NAME`: the password comes from standard input,
 /// never from the command line (which `ps` and shell histories show).
+/// `tandem audit verify FILE...`: one log as before, several together.
+fn audit_verify(files: &[PathBuf]) -> ExitCode {
+    match files {
+        [] => {
+            eprintln!("tandem: audit verify needs the audit log (or every node's log)");
+            ExitCode::from(2)
+        }
+        [one] => match tandem::cobrowse::verify_audit(one) {
+            Ok(ok) => {
+                println!("ok: {} lines, head {}", ok.lines, ok.head);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tandem: audit log {}: {e}", one.display());
+                ExitCode::from(1)
+            }
+        },
+        many => {
+            let paths: Vec<&std::path::Path> = many.iter().map(PathBuf::as_path).collect();
+            match tandem::cobrowse::verify_audit_logs(&paths) {
+                Ok(found) => {
+                    for (path, ok) in many.iter().zip(&found) {
+                        println!(
+                            "ok: {}: {} lines, head {}",
+                            path.display(),
+                            ok.lines,
+                            ok.head
+                        );
+                    }
+                    let lines: usize = found.iter().map(|v| v.lines).sum();
+                    println!("ok: {} logs, {lines} lines", found.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tandem: audit logs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
 fn agents_add(a: &AgentsAdd) -> ExitCode {
     use std::io::{BufRead, Write};
     let mut password = String::new();
@@ -339,16 +382,7 @@ fn main() -> ExitCode {
         Command::Audit(AuditCmd {
             command: AuditSub::Verify(v),
         }) => {
-            return match tandem::cobrowse::verify_audit(&v.file) {
-                Ok(ok) => {
-                    println!("ok: {} lines, head {}", ok.lines, ok.head);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("tandem: audit log {}: {e}", v.file.display());
-                    ExitCode::from(1)
-                }
-            };
+            return audit_verify(&v.files);
         }
     };
     let (config, http, cobrowse) = serve.config();

@@ -20,6 +20,16 @@
 //! finish what was sent: nothing is lost at shutdown.
 //!
 //! On restart the writer reads the file's last line and continues the chain.
+//!
+//! **Several nodes** (`--redis`) keep one chain each, in a file of their
+//! own, and every line names its node (`node`, the id the node reports to
+//! Redis). One chain shared in Redis would make every audit line of every
+//! node wait for a round trip and a lock across the cluster, and would stop
+//! co-browsing while Redis is away; a chain per node costs nothing, and
+//! [`verify_logs`] checks the nodes' files together: each chain whole, and
+//! no file given twice (a copied chain would hide a missing one). A help
+//! session whose customer is on one node and whose agent is on another has
+//! its lines in both files; `time` orders them.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -40,6 +50,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The audit log writer (or a no-op without an audit file).
 pub(crate) struct Audit {
     writer: Option<Writer>,
+    /// The node every line names (`--redis`), or none for a lone server.
+    node: Option<String>,
 }
 
 /// The sending side of the writer thread.
@@ -59,12 +71,15 @@ enum Msg {
 impl Audit {
     /// A writer that writes nothing.
     pub(crate) fn off() -> Audit {
-        Audit { writer: None }
+        Audit {
+            writer: None,
+            node: None,
+        }
     }
 
     /// Opens (or creates) the log at `path`, continuing its chain, and starts
-    /// its writer thread.
-    pub(crate) fn open(path: &Path) -> io::Result<Audit> {
+    /// its writer thread. With `node`, every line names it.
+    pub(crate) fn open(path: &Path, node: Option<&str>) -> io::Result<Audit> {
         let prev = match File::open(path) {
             Ok(f) => {
                 let mut last = None;
@@ -92,6 +107,7 @@ impl Audit {
                 tx: Some(tx),
                 thread: Some(thread),
             }),
+            node: node.map(str::to_string),
         })
     }
 
@@ -103,6 +119,9 @@ impl Audit {
         };
         let mut obj = Map::new();
         obj.insert("event".into(), Value::from(event));
+        if let Some(node) = &self.node {
+            obj.insert("node".into(), Value::from(node.as_str()));
+        }
         for (k, v) in fields {
             obj.insert((*k).into(), v.clone());
         }
@@ -248,6 +267,39 @@ pub fn verify(path: &Path) -> Result<Verified, VerifyError> {
     })
 }
 
+/// Checks the logs of several nodes together (one file each, see the
+/// module's map): every chain whole, and no log given twice. The error names
+/// the file and, as [`verify`]'s does, the first line that breaks it.
+pub fn verify_logs(paths: &[&Path]) -> Result<Vec<Verified>, VerifyError> {
+    let mut found: Vec<Verified> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let v = verify(path).map_err(|e| VerifyError {
+            message: if e.io {
+                e.message.clone()
+            } else {
+                format!("{}: {}", path.display(), e.message)
+            },
+            ..e
+        })?;
+        let twice = (v.lines > 0)
+            .then(|| found.iter().position(|f| f.head == v.head))
+            .flatten();
+        if let Some(j) = twice {
+            return Err(VerifyError {
+                line: None,
+                io: false,
+                message: format!(
+                    "{} is the same chain as {} (the same head): give each node's log once",
+                    path.display(),
+                    paths[j].display()
+                ),
+            });
+        }
+        found.push(v);
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,8 +315,10 @@ mod tests {
     #[test]
     fn chain_continues_across_reopen_and_detects_edits() {
         let path = temp("unit.log");
-        Audit::open(&path).unwrap().record("a", &[("n", 1.into())]);
-        let log = Audit::open(&path).unwrap();
+        Audit::open(&path, None)
+            .unwrap()
+            .record("a", &[("n", 1.into())]);
+        let log = Audit::open(&path, None).unwrap();
         log.record("b", &[]);
         log.record("c", &[]);
         drop(log);
@@ -284,7 +338,7 @@ mod tests {
     #[test]
     fn many_writers_keep_one_chain() {
         let path = temp("many.log");
-        let log = std::sync::Arc::new(Audit::open(&path).unwrap());
+        let log = std::sync::Arc::new(Audit::open(&path, None).unwrap());
         let threads: Vec<_> = (0..8)
             .map(|t| {
                 let log = log.clone();
@@ -307,5 +361,45 @@ mod tests {
         drop(log);
         assert_eq!(verify(&path).unwrap().lines, 2001, "drop writes the rest");
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Two nodes' logs: each line names its node, the two verify together,
+    /// a log given twice and a broken one are named.
+    #[test]
+    fn nodes_keep_a_chain_each_and_verify_together() {
+        let (a, b) = (temp("node-a.log"), temp("node-b.log"));
+        let la = Audit::open(&a, Some("na")).unwrap();
+        let lb = Audit::open(&b, Some("nb")).unwrap();
+        la.record("created", &[("session", "s1".into())]);
+        lb.record("joined", &[("session", "s1".into())]);
+        lb.record("ended", &[("session", "s1".into())]);
+        drop((la, lb));
+        let first: Value =
+            serde_json::from_str(std::fs::read_to_string(&a).unwrap().lines().next().unwrap())
+                .unwrap();
+        assert_eq!(first["node"], "na");
+        assert_eq!(first["event"], "created");
+        let found = verify_logs(&[&a, &b]).unwrap();
+        assert_eq!((found[0].lines, found[1].lines), (1, 2));
+        let e = verify_logs(&[&a, &b, &a]).unwrap_err();
+        assert!(e.to_string().contains("is the same chain as"), "{e}");
+        let copy = temp("node-a-copy.log");
+        std::fs::copy(&a, &copy).unwrap();
+        assert!(
+            verify_logs(&[&a, &copy]).is_err(),
+            "a copied chain is refused"
+        );
+        let text = std::fs::read_to_string(&b).unwrap();
+        std::fs::write(&b, text.replacen("joined", "left", 1)).unwrap();
+        let e = verify_logs(&[&a, &b]).unwrap_err();
+        assert_eq!(e.line(), Some(2));
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: line 2:", b.display())),
+            "{e}"
+        );
+        for p in [a, b, copy] {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

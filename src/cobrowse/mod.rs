@@ -92,7 +92,7 @@ mod store;
 mod sync;
 
 pub use agents::{agent_line, hash_password};
-pub use audit::{verify as verify_audit, Verified, VerifyError};
+pub use audit::{verify as verify_audit, verify_logs as verify_audit_logs, Verified, VerifyError};
 pub use routes::VIEW_PARAM;
 pub use settings::{CobrowseConfig, SetupError};
 pub use share::{CookieShare, ShareSession};

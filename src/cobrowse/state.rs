@@ -170,7 +170,7 @@ impl Cobrowse {
             }
         };
         let audit = match &settings.audit_file {
-            Some(p) => Audit::open(p)
+            Some(p) => Audit::open(p, hub.node())
                 .map_err(|e| SetupError::file(format!("--audit {}: {e}", p.display())))?,
             None => Audit::off(),
         };

@@ -2,13 +2,17 @@
 //! behind a real nginx balancing over both (docs/scaling.md): tandem.js in
 //! Chromium keeps its stream on one node; that node shuts down, the page
 //! reconnects through nginx to the other node with its cursor, and gets
-//! every event once, in order.
+//! every event once, in order. And the co-browsing story with the customer
+//! on one node and the agent on the other, through a node restart.
 
 use std::time::Duration;
 
 use serde_json::json;
 use tandem::Transport;
 
+use crate::cobrowse::{
+    click, join_row, js, settle, sign_in_at, text, type_into, wait_paths, wait_text, KEY, ONE_STORY,
+};
 use crate::harness::{assert_exactly_once, browser_slot, open_page, statuses, wait_got, wait_open};
 use crate::proxies::Nginx;
 use crate::webdriver::Browser;
@@ -88,4 +92,108 @@ async fn the_status_page_shows_every_node() {
     })
     .await;
     browser.quit().await;
+}
+
+/// The co-browsing story across two nodes on one Redis: the customer's
+/// pages come from node 1, the agent's console from node 2. They find each
+/// other, push, chat both ways; then node 1 is replaced by a fresh node (a
+/// restart: a new process's memory, the same port and Redis), and the
+/// session goes on where it was: the customer's page reconnects, keeps its
+/// chat, follows a push, and ends the session for the agent on node 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cobrowsing_across_nodes_survives_a_node_restart() {
+    let _one = ONE_STORY.lock().await;
+    let _slots = (browser_slot().await, browser_slot().await);
+    let redis = RedisServer::start();
+    let setup = || {
+        browser_config()
+            .redis(&redis.url())
+            .agent_key(Some(KEY.into()))
+    };
+    let mut node1 = Server::start(setup()).await;
+    let node2 = Server::start(setup()).await;
+    let customer = Browser::start(&[]).await;
+    let agent = Browser::start(&[]).await;
+
+    customer.goto(&node1.url("/portal/products/2")).await;
+    click(&customer, "#tcb-toggle").await;
+    type_into(&customer, "#tcb-message", "help across nodes").await;
+    click(&customer, "#tcb-ask-button").await;
+    wait_text(
+        &customer,
+        "the customer waiting",
+        "#tcb-status",
+        "Waiting for an agent",
+    )
+    .await;
+
+    // The agent on node 2 sees the request made on node 1 and joins it.
+    sign_in_at(&agent, &node2, "/agent", "ann").await;
+    join_row(&agent, "help across nodes").await;
+    wait_text(
+        &customer,
+        "the assisted state",
+        "#tcb-assisted",
+        "You are being assisted by ann",
+    )
+    .await;
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/help").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/help").await;
+    settle(&customer, &agent).await;
+    type_into(&customer, "#tcb-chat-text", "from node one").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_text(&agent, "the customer's line", "#log", "from node one").await;
+
+    // Node 1 restarts with nothing in memory.
+    node1.replace().await;
+    type_into(&agent, "#chat-text", "after the restart").await;
+    click(&agent, "#chat-send").await;
+    wait_text(
+        &customer,
+        "the agent's line after the restart",
+        "#tcb-log",
+        "after the restart",
+    )
+    .await;
+    assert!(
+        text(&customer, "#tcb-log").await.contains("from node one"),
+        "the chat from before the restart is still shown"
+    );
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/").await;
+    wait_text(
+        &customer,
+        "the assisted state on the restarted node",
+        "#tcb-assisted",
+        "ann",
+    )
+    .await;
+    wait_text(
+        &customer,
+        "the chat after a page load",
+        "#tcb-log",
+        "after the restart",
+    )
+    .await;
+    settle(&customer, &agent).await;
+    type_into(&customer, "#tcb-chat-text", "still here").await;
+    click(&customer, "#tcb-chat-send").await;
+    wait_text(
+        &agent,
+        "the customer's line from the new node",
+        "#log",
+        "still here",
+    )
+    .await;
+
+    // The customer ends on node 1; the agent on node 2 is told.
+    click(&customer, "#tcb-end").await;
+    wait_text(&customer, "the ended state", "#tcb-ended", "ended").await;
+    wait_text(&agent, "the agent told", "#live", "ended by customer").await;
+    customer.quit().await;
+    agent.quit().await;
 }

@@ -526,6 +526,19 @@ async fn the_audit_chain_detects_an_edited_or_removed_line() {
         .to_string()
         .starts_with("line 3:"));
     assert!(!run(&removed).status.success());
+    // Several nodes' logs are checked together; one given twice is refused.
+    let twice = std::process::Command::new(bin)
+        .args(["audit", "verify"])
+        .args([&path, &path])
+        .output()
+        .unwrap();
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("is the same chain as"));
+    let none = std::process::Command::new(bin)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2), "no file is a usage error");
 }
 
 #[tokio::test]

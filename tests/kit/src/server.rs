@@ -290,6 +290,26 @@ impl Server {
     /// port with the same hub (every connection is dropped, no event is lost).
     pub async fn restart(&mut self) {
         self.shutdown().await;
+        self.listen_again().await;
+    }
+
+    /// A node restart: shuts down gracefully, drops the hub (and with it
+    /// everything this node held in memory), and starts a new hub, on the
+    /// same Redis when the setup has one, listening on the same port.
+    pub async fn replace(&mut self) {
+        self.shutdown().await;
+        self.hub = match &self.setup.redis {
+            Some(url) => Hub::with_redis(self.setup.core.clone(), url)
+                .await
+                .expect("the test's redis"),
+            None => Hub::new(self.setup.core.clone()).expect("valid test config"),
+        };
+        self.listen_again().await;
+    }
+
+    /// Binds the same address again (the old socket may take a moment to
+    /// go) and serves.
+    async fn listen_again(&mut self) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let listener = loop {
             match TcpListener::bind(self.addr).await {
