@@ -247,6 +247,54 @@ impl Jar {
         lines
     }
 
+    /// Every cookie as Redis keeps it (`store.rs`): the field
+    /// `name \n path` and `{"v": value, "e": expiry (ms since 1970) or
+    /// null, "p": the line the browser has yet to get, or null}`.
+    pub(crate) fn entries(&self) -> std::collections::HashMap<String, String> {
+        let (now, wall) = (Instant::now(), super::store::now_ms());
+        self.cookies
+            .iter()
+            .map(|c| {
+                let e = c
+                    .expires
+                    .map(|t| wall + t.saturating_duration_since(now).as_millis() as u64);
+                (
+                    format!("{}\n{}", c.name, c.path),
+                    serde_json::json!({"v": c.value, "e": e, "p": c.pending}).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The jar [`Jar::entries`] describes (from another node).
+    pub(crate) fn from_entries(entries: &std::collections::HashMap<String, String>) -> Jar {
+        let (now, wall) = (Instant::now(), super::store::now_ms());
+        let mut jar = Jar::default();
+        for (field, json) in entries {
+            let (Some((name, path)), Ok(v)) = (
+                field.split_once('\n'),
+                serde_json::from_str::<serde_json::Value>(json),
+            ) else {
+                continue;
+            };
+            let expires = v["e"].as_u64().map(|ms| {
+                if ms <= wall {
+                    now
+                } else {
+                    now + Duration::from_millis(ms - wall)
+                }
+            });
+            jar.keep(Cookie {
+                name: name.to_string(),
+                value: v["v"].as_str().unwrap_or_default().to_string(),
+                path: path.to_string(),
+                expires,
+                pending: v["p"].as_str().map(str::to_string),
+            });
+        }
+        jar
+    }
+
     /// How many cookies it holds.
     pub(crate) fn len(&self) -> usize {
         self.cookies.len()

@@ -282,6 +282,8 @@ impl Cobrowse {
             jar: self.jar_for("/", headers),
         };
         let (id, token) = self.open(ask).await?;
+        // With --redis, the jar it was seeded with, for every node.
+        self.persist_jar(&id).await;
         let mut resp = ok_json(self.session_view(&id).await?);
         *resp.status_mut() = StatusCode::CREATED;
         let ttl = self.settings().help_session_ttl.as_secs();

@@ -69,6 +69,9 @@ pub(crate) struct Session {
     pub(crate) jar_elsewhere: bool,
     /// When this node last had it from Redis (or made it), with `--redis`.
     pub(crate) checked: Instant,
+    /// The jar as this node last read or wrote it in Redis (`--redis`):
+    /// what changed since is what to write.
+    pub(crate) jar_saved: HashMap<String, String>,
     /// The last [`MAX_CHAT_LINES`] chat lines, `{n, by, from, text}`, for
     /// pages that load after them (a navigation, a reload, a joining agent).
     chat: VecDeque<Value>,
@@ -146,6 +149,7 @@ impl Session {
             control: false,
             jar_elsewhere: false,
             checked: now,
+            jar_saved: HashMap::new(),
             chat: VecDeque::new(),
             chat_n: 0,
             seen: now,
@@ -246,6 +250,7 @@ impl Sessions {
             control: false,
             jar_elsewhere: false,
             checked: Instant::now(),
+            jar_saved: HashMap::new(),
             chat: VecDeque::new(),
             chat_n: 0,
             seen: Instant::now(),

@@ -9,6 +9,7 @@
 //! | `tandem:cb:{ID}:s` | hash | the session: `c` (the digest of the customer's token), `label`, `url`, `title`, `message`, `created` (ms), `control`, `jar`, `shared`, `seen` (ms), `online`, `n` (last chat line), `code` | until `created` + `--help-session-ttl` |
 //! | `tandem:cb:{ID}:a` | set | the agents who joined | the same |
 //! | `tandem:cb:{ID}:c` | list | the last chat lines (JSON, with their `n`) | the same |
+//! | `tandem:cb:{ID}:j` | hash | the customer's cookies on the proxied application (`jar.rs`), cookie by cookie | the same |
 //! | `tandem:cb:sessions` | sorted set | open session ids by creation (ms): the console list | entries removed when a session ends |
 //! | `tandem:cb:code:CODE` | string | the session a phone code points at | `CODE_TTL`; `GETDEL` redeems it once |
 //! | `tandem:cb:agent:DIGEST` | string | the agent a sign-in token (by digest) belongs to | `--agent-session-ttl` |
@@ -28,6 +29,7 @@
 //! change one session at once lose nothing. Plain data and I/O, no
 //! channels: `state.rs` decides what to write and when.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::{FromRedisValue, Value};
@@ -54,6 +56,10 @@ fn agents_key(id: &str) -> String {
 
 fn chat_key(id: &str) -> String {
     format!("tandem:cb:{{{id}}}:c")
+}
+
+fn jar_key(id: &str) -> String {
+    format!("tandem:cb:{{{id}}}:j")
 }
 
 fn code_key(code: &str) -> String {
@@ -447,7 +453,8 @@ impl Store {
             redis::cmd("DEL")
                 .arg(session_key(id))
                 .arg(agents_key(id))
-                .arg(chat_key(id)),
+                .arg(chat_key(id))
+                .arg(jar_key(id)),
         )
         .await?;
         Ok(removed == 1)
@@ -563,6 +570,42 @@ impl Store {
             .arg("PX")
             .arg(24 * 3600 * 1000))
             .await
+    }
+
+    /// A session's cookie jar on the proxied application (`Jar::entries`).
+    pub(crate) async fn jar(&self, id: &str) -> Result<HashMap<String, String>, Error> {
+        self.q(redis::cmd("HGETALL").arg(jar_key(id))).await
+    }
+
+    /// Writes what changed in a session's jar: cookie by cookie, so that
+    /// two nodes changing two cookies at once lose neither.
+    pub(crate) async fn save_jar(
+        &self,
+        id: &str,
+        changed: &[(&String, &String)],
+        removed: &[&String],
+        ends_ms: u64,
+    ) -> Result<(), Error> {
+        let key = jar_key(id);
+        if !removed.is_empty() {
+            let mut del = redis::cmd("HDEL");
+            del.arg(&key);
+            for f in removed {
+                del.arg(f.as_str());
+            }
+            self.q::<()>(&del).await?;
+        }
+        if !changed.is_empty() {
+            let mut set = redis::cmd("HSET");
+            set.arg(&key);
+            for (f, v) in changed {
+                set.arg(f.as_str()).arg(v.as_str());
+            }
+            self.q::<()>(&set).await?;
+            self.q::<()>(redis::cmd("PEXPIREAT").arg(&key).arg(ends_ms))
+                .await?;
+        }
+        Ok(())
     }
 
     /// How many classes are open.

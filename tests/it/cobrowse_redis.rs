@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use kit::{config, wait_until, RedisServer, Req, Response, Server, Setup};
+use kit::{config, wait_until, RedisServer, Req, Response, Server, Setup, Upstream};
 
 const KEY: &str = "test-agent-key-0123456789";
 
@@ -47,18 +47,16 @@ impl Browser {
 
     async fn send(&mut self, srv: &Server, req: Req) -> Response {
         let r = srv.send(self.with_cookies(req)).await;
-        for name in [
-            "tandem_help",
-            "tandem_agent",
-            "tandem_portal",
-            "tandem_present",
-            "tandem_follow",
-        ] {
-            if let Some(v) = r.set_cookie(name) {
-                self.cookies.retain(|(k, _)| k != name);
-                if !v.is_empty() {
-                    self.cookies.push((name.into(), v));
-                }
+        for (k, v) in &r.head.headers {
+            if !k.eq_ignore_ascii_case("set-cookie") {
+                continue;
+            }
+            let Some((name, value)) = v.split(';').next().and_then(|c| c.split_once('=')) else {
+                continue;
+            };
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !v.contains("Max-Age=0") {
+                self.cookies.push((name.into(), value.into()));
             }
         }
         r
@@ -729,6 +727,131 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Co-browsing through the proxy (`--upstream`) across nodes: the customer
+/// signed in to the application through node 1, the agent's view of the
+/// customer's pages served by node 2 with the customer's session from the
+/// jar in Redis; control handed over on node 1 lets the agent's POST
+/// through on node 2, and taken back stops it.
+#[tokio::test]
+async fn the_agents_view_through_the_proxy_works_from_another_node() {
+    let up = Upstream::start().await;
+    let redis = RedisServer::start();
+    let (n1, n2) = (
+        Server::start(setup(&redis).proxy(&up.url())).await,
+        Server::start(setup(&redis).proxy(&up.url())).await,
+    );
+    let form = |path: &str, body: &str| {
+        Req::post(path, body.as_bytes()).header("Content-Type", "application/x-www-form-urlencoded")
+    };
+    let mut customer = Browser::default();
+    let r = customer.send(&n1, form("/signin", "user=carol")).await;
+    assert_eq!(r.head.status, 303, "{}", r.head.raw);
+    let sid = customer
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "sid")
+        .expect("the application's cookie")
+        .1
+        .clone();
+    let r = customer
+        .post(
+            &n1,
+            "/_tandem/cobrowse/session",
+            json!({"url": "/account", "title": "Account"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let mut agent = Browser::default();
+    let r = agent
+        .post(
+            &n2,
+            "/_tandem/agent/signin",
+            json!({"key": KEY, "name": "ann"}),
+        )
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let r = agent
+        .post(&n2, "/_tandem/cobrowse/join", json!({"session": id}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert_eq!(r.json()["can_control"], true);
+    // The view on node 2: the customer's page with the customer's session.
+    let page = agent.get(&n2, &format!("/account?tandem_view={id}")).await;
+    assert_eq!(page.head.status, 200, "{}", page.head.raw);
+    assert!(page.text().contains("Account of carol"), "{}", page.text());
+    assert!(!page.head.raw.contains(&sid) && !page.text().contains(&sid));
+    assert_eq!(
+        up.last("/account").header("cookie"),
+        Some(format!("sid={sid}").as_str())
+    );
+    // No control yet: refused on node 2.
+    agent
+        .send(&n2, form(&format!("/notes?tandem_view={id}"), "text=early"))
+        .await
+        .expect_error(403, &["control"]);
+    // Handed over on node 1: node 2 lets it through.
+    let r = customer
+        .post(&n1, "/_tandem/cobrowse/control", json!({"granted": true}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = agent
+        .send(
+            &n2,
+            form(&format!("/notes?tandem_view={id}"), "text=from+ann"),
+        )
+        .await;
+    assert_eq!(r.head.status, 303, "{}", r.head.raw);
+    assert_eq!(up.notes("carol"), vec!["from ann".to_string()]);
+    assert!(customer
+        .get(&n1, "/account")
+        .await
+        .text()
+        .contains("from ann"));
+    // The application rotates the session in answer to the view on node 2:
+    // the customer's browser gets the new cookie from node 1, and both stay
+    // signed in, on both nodes.
+    let r = agent
+        .send(&n2, Req::post(&format!("/rotate?tandem_view={id}"), b""))
+        .await;
+    assert_eq!(r.text(), "rotated for carol");
+    assert!(!r.head.has("set-cookie"));
+    assert_eq!(customer.get(&n1, "/whoami").await.text(), "carol");
+    let new = customer
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "sid")
+        .unwrap()
+        .1
+        .clone();
+    assert_ne!(new, sid, "the customer's browser has the new cookie");
+    assert_eq!(
+        up.last("/whoami").header("cookie"),
+        Some(format!("sid={new}").as_str())
+    );
+    assert_eq!(
+        agent
+            .get(&n2, &format!("/whoami?tandem_view={id}"))
+            .await
+            .text(),
+        "carol"
+    );
+    // Taken back on node 1: refused on node 2 again.
+    customer
+        .post(&n1, "/_tandem/cobrowse/control", json!({"granted": false}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent
+        .send(&n2, form(&format!("/notes?tandem_view={id}"), "text=again"))
+        .await
+        .expect_error(403, &["control"]);
+    assert_eq!(up.notes("carol").len(), 1);
+    // Redis keeps the jar cookie by cookie, by the session's id.
+    let fields = redis.command(&["HLEN", &format!("tandem:cb:{{{id}}}:j")]);
+    assert_ne!(fields, ":0", "the jar is in redis");
 }
 
 /// Failed sign-ins on different nodes count together.
