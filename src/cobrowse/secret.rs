@@ -84,6 +84,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn digests_go_through_hex() {
+        let d = digest("a token");
+        assert_eq!(d.hex().len(), 64);
+        assert!(Digest32::from_hex(&d.hex()) == Some(d));
+        assert!(Digest32::from_hex("zz").is_none());
+        assert!(Digest32::from_hex(&"g".repeat(64)).is_none());
+    }
+
+    #[test]
     fn tokens_differ_and_are_url_safe() {
         let a = random_token(24);
         let b = random_token(24);
