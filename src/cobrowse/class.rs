@@ -498,7 +498,8 @@ impl Cobrowse {
     pub(crate) fn class_notice(&self, op: &str, data: &Value) {
         let id = data["id"].as_str().unwrap_or_default();
         match op {
-            "class_end" if self.classes().lock().remove(id).is_some() => {
+            "class_end" => {
+                self.classes().lock().remove(id);
                 self.hub().close(&class_channel(id));
             }
             "class_left" => {
@@ -523,8 +524,8 @@ impl Cobrowse {
     async fn closed(&self, id: &str, by: &str) {
         self.class_publish(id, "end", "server", json!({"by": by}))
             .await;
-        self.notify("class_end", json!({ "id": id })).await;
-        self.hub().close(&class_channel(id));
+        self.close_after_end(&class_channel(id), "class_end", id)
+            .await;
         self.audit()
             .record("class_ended", &[("class", id.into()), ("by", by.into())]);
     }

@@ -570,8 +570,7 @@ impl Cobrowse {
         for id in &old {
             self.publish(id, "end", &Who::Server, json!({"by": "timeout"}))
                 .await;
-            self.notify("end", json!({ "id": id })).await;
-            self.hub().close(&channel_of(id));
+            self.close_after_end(&channel_of(id), "end", id).await;
             self.inner.audit.record(
                 "ended",
                 &[("session", id.as_str().into()), ("by", "timeout".into())],
@@ -926,8 +925,7 @@ impl Cobrowse {
             .await;
         // Close the session's channel: open streams deliver the `end` event
         // and then end, waiting long-polls answer at once.
-        self.notify("end", json!({ "id": id })).await;
-        self.hub().close(&channel_of(id));
+        self.close_after_end(&channel_of(id), "end", id).await;
         self.inner.audit.record(
             "ended",
             &[("session", id.into()), ("by", who.name().into())],

@@ -96,10 +96,11 @@ impl Cobrowse {
         }
     }
 
-    /// Tells every node (this one too) of a change on [`SYNC_CHANNEL`].
-    pub(crate) async fn notify(&self, op: &str, data: Value) {
+    /// Tells every node (this one too) of a change on [`SYNC_CHANNEL`];
+    /// whether the notice went out (never without `--redis`).
+    pub(crate) async fn notify(&self, op: &str, data: Value) -> bool {
         if self.store().is_none() {
-            return;
+            return false;
         }
         let ev = NewEvent {
             kind: op.to_string(),
@@ -107,8 +108,22 @@ impl Cobrowse {
             content_type: Some("application/json".into()),
             from: Some("server".into()),
         };
-        if let Err(e) = self.hub().publish(SYNC_CHANNEL, ev).await {
-            log::warn!("co-browsing notice {op} to the other nodes refused: {e}");
+        match self.hub().publish(SYNC_CHANNEL, ev).await {
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("co-browsing notice {op} to the other nodes refused: {e}");
+                false
+            }
+        }
+    }
+
+    /// Closes the channel of a session or class that ended, once its `end`
+    /// event is in: with `--redis` when this node's own notice comes back
+    /// (after the event, in the backplane's one order), on every node at
+    /// once; in memory (or if the notice could not go out), now.
+    pub(crate) async fn close_after_end(&self, channel: &str, op: &str, id: &str) {
+        if !self.notify(op, json!({ "id": id })).await {
+            self.hub().close(channel);
         }
     }
 
@@ -158,12 +173,10 @@ impl Cobrowse {
         let id = data["id"].as_str().unwrap_or_default();
         match op {
             "end" => {
-                let had = self.inner.sessions.lock().remove(id).is_some();
-                if had {
-                    // Streams open here deliver the `end` event (it came
-                    // before this notice) and end.
-                    self.hub().close(&channel_of(id));
-                }
+                self.inner.sessions.lock().remove(id);
+                // Streams open here deliver the `end` event (it came before
+                // this notice) and end.
+                self.hub().close(&channel_of(id));
             }
             "signout" => {
                 if let Some(d) = data["digest"].as_str().and_then(Digest32::from_hex) {

@@ -253,6 +253,10 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
     let mut stream = n3
         .sse_with(agent.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
         .await;
+    // And the customer's own stream on node 1, where the end is said.
+    let mut own = n1
+        .sse_with(customer.with_cookies(Req::get(&format!("/ch/{ch}/sse"))))
+        .await;
     // The customer's cookie as it was (the end clears it in the browser).
     let old_customer = Browser {
         cookies: customer.cookies.clone(),
@@ -272,6 +276,11 @@ async fn a_customer_on_one_node_and_an_agent_on_another_work_together() {
         "customer"
     );
     kit::within("the stream on node 3 ends", stream.finish()).await;
+    let rest = kit::within("the stream on node 1 ends", own.finish()).await;
+    assert!(
+        rest.iter().any(|e| e.kind == "end"),
+        "the stream on the node that ended it got the end: {rest:?}"
+    );
     // Every node refuses the ended session's channel, to both, and its list is empty.
     for srv in [&n1, &n2, &n3] {
         wait_until("the end reached every node", || async {
