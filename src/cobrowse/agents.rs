@@ -154,14 +154,28 @@ impl Agents {
         }
     }
 
+    /// The digest of the per-run key, if agents sign in with one.
+    pub(crate) fn key_digest(&self) -> Option<Digest32> {
+        match &self.method {
+            Method::Key(d) => Some(*d),
+            Method::Accounts(_) => None,
+        }
+    }
+
     /// Whether agents sign in with the per-run key (no accounts file).
     pub(crate) fn uses_key(&self) -> bool {
         matches!(self.method, Method::Key(_))
     }
 
     /// Checks credentials; on success returns the agent's name and a new cookie token.
+    /// `other_key`: the key given is another node's, known to Redis
+    /// (`--redis`), and accepted as this node's own.
     /// Blocking (argon2 takes tens of milliseconds): call from `spawn_blocking`.
-    pub(crate) fn sign_in(&self, creds: &Credentials) -> Result<(String, String), Error> {
+    pub(crate) fn sign_in(
+        &self,
+        creds: &Credentials,
+        other_key: bool,
+    ) -> Result<(String, String), Error> {
         let name = match creds {
             Credentials::Password { name, .. } | Credentials::Key { name, .. } => name.clone(),
         };
@@ -178,7 +192,7 @@ impl Agents {
                         })
                     })
                 }
-                (Method::Key(d), Credentials::Key { key, .. }) => digest(key) == *d,
+                (Method::Key(d), Credentials::Key { key, .. }) => other_key || digest(key) == *d,
                 (Method::Accounts(_), Credentials::Key { .. }) => return Err(Error::bad_request(
                     "this server uses agent accounts (--agents): sign in with name and password",
                 )),
@@ -316,19 +330,19 @@ mod tests {
             key: "nope".into(),
             name: "ann".into(),
         };
-        assert!(a.sign_in(&bad).unwrap_err().is_unauthorized());
+        assert!(a.sign_in(&bad, false).unwrap_err().is_unauthorized());
         let good = Credentials::Key {
             key,
             name: "ann".into(),
         };
-        let (name, token) = a.sign_in(&good).unwrap();
+        let (name, token) = a.sign_in(&good, false).unwrap();
         assert_eq!(name, "ann");
         assert_eq!(a.who(&token).as_deref(), Some("ann"));
         a.sign_out(&token);
         assert_eq!(a.who(&token), None);
         for _ in 0..5 {
-            let _ = a.sign_in(&bad);
+            let _ = a.sign_in(&bad, false);
         }
-        assert!(a.sign_in(&good).unwrap_err().is_rate_limited());
+        assert!(a.sign_in(&good, false).unwrap_err().is_rate_limited());
     }
 }

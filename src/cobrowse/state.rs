@@ -62,7 +62,7 @@ pub(crate) struct Inner {
     settings: CobrowseConfig,
     pub(crate) agents: Agents,
     /// With `--redis`, the store of record (`store.rs`, `sync.rs`).
-    store: Option<Store>,
+    pub(crate) store: Option<Store>,
     /// Whether the task following the other nodes' notices runs.
     pub(crate) syncing: AtomicBool,
     /// Dropped with the state: stops that task.
@@ -197,11 +197,6 @@ impl Cobrowse {
                 jars: AtomicBool::new(false),
             }),
         };
-        if cb.inner.store.is_some() && cb.inner.key.is_some() {
-            log::warn!(
-                "co-browsing shares its state through redis but this node made its own agent key: sign-ins work on every node, the key only on this one (give every node the same --agents file)"
-            );
-        }
         // With `--redis`, hear the other nodes from now on.
         cb.start_sync();
         Ok(cb)
@@ -953,10 +948,19 @@ impl Cobrowse {
                 return Err(Agents::too_many());
             }
         }
+        // With --redis, another live node's per-run key signs in here too.
+        let other_key = match (self.store(), &creds) {
+            (Some(store), Credentials::Key { key, .. }) if self.uses_key() => {
+                let d = super::secret::digest(key);
+                self.inner.agents.key_digest() != Some(d) && store.key_known(&d.hex()).await?
+            }
+            _ => false,
+        };
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || this.inner.agents.sign_in(&creds))
-            .await
-            .map_err(|_| Error::internal("sign-in failed"))?;
+        let result =
+            tokio::task::spawn_blocking(move || this.inner.agents.sign_in(&creds, other_key))
+                .await
+                .map_err(|_| Error::internal("sign-in failed"))?;
         let (name, token) = match result {
             Ok(v) => v,
             Err(e) => {

@@ -21,6 +21,7 @@
 //! | `tandem:cb:classes` | sorted set | open class ids by creation | removed when a class ends |
 //! | `tandem:cb:classcode:CODE`, `tandem:cb:classlink:KEY` | strings | the class a code or a link key opens | the class's end |
 //! | `tandem:cb:classfail` | counter | wrong class codes, the whole cluster | a minute from the first |
+//! | `tandem:cb:agentkeys` | sorted set | the digests of the live nodes' per-run agent keys, by when last renewed | entries older than 3 minutes are dropped |
 //! | `tandem:cb:ver` | counter | changes to the console list (see `Cobrowse::publish_list`) | none |
 //! | `tandem:cb:visitors` | counter | the `visitor N` labels | none |
 //!
@@ -148,6 +149,14 @@ fn class_code_key(code: &str) -> String {
 fn class_link_key(link: &str) -> String {
     format!("tandem:cb:classlink:{link}")
 }
+
+/// The per-run agent keys of the live nodes (digests, by when last said).
+const KEYS: &str = "tandem:cb:agentkeys";
+/// How long a node's per-run key is accepted by the others after it last
+/// said so.
+pub(crate) const KEY_LIFE: Duration = Duration::from_secs(180);
+/// How often a node says it again.
+pub(crate) const KEY_RENEW: Duration = Duration::from_secs(60);
 
 /// The sorted set of open classes, by creation.
 const CLASSES: &str = "tandem:cb:classes";
@@ -812,6 +821,29 @@ impl Store {
             .arg("-inf")
             .arg(format!("({before_ms}")))
             .await
+    }
+
+    /// Says that this node accepts the per-run agent key of this digest,
+    /// for [`KEY_LIFE`] (renewed every [`KEY_RENEW`]).
+    pub(crate) async fn register_key(&self, digest_hex: &str) -> Result<(), Error> {
+        let now = now_ms();
+        self.q::<()>(
+            redis::cmd("ZREMRANGEBYSCORE")
+                .arg(KEYS)
+                .arg("-inf")
+                .arg(now.saturating_sub(KEY_LIFE.as_millis() as u64)),
+        )
+        .await?;
+        self.q(redis::cmd("ZADD").arg(KEYS).arg(now).arg(digest_hex))
+            .await
+    }
+
+    /// Whether a live node accepts the per-run agent key of this digest.
+    pub(crate) async fn key_known(&self, digest_hex: &str) -> Result<bool, Error> {
+        let at: Option<u64> = self
+            .q(redis::cmd("ZSCORE").arg(KEYS).arg(digest_hex))
+            .await?;
+        Ok(at.is_some_and(|t| now_ms().saturating_sub(t) < KEY_LIFE.as_millis() as u64))
     }
 
     /// Notes a change to the console list.

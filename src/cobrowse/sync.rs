@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use super::secret::{digest, Digest32};
 use super::session::channel_of;
 use super::state::{Cobrowse, Cookies};
-use super::store::now_ms;
+use super::store::{now_ms, KEY_RENEW};
 use crate::error::Error;
 use crate::event::Delivery;
 use crate::NewEvent;
@@ -147,11 +147,25 @@ impl Cobrowse {
         };
         let weak = std::sync::Arc::downgrade(&self.inner);
         let mut stop = self.inner.stop.subscribe();
+        // This node's per-run agent key, said to the others while it lives.
+        let key = self.inner.agents.key_digest().map(|d| d.hex());
+        let mut renew = tokio::time::interval(KEY_RENEW);
         rt.spawn(async move {
             loop {
                 let d = tokio::select! {
                     d = sub.next() => d,
                     _ = stop.changed() => return,
+                    _ = renew.tick(), if key.is_some() => {
+                        let Some(inner) = weak.upgrade() else {
+                            return;
+                        };
+                        if let (Some(store), Some(k)) = (&inner.store, &key) {
+                            if let Err(e) = store.register_key(k).await {
+                                log::warn!("agent key not shared with the other nodes: {e}");
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let Some(inner) = weak.upgrade() else {
                     return;

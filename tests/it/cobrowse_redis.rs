@@ -863,6 +863,72 @@ async fn the_agents_view_through_the_proxy_works_from_another_node() {
     assert_ne!(fields, ":0", "the jar is in redis");
 }
 
+/// Without an agents file each node makes its own per-run key and shows
+/// its operator a link with it; with `--redis`, the key of any live node
+/// signs in on every node (the nodes share the keys' digests), and a wrong
+/// key still does not.
+#[tokio::test]
+async fn a_per_run_key_signs_in_on_every_node() {
+    use std::sync::Arc;
+    use tandem::cobrowse::{Cobrowse, CobrowseConfig};
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let hub = tandem::Hub::with_redis(config().core, &redis.url())
+            .await
+            .unwrap();
+        let cb = Cobrowse::new(hub.clone(), CobrowseConfig::default()).unwrap();
+        let key = cb.printable_key().expect("a per-run key").to_string();
+        let service = tandem::Service::new(hub).with_app(Arc::new(cb));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(kit::serve_hyper(
+            listener,
+            service,
+            std::future::pending::<()>(),
+        ));
+        nodes.push((addr, key));
+    }
+    let sign_in = |addr: std::net::SocketAddr, key: String| async move {
+        let body = json!({"key": key, "name": "ann"}).to_string();
+        let req = Req::post("/agent/signin", body.as_bytes())
+            .header("Content-Type", "application/json")
+            .host(&addr.to_string());
+        kit::Conn::connect(addr).await.request(&req).await
+    };
+    assert_ne!(nodes[0].1, nodes[1].1, "each node made its own");
+    for (on, key_of) in [(0, 1), (1, 0), (0, 0)] {
+        let key = nodes[key_of].1.clone();
+        let addr = nodes[on].0;
+        let r = wait_for_sign_in(|| sign_in(addr, key.clone())).await;
+        assert_eq!(
+            r.head.status,
+            200,
+            "node {on}, key of node {key_of}: {}",
+            r.text()
+        );
+    }
+    sign_in(nodes[1].0, "not-a-key-of-any-node-0123".into())
+        .await
+        .expect_error(401, &["wrong"]);
+}
+
+/// The first 200 within 5 s (a node says its key when it starts).
+async fn wait_for_sign_in<F, Fut>(mut f: F) -> Response
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = f().await;
+        if r.head.status == 200 || std::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Failed sign-ins on different nodes count together.
 #[tokio::test]
 async fn failed_sign_ins_count_across_nodes() {
