@@ -33,9 +33,11 @@ use tokio::net::TcpStream;
 /// Load generator for HTTP push servers.
 #[derive(FromArgs, Clone)]
 struct Args {
-    /// subscribe URL template, `{ch}` is the channel, e.g. http://127.0.0.1:8080/ch/{ch}/sse
+    /// subscribe URL template, `{ch}` is the channel, e.g. http://127.0.0.1:8080/ch/{ch}/sse;
+    /// repeat it for several servers (each channel's subscribers go round robin
+    /// over them)
     #[argh(option)]
-    sub: String,
+    sub: Vec<String>,
     /// publish URL template, e.g. http://127.0.0.1:8080/ch/{ch}
     #[argh(option)]
     publish: String,
@@ -60,9 +62,10 @@ struct Args {
     /// payload size in bytes (at least the marker)
     #[argh(option, default = "64")]
     payload: usize,
-    /// server process to read RSS and CPU time from
+    /// server process to read RSS and CPU time from; repeat it to sum
+    /// several (every node of a cluster and its Redis)
     #[argh(option)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
     /// give up waiting for deliveries after this many seconds
     #[argh(option, default = "60")]
     timeout: u64,
@@ -419,6 +422,23 @@ fn proc_stats(pid: u32) -> Option<(u64, f64)> {
     Some((rss, ticks / clock_ticks()))
 }
 
+/// RSS and CPU seconds summed over `pids`, and each process's CPU seconds;
+/// None when there is no pid or one of them cannot be read.
+fn procs_stats(pids: &[u32]) -> Option<(u64, f64, Vec<f64>)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut each = Vec::with_capacity(pids.len());
+    let (mut rss, mut cpu) = (0, 0.0);
+    for &pid in pids {
+        let (r, c) = proc_stats(pid)?;
+        rss += r;
+        cpu += c;
+        each.push(c);
+    }
+    Some((rss, cpu, each))
+}
+
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -445,14 +465,16 @@ async fn run(args: Args) -> Result<(), String> {
     };
     let idle_secs = args.idle.unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(args.timeout + idle_secs + 30);
-    let before = args.pid.and_then(proc_stats);
+    let before = procs_stats(&args.pid);
     let mut seens = Vec::new();
     let mut tasks = Vec::new();
     let local = tokio::task::LocalSet::new();
     let accept: Rc<str> = Rc::from(args.accept.as_str());
     // Connect in waves so the listen backlog is not overrun.
     for i in 0..args.subscribers {
-        let url = parse_url(&args.sub, &channel(i % args.channels));
+        // Each channel's subscribers go round robin over the --sub templates.
+        let server = (i / args.channels.max(1)) % args.sub.len();
+        let url = parse_url(&args.sub[server], &channel(i % args.channels));
         let seen = Rc::new(std::cell::RefCell::new(Seen::default()));
         seens.push((i % args.channels, seen.clone()));
         let fut: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = if args.mode == "poll" {
@@ -483,11 +505,11 @@ async fn run(args: Args) -> Result<(), String> {
         .await;
     let connected = seens.iter().filter(|(_, s)| s.borrow().connected).count();
     if let Some(secs) = args.idle {
-        let mid = args.pid.and_then(proc_stats);
+        let mid = procs_stats(&args.pid);
         local
             .run_until(tokio::time::sleep(Duration::from_secs(secs)))
             .await;
-        let after = args.pid.and_then(proc_stats);
+        let after = procs_stats(&args.pid);
         let alive = seens
             .iter()
             .filter(|(_, s)| s.borrow().error.is_none())
@@ -511,7 +533,7 @@ async fn run(args: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    let cpu0 = args.pid.and_then(proc_stats);
+    let cpu0 = procs_stats(&args.pid);
     let pub_urls: Vec<Url> = (0..args.channels)
         .map(|c| parse_url(&args.publish, &channel(c)))
         .collect();
@@ -570,7 +592,7 @@ async fn run(args: Args) -> Result<(), String> {
         })
         .await;
     let wall = t_pub.elapsed().as_secs_f64();
-    let cpu1 = args.pid.and_then(proc_stats);
+    let cpu1 = procs_stats(&args.pid);
     let mut expected = 0u64;
     let mut received = 0u64;
     let mut lost = 0u64;
@@ -596,15 +618,26 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     lat.sort_unstable();
-    let cpu = match (cpu0, cpu1) {
+    let cpu = match (&cpu0, &cpu1) {
         (Some(a), Some(b)) => b.1 - a.1,
         _ => f64::NAN,
     };
-    let rss = cpu1.map_or("n/a".into(), |c| c.0.to_string());
+    // Each process's share, in the order of the --pid options.
+    let cpu_each = match (&cpu0, &cpu1) {
+        (Some(a), Some(b)) => {
+            a.2.iter()
+                .zip(&b.2)
+                .map(|(x, y)| format!("{:.2}", y - x))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+        _ => "n/a".into(),
+    };
+    let rss = cpu1.as_ref().map_or("n/a".into(), |c| c.0.to_string());
     println!(
         "RESULT label={} subscribers={} connected={} channels={} events={} expected={} received={} lost={} duplicated={} \
          publish_secs={:.3} publish_rate={:.0} wall_secs={:.3} deliveries_per_sec={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} \
-         server_cpu_secs={:.3} deliveries_per_cpu_sec={:.0} server_rss_kib={}",
+         server_cpu_secs={:.3} server_cpu_each={} deliveries_per_cpu_sec={:.0} server_rss_kib={}",
         args.label,
         args.subscribers,
         connected,
@@ -623,6 +656,7 @@ async fn run(args: Args) -> Result<(), String> {
         pct(&lat, 0.99),
         pct(&lat, 1.0),
         cpu,
+        cpu_each,
         received as f64 / cpu,
         rss
     );
@@ -637,6 +671,10 @@ async fn run(args: Args) -> Result<(), String> {
 
 fn main() {
     let args: Args = argh::from_env();
+    if args.sub.is_empty() {
+        eprintln!("loadgen: at least one --sub URL template");
+        std::process::exit(2);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -63,7 +63,9 @@ pub use event::{
 };
 pub use http::{Body, Service};
 pub use metrics::{Counter, Metrics};
-pub use router::{ChannelInfo, Cluster, Hub, SubscribeOptions, Subscription, Transport};
+pub use router::{
+    ChannelInfo, Cluster, Hub, RedisOptions, SubscribeOptions, Subscription, Transport,
+};
 pub use server::{serve, Serve};
 pub use shutdown::Shutdown;
 

@@ -171,9 +171,18 @@ struct Serve {
     /// most followers in one class (classroom mode) [100]
     #[argh(option)]
     max_class_followers: Option<usize>,
-    /// share every channel with the other nodes through this Redis, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS); without it one process keeps everything in memory
+    /// share every channel with the other nodes through this Redis, redis://[:PASSWORD@]HOST:PORT/DB (rediss:// for TLS); without it one process keeps everything in memory. With --redis-cluster, a node of the cluster (repeat for more)
     #[argh(option)]
-    redis: Option<String>,
+    redis: Vec<String>,
+    /// the --redis addresses are nodes of a Redis Cluster: channels spread over its shards, announced on sharded pub/sub
+    #[argh(switch)]
+    redis_cluster: bool,
+    /// read the Redis password from this file (its one line) instead of the URL
+    #[argh(option)]
+    redis_password_file: Option<PathBuf>,
+    /// with rediss://, a PEM file of the CA certificates the Redis server's certificate is checked against [the system's]
+    #[argh(option)]
+    redis_ca: Option<PathBuf>,
     /// put tandem in front of this web application, http://HOST:PORT or https://HOST:PORT: requests outside the tandem prefix go to it
     #[argh(option)]
     upstream: Option<Upstream>,
@@ -260,6 +269,46 @@ impl Serve {
 }
 
 impl Serve {
+    /// The Redis settings of `--redis*`; `None` without `--redis`. A flag
+    /// that needs another, or a password file that cannot be read or is
+    /// empty, is a usage error.
+    fn redis_options(&self) -> Result<Option<tandem::RedisOptions>, String> {
+        if self.redis.is_empty() {
+            let lone = [
+                (self.redis_cluster, "--redis-cluster"),
+                (self.redis_password_file.is_some(), "--redis-password-file"),
+                (self.redis_ca.is_some(), "--redis-ca"),
+            ];
+            if let Some((_, flag)) = lone.iter().find(|(set, _)| *set) {
+                return Err(format!("{flag} needs --redis"));
+            }
+            return Ok(None);
+        }
+        if self.redis.len() > 1 && !self.redis_cluster {
+            return Err(
+                "several --redis are the nodes of a Redis Cluster: add --redis-cluster \
+                 (one Redis server takes one --redis)"
+                    .into(),
+            );
+        }
+        let mut opts = if self.redis_cluster {
+            tandem::RedisOptions::cluster(&self.redis)
+        } else {
+            tandem::RedisOptions::new(&self.redis[0])
+        };
+        if let Some(path) = &self.redis_password_file {
+            let password =
+                tandem::RedisOptions::read_password_file(path).map_err(|e| e.to_string())?;
+            opts = opts.password(&password);
+        }
+        if let Some(path) = &self.redis_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --redis-ca {}: {e}", path.display()))?;
+            opts = opts.ca_pem(pem);
+        }
+        Ok(Some(opts))
+    }
+
     /// The proxy's settings with `--upstream`: the hosts it answers to are
     /// the listen address (`localhost:PORT` too on a loopback or unspecified
     /// address) and every `--public-host`.
@@ -409,6 +458,13 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
+    let redis = match serve.redis_options() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Always the multi-thread scheduler, even for one worker: the
     // current-thread one was measured (benches/compare.sh) at a third of the
     // deliveries per CPU-second when 10,000 subscribers wake at once.
@@ -420,9 +476,9 @@ fn main() -> ExitCode {
     rt.block_on(async {
         // With --redis, the channels are shared: loaded from Redis before
         // this node listens, so it serves no subscriber without them.
-        let hub = match &serve.redis {
+        let hub = match redis {
             None => hub,
-            Some(url) => match Hub::with_redis(config.clone(), url).await {
+            Some(options) => match Hub::with_redis_options(config.clone(), options).await {
                 Ok(h) => {
                     log::info!("channels shared through redis ({} loaded)", h.channel_count());
                     h

@@ -14,6 +14,12 @@ pub use crate::http::publish::{parse_form, parse_multipart, BodyKind};
 pub use crate::http::route::{check_callback, parse_path, percent_decode, Query, Route, Sub};
 pub use crate::server::{sniff_bytes, SniffOutcome};
 pub use crate::transport::multipart::BOUNDARY;
+
+/// On a Redis Cluster, the shard channel announcing the channels of hash
+/// slot `slot` (`tandem:ev:{TAG}`, the tag hashing to that slot).
+pub fn redis_announce_channel(slot: usize) -> String {
+    crate::router::announce_channel(slot)
+}
 /// The parsers of every wire format, the client side.
 pub mod wire {
     pub use crate::wire::*;

@@ -117,10 +117,21 @@ impl Hub {
     /// Resolves once every channel is loaded; refused (unavailable) when
     /// Redis cannot be reached. `docs/scaling.md`.
     pub async fn with_redis(config: Config, url: &str) -> Result<Hub, Error> {
+        Hub::with_redis_options(config, super::RedisOptions::new(url)).await
+    }
+
+    /// [`Hub::with_redis`] with every setting: a Redis Cluster (channels
+    /// spread over its shards, announcements on sharded pub/sub), a
+    /// password, the CA of a `rediss://` server ([`super::RedisOptions`]).
+    /// A refused password or certificate is an error here, at once.
+    pub async fn with_redis_options(
+        config: Config,
+        options: super::RedisOptions,
+    ) -> Result<Hub, Error> {
         config
             .validate()
             .map_err(|e| Error::bad_request(e.to_string()))?;
-        let engine = super::redis::Redis::connect(url).await?;
+        let engine = super::redis::Redis::connect(&options).await?;
         let hub = Hub::with_backplane(config, Backplane::Redis(Arc::clone(&engine)));
         super::redis::start(&hub, engine).await?;
         Ok(hub)

@@ -33,8 +33,16 @@ mod redis;
 mod subscription;
 
 pub use hub::{ChannelInfo, Hub};
-pub use redis::Cluster;
+pub(crate) use redis::announce_channel;
 pub(crate) use redis::RedisConn;
+pub use redis::{Cluster, RedisOptions};
+
+// What other modules count on in the Redis connection (co-browsing's
+// state): shared between tasks, and driven through `ConnectionLike` only.
+const _: fn() = || {
+    fn shared<T: ::redis::aio::ConnectionLike + Clone + Send + Sync + 'static>() {}
+    shared::<RedisConn>();
+};
 pub use subscription::{SubscribeOptions, Subscription};
 
 /// The transport a subscriber uses; the label its count is kept under.

@@ -21,6 +21,7 @@ mod ops;
 mod proxy;
 mod publish;
 mod redis;
+mod redis_cluster;
 mod resume;
 mod shared_view;
 mod shutdown;

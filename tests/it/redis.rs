@@ -5,27 +5,27 @@
 //! and while Redis is down publishes get 503 (never a 202 for an event not
 //! stored) and the nodes catch up by themselves when it is back.
 
-use kit::{config, wait_until, RedisServer, Req, Server};
-use tandem::__private::wire::WireEvent;
+use kit::{config, wait_until, Events, IframeParser, RedisServer, Req, Server};
+use tandem::__private::wire::{parse_jsonp, parse_poll, MultipartParser, SseParser, WireEvent};
 
 async fn node(redis: &RedisServer) -> Server {
     Server::start(config().redis(&redis.url())).await
 }
 
-fn texts(evs: &[WireEvent]) -> Vec<String> {
+pub(crate) fn texts(evs: &[WireEvent]) -> Vec<String> {
     evs.iter()
         .map(|e| String::from_utf8_lossy(&e.data).into_owned())
         .collect()
 }
 
-fn ids(evs: &[WireEvent]) -> Vec<u64> {
+pub(crate) fn ids(evs: &[WireEvent]) -> Vec<u64> {
     evs.iter()
         .map(|e| e.id.expect("an event, not a gap"))
         .collect()
 }
 
 /// Every event of a long-poll from `since` (JSON), waiting up to 1 s.
-async fn poll(srv: &Server, channel: &str, since: &str) -> serde_json::Value {
+pub(crate) async fn poll(srv: &Server, channel: &str, since: &str) -> serde_json::Value {
     let r = srv
         .get(&format!("/ch/{channel}/poll?since={since}&timeout=1"))
         .await;
@@ -33,12 +33,78 @@ async fn poll(srv: &Server, channel: &str, since: &str) -> serde_json::Value {
     r.json()
 }
 
+/// Subscribers of one channel on two nodes, every transport: SSE and the
+/// forever iframe on `a`, multipart/x-mixed-replace and multipart/mixed
+/// on `b` (streams, opened before the publishes), and long-polls (JSON on
+/// `b`, JSONP on `a`) from the start.
+pub(crate) struct Watchers {
+    channel: String,
+    sse: Events<SseParser>,
+    iframe: Events<IframeParser>,
+    multipart: Events<MultipartParser>,
+    mixed: Events<MultipartParser>,
+}
+
+impl Watchers {
+    pub(crate) async fn open(a: &Server, b: &Server, channel: &str) -> Watchers {
+        let w = Watchers {
+            channel: channel.to_string(),
+            sse: a.sse(&format!("/ch/{channel}/sse")).await,
+            iframe: a
+                .iframe(&format!("/ch/{channel}/iframe"), "tandemEvent")
+                .await,
+            multipart: b.multipart(&format!("/ch/{channel}/multipart")).await,
+            mixed: b.multipart(&format!("/ch/{channel}/mixed")).await,
+        };
+        // At least these two streams on each (the test may have more).
+        for (srv, n) in [(a, 2), (b, 2)] {
+            wait_until("the streams are subscribed", || async {
+                srv.info(channel).await["total"].as_u64() >= Some(n)
+            })
+            .await;
+        }
+        w
+    }
+
+    /// Every transport received `want` (texts), ids 1.., in order, once.
+    pub(crate) async fn expect(&mut self, a: &Server, b: &Server, want: &[String]) {
+        let n = want.len();
+        let ch = self.channel.clone();
+        let all_ids: Vec<u64> = (1..=n as u64).collect();
+        for (what, got) in [
+            ("sse", self.sse.take(n).await),
+            ("iframe", self.iframe.take(n).await),
+            ("multipart", self.multipart.take(n).await),
+            ("mixed", self.mixed.take(n).await),
+        ] {
+            assert_eq!(texts(&got), want, "{what} on {ch}");
+            assert_eq!(ids(&got), all_ids, "{what} on {ch}");
+        }
+        let mut polled = Vec::new();
+        let mut since = "0".to_string();
+        while polled.len() < n {
+            let r = b
+                .get(&format!("/ch/{ch}/poll?since={since}&timeout=2"))
+                .await;
+            assert_eq!(r.head.status, 200, "{}", r.text());
+            let (evs, cursor) = parse_poll(r.body.as_ref()).expect("poll JSON");
+            polled.extend(evs);
+            since = cursor;
+        }
+        assert_eq!(texts(&polled), want, "poll on {ch}");
+        let r = a.get(&format!("/ch/{ch}/jsonp?since=0&callback=cb")).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+        let (_, evs, _) = parse_jsonp(r.body.as_ref()).expect("jsonp");
+        assert_eq!(ids(&evs), all_ids, "jsonp on {ch}");
+    }
+}
+
 #[tokio::test]
 async fn a_publish_on_one_node_reaches_every_node_in_order() {
     let redis = RedisServer::start();
     let (n1, n2, n3) = (node(&redis).await, node(&redis).await, node(&redis).await);
     let mut sse = n2.sse("/ch/news/sse").await;
-    let mut multipart = n3.multipart("/ch/news/multipart").await;
+    let mut every = Watchers::open(&n2, &n3, "news").await;
     for i in 1..=30u64 {
         let id = n1.publish("news", &format!("e{i}")).await;
         assert_eq!(id, i, "ids come from redis, one sequence for all nodes");
@@ -47,7 +113,7 @@ async fn a_publish_on_one_node_reaches_every_node_in_order() {
     let got = sse.take(30).await;
     assert_eq!(texts(&got), want);
     assert_eq!(ids(&got), (1..=30).collect::<Vec<_>>());
-    assert_eq!(texts(&multipart.take(30).await), want);
+    every.expect(&n2, &n3, &want).await;
     // The same epoch everywhere: a cursor means the same on every node.
     let epoch = got[0].epoch.clone().expect("an epoch");
     for srv in [&n1, &n2, &n3] {
@@ -168,20 +234,26 @@ async fn a_node_that_missed_announcements_catches_up_from_the_log() {
 
 /// A `tandem serve --redis` process on a free port, killed (SIGKILL, by
 /// PID) when dropped.
-struct NodeProcess {
+pub(crate) struct NodeProcess {
     child: std::process::Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl NodeProcess {
     async fn start(redis: &RedisServer) -> NodeProcess {
+        NodeProcess::start_args(&["--redis", &redis.url()]).await
+    }
+
+    /// `tandem serve` with these flags (the Redis ones) on a free port.
+    pub(crate) async fn start_args(args: &[&str]) -> NodeProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--redis", &redis.url(), "--threads", "1"])
+            .args(args)
+            .args(["--threads", "1"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -197,7 +269,7 @@ impl NodeProcess {
         node
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -296,7 +368,7 @@ async fn a_node_killed_mid_stream_loses_nothing() {
 }
 
 /// GET `url` (a plain `http://127.0.0.1:PORT/...`) and return the body.
-async fn fetch(url: &str) -> Vec<u8> {
+pub(crate) async fn fetch(url: &str) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_at(rest.find('/').expect("a path"));
@@ -379,59 +451,79 @@ async fn the_status_feed_hears_every_node() {
     }
 }
 
-/// Redis (append-only) restarts while a publisher keeps publishing on one
-/// node and a subscriber reads on another: the nodes reconnect by
-/// themselves, publishes during the outage are refused (503), and the
-/// subscriber receives every event that got a 202, once, in order. (An
-/// event whose answer was lost with Redis may be stored without a 202; it
-/// arrives too, in its place.)
-#[tokio::test]
-async fn a_redis_restart_in_the_middle_of_a_stream_loses_no_accepted_event() {
-    let mut redis = RedisServer::start_with(true);
-    let n1 = node(&redis).await;
-    let n2 = node(&redis).await;
-    let mut sub = n2.sse("/ch/live/sse").await;
-    let url = n1.url("/ch/live");
-    let publisher = tokio::spawn(async move {
-        let client = tandem::client::Client::new();
-        let (mut accepted, mut refused, mut last_refused) = (Vec::new(), 0, 0);
-        let start = tokio::time::Instant::now();
-        let mut i = 0;
-        while start.elapsed() < std::time::Duration::from_secs(4) {
-            i += 1;
-            let text = format!("p{i}");
-            match client
-                .publish(&url, tandem::NewEvent::message(text.clone()))
-                .await
-            {
-                Ok(id) => accepted.push((id, text)),
-                Err(e) if e.status().map(|s| s.as_u16()) == Some(503) => {
-                    refused += 1;
-                    last_refused = i;
+/// What a publisher saw on one channel: the events that got a 202 (id,
+/// text, when), and when each 503 came.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    pub(crate) accepted: Vec<(u64, String, tokio::time::Instant)>,
+    pub(crate) refused: Vec<tokio::time::Instant>,
+}
+
+/// Publishes `p1`, `p2`, ... on each of `urls` (each url its own
+/// publisher, so a slow one holds up no other), one every 5 ms, for `run`
+/// and then until a publish is accepted after the last refused one (20 s
+/// more at most: a loaded machine may take a while to reconnect): a 503 is
+/// counted, any other failure fails the test.
+pub(crate) fn publisher(
+    urls: Vec<String>,
+    run: std::time::Duration,
+) -> tokio::task::JoinHandle<Vec<Published>> {
+    let start = tokio::time::Instant::now();
+    let each: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            tokio::spawn(async move {
+                let client = tandem::client::Client::new();
+                let mut seen = Published::default();
+                let mut i = 0;
+                let refused_last = |seen: &Published| {
+                    seen.refused
+                        .last()
+                        .is_some_and(|r| seen.accepted.last().is_none_or(|(_, _, a)| a < r))
+                };
+                while start.elapsed() < run
+                    || (refused_last(&seen)
+                        && start.elapsed() < run + std::time::Duration::from_secs(20))
+                {
+                    i += 1;
+                    let text = format!("p{i}");
+                    match client
+                        .publish(&url, tandem::NewEvent::message(text.clone()))
+                        .await
+                    {
+                        Ok(id) => seen.accepted.push((id, text, tokio::time::Instant::now())),
+                        Err(e) if e.status().map(|s| s.as_u16()) == Some(503) => {
+                            seen.refused.push(tokio::time::Instant::now())
+                        }
+                        Err(e) => panic!("publish {i} on {url}: {e}"),
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 }
-                Err(e) => panic!("publish {i}: {e}"),
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                seen
+            })
+        })
+        .collect();
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        for p in each {
+            out.push(p.await.expect("a publisher"));
         }
-        (accepted, refused, last_refused)
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    redis.stop();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    redis.restart();
-    let (accepted, refused, last_refused) = publisher.await.expect("the publisher");
-    assert!(refused > 0, "some publishes fell in the outage");
-    assert!(
-        accepted
-            .iter()
-            .any(|(_, t)| t[1..].parse::<u64>().unwrap() > last_refused),
-        "publishing worked again after the restart"
-    );
-    let last = accepted.last().expect("publishes accepted").0;
+        out
+    })
+}
+
+/// Reads `sub` until the last accepted event, and checks that it got
+/// every event that got a 202, once, in order, with consecutive ids (an
+/// event whose answer was lost with Redis may be stored without a 202; it
+/// arrives too, in its place).
+pub(crate) async fn expect_every_accepted(sub: &mut Events<SseParser>, seen: &Published) {
+    let last = seen.accepted.last().expect("publishes accepted").0;
     let mut got = Vec::new();
     while got.last().map_or(0, |(id, _)| *id) < last {
         let e = sub.next_event().await;
-        let id = e.id.expect("an event, not a gap");
+        let Some(id) = e.id else {
+            panic!("a gap after {:?}: {e:?}", got.last());
+        };
         got.push((id, String::from_utf8_lossy(&e.data).into_owned()));
     }
     let ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
@@ -440,7 +532,180 @@ async fn a_redis_restart_in_the_middle_of_a_stream_loses_no_accepted_event() {
         (1..=last).collect::<Vec<_>>(),
         "consecutive, once, in order"
     );
-    for a in &accepted {
-        assert!(got.contains(a), "accepted {a:?} never arrived");
+    for (id, text, _) in &seen.accepted {
+        assert!(
+            got.contains(&(*id, text.clone())),
+            "accepted {id} {text} never arrived"
+        );
     }
+}
+
+/// Redis (append-only) restarts while a publisher keeps publishing on one
+/// node and a subscriber reads on another: the nodes reconnect by
+/// themselves, publishes during the outage are refused (503), and the
+/// subscriber receives every event that got a 202, once, in order.
+#[tokio::test]
+async fn a_redis_restart_in_the_middle_of_a_stream_loses_no_accepted_event() {
+    let mut redis = RedisServer::start_with(true);
+    // A log long enough for what is published (200 a second) between
+    // Redis's return and the nodes' resubscribing (up to 1 s).
+    let big = || config().buffer_events(1024).redis(&redis.url());
+    let n1 = Server::start(big()).await;
+    let n2 = Server::start(big()).await;
+    let mut sub = n2.sse("/ch/live/sse").await;
+    let publishing = publisher(vec![n1.url("/ch/live")], std::time::Duration::from_secs(4));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    redis.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    redis.restart();
+    let seen = publishing.await.expect("the publisher").remove(0);
+    let last_refused = *seen
+        .refused
+        .last()
+        .expect("some publishes fell in the outage");
+    assert!(
+        seen.accepted.iter().any(|(_, _, at)| *at > last_refused),
+        "publishing worked again after the restart"
+    );
+    expect_every_accepted(&mut sub, &seen).await;
+}
+
+/// `tandem serve` with these flags, expected to give up at start: its exit
+/// code and what it printed. Never a hang: killed (by PID) after 15 s.
+pub(crate) async fn start_fails(args: &[&str]) -> (i32, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tandem");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tandem serve {args:?} did not give up within 15 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    (status.code().expect("an exit code"), err)
+}
+
+/// A Redis that wants a password: from the URL, or from a file
+/// (`--redis-password-file`, its line end stripped); a wrong one, an
+/// empty or unreadable file are clear start-up errors.
+#[tokio::test]
+async fn a_password_from_the_url_or_a_file() {
+    let redis = RedisServer::start_opts(kit::RedisOpts {
+        password: Some("s3cret-pass".into()),
+        ..kit::RedisOpts::default()
+    });
+    let port = redis.port;
+    // In the URL , in process.
+    let n1 =
+        Server::start(config().redis(&format!("redis://:s3cret-pass@127.0.0.1:{port}/0"))).await;
+    // From a file, a process.
+    let dir = std::env::temp_dir().join(format!("tandem-pwfile-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("password");
+    std::fs::write(&file, "s3cret-pass\n").unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let url = redis.url();
+    let n2 = NodeProcess::start_args(&["--redis", &url, "--redis-password-file", &file]).await;
+    let mut sub = n1.sse("/ch/pw/sse").await;
+    let client = tandem::client::Client::new();
+    let id = client
+        .publish(
+            &format!("{}/ch/pw", n2.base),
+            tandem::NewEvent::message("hi"),
+        )
+        .await
+        .expect("publish through node 2");
+    assert_eq!(id, 1);
+    assert_eq!(texts(&[sub.next_event().await]), vec!["hi".to_string()]);
+
+    // Wrong, missing: exit 1, naming the password, not printing it.
+    let (code, err) = start_fails(&["--redis", &format!("redis://:nope@127.0.0.1:{port}/0")]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("password was refused"), "{err}");
+    assert!(!err.contains("nope"), "the password is not printed: {err}");
+    let (code, err) = start_fails(&["--redis", &url]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("password"), "{err}");
+    // An empty or unreadable file: a usage error, exit 2.
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let (code, err) = start_fails(&[
+        "--redis",
+        &url,
+        "--redis-password-file",
+        empty.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("password file"), "{err}");
+    let missing = dir.join("missing");
+    let (code, err) = start_fails(&[
+        "--redis",
+        &url,
+        "--redis-password-file",
+        missing.to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read the redis password file"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `rediss://`: a Redis on TLS only, its certificate signed by a CA made
+/// by the test. The node trusts it with `--redis-ca` (in process:
+/// `RedisOptions::ca_pem`); without it the start fails, saying why.
+#[tokio::test]
+async fn rediss_with_the_ca_given() {
+    let redis = RedisServer::start_opts(kit::RedisOpts {
+        tls: true,
+        password: Some("tls-pass".into()),
+        ..kit::RedisOpts::default()
+    });
+    let url = format!("rediss://:tls-pass@127.0.0.1:{}/0", redis.port);
+    assert!(url.starts_with("rediss://"));
+    let ca = redis.ca_file();
+    let pem = std::fs::read(&ca).expect("the CA");
+    let n1 =
+        Server::start(config().redis_options(tandem::RedisOptions::new(&url).ca_pem(pem))).await;
+    let n2 = NodeProcess::start_args(&["--redis", &url, "--redis-ca", ca.to_str().unwrap()]).await;
+    let mut sub = n1.sse("/ch/tls/sse").await;
+    let client = tandem::client::Client::new();
+    for i in 1..=3u64 {
+        let id = client
+            .publish(
+                &format!("{}/ch/tls", n2.base),
+                tandem::NewEvent::message(format!("t{i}")),
+            )
+            .await
+            .expect("publish through node 2");
+        assert_eq!(id, i);
+    }
+    assert_eq!(ids(&sub.take(3).await), vec![1, 2, 3]);
+    // Not trusted without the CA (the system's store does not have it).
+    let (code, err) = start_fails(&["--redis", &url]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--redis-ca"), "{err}");
+    // A CA for plain redis:// is a usage error.
+    let plain = format!("redis://127.0.0.1:{}/0", redis.port);
+    let (code, err) = start_fails(&["--redis", &plain, "--redis-ca", ca.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("rediss://"), "{err}");
 }

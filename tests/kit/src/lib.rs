@@ -30,7 +30,7 @@ pub mod upstream;
 pub use conn::{wait_until, within, BodyReader, Conn, Response, Stop, IO_TIMEOUT};
 pub use events::{delimiter, ids, some_ids, text, AnyParser, Events, Feed, IframeParser};
 pub use http1::{count, find, form_data, Decoder, Framing, Head, Part, Req};
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisOpts, RedisServer};
 pub use server::{browser_config, config, serve_hyper, Flavor, Server, Setup};
 pub use upstream::Upstream;
 

@@ -44,6 +44,8 @@ pub struct Setup {
     pub proxy: Option<ProxyConfig>,
     /// Share the channels through this Redis (`--redis`).
     pub redis: Option<String>,
+    /// Or through a Redis as these say (a cluster, a password, TLS).
+    pub redis_options: Option<tandem::RedisOptions>,
 }
 
 macro_rules! forward {
@@ -80,12 +82,18 @@ forward!(http {
 });
 
 impl Setup {
-    /// tandem as a reverse proxy in front of `upstream` (`http://host:port`).
+    /// A node sharing its channels through a Redis as `options` say (a
+    /// cluster, a password, TLS).
+    pub fn redis_options(mut self, options: tandem::RedisOptions) -> Setup {
+        self.redis_options = Some(options);
+        self
+    }
     /// A node sharing its channels through the Redis at `url` (`--redis`).
     pub fn redis(mut self, url: &str) -> Setup {
         self.redis = Some(url.to_string());
         self
     }
+    /// tandem as a reverse proxy in front of `upstream` (`http://host:port`).
     pub fn proxy(mut self, upstream: &str) -> Setup {
         self.proxy = Some(ProxyConfig::new(upstream.parse().expect("valid upstream")));
         self
@@ -137,6 +145,7 @@ pub fn config() -> Setup {
         cobrowse: CobrowseConfig::default(),
         proxy: None,
         redis: None,
+        redis_options: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -175,8 +184,10 @@ impl Flavor {
     pub async fn start(self, setup: Setup) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let hub = match &setup.redis {
-            Some(url) => Hub::with_redis(setup.core.clone(), url)
+        let options = (setup.redis_options.clone())
+            .or_else(|| setup.redis.as_deref().map(tandem::RedisOptions::new));
+        let hub = match options {
+            Some(options) => Hub::with_redis_options(setup.core.clone(), options)
                 .await
                 .expect("the test's redis"),
             None => Hub::new(setup.core.clone()).expect("valid test config"),

@@ -1,6 +1,9 @@
 //! The Redis backplane: every tandem node started with `--redis` shares
-//! every channel through one Redis, the engine Nchan and Centrifugo scale
-//! out on (the client is the `redis` crate, redis-rs).
+//! every channel through one Redis or a Redis Cluster, the engine Nchan and
+//! Centrifugo scale out on (the client is the `redis` crate, redis-rs).
+//! `conn.rs` reaches it (TLS, passwords, [`RedisConn`] for other modules),
+//! `shard.rs` is what a cluster adds (sharded pub/sub, one subscription
+//! per shard).
 //!
 //! **What Redis holds**, per channel `C` (keys hash-tagged `{C}`, so a
 //! cluster keeps a channel's keys on one shard):
@@ -16,14 +19,16 @@
 //!
 //! **A publish** is one Lua script, on whichever node took it: the next id,
 //! the event kept and the log trimmed, and the announcement (`PUBLISH` on
-//! `tandem:ev`), atomically, so announcements go out in id order. The
+//! `tandem:ev`; on a cluster `SPUBLISH` on the channel of the keys' slot,
+//! `shard.rs`), atomically, so announcements go out in id order. The
 //! publish answers (`202 {"id":N}`) once the script has returned: the event
 //! is in Redis. While Redis cannot be reached, publishes are refused with
 //! 503 (never a 202 for an event that was not stored).
 //!
 //! **Every node keeps its own copy of every channel** (the ring of
 //! `channel.rs`, from which its subscribers read exactly as in memory), fed
-//! by one subscription to `tandem:ev` per node, not per subscriber. It loads
+//! by one subscription to `tandem:ev` per node, not per subscriber (on a
+//! cluster, one connection per shard subscribed to its slots' channels). It loads
 //! every channel's log when it starts, so a subscriber that resumes on any
 //! node finds its cursor there. An announcement that is not the next id of
 //! the node's copy (the subscription dropped, a message was lost) makes the
@@ -31,8 +36,8 @@
 //! the subscription comes back after an outage, every channel is read so.
 //! Subscribers see a delay, never a hole.
 //!
-//! **Every node reports itself** every [`REPORT_EVERY`]: `tandem:node:{ID}`
-//! (its subscribers and channels, expiring after three reports missed) and,
+//! **Every node reports itself** every [`REPORT_EVERY`]: field `{ID}` of the
+//! hash `tandem:nodes` (its subscribers, channels and when) and,
 //! per channel it has subscribers on, a field `{ID}` of `tandem:{C}:subs`
 //! (its count and when). `/ch/{c}/info` and `/metrics` add the cluster's
 //! figures from them; a node gone stops counting within three reports.
@@ -44,26 +49,42 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use redis::aio::ConnectionManager;
 use redis::Value;
 
 use super::hub::{Hub, Inner};
 use crate::error::Error;
 use crate::event::{Epoch, Event, NewEvent};
 
-/// The one pub/sub channel every node listens to.
+mod conn;
+mod shard;
+
+pub(crate) use conn::RedisConn;
+pub use conn::RedisOptions;
+use conn::{Connected, COMMAND_TIMEOUT};
+use shard::{ClusterMode, Tags};
+
+/// On a Redis Cluster, the announcement channel of hash slot `slot` (for
+/// the tests' check against `CLUSTER KEYSLOT`).
+pub(crate) fn announce_channel(slot: usize) -> String {
+    Tags::get().channel(slot).to_string()
+}
+
+/// The one pub/sub channel every node listens to on one Redis (a cluster
+/// has one shard channel per slot, `shard.rs`).
 const ANNOUNCE: &str = "tandem:ev";
-/// Longest a command may take before the publish is refused (503).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a node reports its figures to Redis; a report older than
 /// three of these is a node gone.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(2);
-/// Reconnection backoff, doubling from the first to the last.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+/// Reconnection backoff, doubling from the first to the last. The last is
+/// short: Redis takes publishes again the moment it is back, and what they
+/// store while this node is not yet subscribed must still be in the log
+/// (`buffer_events`) when the node catches up.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
 /// Takes the next id, keeps the event, trims the log, announces it.
 /// KEYS: meta, log. ARGV: a new epoch (used if the channel has none),
-/// the log's length, the keys' lifetime in ms, the channel, the event.
+/// the log's length, the keys' lifetime in ms, the channel, the event, how
+/// to announce (`PUBLISH`, or `SPUBLISH` on a cluster) and on what channel.
 const PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -76,7 +97,7 @@ local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-1', 'e', ARGV[5], 't', ms)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('PUBLISH', 'tandem:ev', ARGV[4] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. ms .. '\n' .. ARGV[5])
+redis.call(ARGV[6], ARGV[7], ARGV[4] .. '\n' .. epoch .. '\n' .. seq .. '\n' .. ms .. '\n' .. ARGV[5])
 return {epoch, seq}
 "#;
 
@@ -87,6 +108,15 @@ fn meta_key(channel: &str) -> String {
 fn log_key(channel: &str) -> String {
     format!("tandem:{{{channel}}}:l")
 }
+
+/// Per channel, every node's subscribers: field node, value `COUNT MS`.
+fn subs_key(channel: &str) -> String {
+    format!("tandem:{{{channel}}}:subs")
+}
+
+/// Every node's report: field node, value `SUBSCRIBERS CHANNELS MS`. One
+/// key (one slot on a cluster), read with one `HGETALL`.
+const NODES: &str = "tandem:nodes";
 
 /// An event as Redis keeps it: `kind \n content type \n from \n data`
 /// (none of the first three can hold a newline: `event.rs` checks them).
@@ -133,16 +163,21 @@ fn parse_announcement(b: &[u8]) -> Option<(String, Epoch, u64, NewEvent)> {
     Some((channel, epoch, id, event))
 }
 
-/// A connection to the backplane's Redis for other modules (co-browsing's
-/// state): `Clone`, and used only through `redis::aio::ConnectionLike`.
-pub(crate) type RedisConn = ConnectionManager;
+/// One server, or a cluster.
+enum Mode {
+    /// One server: the client makes the subscription's connections.
+    Single(redis::Client),
+    /// A Redis Cluster, announcements on sharded pub/sub (`shard.rs`).
+    Cluster(ClusterMode),
+}
 
 /// The Redis engine of a hub.
 pub(crate) struct Redis {
-    client: redis::Client,
-    conn: ConnectionManager,
+    mode: Mode,
+    conn: RedisConn,
     publish: redis::Script,
-    /// Whether this node's subscription to the announcements is live.
+    /// Whether this node's subscription to the announcements is live (one
+    /// server; a cluster keeps one flag per shard).
     up: AtomicBool,
     /// The address, without its password, for messages.
     shown: String,
@@ -151,6 +186,8 @@ pub(crate) struct Redis {
     /// The channels this node reported subscribers on last time (to report
     /// their going to none).
     reported: parking_lot::Mutex<Vec<String>>,
+    /// Reports made (every 16th also forgets nodes long gone).
+    reports: std::sync::atomic::AtomicU64,
 }
 
 /// What every node reported, together.
@@ -179,50 +216,54 @@ impl std::fmt::Debug for Redis {
     }
 }
 
-/// `redis://user:password@host/db` without the password.
-fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
-}
-
 impl Redis {
-    /// Connects to the Redis at `url` (`redis://host:port/db`, or
-    /// `rediss://` for TLS); the error names the address, never a password.
-    pub(crate) async fn connect(url: &str) -> Result<Arc<Redis>, Error> {
-        let shown = shown(url);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::bad_request(format!(
-                "redis {shown}: {e} (expected redis://[:PASSWORD@]HOST:PORT/DB or rediss://...)"
-            ))
-        })?;
-        let conn = tokio::time::timeout(COMMAND_TIMEOUT, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| {
-                Error::unavailable(format!(
-                    "redis {shown}: not reachable within {COMMAND_TIMEOUT:?}"
-                ))
-            })?
-            .map_err(|e| Error::unavailable(format!("redis {shown}: {e}")))?;
+    /// Connects to the Redis (or Redis Cluster) `opts` names; the error
+    /// names the address, never a password, and says plainly when the
+    /// password or the server's certificate was the problem. A usage error
+    /// (an address that does not parse) is a bad request.
+    pub(crate) async fn connect(opts: &RedisOptions) -> Result<Arc<Redis>, Error> {
+        let shown = opts.shown();
+        let (mode, conn) = match conn::connect(opts).await? {
+            Connected::Single(client, manager) => {
+                (Mode::Single(client), RedisConn::Single(manager))
+            }
+            Connected::Cluster(cluster, template) => (
+                Mode::Cluster(ClusterMode::new(template)),
+                RedisConn::Cluster(cluster),
+            ),
+        };
         Ok(Arc::new(Redis {
-            client,
+            mode,
             conn,
             publish: redis::Script::new(PUBLISH),
             up: AtomicBool::new(false),
             shown,
             node: Epoch::random().as_str().to_string(),
             reported: parking_lot::Mutex::new(Vec::new()),
+            reports: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
-    /// Whether this node hears the announcements (for `/healthz`).
+    /// Whether this node hears the announcements (for `/healthz`): on a
+    /// cluster, any shard's (`shard.rs` says why not every).
+    pub(crate) fn is_up(&self) -> bool {
+        match &self.mode {
+            Mode::Single(_) => self.up.load(Ordering::Acquire),
+            Mode::Cluster(c) => c.is_up(),
+        }
+    }
+
+    /// The connection to Redis, for any module (`RedisConn`: on a cluster,
+    /// every command goes to the shard of its keys).
     pub(crate) fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 
-    pub(crate) fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
+    fn cluster_mode(&self) -> Option<&ClusterMode> {
+        match &self.mode {
+            Mode::Single(_) => None,
+            Mode::Cluster(c) => Some(c),
+        }
     }
 
     fn unavailable(&self, what: impl std::fmt::Display) -> Error {
@@ -242,24 +283,62 @@ impl Redis {
     ) -> Result<Arc<Event>, Error> {
         let cfg = hub.config();
         let ttl_ms = cfg.buffer_age.as_millis().max(1) as u64;
-        let mut conn = self.conn.clone();
         let body = encode(&event);
+        let meta = meta_key(&channel);
+        // On a cluster, the slot of the channel's keys (its shard).
+        let slot = self
+            .cluster_mode()
+            .map(|_| shard::key_slot(meta.as_bytes()));
+        let (how, announce) = match slot {
+            None => ("PUBLISH", ANNOUNCE),
+            Some(slot) => ("SPUBLISH", Tags::get().channel(slot)),
+        };
         let mut call = self.publish.prepare_invoke();
-        call.key(meta_key(&channel))
+        call.key(&meta)
             .key(log_key(&channel))
             .arg(Epoch::random().as_str())
             .arg(cfg.buffer_events)
             .arg(ttl_ms)
             .arg(&channel)
-            .arg(body);
-        let answer: (String, u64) =
-            match tokio::time::timeout(COMMAND_TIMEOUT, call.invoke_async(&mut conn)).await {
-                Err(_) => {
-                    return Err(self.unavailable(format!("no answer within {COMMAND_TIMEOUT:?}")))
+            .arg(body)
+            .arg(how)
+            .arg(announce);
+        let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
+        // On a cluster, straight to the shard's master on this node's own
+        // connection to it (the subscription's): the cluster client's one
+        // connection stalls every shard's commands while it recovers one.
+        let direct = self
+            .cluster_mode()
+            .zip(slot)
+            .and_then(|(c, slot)| c.connection_for(slot));
+        let mut tried = match direct {
+            Some(mut shard) => {
+                let r = tokio::time::timeout_at(deadline, call.invoke_async(&mut shard)).await;
+                match r {
+                    // Refused before running (the slot moved, the cluster
+                    // is busy): again through the cluster client, which
+                    // follows redirects. Any other failure may have run the
+                    // script: never again (no event stored twice).
+                    Ok(Err(e)) if shard::not_run(&e) => {
+                        if let Some(c) = self.cluster_mode() {
+                            c.topology_changed();
+                        }
+                        None
+                    }
+                    r => Some(r),
                 }
-                Ok(Err(e)) => return Err(self.unavailable(e)),
-                Ok(Ok(a)) => a,
-            };
+            }
+            None => None,
+        };
+        if tried.is_none() {
+            let mut conn = self.connection();
+            tried = Some(tokio::time::timeout_at(deadline, call.invoke_async(&mut conn)).await);
+        }
+        let answer: (String, u64) = match tried.expect("tried") {
+            Err(_) => return Err(self.unavailable(format!("no answer within {COMMAND_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(self.unavailable(e)),
+            Ok(Ok(a)) => a,
+        };
         let epoch = Epoch::new(&answer.0).map_err(|_| Error::internal("redis gave a bad epoch"))?;
         hub.metrics().published.inc();
         Ok(Arc::new(Event::new(epoch, answer.1, event)))
@@ -267,16 +346,15 @@ impl Redis {
 
     /// The epoch of `channel` and its logged events after id `after`, oldest
     /// first; no epoch when Redis has no such channel.
-    async fn log_after(
-        &self,
+    async fn log_after<C: redis::aio::ConnectionLike + Send>(
+        conn: &mut C,
         channel: &str,
         after: u64,
     ) -> redis::RedisResult<(Option<Epoch>, Vec<(u64, NewEvent)>)> {
-        let mut conn = self.conn.clone();
         let epoch: Option<String> = redis::cmd("HGET")
             .arg(meta_key(channel))
             .arg("epoch")
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         let Some(epoch) = epoch.and_then(|e| Epoch::new(&e).ok()) else {
             return Ok((None, Vec::new()));
@@ -285,7 +363,7 @@ impl Redis {
             .arg(log_key(channel))
             .arg(format!("{}-1", after + 1))
             .arg("+")
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         let mut out = Vec::new();
         if let Value::Array(entries) = entries {
@@ -321,19 +399,23 @@ impl Redis {
         &self.node
     }
 
-    /// Reports this node's figures (see the module's map).
+    /// Reports this node's figures (see the module's map). Every command
+    /// touches one key, grouped in one pipeline per key (a cluster runs a
+    /// pipeline on one slot only), sent together.
     async fn report(&self, hub: &Hub) -> redis::RedisResult<()> {
         let counts = hub.subscriber_counts();
         let total: usize = counts.iter().map(|(_, n)| n).sum();
         let now = now_ms();
         let ttl = 3 * REPORT_EVERY.as_millis() as u64;
+        let mut pipes = Vec::new();
         let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(format!("tandem:node:{}", self.node))
+        pipe.cmd("HSET")
+            .arg(NODES)
+            .arg(&self.node)
             .arg(format!("{total} {} {now}", hub.channel_count()))
-            .arg("PX")
-            .arg(ttl)
             .ignore();
+        pipe.cmd("PEXPIRE").arg(NODES).arg(ttl).ignore();
+        pipes.push(pipe);
         let gone: Vec<String> = {
             let mut reported = self.reported.lock();
             let gone = reported
@@ -345,33 +427,76 @@ impl Redis {
             gone
         };
         for channel in gone {
+            let mut pipe = redis::pipe();
             pipe.cmd("HDEL")
-                .arg(format!("tandem:{{{channel}}}:subs"))
+                .arg(subs_key(&channel))
                 .arg(&self.node)
                 .ignore();
+            pipes.push(pipe);
         }
         for (channel, n) in &counts {
-            let key = format!("tandem:{{{channel}}}:subs");
+            let key = subs_key(channel);
+            let mut pipe = redis::pipe();
             pipe.cmd("HSET")
                 .arg(&key)
                 .arg(&self.node)
                 .arg(format!("{n} {now}"))
                 .ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            pipes.push(pipe);
         }
-        let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await
+        match self.mode {
+            // One server: one round trip for all.
+            Mode::Single(_) => {
+                let mut all = redis::pipe();
+                for p in &pipes {
+                    for cmd in p.cmd_iter() {
+                        all.add_command(cmd.clone()).ignore();
+                    }
+                }
+                all.query_async::<()>(&mut self.connection()).await?;
+            }
+            Mode::Cluster(_) => {
+                let mut sent = tokio::task::JoinSet::new();
+                for pipe in pipes {
+                    let mut conn = self.connection();
+                    sent.spawn(async move { pipe.query_async::<()>(&mut conn).await });
+                }
+                while let Some(r) = sent.join_next().await {
+                    r.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))??;
+                }
+            }
+        }
+        // Now and then, forget nodes long gone (their fields stay otherwise
+        // while any node reports).
+        if self.reports.fetch_add(1, Ordering::Relaxed) % 16 == 15 {
+            let all: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(NODES)
+                .query_async(&mut self.connection())
+                .await?;
+            for (node, v) in all {
+                let ms = v.split(' ').nth(2).and_then(|n| n.parse::<u64>().ok());
+                if ms.is_none_or(|ms| now.saturating_sub(ms) > 10 * ttl) {
+                    redis::cmd("HDEL")
+                        .arg(NODES)
+                        .arg(node)
+                        .query_async::<()>(&mut self.connection())
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every node's subscribers of `channel`, or of all channels.
     pub(crate) async fn cluster(&self, channel: Option<&str>) -> Result<Cluster, Error> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let mut out = Cluster::default();
         let call = async {
             match channel {
                 Some(c) => {
                     let all: Vec<(String, String)> = redis::cmd("HGETALL")
-                        .arg(format!("tandem:{{{c}}}:subs"))
+                        .arg(subs_key(c))
                         .query_async(&mut conn)
                         .await?;
                     for (_, v) in all {
@@ -384,35 +509,18 @@ impl Redis {
                     }
                 }
                 None => {
-                    let mut keys: Vec<String> = Vec::new();
-                    let mut cursor = 0u64;
-                    loop {
-                        let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg("tandem:node:*")
-                            .arg("COUNT")
-                            .arg(1000)
-                            .query_async(&mut conn)
-                            .await?;
-                        keys.extend(found);
-                        if next == 0 {
-                            break;
-                        }
-                        cursor = next;
-                    }
-                    if !keys.is_empty() {
-                        let values: Vec<Option<String>> =
-                            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
-                        for v in values.into_iter().flatten() {
-                            let mut f = v.split(' ');
-                            let subs = f.next().and_then(|n| n.parse::<u64>().ok());
-                            let ms = f.nth(1).and_then(|n| n.parse::<u64>().ok());
-                            if let (Some(subs), Some(ms)) = (subs, ms) {
-                                if fresh(ms) {
-                                    out.nodes += 1;
-                                    out.subscribers += subs;
-                                }
+                    let all: Vec<(String, String)> = redis::cmd("HGETALL")
+                        .arg(NODES)
+                        .query_async(&mut conn)
+                        .await?;
+                    for (_, v) in all {
+                        let mut f = v.split(' ');
+                        let subs = f.next().and_then(|n| n.parse::<u64>().ok());
+                        let ms = f.nth(1).and_then(|n| n.parse::<u64>().ok());
+                        if let (Some(subs), Some(ms)) = (subs, ms) {
+                            if fresh(ms) {
+                                out.nodes += 1;
+                                out.subscribers += subs;
                             }
                         }
                     }
@@ -427,9 +535,10 @@ impl Redis {
         }
     }
 
-    /// Every channel Redis holds.
+    /// Every channel one Redis server holds (a cluster scans each shard,
+    /// `shard.rs`).
     async fn channels(&self) -> redis::RedisResult<Vec<String>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection();
         let mut cursor = 0u64;
         let mut out = Vec::new();
         loop {
@@ -453,19 +562,29 @@ impl Redis {
 
     /// Reads `channel`'s log after this node's copy and applies it.
     async fn catch_up(&self, hub: &Hub, channel: &str) -> redis::RedisResult<()> {
+        Redis::catch_up_on(&mut self.connection(), hub, channel).await
+    }
+
+    /// [`Redis::catch_up`] over `conn` (on a cluster, the connection to
+    /// the channel's shard).
+    async fn catch_up_on<C: redis::aio::ConnectionLike + Send>(
+        conn: &mut C,
+        hub: &Hub,
+        channel: &str,
+    ) -> redis::RedisResult<()> {
         let local = hub.info(channel);
         let after = if local.epoch.is_some() {
             local.last_id
         } else {
             0
         };
-        let (epoch, events) = self.log_after(channel, after).await?;
+        let (epoch, events) = Redis::log_after(conn, channel, after).await?;
         let Some(epoch) = epoch else {
             return Ok(());
         };
         // Another incarnation than the copy's: its whole log.
         let events = if local.epoch.is_some_and(|e| e != epoch) && after > 0 {
-            self.log_after(channel, 0).await?.1
+            Redis::log_after(conn, channel, 0).await?.1
         } else {
             events
         };
@@ -488,34 +607,42 @@ impl Redis {
 /// backoff). Returns once the first load is done, so a node serves no
 /// subscriber before it has the channels.
 pub(crate) async fn start(hub: &Hub, redis: Arc<Redis>) -> Result<(), Error> {
-    let pubsub = subscribe(&redis).await.map_err(|e| redis.unavailable(e))?;
-    redis
-        .catch_up_all(hub)
-        .await
-        .map_err(|e| redis.unavailable(e))?;
-    redis.up.store(true, Ordering::Release);
     let weak = Arc::downgrade(&hub.inner);
+    match &redis.mode {
+        Mode::Single(client) => {
+            let pubsub = subscribe(client).await.map_err(|e| redis.unavailable(e))?;
+            redis
+                .catch_up_all(hub)
+                .await
+                .map_err(|e| redis.unavailable(e))?;
+            redis.up.store(true, Ordering::Release);
+            tokio::spawn(listen(weak.clone(), Arc::clone(&redis), Some(pubsub)));
+        }
+        Mode::Cluster(_) => shard::start(hub, &redis)
+            .await
+            .map_err(|e| redis.unavailable(e))?,
+    }
     let _ = redis.report(hub).await;
-    tokio::spawn(reports(weak.clone(), Arc::clone(&redis)));
-    tokio::spawn(listen(weak, redis, Some(pubsub)));
+    tokio::spawn(reports(weak));
     Ok(())
 }
 
 /// Reports this node's figures every [`REPORT_EVERY`] while the hub lives.
-async fn reports(hub: Weak<Inner>, redis: Arc<Redis>) {
+async fn reports(hub: Weak<Inner>) {
     loop {
         tokio::time::sleep(REPORT_EVERY).await;
         let Some(h) = hub.upgrade().map(|inner| Hub { inner }) else {
             return;
         };
+        let Some(redis) = h.redis() else { return };
         if let Err(e) = redis.report(&h).await {
             log::debug!("redis: report failed: {e}");
         }
     }
 }
 
-async fn subscribe(redis: &Redis) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = redis.client.get_async_pubsub().await?;
+async fn subscribe(client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(ANNOUNCE).await?;
     Ok(pubsub)
 }
@@ -527,7 +654,10 @@ async fn listen(hub: Weak<Inner>, redis: Arc<Redis>, mut first: Option<redis::ai
     loop {
         let pubsub = match first.take() {
             Some(p) => Ok(p),
-            None => subscribe(&redis).await,
+            None => match &redis.mode {
+                Mode::Single(client) => subscribe(client).await,
+                Mode::Cluster(_) => return,
+            },
         };
         if let Ok(pubsub) = pubsub {
             let Some(h) = hub.upgrade().map(|inner| Hub { inner }) else {
@@ -595,7 +725,6 @@ mod tests {
         let (ch, epoch, id, ev) = parse_announcement(&a).unwrap();
         assert_eq!((ch.as_str(), epoch.as_str(), id), ("news", "abc", 7));
         assert_eq!(&ev.data[..], b"two\nlines");
-        assert_eq!(shown("redis://u:secret@h:6379/0"), "redis://…@h:6379/0");
         assert_eq!(meta_key("a.b"), "tandem:{a.b}:m");
     }
 }
