@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use kit::{config, wait_until, RedisServer, Req, Response, Server, Setup, Upstream};
+use kit::{config, wait_until, RedisCluster, RedisServer, Req, Response, Server, Setup, Upstream};
 
 const KEY: &str = "test-agent-key-0123456789";
 
@@ -926,6 +926,90 @@ where
             return r;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The same on a three-master Redis Cluster: a session's keys share one
+/// hash tag (one shard, so its scripts run there), the shared keys and
+/// counters live wherever their slot is, and the story holds: the console
+/// list, a code shown on node 1 redeemed on node 2, chat both ways, the
+/// end refused everywhere, and node 1 replaced keeps the session.
+#[tokio::test]
+async fn co_browsing_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let setup = || {
+        config()
+            .agent_key(Some(KEY.into()))
+            .redis_options(tandem::RedisOptions::cluster(cluster.urls()))
+    };
+    let mut n1 = Server::start(setup()).await;
+    let n2 = Server::start(setup()).await;
+    let mut customer = Browser::default();
+    let id = customer.ask_for_help(&n1, "on a cluster").await;
+    for suffix in ["a", "c", "j"] {
+        assert_eq!(
+            cluster.keyslot(&format!("tandem:cb:{{{id}}}:s")),
+            cluster.keyslot(&format!("tandem:cb:{{{id}}}:{suffix}")),
+        );
+    }
+    let mut agent = Browser::default();
+    agent.sign_in(&n2, "ann").await;
+    let l = agent.get(&n2, "/cobrowse/sessions").await.json();
+    assert_eq!(l["sessions"][0]["id"], id.as_str());
+    let code = customer.code(&n1).await;
+    let r = agent
+        .post(&n2, "/cobrowse/join", json!({"code": code}))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    agent
+        .post(&n1, "/cobrowse/join", json!({"code": code}))
+        .await
+        .expect_error(404, &[]);
+    let r = customer
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"type": "chat", "text": "one"}),
+        )
+        .await;
+    assert_eq!(r.json()["n"], 1);
+    let r = agent
+        .post(
+            &n2,
+            "/cobrowse/event",
+            json!({"session": id, "type": "chat", "text": "two"}),
+        )
+        .await;
+    assert_eq!(r.json()["n"], 2);
+    let ch = format!("cb.{id}");
+    assert_eq!(
+        types(&customer.events_by(&n1, &ch, 3).await),
+        ["joined", "chat", "chat"]
+    );
+    n1.replace().await;
+    let mine = customer.get(&n1, "/cobrowse/session").await;
+    assert_eq!(mine.head.status, 200, "{}", mine.text());
+    let mine = mine.json();
+    assert_eq!(mine["agents"], json!(["ann"]));
+    assert_eq!(mine["chat"].as_array().unwrap().len(), 2);
+    let r = agent
+        .post(
+            &n1,
+            "/cobrowse/event",
+            json!({"session": id, "type": "end"}),
+        )
+        .await;
+    assert_eq!(r.json()["ended"], true, "{}", r.text());
+    for srv in [&n1, &n2] {
+        wait_until("the end reached every node", || async {
+            customer
+                .peek(srv, &format!("/ch/{ch}/poll?since=0&timeout=0"))
+                .await
+                .head
+                .status
+                == 403
+        })
+        .await;
     }
 }
 
