@@ -29,10 +29,10 @@ use crate::error::Error;
 /// Longest agent name.
 pub const MAX_AGENT_NAME: usize = 32;
 /// Failed sign-ins allowed per name in [`FAIL_WINDOW`].
-const FAILS_PER_NAME: u32 = 5;
+pub(crate) const FAILS_PER_NAME: u32 = 5;
 /// Failed sign-ins allowed overall in [`FAIL_WINDOW`].
-const FAILS_TOTAL: u32 = 50;
-const FAIL_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const FAILS_TOTAL: u32 = 50;
+pub(crate) const FAIL_WINDOW: Duration = Duration::from_secs(60);
 /// Most agents signed in at once (bounds the cookie table).
 const MAX_SIGNED_IN: usize = 10_000;
 
@@ -81,6 +81,8 @@ enum Method {
 struct SignedIn {
     name: String,
     expires: Instant,
+    /// When this node made it or last had it from Redis (`--redis`).
+    checked: Instant,
 }
 
 #[derive(Default)]
@@ -152,14 +154,28 @@ impl Agents {
         }
     }
 
+    /// The digest of the per-run key, if agents sign in with one.
+    pub(crate) fn key_digest(&self) -> Option<Digest32> {
+        match &self.method {
+            Method::Key(d) => Some(*d),
+            Method::Accounts(_) => None,
+        }
+    }
+
     /// Whether agents sign in with the per-run key (no accounts file).
     pub(crate) fn uses_key(&self) -> bool {
         matches!(self.method, Method::Key(_))
     }
 
     /// Checks credentials; on success returns the agent's name and a new cookie token.
+    /// `other_key`: the key given is another node's, known to Redis
+    /// (`--redis`), and accepted as this node's own.
     /// Blocking (argon2 takes tens of milliseconds): call from `spawn_blocking`.
-    pub(crate) fn sign_in(&self, creds: &Credentials) -> Result<(String, String), Error> {
+    pub(crate) fn sign_in(
+        &self,
+        creds: &Credentials,
+        other_key: bool,
+    ) -> Result<(String, String), Error> {
         let name = match creds {
             Credentials::Password { name, .. } | Credentials::Key { name, .. } => name.clone(),
         };
@@ -176,7 +192,7 @@ impl Agents {
                         })
                     })
                 }
-                (Method::Key(d), Credentials::Key { key, .. }) => digest(key) == *d,
+                (Method::Key(d), Credentials::Key { key, .. }) => other_key || digest(key) == *d,
                 (Method::Accounts(_), Credentials::Key { .. }) => return Err(Error::bad_request(
                     "this server uses agent accounts (--agents): sign in with name and password",
                 )),
@@ -204,6 +220,7 @@ impl Agents {
             SignedIn {
                 name: name.clone(),
                 expires: now + self.ttl,
+                checked: now,
             },
         );
         Ok((name, token))
@@ -218,9 +235,7 @@ impl Agents {
             };
         }
         if f.total >= FAILS_TOTAL || f.per_name.get(name).copied().unwrap_or(0) >= FAILS_PER_NAME {
-            return Err(Error::rate_limited(format!(
-                "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
-            )));
+            return Err(Agents::too_many());
         }
         Ok(())
     }
@@ -249,7 +264,49 @@ impl Agents {
 
     /// Ends a sign-in.
     pub(crate) fn sign_out(&self, token: &str) {
-        self.signed_in.lock().remove(&digest(token));
+        self.forget(&digest(token));
+    }
+
+    /// A sign-in made on another node (or before a restart), by its
+    /// digest, with the time it has left (from Redis).
+    pub(crate) fn adopt(&self, d: Digest32, name: String, left: Duration) {
+        let now = Instant::now();
+        let mut map = self.signed_in.lock();
+        map.retain(|_, s| s.expires > now);
+        if map.len() < MAX_SIGNED_IN {
+            map.insert(
+                d,
+                SignedIn {
+                    name,
+                    expires: now + left,
+                    checked: now,
+                },
+            );
+        }
+    }
+
+    /// When this node last had the sign-in of `token` from Redis (or made
+    /// it), if it holds it.
+    pub(crate) fn checked(&self, token: &str) -> Option<Instant> {
+        self.signed_in.lock().get(&digest(token)).map(|s| s.checked)
+    }
+
+    /// Ends a sign-in by its digest (one ended on another node).
+    pub(crate) fn forget(&self, d: &Digest32) {
+        self.signed_in.lock().remove(d);
+    }
+
+    /// Forgets every sign-in this node cached (with `--redis`, they load
+    /// again from Redis when next used).
+    pub(crate) fn forget_all(&self) {
+        self.signed_in.lock().clear();
+    }
+
+    /// The failure message of the sign-in limits.
+    pub(crate) fn too_many() -> Error {
+        Error::rate_limited(format!(
+            "too many failed sign-ins (max {FAILS_PER_NAME} per name, {FAILS_TOTAL} in all, a minute): wait a minute"
+        ))
     }
 }
 
@@ -273,19 +330,19 @@ mod tests {
             key: "nope".into(),
             name: "ann".into(),
         };
-        assert!(a.sign_in(&bad).unwrap_err().is_unauthorized());
+        assert!(a.sign_in(&bad, false).unwrap_err().is_unauthorized());
         let good = Credentials::Key {
             key,
             name: "ann".into(),
         };
-        let (name, token) = a.sign_in(&good).unwrap();
+        let (name, token) = a.sign_in(&good, false).unwrap();
         assert_eq!(name, "ann");
         assert_eq!(a.who(&token).as_deref(), Some("ann"));
         a.sign_out(&token);
         assert_eq!(a.who(&token), None);
         for _ in 0..5 {
-            let _ = a.sign_in(&bad);
+            let _ = a.sign_in(&bad, false);
         }
-        assert!(a.sign_in(&good).unwrap_err().is_rate_limited());
+        assert!(a.sign_in(&good, false).unwrap_err().is_rate_limited());
     }
 }

@@ -50,6 +50,7 @@ use serde_json::{json, Value};
 
 use super::secret::{digest, random_below, random_token, Digest32};
 use super::state::{Cobrowse, Cookies, Say};
+use super::store::{now_ms, StoredClass, CLASS_FAILS};
 use crate::error::Error;
 use crate::NewEvent;
 
@@ -101,6 +102,9 @@ pub(crate) struct Class {
     url: String,
     title: String,
     created: Instant,
+    created_ms: u64,
+    /// When this node last had it from Redis (or made it), with `--redis`.
+    checked: Instant,
     followers: Vec<Follower>,
     counter: u64,
     /// The follower who holds control; `None`: the presenter.
@@ -108,6 +112,56 @@ pub(crate) struct Class {
 }
 
 impl Class {
+    /// What Redis keeps of it (`store.rs`).
+    fn stored(&self) -> StoredClass {
+        StoredClass {
+            id: self.id.clone(),
+            presenter: self.presenter.hex(),
+            name: self.presenter_name.clone(),
+            url: self.url.clone(),
+            title: self.title.clone(),
+            created_ms: self.created_ms,
+            code: self.code.clone(),
+            link: self.link.clone(),
+            control: self.control.clone(),
+            followers: self
+                .followers
+                .iter()
+                .map(|f| (f.id.clone(), f.name.clone(), f.token.hex()))
+                .collect(),
+            counter: self.counter,
+        }
+    }
+
+    /// A class as Redis has it (made on another node, or before a restart).
+    fn restore(st: StoredClass) -> Option<Class> {
+        let age = Duration::from_millis(now_ms().saturating_sub(st.created_ms));
+        let now = Instant::now();
+        let mut followers = Vec::with_capacity(st.followers.len());
+        for (id, name, t) in st.followers {
+            followers.push(Follower {
+                id,
+                name,
+                token: Digest32::from_hex(&t)?,
+            });
+        }
+        Some(Class {
+            id: st.id,
+            code: st.code,
+            link: st.link,
+            presenter: Digest32::from_hex(&st.presenter)?,
+            presenter_name: st.name,
+            url: st.url,
+            title: st.title,
+            created: now.checked_sub(age).unwrap_or(now),
+            created_ms: st.created_ms,
+            checked: now,
+            followers,
+            counter: st.counter,
+            control: st.control,
+        })
+    }
+
     fn follower(&self, id: &str) -> Option<&Follower> {
         self.followers.iter().find(|f| f.id == id)
     }
@@ -239,12 +293,25 @@ impl Classes {
                 url,
                 title,
                 created: Instant::now(),
+                created_ms: now_ms(),
+                checked: Instant::now(),
                 followers: Vec::new(),
                 counter: 0,
                 control: None,
             },
         );
         (id, token)
+    }
+
+    /// Takes a class as Redis has it into this node's cache.
+    fn upsert(&mut self, st: StoredClass) {
+        let Some(c) = Class::restore(st) else {
+            return;
+        };
+        self.remove(&c.id);
+        self.codes.insert(c.code.clone(), c.id.clone());
+        self.links.insert(c.link.clone(), c.id.clone());
+        self.map.insert(c.id.clone(), c);
     }
 
     fn remove(&mut self, id: &str) -> Option<Class> {
@@ -340,36 +407,134 @@ impl Cobrowse {
     }
 
     async fn class_publish(&self, id: &str, kind: &str, from: &str, data: Value) {
+        if let Err(e) = self.try_class_publish(id, kind, from, data).await {
+            log::warn!("class event for {id} refused: {e}");
+        }
+    }
+
+    /// `class_publish`, refused when the event could not be stored (503
+    /// with `--redis` and Redis unreachable), for a steering event.
+    async fn try_class_publish(
+        &self,
+        id: &str,
+        kind: &str,
+        from: &str,
+        data: Value,
+    ) -> Result<(), Error> {
         let ev = NewEvent {
             kind: kind.to_string(),
             data: Bytes::from(data.to_string()),
             content_type: Some("application/json".into()),
             from: Some(from.to_string()),
         };
-        if let Err(e) = self.hub().publish(&class_channel(id), ev).await {
-            log::warn!("class event for {id} refused: {e}");
-        }
+        self.hub().publish(&class_channel(id), ev).await.map(|_| ())
     }
 
     /// Ends classes past their lifetime.
     pub(crate) async fn expire_classes(&self) {
-        let old = self.classes().lock().expire(self.class_ttl());
+        let mut old = self.classes().lock().expire(self.class_ttl());
+        if let Some(store) = self.store() {
+            // The one node that takes a class off the list announces its end.
+            old.clear();
+            let before = now_ms().saturating_sub(self.class_ttl().as_millis() as u64);
+            for id in store.classes_older_than(before).await.unwrap_or_default() {
+                if store.end_class(&id).await.unwrap_or(false) {
+                    old.push(id);
+                }
+            }
+        }
         for id in old {
             self.closed(&id, "timeout").await;
         }
+    }
+
+    /// With `--redis`, reloads class `id` into this node's cache (or drops
+    /// it there); whether it is open.
+    pub(crate) async fn refresh_class(&self, id: &str) -> Result<bool, Error> {
+        let Some(store) = self.store() else {
+            return Ok(self.classes().lock().map.contains_key(id));
+        };
+        let ttl = self.class_ttl().as_millis() as u64;
+        match store.fetch_class(id).await? {
+            Some(st) if now_ms().saturating_sub(st.created_ms) < ttl => {
+                self.classes().lock().upsert(st);
+                Ok(true)
+            }
+            _ => {
+                self.classes().lock().remove(id);
+                Ok(false)
+            }
+        }
+    }
+
+    /// With `--redis`, loads the classes the class cookies name that this
+    /// node does not show them a member of (`sync.rs`).
+    pub(crate) async fn ensure_classes(&self, cookies: &Cookies) -> Result<(), Error> {
+        let present = cookies
+            .present
+            .as_deref()
+            .and_then(split_presenter)
+            .map(|(id, _)| id);
+        let follow = cookies
+            .follow
+            .as_deref()
+            .and_then(split_follower)
+            .map(|(id, ..)| id);
+        for id in [present, follow].into_iter().flatten() {
+            let stale = self
+                .classes()
+                .lock()
+                .map
+                .get(id)
+                .is_none_or(|c| c.checked.elapsed() >= super::sync::CACHE_FOR);
+            if stale || self.member(cookies, Some(id)).is_none() {
+                self.refresh_class(id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Another node's notice about a class (`sync.rs`).
+    pub(crate) fn class_notice(&self, op: &str, data: &Value) {
+        let id = data["id"].as_str().unwrap_or_default();
+        match op {
+            "class_end" => {
+                self.classes().lock().remove(id);
+                self.hub().close(&class_channel(id));
+            }
+            "class_left" => {
+                let f = data["follower"].as_str().unwrap_or_default();
+                if let Some(c) = self.classes().lock().map.get_mut(id) {
+                    c.followers.retain(|x| x.id != f);
+                    if c.control.as_deref() == Some(f) {
+                        c.control = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The ids of the classes this node holds.
+    pub(crate) fn cached_classes(&self) -> Vec<String> {
+        self.classes().lock().map.keys().cloned().collect()
     }
 
     /// Tells a removed class's channel it ended, closes it, audits.
     async fn closed(&self, id: &str, by: &str) {
         self.class_publish(id, "end", "server", json!({"by": by}))
             .await;
-        self.hub().close(&class_channel(id));
+        self.close_after_end(&class_channel(id), "class_end", id)
+            .await;
         self.audit()
             .record("class_ended", &[("class", id.into()), ("by", by.into())]);
     }
 
     /// A member's view of its class, with the channel's cursor to resume from.
-    pub(crate) fn class_view(&self, id: &str, member: &Member) -> Result<Value, Error> {
+    pub(crate) async fn class_view(&self, id: &str, member: &Member) -> Result<Value, Error> {
+        if self.store().is_some() {
+            self.refresh_class(id).await?;
+        }
         let since = self.hub().info(&class_channel(id)).cursor().to_string();
         let classes = self.classes().lock();
         let c = classes
@@ -393,14 +558,44 @@ impl Cobrowse {
     ) -> Result<(String, String), Error> {
         self.expire_classes().await;
         let max = self.settings().max_help_sessions;
-        let (id, token) = {
-            let mut classes = self.classes().lock();
-            if classes.map.len() >= max {
-                return Err(Error::rate_limited(format!(
-                    "too many open classes (max {max}): try again in a while"
-                )));
+        let full = || {
+            Error::rate_limited(format!(
+                "too many open classes (max {max}): try again in a while"
+            ))
+        };
+        if let Some(store) = self.store() {
+            if store.class_count().await? >= max {
+                return Err(full());
             }
-            classes.open(name.clone(), url, title)
+        }
+        let (id, token) = loop {
+            let (id, token) = {
+                let mut classes = self.classes().lock();
+                if classes.map.len() >= max {
+                    return Err(full());
+                }
+                classes.open(name.clone(), url.clone(), title.clone())
+            };
+            let Some(store) = self.store() else {
+                break (id, token);
+            };
+            let stored = self.classes().lock().map.get(&id).map(Class::stored);
+            let Some(st) = stored else {
+                continue;
+            };
+            let ends = st.created_ms + self.class_ttl().as_millis() as u64;
+            match store.create_class(&st, ends).await {
+                Ok(true) => break (id, token),
+                // Its code is another node's class's: draw again.
+                Ok(false) => {
+                    self.classes().lock().remove(&id);
+                }
+                Err(e) => {
+                    self.classes().lock().remove(&id);
+                    let _ = store.end_class(&id).await;
+                    return Err(e);
+                }
+            }
         };
         self.audit().record(
             "class_opened",
@@ -422,6 +617,9 @@ impl Cobrowse {
     ) -> Result<(String, String, String), Error> {
         self.expire_classes().await;
         let max = self.settings().max_class_followers;
+        if self.store().is_some() {
+            return self.join_shared_class(key, name).await;
+        }
         let result = {
             let mut classes = self.classes().lock();
             classes.find(key).and_then(|id| {
@@ -475,6 +673,72 @@ impl Cobrowse {
         Ok((id, fid, token))
     }
 
+    /// `join_class` with `--redis`: the code, the limit on wrong codes and
+    /// the followers in Redis, for every node.
+    async fn join_shared_class(
+        &self,
+        key: &Key,
+        name: Option<String>,
+    ) -> Result<(String, String, String), Error> {
+        let store = self.store().expect("called with --redis");
+        let max = self.settings().max_class_followers;
+        let not_found = || {
+            self.audit()
+                .record("class_code_failed", &[("via", key.via().into())]);
+            Error::not_found("no class has this code (9 digits, valid while the class lasts)")
+        };
+        let found = match key {
+            Key::Code(c) => {
+                if store.count_of(CLASS_FAILS).await? >= u64::from(CODE_FAILS) {
+                    return Err(Error::rate_limited(format!(
+                        "too many wrong class codes on this server (max {CODE_FAILS} a minute): \
+                         try again in a minute, or use the class's link"
+                    )));
+                }
+                let found = store.find_class(Some(c), None).await?;
+                if found.is_none() {
+                    store.bump(CLASS_FAILS, CODE_WINDOW).await?;
+                }
+                found
+            }
+            Key::Link(k) => store.find_class(None, Some(k)).await?,
+        };
+        let id = found.ok_or_else(not_found)?;
+        let token = random_token(32);
+        let n = store
+            .join_class(&id, name.as_deref(), &digest(&token).hex(), max)
+            .await?
+            .ok_or_else(not_found)?;
+        let fid = format!("f{n}");
+        self.refresh_class(&id).await?;
+        let (name, count) = {
+            let classes = self.classes().lock();
+            let c = classes.map.get(&id);
+            (
+                c.and_then(|c| c.follower(&fid))
+                    .map_or_else(|| format!("learner {n}"), |f| f.name.clone()),
+                c.map_or(0, |c| c.followers.len()),
+            )
+        };
+        self.audit().record(
+            "class_joined",
+            &[
+                ("class", id.as_str().into()),
+                ("follower", fid.as_str().into()),
+                ("name", name.as_str().into()),
+                ("via", key.via().into()),
+            ],
+        );
+        self.class_publish(
+            &id,
+            "joined",
+            &format!("follower:{fid}"),
+            json!({"id": fid, "name": name, "count": count}),
+        )
+        .await;
+        Ok((id, fid, token))
+    }
+
     /// A page load or a clicked link of whoever holds control: published
     /// for everyone else to follow; the class's current page changes. 403
     /// for anyone else.
@@ -484,6 +748,10 @@ impl Cobrowse {
             Say::Click { url, title, text } => ("click", url, title, text),
             _ => return Err(Error::bad_request("a class carries nav and click only")),
         };
+        if self.store().is_some() {
+            // Control may have changed hands on another node.
+            self.refresh_class(id).await?;
+        }
         let by = {
             let mut classes = self.classes().lock();
             let c = classes
@@ -504,6 +772,11 @@ impl Cobrowse {
             c.title = title.clone();
             c.controller().1
         };
+        if let Some(store) = self.store() {
+            store
+                .set_class(id, &[("url", url.as_str()), ("title", title.as_str())])
+                .await?;
+        }
         if kind == "click" {
             self.audit().record(
                 "class_clicked",
@@ -514,14 +787,13 @@ impl Cobrowse {
                 ],
             );
         }
-        self.class_publish(
+        self.try_class_publish(
             id,
             kind,
             &member.client_id(),
             json!({"by": by, "url": url, "title": title, "text": text}),
         )
-        .await;
-        Ok(())
+        .await
     }
 
     /// The presenter hands control to follower `to`, or takes it back (`None`).
@@ -533,6 +805,9 @@ impl Cobrowse {
     ) -> Result<Value, Error> {
         if *member != Member::Presenter {
             return Err(Error::forbidden("only the presenter hands control"));
+        }
+        if self.store().is_some() {
+            self.refresh_class(id).await?;
         }
         let (to, name) = {
             let mut classes = self.classes().lock();
@@ -550,6 +825,10 @@ impl Cobrowse {
             c.control = to;
             c.controller()
         };
+        if let Some(store) = self.store() {
+            let to = to.as_str().unwrap_or("");
+            store.set_class(id, &[("control", to)]).await?;
+        }
         self.audit().record(
             "control_handed",
             &[
@@ -566,6 +845,28 @@ impl Cobrowse {
 
     /// A follower leaves (control, if they held it, goes back to the presenter).
     pub(crate) async fn leave_class(&self, id: &str, f: &str) {
+        if let Some(store) = self.store() {
+            let presenter = self
+                .classes()
+                .lock()
+                .map
+                .get(id)
+                .map(|c| c.presenter_name.clone())
+                .unwrap_or_default();
+            match store.leave_class(id, f).await {
+                Ok(Some((count, back))) => {
+                    let data = json!({"id": id, "follower": f});
+                    self.class_notice("class_left", &data);
+                    self.notify("class_left", data).await;
+                    return self.left(id, f, count, back, presenter).await;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("class {id}: leaving not stored: {e}");
+                    return;
+                }
+            }
+        }
         let left = {
             let mut classes = self.classes().lock();
             classes.map.get_mut(id).and_then(|c| {
@@ -581,6 +882,11 @@ impl Cobrowse {
         let Some((count, back, presenter)) = left else {
             return;
         };
+        self.left(id, f, count, back, presenter).await;
+    }
+
+    /// What follows a follower leaving: the audit, and the events.
+    async fn left(&self, id: &str, f: &str, count: usize, back: bool, presenter: String) {
         self.audit().record(
             "class_left",
             &[("class", id.into()), ("follower", f.into())],
@@ -595,12 +901,18 @@ impl Cobrowse {
     }
 
     /// The presenter ends the class: everyone hears `end`, the channel closes.
-    pub(crate) async fn end_class(&self, id: &str) -> bool {
+    pub(crate) async fn end_class(&self, id: &str) -> Result<bool, Error> {
         let Some(c) = self.classes().lock().remove(id) else {
-            return false;
+            return Ok(false);
         };
+        if let Some(store) = self.store() {
+            // The one node that takes it off the list announces the end.
+            if !store.end_class(id).await? {
+                return Ok(false);
+            }
+        }
         self.closed(id, &c.presenter_name).await;
-        true
+        Ok(true)
     }
 
     /// Whether the cookies make a request a member of class `id` (the gate).

@@ -21,6 +21,7 @@
 
 use super::class::CLASS_PREFIX;
 use super::console::CONSOLE_CHANNEL;
+use super::sync::SYNC_CHANNEL;
 
 /// The start of every co-browsing channel's name (`cb.console`, `cb.{id}`).
 pub(crate) const CHANNEL_PREFIX: &str = "cb.";
@@ -43,6 +44,11 @@ impl Cobrowse {
         if access == Access::Write {
             return Err(Error::forbidden(
                 "co-browsing channels are written by the server only (POST /cobrowse/event)",
+            ));
+        }
+        if channel == SYNC_CHANNEL {
+            return Err(Error::forbidden(
+                "cb.sync carries the nodes' notices to each other: no client reads it",
             ));
         }
         if channel == CONSOLE_CHANNEL {

@@ -43,6 +43,9 @@ struct Cookie {
     value: String,
     path: String,
     expires: Option<Instant>,
+    /// The same, in ms since 1970, fixed when it was set: what Redis keeps
+    /// (`--redis`), unchanged by reading it back.
+    expires_ms: Option<u64>,
     /// The `Set-Cookie` line the customer's browser has not had yet (the
     /// application set it in answer to the agent's view).
     pending: Option<String>,
@@ -149,6 +152,7 @@ impl Jar {
                     value: value.clone(),
                     path: "/".into(),
                     expires: None,
+                    expires_ms: None,
                     pending: None,
                 }),
             }
@@ -198,6 +202,7 @@ impl Jar {
                 if let Some(c) = self.find(name, &path) {
                     c.value.clear();
                     c.expires = Some(now);
+                    c.expires_ms = Some(super::store::now_ms());
                     c.pending = Some(line.to_string());
                     return;
                 }
@@ -210,6 +215,9 @@ impl Jar {
             value: value.to_string(),
             path,
             expires,
+            expires_ms: expires.map(|t| {
+                super::store::now_ms() + t.saturating_duration_since(now).as_millis() as u64
+            }),
             pending: for_view.then(|| line.to_string()),
         });
     }
@@ -247,6 +255,53 @@ impl Jar {
         lines
     }
 
+    /// Every cookie as Redis keeps it (`store.rs`): the field
+    /// `name \n path` and `{"v": value, "e": expiry (ms since 1970) or
+    /// null, "p": the line the browser has yet to get, or null}`.
+    pub(crate) fn entries(&self) -> std::collections::HashMap<String, String> {
+        self.cookies
+            .iter()
+            .map(|c| {
+                (
+                    format!("{}\n{}", c.name, c.path),
+                    serde_json::json!({"v": c.value, "e": c.expires_ms, "p": c.pending})
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The jar [`Jar::entries`] describes (from another node).
+    pub(crate) fn from_entries(entries: &std::collections::HashMap<String, String>) -> Jar {
+        let (now, wall) = (Instant::now(), super::store::now_ms());
+        let mut jar = Jar::default();
+        for (field, json) in entries {
+            let (Some((name, path)), Ok(v)) = (
+                field.split_once('\n'),
+                serde_json::from_str::<serde_json::Value>(json),
+            ) else {
+                continue;
+            };
+            let expires_ms = v["e"].as_u64();
+            let expires = expires_ms.map(|ms| {
+                if ms <= wall {
+                    now
+                } else {
+                    now + Duration::from_millis(ms - wall)
+                }
+            });
+            jar.keep(Cookie {
+                name: name.to_string(),
+                value: v["v"].as_str().unwrap_or_default().to_string(),
+                path: path.to_string(),
+                expires,
+                expires_ms,
+                pending: v["p"].as_str().map(str::to_string),
+            });
+        }
+        jar
+    }
+
     /// How many cookies it holds.
     pub(crate) fn len(&self) -> usize {
         self.cookies.len()
@@ -259,6 +314,41 @@ mod tests {
 
     fn sent(s: &str) -> Vec<(String, String)> {
         pairs(std::iter::once(s))
+    }
+
+    /// What Redis keeps of a jar (`--redis`) makes the same jar again: its
+    /// cookies, their paths, their lifetimes and the lines still to hand over.
+    #[test]
+    fn a_jar_goes_through_its_entries_unchanged() {
+        let mut jar = Jar::seeded("/", &sent("sid=1; theme=dark"));
+        jar.set("sid=2; Path=/; Max-Age=3600", "/account", true);
+        jar.set("cart=x; Path=/shop", "/shop/a", false);
+        let again = Jar::from_entries(&jar.entries());
+        assert_eq!(again.entries(), jar.entries());
+        // The same cookies (of one path length, in any order).
+        let set = |j: &Jar, p: &str| {
+            let mut v: Vec<String> = j
+                .header(p)
+                .unwrap_or_default()
+                .split("; ")
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            again.header("/shop/a").unwrap().split("; ").next(),
+            Some("cart=x")
+        );
+        assert_eq!(set(&again, "/shop/a"), set(&jar, "/shop/a"));
+        assert_eq!(set(&again, "/"), set(&jar, "/"));
+        let mut again = again;
+        assert_eq!(again.hand_over("/"), vec!["sid=2; Path=/; Max-Age=3600"]);
+        // An expired cookie stays expired.
+        jar.set("old=1; Max-Age=0", "/", true);
+        let again = Jar::from_entries(&jar.entries());
+        assert_eq!(set(&again, "/"), set(&jar, "/"));
+        assert!(!again.header("/").unwrap().contains("old="));
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //! * `settings.rs`: [`CobrowseConfig`] and [`SetupError`]; loading the canned replies.
 //! * `secret.rs`: ids and tokens from the OS random source; digests kept
 //!   instead of tokens.
+//! * `store.rs`: with `--redis`, the help sessions, sign-ins, phone codes,
+//!   limits and the console list as Redis keeps them (plain I/O).
 //! * `session.rs`: help sessions (plain data), phone codes, the kept chat,
 //!   the customer's presence.
 //! * `agents.rs`: agent accounts (argon2), the per-run key, sign-ins.
@@ -40,6 +42,8 @@
 //! * `class.rs`: classroom mode: classes (plain data), their codes and
 //!   links, followers, control, and the operations on them (the state in
 //!   `state.rs` holds the `Classes`).
+//! * `sync.rs`: with `--redis`, loading what a request names from Redis
+//!   before it is decided, and hearing other nodes' changes on `cb.sync`.
 //! * `gate.rs`: who may read which `cb.` channel.
 //! * `proxied.rs`: what the proxy asks of co-browsing: whose request it
 //!   forwards (a customer's, a page of an agent's view), the jars, the
@@ -84,6 +88,8 @@ mod session;
 mod settings;
 pub mod share;
 mod state;
+mod store;
+mod sync;
 
 pub use agents::{agent_line, hash_password};
 pub use audit::{verify as verify_audit, verify_logs as verify_audit_logs, Verified, VerifyError};

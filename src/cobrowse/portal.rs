@@ -198,6 +198,35 @@ impl Portal {
         }
     }
 
+    /// A session's user and cart as JSON (with `--redis`, kept in Redis so
+    /// that every node's portal has it: `routes.rs`).
+    pub(crate) fn export(&self, sid: &str) -> Option<String> {
+        let guard = self.sessions.lock();
+        let s = guard.0.get(sid)?;
+        Some(serde_json::json!({"user": s.user, "cart": s.cart}).to_string())
+    }
+
+    /// Takes a session [`Portal::export`] made (on any node).
+    pub(crate) fn import(&self, sid: &str, json: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+            return;
+        };
+        let user = v["user"].as_str().map(str::to_string);
+        let cart: Vec<String> = v["cart"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .take(MAX_CART)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.update(sid, |s| {
+            s.user = user;
+            s.cart = cart;
+        });
+    }
+
     fn update(&self, sid: &str, f: impl FnOnce(&mut PortalSession)) {
         let mut guard = self.sessions.lock();
         let (map, seq) = &mut *guard;

@@ -18,6 +18,11 @@
 //!
 //! Cookies named `tandem_*` are tandem's own credentials: they never reach
 //! the application, whoever sends them.
+//!
+//! With `--redis` the jars are shared: [`Cobrowse::prepare_proxied`] reads
+//! a help session's jar from Redis before its request is forwarded, and
+//! [`Cobrowse::persist_jar`] writes what the request and its answer changed,
+//! cookie by cookie, so any node serves any help session.
 
 use std::sync::atomic::Ordering;
 
@@ -114,6 +119,96 @@ pub(crate) fn keep_in_view(location: &str, id: &str) -> Option<String> {
 }
 
 impl Cobrowse {
+    /// With `--redis`, before [`Cobrowse::role`]: loads what the request
+    /// names (`sync.rs`) and, for a customer's request or a page of an
+    /// agent's view, the session's jar as Redis has it, so that any node
+    /// serves a help session opened through the proxy on another.
+    pub(crate) async fn prepare_proxied(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<(), Error> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let cookies = Cookies::of(headers);
+        if cookies.help.is_none() && cookies.agent.is_none() {
+            return Ok(());
+        }
+        let view = match uri.query().and_then(view_in) {
+            Some(v) => Some(v.to_string()),
+            None => view_of_referer(headers),
+        };
+        self.ensure(&cookies, view.as_deref()).await?;
+        let id = match self.role(uri, headers) {
+            Ok(Role::Customer(id)) | Ok(Role::View { id, .. }) => id,
+            _ => return Ok(()),
+        };
+        let shared = self
+            .inner
+            .sessions
+            .lock()
+            .map
+            .get(&id)
+            .is_some_and(|s| s.jar.is_some() || s.jar_elsewhere);
+        if !shared {
+            return Ok(());
+        }
+        let entries = store.jar(&id).await?;
+        if let Some(s) = self.inner.sessions.lock().map.get_mut(&id) {
+            s.jar = Some(Jar::from_entries(&entries));
+            s.jar_saved = entries;
+        }
+        Ok(())
+    }
+
+    /// With `--redis`, writes what changed in session `id`'s jar since it
+    /// was read (cookie by cookie). A failure is logged: the application's
+    /// request goes on, and the next request on any node reads the jar as
+    /// Redis has it.
+    pub(crate) async fn persist_jar(&self, id: &str) {
+        let Some(store) = self.store() else {
+            return;
+        };
+        let diff = {
+            let sessions = self.inner.sessions.lock();
+            let Some(s) = sessions.map.get(id) else {
+                return;
+            };
+            let Some(jar) = &s.jar else {
+                return;
+            };
+            let now = jar.entries();
+            let changed: Vec<(String, String)> = now
+                .iter()
+                .filter(|(k, v)| s.jar_saved.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let removed: Vec<String> = s
+                .jar_saved
+                .keys()
+                .filter(|k| !now.contains_key(*k))
+                .cloned()
+                .collect();
+            (changed, removed, now, s.created_ms)
+        };
+        let (changed, removed, now, created) = diff;
+        if changed.is_empty() && removed.is_empty() {
+            return;
+        }
+        let ends = created + self.settings().help_session_ttl.as_millis() as u64;
+        let pairs: Vec<(&String, &String)> = changed.iter().map(|(k, v)| (k, v)).collect();
+        let gone: Vec<&String> = removed.iter().collect();
+        match store.save_jar(id, &pairs, &gone, ends).await {
+            Ok(()) => {
+                if let Some(s) = self.inner.sessions.lock().map.get_mut(id) {
+                    s.jar_saved = now;
+                }
+            }
+            Err(e) => log::warn!("help session {id}: cookie jar not stored: {e}"),
+        }
+    }
+
     /// Help sessions opened from now on keep the customer's cookies on the
     /// application (the proxy calls this when it is given co-browsing).
     pub(crate) fn keep_jars(&self) {
@@ -217,6 +312,9 @@ impl Cobrowse {
             let sessions = self.inner.sessions.lock();
             match sessions.map.get(id) {
                 None => Err(Error::not_found("no such help session (it may have ended)")),
+                Some(s) if s.jar.is_none() && s.jar_elsewhere => Err(Error::forbidden(
+                    "this help session's cookies on the application are kept by the node that opened it (with --redis, proxied co-browsing needs the agent's view to reach that node)",
+                )),
                 Some(s) if s.jar.is_none() => Err(Error::forbidden(
                     "this help session was not opened through tandem's proxy: it keeps no cookies to view the application with",
                 )),
@@ -290,7 +388,14 @@ impl Cobrowse {
                 s.label.clone(),
             )
         };
+        if let Some(store) = self.store() {
+            store
+                .set(id, &[("control", if granted { "1" } else { "0" })])
+                .await?;
+        }
         if changed {
+            self.notify("control", json!({"id": id, "granted": granted}))
+                .await;
             self.inner.audit.record(
                 if granted {
                     "control_granted"

@@ -36,6 +36,7 @@ use hyper::{Method, Request, Response, StatusCode, Uri};
 use serde_json::{json, Map, Value};
 
 use super::agents::Credentials;
+use super::class::CLASS_PREFIX;
 use super::class::{Key, Member};
 use super::console::CONSOLE_CHANNEL;
 use super::gate::CHANNEL_PREFIX;
@@ -44,8 +45,9 @@ use super::portal::{Portal, COOKIE as PORTAL_COOKIE};
 use super::session::Ask;
 use super::share::{cookie, CookieShare};
 use super::state::{Cobrowse, Cookies, Say, Who};
+use super::sync::SYNC_CHANNEL;
 use crate::error::Error;
-use crate::http::{Access, App, AppFuture, Body};
+use crate::http::{Access, App, AppFuture, Body, GateFuture};
 
 /// The customer's cookie: `{session id}.{token}`.
 const HELP_COOKIE: &str = "tandem_help";
@@ -104,6 +106,54 @@ impl Cobrowse {
         self.shared_of(&Cookies::of(headers), view_of(uri)?)
     }
 
+    /// A request of the demo portal with `--redis`: what it names (the
+    /// agent's sign-in, the session viewed, the portal session) comes from
+    /// Redis first, and the portal session a POST changed goes back there,
+    /// so any node serves the customer's cart to the customer and to the
+    /// agents viewing it.
+    async fn portal_shared(
+        &self,
+        path: &str,
+        req: Request<Bytes>,
+    ) -> Result<Response<Body>, Error> {
+        let store = self
+            .store()
+            .ok_or_else(|| Error::internal("the portal's shared path needs redis"))?;
+        let cookies = Cookies::of(req.headers());
+        self.ensure(&cookies, view_of(req.uri())).await?;
+        let shared = self.shared_session(req.uri(), req.headers());
+        let portal = self
+            .portal(path)
+            .ok_or_else(|| Error::not_found("no such page"))?;
+        let sid = shared
+            .clone()
+            .or_else(|| cookie(req.headers(), PORTAL_COOKIE));
+        if let Some(sid) = &sid {
+            if let Some(json) = store.portal(&Cobrowse::token_digest(sid)).await? {
+                portal.import(sid, &json);
+            }
+        }
+        let resp = portal.answer(path, &req, shared);
+        if req.method() == Method::POST {
+            // A new portal session is named by the cookie the answer sets.
+            let set = resp
+                .headers()
+                .get(SET_COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix(&format!("{PORTAL_COOKIE}=")))
+                .and_then(|v| v.split(';').next())
+                .map(str::to_string);
+            if let Some(sid) = sid.or(set) {
+                if let Some(json) = portal.export(&sid) {
+                    store
+                        .set_portal(&Cobrowse::token_digest(&sid), &json)
+                        .await?;
+                }
+            }
+        }
+        Ok(resp)
+    }
+
     /// Answers one co-browsing request.
     async fn answer(&self, path: &str, req: Request<Bytes>) -> Result<Response<Body>, Error> {
         let method = req.method().clone();
@@ -142,6 +192,10 @@ impl Cobrowse {
         } else {
             Map::new()
         };
+        // With `--redis`, what this request names and this node lacks
+        // comes from Redis first (`sync.rs`).
+        let named = body.get("session").and_then(Value::as_str);
+        self.ensure(&cookies, named).await?;
         match (method.as_str(), path) {
             ("POST", "/cobrowse/session") => self.create(headers, &cookies, &body).await,
             ("GET", "/cobrowse/session") => self.mine(headers, &cookies).await,
@@ -149,14 +203,14 @@ impl Cobrowse {
                 let id = self
                     .customer(&cookies)
                     .ok_or_else(|| Error::not_found("no help session (it has ended)"))?;
-                self.heard(&id).await;
+                self.heard(&id).await?;
                 Ok(ok_json(json!({"online": true})))
             }
             ("POST", "/cobrowse/session/code") => {
                 let id = self
                     .customer(&cookies)
                     .ok_or_else(|| Error::unauthorized("ask for help first"))?;
-                let (code, expires_in) = self.issue_code(&id)?;
+                let (code, expires_in) = self.issue_code(&id).await?;
                 Ok(ok_json(json!({"code": code, "expires_in": expires_in})))
             }
             ("POST", "/cobrowse/control") => {
@@ -175,7 +229,7 @@ impl Cobrowse {
                 self.agent(&cookies)?;
                 self.expire().await;
                 self.check_presence().await;
-                let (list, last) = self.list();
+                let (list, last) = self.list().await?;
                 Ok(ok_json(
                     json!({"sessions": list, "channel": CONSOLE_CHANNEL, "since": last}),
                 ))
@@ -191,7 +245,7 @@ impl Cobrowse {
             }
             ("POST", "/agent/signin") => self.sign_in_route(headers, &body).await,
             ("POST", "/agent/signout") => {
-                self.sign_out(&cookies);
+                self.sign_out(&cookies).await?;
                 let mut resp = ok_json(json!({"signed_out": true}));
                 set_cookie(&mut resp, headers, AGENT_COOKIE, "", Some(0));
                 Ok(resp)
@@ -213,7 +267,7 @@ impl Cobrowse {
         self.expire().await;
         if let Some(id) = self.customer(cookies) {
             // Asking twice (a double click, a second tab) gives the same session.
-            return Ok(ok_json(self.session_view(&id)?));
+            return Ok(ok_json(self.session_view(&id).await?));
         }
         let label = match field(body, "label", MAX_LABEL, false)? {
             l if l.trim().is_empty() => None,
@@ -228,7 +282,9 @@ impl Cobrowse {
             jar: self.jar_for("/", headers),
         };
         let (id, token) = self.open(ask).await?;
-        let mut resp = ok_json(self.session_view(&id)?);
+        // With --redis, the jar it was seeded with, for every node.
+        self.persist_jar(&id).await;
+        let mut resp = ok_json(self.session_view(&id).await?);
         *resp.status_mut() = StatusCode::CREATED;
         let ttl = self.settings().help_session_ttl.as_secs();
         set_cookie(
@@ -243,8 +299,8 @@ impl Cobrowse {
 
     async fn mine(&self, headers: &HeaderMap, cookies: &Cookies) -> Result<Response<Body>, Error> {
         if let Some(id) = self.customer(cookies) {
-            self.heard(&id).await;
-            return Ok(ok_json(self.session_view(&id)?));
+            self.heard(&id).await?;
+            return Ok(ok_json(self.session_view(&id).await?));
         }
         let mut resp = crate::http::error_response(&Error::not_found(
             "no help session (ask for help first; an ended one is gone)",
@@ -266,7 +322,7 @@ impl Cobrowse {
             (None, Some(_)) => {
                 let code = field(body, "code", 16, true)?;
                 let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-                (self.redeem(&agent, &code)?, "code")
+                (self.redeem(&agent, &code).await?, "code")
             }
             (None, None) => return Err(Error::bad_request("session or code is required")),
         };
@@ -288,11 +344,11 @@ impl Cobrowse {
         };
         let (id, who) = self.participant(cookies, named.as_deref())?;
         if who == Who::Customer {
-            self.heard(&id).await;
+            self.heard(&id).await?;
         }
         let kind = field(body, "type", 16, true)?;
         let Some(say) = say_of(&kind, who.is_agent(), body)? else {
-            self.end(&id, &who).await;
+            self.end(&id, &who).await?;
             let mut resp = ok_json(json!({"ended": true}));
             if !who.is_agent() {
                 set_cookie(&mut resp, headers, HELP_COOKIE, "", Some(0));
@@ -300,7 +356,7 @@ impl Cobrowse {
             return Ok(resp);
         };
         let mut answer = json!({"ok": true});
-        if let Some(n) = self.say(&id, &who, say).await {
+        if let Some(n) = self.say(&id, &who, say).await? {
             answer["n"] = Value::from(n);
         }
         Ok(ok_json(answer))
@@ -360,7 +416,7 @@ impl Cobrowse {
             ("POST", "/cobrowse/class") => {
                 if let Some((id, Member::Presenter)) = &member {
                     // Opening twice (a double click, a second tab) gives the same class.
-                    return Ok(ok_json(self.class_view(id, &Member::Presenter)?));
+                    return Ok(ok_json(self.class_view(id, &Member::Presenter).await?));
                 }
                 let url = site_url(&field(body, "url", MAX_URL, true)?)?;
                 let title = field(body, "title", MAX_TITLE, false)?;
@@ -374,7 +430,7 @@ impl Cobrowse {
                     self.leave_class(id, f).await;
                 }
                 let (id, token) = self.open_class(name, agent.is_some(), url, title).await?;
-                let mut resp = ok_json(self.class_view(&id, &Member::Presenter)?);
+                let mut resp = ok_json(self.class_view(&id, &Member::Presenter).await?);
                 *resp.status_mut() = StatusCode::CREATED;
                 let ttl = self.settings().help_session_ttl.as_secs();
                 set_cookie(
@@ -391,7 +447,7 @@ impl Cobrowse {
             }
             ("GET", "/cobrowse/class") => {
                 if let Some((id, m)) = &member {
-                    return Ok(ok_json(self.class_view(id, m)?));
+                    return Ok(ok_json(self.class_view(id, m).await?));
                 }
                 let mut resp = crate::http::error_response(&Error::not_found(
                     "no class (open or join one; an ended one is gone)",
@@ -421,7 +477,7 @@ impl Cobrowse {
                 if let Some((old, Member::Follower(old_f))) = &member {
                     self.leave_class(old, old_f).await;
                 }
-                let mut resp = ok_json(self.class_view(&id, &Member::Follower(f.clone()))?);
+                let mut resp = ok_json(self.class_view(&id, &Member::Follower(f.clone())).await?);
                 let ttl = self.settings().help_session_ttl.as_secs();
                 set_cookie(
                     &mut resp,
@@ -454,7 +510,7 @@ impl Cobrowse {
                 let (id, m) = member.ok_or_else(not_member)?;
                 let (answer, cookie) = match &m {
                     Member::Presenter => {
-                        self.end_class(&id).await;
+                        self.end_class(&id).await?;
                         (json!({"ended": true}), PRESENT_COOKIE)
                     }
                     Member::Follower(f) => {
@@ -481,9 +537,21 @@ impl App for Cobrowse {
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture {
         self.watch_presence();
         if let Some(portal) = self.portal(path) {
-            let shared = self.shared_session(req.uri(), req.headers());
-            let resp = portal.answer(path, &req, shared);
-            return Box::pin(async move { resp });
+            if self.store().is_none() {
+                let shared = self.shared_session(req.uri(), req.headers());
+                let resp = portal.answer(path, &req, shared);
+                return Box::pin(async move { resp });
+            }
+            // With `--redis`, an agent's view of a session may reach a node
+            // that has not seen the agent or the session yet.
+            let cb = self.clone();
+            let path = path.to_string();
+            return Box::pin(async move {
+                match cb.portal_shared(&path, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => crate::http::error_response(&e),
+                }
+            });
         }
         let cb = self.clone();
         let path = path.to_string();
@@ -506,6 +574,25 @@ impl App for Cobrowse {
             return Ok(());
         }
         self.check_gate(channel, access, &Cookies::of(headers))
+    }
+
+    fn before_gate<'a>(
+        &'a self,
+        channel: &'a str,
+        headers: &'a HeaderMap,
+    ) -> Option<GateFuture<'a>> {
+        // Only with `--redis`, only for co-browsing channels: what the
+        // cookies name and this node lacks is loaded before `gate` decides.
+        self.store()?;
+        let rest = channel.strip_prefix(CHANNEL_PREFIX)?;
+        Some(Box::pin(async move {
+            let cookies = Cookies::of(headers);
+            let named = (channel != CONSOLE_CHANNEL
+                && channel != SYNC_CHANNEL
+                && !rest.starts_with(CLASS_PREFIX))
+            .then_some(rest);
+            self.ensure(&cookies, named).await
+        }))
     }
 }
 

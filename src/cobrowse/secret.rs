@@ -45,6 +45,25 @@ impl std::fmt::Debug for Digest32 {
     }
 }
 
+impl Digest32 {
+    /// Lowercase hex (how Redis keeps it, `store.rs`).
+    pub(crate) fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The digest of [`Digest32::hex`].
+    pub(crate) fn from_hex(s: &str) -> Option<Digest32> {
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Digest32(out))
+    }
+}
+
 /// SHA-256 of a token.
 pub(crate) fn digest(token: &str) -> Digest32 {
     Digest32(Sha256::digest(token.as_bytes()).into())
@@ -63,6 +82,15 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_go_through_hex() {
+        let d = digest("a token");
+        assert_eq!(d.hex().len(), 64);
+        assert!(Digest32::from_hex(&d.hex()) == Some(d));
+        assert!(Digest32::from_hex("zz").is_none());
+        assert!(Digest32::from_hex(&"g".repeat(64)).is_none());
+    }
 
     #[test]
     fn tokens_differ_and_are_url_safe() {

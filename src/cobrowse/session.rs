@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use super::helpers::MAX_CHAT_LINES;
 use super::jar::Jar;
 use super::secret::{digest, random_below, random_token, Digest32};
+use super::store::{now_ms, Stored};
 
 /// How long a phone code stays valid.
 pub const CODE_TTL: Duration = Duration::from_secs(600);
@@ -63,6 +64,14 @@ pub(crate) struct Session {
     /// other than GET and HEAD from the agents' view reach the application
     /// only while it is on. The customer turns it on and off.
     pub(crate) control: bool,
+    /// Whether the node that made it keeps a cookie jar for it (with
+    /// `--redis`: jars stay on that node).
+    pub(crate) jar_elsewhere: bool,
+    /// When this node last had it from Redis (or made it), with `--redis`.
+    pub(crate) checked: Instant,
+    /// The jar as this node last read or wrote it in Redis (`--redis`):
+    /// what changed since is what to write.
+    pub(crate) jar_saved: HashMap<String, String>,
     /// The last [`MAX_CHAT_LINES`] chat lines, `{n, by, from, text}`, for
     /// pages that load after them (a navigation, a reload, a joining agent).
     chat: VecDeque<Value>,
@@ -100,6 +109,70 @@ impl Session {
         }
     }
 
+    /// What Redis keeps of it (`store.rs`).
+    pub(crate) fn stored(&self) -> Stored {
+        Stored {
+            id: self.id.clone(),
+            customer: self.customer.hex(),
+            label: self.label.clone(),
+            url: self.url.clone(),
+            title: self.title.clone(),
+            message: self.message.clone(),
+            created_ms: self.created_ms,
+            control: self.control,
+            jar: self.jar.is_some() || self.jar_elsewhere,
+            shared: self.shared.clone(),
+            online: self.online,
+            agents: self.agents.clone(),
+        }
+    }
+
+    /// A session another node made (or this node before a restart), from
+    /// Redis; `None` if its customer digest is not one.
+    pub(crate) fn restore(st: Stored) -> Option<Session> {
+        let customer = Digest32::from_hex(&st.customer)?;
+        let age = Duration::from_millis(now_ms().saturating_sub(st.created_ms));
+        let now = Instant::now();
+        let mut s = Session {
+            id: st.id.clone(),
+            customer,
+            label: String::new(),
+            url: String::new(),
+            title: String::new(),
+            message: String::new(),
+            created_ms: st.created_ms,
+            created: now.checked_sub(age).unwrap_or(now),
+            agents: Vec::new(),
+            code: None,
+            shared: None,
+            jar: None,
+            control: false,
+            jar_elsewhere: false,
+            checked: now,
+            jar_saved: HashMap::new(),
+            chat: VecDeque::new(),
+            chat_n: 0,
+            seen: now,
+            online: true,
+        };
+        s.update(st);
+        Some(s)
+    }
+
+    /// Takes what Redis says (the jar stays this node's).
+    pub(crate) fn update(&mut self, st: Stored) {
+        self.label = st.label;
+        self.url = st.url;
+        self.title = st.title;
+        self.message = st.message;
+        self.agents = st.agents;
+        self.control = st.control;
+        self.shared = st.shared;
+        self.online = st.online;
+        self.jar_elsewhere = st.jar;
+        self.checked = Instant::now();
+    }
+
     /// The channel the session's events travel on.
     pub(crate) fn channel(&self) -> String {
         channel_of(&self.id)
@@ -123,7 +196,7 @@ impl Session {
             "agents": self.agents,
             "online": self.online,
             "control": self.control,
-            "can_control": self.jar.is_some(),
+            "can_control": self.jar.is_some() || self.jar_elsewhere,
         })
     }
 }
@@ -175,6 +248,9 @@ impl Sessions {
             shared: ask.shared,
             jar: ask.jar,
             control: false,
+            jar_elsewhere: false,
+            checked: Instant::now(),
+            jar_saved: HashMap::new(),
             chat: VecDeque::new(),
             chat_n: 0,
             seen: Instant::now(),
@@ -182,6 +258,18 @@ impl Sessions {
         };
         self.map.insert(id.clone(), session);
         (id, token)
+    }
+
+    /// Takes a session as Redis has it into this node's cache.
+    pub(crate) fn upsert(&mut self, st: Stored) {
+        match self.map.get_mut(&st.id) {
+            Some(s) => s.update(st),
+            None => {
+                if let Some(s) = Session::restore(st) {
+                    self.map.insert(s.id.clone(), s);
+                }
+            }
+        }
     }
 
     /// Removes a session and its code.

@@ -37,6 +37,9 @@ pub enum Access {
 /// The future an [`App`] answers with.
 pub type AppFuture = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
+/// The future of [`App::before_gate`].
+pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
 /// An application served by [`crate::Service`] beside the push routes.
 pub trait App: Send + Sync + 'static {
     /// Whether this app answers `path` (stripped of the service's prefix).
@@ -45,6 +48,19 @@ pub trait App: Send + Sync + 'static {
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture;
     /// Allows (`Ok`) or refuses (an error with its status) access to a channel.
     fn gate(&self, channel: &str, access: Access, headers: &HeaderMap) -> Result<(), Error>;
+    /// Awaited just before [`App::gate`] when it returns a future: an app
+    /// whose credentials live elsewhere (co-browsing with `--redis`) loads
+    /// what the request names, so that `gate` itself stays synchronous. An
+    /// error refuses the request (503 when the store cannot be asked). The
+    /// default, `None`, costs nothing.
+    fn before_gate<'a>(
+        &'a self,
+        channel: &'a str,
+        headers: &'a HeaderMap,
+    ) -> Option<GateFuture<'a>> {
+        let _ = (channel, headers);
+        None
+    }
 }
 
 /// Reads a request body for an app, refusing more than [`MAX_APP_BODY`].

@@ -29,7 +29,7 @@ pub(crate) mod route;
 mod service;
 mod stream;
 
-pub use app::{Access, App, AppFuture, MAX_APP_BODY};
+pub use app::{Access, App, AppFuture, GateFuture, MAX_APP_BODY};
 pub use body::Body;
 pub(crate) use body::BoxError;
 pub use config::HttpConfig;

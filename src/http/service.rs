@@ -291,6 +291,9 @@ impl Service {
         {
             let write = method == Method::POST && matches!(route, Route::Channel(_));
             let access = if write { Access::Write } else { Access::Read };
+            if let Some(ready) = app.before_gate(c, req.headers()) {
+                ready.await?;
+            }
             app.gate(c, access, req.headers())?;
         }
         match route {

@@ -157,7 +157,11 @@ impl Proxy {
     ) -> Result<Response<Body>, Error> {
         let host = self.check(&req)?;
         let role = match &self.cfg.cobrowse {
-            Some(cb) => cb.role(req.uri(), req.headers())?,
+            Some(cb) => {
+                // With --redis: what the request names, and its jar, from Redis.
+                cb.prepare_proxied(req.uri(), req.headers()).await?;
+                cb.role(req.uri(), req.headers())?
+            }
             None => Role::Plain,
         };
         // A HEAD answer has no page to put the scripts in.
@@ -181,6 +185,7 @@ impl Proxy {
                 return Err(e);
             }
         };
+        self.persist_jar(&role).await;
         let trailers = headers::wants_trailers(&parts.headers);
         headers::strip_hop_by_hop(&mut parts.headers);
         if trailers {
@@ -297,6 +302,7 @@ impl Proxy {
         parts.version = hyper::Version::HTTP_11;
         self.rewrite_response(&mut parts.headers);
         let page = self.shared_answer(&role, &method, &target, &path, &mut parts, hand_over);
+        self.persist_jar(&role).await;
         if matches!(role, Role::View { .. }) {
             // What was done with the customer's session is on record before
             // the agent sees it.
@@ -320,6 +326,14 @@ impl Proxy {
             proxy: Arc::clone(self),
         };
         Ok(self.transform_body(Response::from_parts(parts, body), page && !head))
+    }
+
+    /// With --redis, writes what the request or its answer changed in its
+    /// help session's jar.
+    async fn persist_jar(&self, role: &Role) {
+        if let (Some(cb), Role::Customer(id) | Role::View { id, .. }) = (&self.cfg.cobrowse, role) {
+            cb.persist_jar(id).await;
+        }
     }
 
     /// Waits until co-browsing's audit lines so far are written.

@@ -48,6 +48,9 @@ pub(crate) struct State {
     generation: u64,
     /// Live subscriptions per transport.
     pub(crate) subscribers: [usize; Transport::COUNT],
+    /// Live subscriptions of tandem itself (`Hub::follow`): they keep the
+    /// channel from being swept but are not counted as subscribers.
+    pub(crate) internal: usize,
     /// Set when the hub has dropped this channel from its map; users must look it up again.
     pub(crate) removed: bool,
     /// Set by `Hub::close`: readers get what was published, then the end.
@@ -96,6 +99,7 @@ impl Channel {
                 waiters: Slab::new(),
                 generation: 0,
                 subscribers: [0; Transport::COUNT],
+                internal: 0,
                 removed: false,
                 closed: false,
                 provisional: shared,

@@ -301,7 +301,7 @@ impl Hub {
         shard.channels.retain(|_, ch| {
             let mut st = ch.state.lock();
             let evicted = st.expire(now, cfg.buffer_events, cfg.buffer_age);
-            let idle = st.subscriber_total() == 0 && st.buffered() == 0;
+            let idle = st.subscriber_total() == 0 && st.internal == 0 && st.buffered() == 0;
             st.removed |= idle;
             drop(st);
             drop(evicted);
@@ -364,6 +364,15 @@ impl Hub {
 
     /// Subscribes to a channel from a cursor (see [`SubscribeOptions`]).
     pub fn subscribe(&self, channel: &str, opts: SubscribeOptions) -> Result<Subscription, Error> {
+        self.subscribe_as(channel, opts, false)
+    }
+
+    fn subscribe_as(
+        &self,
+        channel: &str,
+        opts: SubscribeOptions,
+        internal: bool,
+    ) -> Result<Subscription, Error> {
         check_channel(channel)?;
         if let Some(c) = &opts.client {
             check_client(c)?;
@@ -374,7 +383,11 @@ impl Hub {
             if st.removed {
                 continue;
             }
-            st.subscribers[opts.transport as usize] += 1;
+            if internal {
+                st.internal += 1;
+            } else {
+                st.subscribers[opts.transport as usize] += 1;
+            }
             let last = st.last_id();
             let first = st.first_id();
             let epoch = st.epoch;
@@ -398,8 +411,17 @@ impl Hub {
                 (None, Some(n)) => Cursor::new(epoch, last.saturating_sub(n).max(first - 1)),
                 (None, None) => Cursor::new(epoch, last),
             };
-            return Ok(Subscription::new(self.clone(), ch, cursor, opts));
+            let mut sub = Subscription::new(self.clone(), ch, cursor, opts);
+            sub.internal = internal;
+            return Ok(sub);
         }
+    }
+
+    /// A subscription of tandem's own (co-browsing's notices between nodes,
+    /// `cb.sync`), from now on: it keeps the channel but is counted in no
+    /// figure (`/info`, `/metrics`, the cluster's reports).
+    pub(crate) fn follow(&self, channel: &str) -> Result<Subscription, Error> {
+        self.subscribe_as(channel, SubscribeOptions::default(), true)
     }
 
     /// Closes a channel: its subscribers get every event published before,

@@ -49,6 +49,8 @@ pub struct Subscription {
     parked: Option<Parked>,
     ready: VecDeque<Delivery>,
     closed: bool,
+    /// Counted as tandem's own (`Hub::follow`), not as a subscriber.
+    pub(crate) internal: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -76,6 +78,7 @@ impl Subscription {
             parked: None,
             ready: VecDeque::new(),
             closed: false,
+            internal: false,
         }
     }
 
@@ -171,6 +174,10 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let mut st = self.channel.state.lock();
         st.unpark(&mut self.parked);
-        st.subscribers[self.transport as usize] -= 1;
+        if self.internal {
+            st.internal -= 1;
+        } else {
+            st.subscribers[self.transport as usize] -= 1;
+        }
     }
 }

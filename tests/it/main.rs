@@ -6,6 +6,7 @@
 mod classroom;
 mod client;
 mod cobrowse;
+mod cobrowse_redis;
 mod connections;
 mod cors;
 mod echo;

@@ -184,14 +184,7 @@ impl Flavor {
     pub async fn start(self, setup: Setup) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let options = (setup.redis_options.clone())
-            .or_else(|| setup.redis.as_deref().map(tandem::RedisOptions::new));
-        let hub = match options {
-            Some(options) => Hub::with_redis_options(setup.core.clone(), options)
-                .await
-                .expect("the test's redis"),
-            None => Hub::new(setup.core.clone()).expect("valid test config"),
-        };
+        let hub = hub_for(&setup).await;
         let mut server = Server {
             addr,
             hub,
@@ -207,6 +200,19 @@ impl Flavor {
     /// Starts a server of this flavor with [`config`].
     pub async fn with_defaults(self) -> Server {
         self.start(config()).await
+    }
+}
+
+/// A new hub for `setup`: on its Redis (one server or a cluster), or in
+/// memory.
+async fn hub_for(setup: &Setup) -> Hub {
+    let options = (setup.redis_options.clone())
+        .or_else(|| setup.redis.as_deref().map(tandem::RedisOptions::new));
+    match options {
+        Some(options) => Hub::with_redis_options(setup.core.clone(), options)
+            .await
+            .expect("the test's redis"),
+        None => Hub::new(setup.core.clone()).expect("valid test config"),
     }
 }
 
@@ -309,12 +315,7 @@ impl Server {
     /// same Redis when the setup has one, listening on the same port.
     pub async fn replace(&mut self) {
         self.shutdown().await;
-        self.hub = match &self.setup.redis {
-            Some(url) => Hub::with_redis(self.setup.core.clone(), url)
-                .await
-                .expect("the test's redis"),
-            None => Hub::new(self.setup.core.clone()).expect("valid test config"),
-        };
+        self.hub = hub_for(&self.setup).await;
         self.listen_again().await;
     }
 
