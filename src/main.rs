@@ -141,6 +141,12 @@ struct Serve {
     /// how long shutdown waits for connections to drain [10s]
     #[argh(option, from_str_fn(duration))]
     shutdown_timeout: Option<Duration>,
+    /// largest request head (request line and headers) in bytes; larger ones get 431 [32768]
+    #[argh(option)]
+    max_head_bytes: Option<usize>,
+    /// longest request URL (path and query) in bytes; longer ones get 414 [8192]
+    #[argh(option)]
+    max_url_bytes: Option<usize>,
     /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
     #[argh(switch)]
     no_cobrowse: bool,
@@ -237,7 +243,15 @@ impl Serve {
             sweep_interval,
         );
         let mut http = HttpConfig::default();
-        lay!(http, self, max_connections, idle_timeout, shutdown_timeout);
+        lay!(
+            http,
+            self,
+            max_connections,
+            idle_timeout,
+            shutdown_timeout,
+            max_head_bytes,
+            max_url_bytes,
+        );
         if !self.allow_origin.is_empty() {
             http.allow_origins = self.allow_origin.clone();
         }
@@ -781,6 +795,8 @@ mod tests {
             ("--max-connections", h.max_connections.to_string()),
             ("--idle-timeout", shown(h.idle_timeout)),
             ("--shutdown-timeout", shown(h.shutdown_timeout)),
+            ("--max-head-bytes", h.max_head_bytes.to_string()),
+            ("--max-url-bytes", h.max_url_bytes.to_string()),
             ("--agent-session-ttl", shown(cb.agent_session_ttl)),
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),

@@ -1,4 +1,5 @@
-//! The HTTP layer's settings: connections, timeouts, allowed origins.
+//! The HTTP layer's settings: connections, request limits, timeouts,
+//! allowed origins.
 
 use std::time::Duration;
 
@@ -30,6 +31,14 @@ pub struct HttpConfig {
     pub allow_origins: Vec<String>,
     /// How long graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// Largest request head (request line and headers) taken, in bytes; a
+    /// larger one is answered 431. The same on every connection path
+    /// (`server/sniff.rs` reads each connection's first head; hyper is
+    /// given this as its `max_header_size` for the ones after).
+    pub max_head_bytes: usize,
+    /// Longest request target (path and query) taken, in bytes; a longer
+    /// one is answered 414.
+    pub max_url_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +48,8 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(75),
             allow_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            max_head_bytes: 32 * 1024,
+            max_url_bytes: 8 * 1024,
         }
     }
 }
@@ -48,6 +59,8 @@ setters!(HttpConfig {
     idle_timeout: Duration,
     allow_origins: Vec<String>,
     shutdown_timeout: Duration,
+    max_head_bytes: usize,
+    max_url_bytes: usize,
 });
 
 impl HttpConfig {
@@ -59,6 +72,13 @@ impl HttpConfig {
         check(
             (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.idle_timeout),
             || "idle-timeout must be between 100 ms and 1 day".into(),
+        )?;
+        check((1024..=1024 * 1024).contains(&self.max_head_bytes), || {
+            "max-head-bytes must be between 1024 and 1048576".into()
+        })?;
+        check(
+            self.max_url_bytes >= 64 && self.max_url_bytes < self.max_head_bytes,
+            || "max-url-bytes must be at least 64 and less than max-head-bytes".into(),
         )?;
         for o in &self.allow_origins {
             check(
@@ -94,5 +114,13 @@ mod tests {
             e(HttpConfig::default().max_connections(0)),
             "max-connections must be at least 1"
         );
+        assert_eq!(
+            e(HttpConfig::default().max_head_bytes(100)),
+            "max-head-bytes must be between 1024 and 1048576"
+        );
+        assert!(e(HttpConfig::default()
+            .max_head_bytes(4096)
+            .max_url_bytes(4096))
+        .contains("max-url-bytes"));
     }
 }

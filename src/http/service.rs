@@ -231,6 +231,9 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(e) = self.url_too_long(req.uri()) {
+            return super::error_response(&e);
+        }
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
@@ -245,6 +248,16 @@ impl Service {
         };
         cors::decorate(&mut resp, &origin);
         resp
+    }
+
+    /// A request target over `max_url_bytes`, on whichever path the
+    /// request came (a head too large as a whole is refused before it gets
+    /// here: `server/sniff.rs`, or hyper's `max_header_size`).
+    fn url_too_long(&self, uri: &hyper::Uri) -> Option<Error> {
+        let max = self.config.max_url_bytes;
+        let len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + uri.authority().map_or(0, |a| a.as_str().len());
+        (len > max).then(|| Error::uri_too_long(format!("url too long (max {max} bytes)")))
     }
 
     async fn route<B>(&self, req: Request<B>, origin: &Origin) -> Result<Response<Body>, Error>

@@ -98,6 +98,32 @@ pub(crate) async fn exchange(
     Ok(keep_alive)
 }
 
+/// Answers a request the connection cannot go on from (a head over the
+/// limit, a body that stopped coming) with `resp` and closes the connection.
+///
+/// The close lingers: the client may still be sending what was refused
+/// (the rest of a 200 KB head), and closing a socket with unread bytes
+/// makes the kernel send a reset that can destroy the answer before the
+/// client reads it. So the write side is shut, then what arrives is read
+/// and dropped until the client closes, for at most 2 s or 1 MiB.
+pub(crate) async fn refuse(stream: &mut impl Io, resp: Response<Body>) -> io::Result<()> {
+    let http10 = false;
+    respond(stream, resp, http10, false).await?;
+    let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut left = 1024 * 1024usize;
+        while left > 0 {
+            match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    Ok(())
+}
+
 /// How a response's body is delimited.
 enum Framing {
     /// `Content-Length: n`; the connection stays open if the flag is set.

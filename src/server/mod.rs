@@ -226,9 +226,13 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
     // writes: most answers here are one small buffer, one write.
     let idle = svc.config().idle_timeout;
     let stopped = svc.shutdown().wait();
+    // The head limit the lean path applies to a connection's first head,
+    // hyper applies to the ones after (answering 431 itself, with an empty
+    // body); URLs over the limit are the service's to refuse (414).
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
+        .max_header_size(svc.config().max_head_bytes)
         .writev(false)
         .serve_connection(
             TokioIo::new(Prefixed::new(head, rest, stream)),
@@ -337,6 +341,11 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
             Ok(Sniff::Stream(req)) => return Next::Stream(req),
             Ok(Sniff::Hyper(head, rest)) => return Next::Hyper(head, rest),
             Ok(Sniff::Closed) => return Next::Done(Ok(())),
+            Ok(Sniff::Refuse(e)) => {
+                log::debug!("refusing a request: {e}");
+                let resp = crate::http::error_response(&e);
+                return Next::Done(lean::refuse(stream, resp).await);
+            }
             Err(e) => return Next::Done(Err(e)),
         }
     }

@@ -36,8 +36,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::http::Service;
 
-/// Largest request head read before handing the connection to hyper.
-const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request taken on the lean path.
 const MAX_HEADERS: usize = 48;
 
@@ -58,6 +56,9 @@ pub(crate) enum Sniff {
     Hyper(Bytes, Bytes),
     /// The client closed between requests.
     Closed,
+    /// A head over `--max-head-bytes` (431), or whose request line alone is
+    /// over `--max-url-bytes` (414): answer this and close.
+    Refuse(crate::Error),
 }
 
 /// Reads the next request head from `stream`, after whatever `buf` already
@@ -70,14 +71,19 @@ pub(crate) async fn sniff(
     buf: &mut BytesMut,
     svc: &Service,
 ) -> io::Result<Sniff> {
+    let max_head = svc.config().max_head_bytes;
     {
         loop {
             if !buf.is_empty() {
                 match parse(buf) {
-                    Parsed::Partial if buf.len() < MAX_HEAD => {}
-                    // Too long, too many headers or malformed: hyper answers it.
-                    Parsed::Partial => return Ok(Sniff::Hyper(Bytes::new(), buf.split().freeze())),
+                    Parsed::Partial if buf.len() < max_head => {}
+                    Parsed::Partial => return Ok(Sniff::Refuse(too_large(buf, svc))),
+                    // Malformed or too many headers: hyper answers it.
                     Parsed::Other(raw) => return Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                    // Complete, but it came in one read larger than the limit.
+                    Parsed::Head(head) if head.raw.len() > max_head => {
+                        return Ok(Sniff::Refuse(too_large(&head.raw, svc)))
+                    }
                     Parsed::Head(head) => {
                         let raw = head.raw.clone();
                         return match classify(head, svc, buf.is_empty()) {
@@ -107,6 +113,23 @@ pub(crate) async fn sniff(
                 });
             }
         }
+    }
+}
+
+/// The refusal of a head over the limit: 414 when its request line alone
+/// is too long (the URL is what is wrong), else 431. A complete head with a
+/// long URL but within the head limit is answered 414 by the service.
+fn too_large(head: &[u8], svc: &Service) -> crate::Error {
+    let cfg = svc.config();
+    let line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    // "GET " and " HTTP/1.1\r": a little over the URL itself.
+    if line > cfg.max_url_bytes + 20 {
+        crate::Error::uri_too_long(format!("url too long (max {} bytes)", cfg.max_url_bytes))
+    } else {
+        crate::Error::head_too_large(format!(
+            "request head too large (max {} bytes)",
+            cfg.max_head_bytes
+        ))
     }
 }
 

@@ -296,3 +296,123 @@ async fn refusal_keeps_the_connection_usable_when_the_body_was_read(flavor: Flav
         .await;
     assert_eq!(r.text(), "{\"id\":1}");
 }
+
+// ---- One set of request limits on every connection path ----
+//
+// `serve` reads every connection's first request head itself and then
+// serves it on the lean path (streams, Content-Length publishes) or hands it
+// to hyper (long-polls, chunked publishes, pages), which keeps the
+// connection for the requests after. The limits must not depend on which.
+
+/// A request of each path: (what, request) with `extra` headers.
+fn every_path(extra: &[(&str, &str)], path_suffix: &str) -> Vec<(&'static str, Req)> {
+    let with = |mut r: Req| {
+        for (k, v) in extra {
+            r = r.header(k, v);
+        }
+        r
+    };
+    vec![
+        (
+            "a stream (lean)",
+            with(Req::get(&format!("/ch/c/sse{path_suffix}"))),
+        ),
+        (
+            "a publish with Content-Length (lean)",
+            with(Req::post(&format!("/ch/c{path_suffix}"), b"x")),
+        ),
+        (
+            "a long-poll (hyper)",
+            with(Req::get(&format!("/ch/c/poll?timeout=30{path_suffix}"))),
+        ),
+        (
+            "a chunked publish (hyper)",
+            with(Req::post(&format!("/ch/c{path_suffix}"), b"x")).chunked(),
+        ),
+        ("a page (hyper)", with(Req::get(&format!("/{path_suffix}")))),
+    ]
+}
+
+#[tokio::test]
+async fn a_200_kb_header_is_431_on_every_path() {
+    let srv = Server::with_defaults().await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let big = "b".repeat(200 * 1024);
+    for (what, req) in every_path(&[("X-Big", &big)], "") {
+        let r = srv.send(req).await;
+        assert_eq!(r.head.status, 431, "{what}: {}", r.head.raw);
+        r.expect_error(431, &["request head too large", "max 32768 bytes"]);
+        r.head.expect("connection", "close");
+    }
+    // Many headers adding up to too much are the same.
+    let mut req = Req::get("/ch/c/poll");
+    let piece = "p".repeat(1000);
+    for i in 0..40 {
+        req = req.header(&format!("X-{i}"), &piece);
+    }
+    srv.send(req)
+        .await
+        .expect_error(431, &["request head too large"]);
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+    // The subscriber never noticed.
+    srv.publish("c", "still here").await;
+    assert_eq!(text(&sse.next_event().await), "still here");
+}
+
+/// A head over the limit on a connection hyper already keeps (after a
+/// request hyper served): hyper refuses it with the same status, but with
+/// an empty body (it answers its own parse errors).
+#[tokio::test]
+async fn a_later_head_over_the_limit_is_431_from_hyper() {
+    let srv = Server::start(config().max_head_bytes(4096).max_url_bytes(1024)).await;
+    let mut conn = srv.connect().await;
+    let r = conn
+        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
+        .await;
+    assert_eq!(r.head.status, 200);
+    let req = Req::get("/ch/c/poll?timeout=0")
+        .host(&srv.host())
+        .header("X-Big", &"b".repeat(5000));
+    let r = conn.request(&req).await;
+    assert_eq!(r.head.status, 431, "{}", r.head.raw);
+    // Within the limit, the same connection path takes it.
+    let mut conn = srv.connect().await;
+    conn.request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
+        .await;
+    let req = Req::get("/ch/c/poll?timeout=0")
+        .host(&srv.host())
+        .header("X-Big", &"b".repeat(3000));
+    assert_eq!(conn.request(&req).await.head.status, 200);
+}
+
+both_flavors!(a_long_url_is_414_on_every_path);
+async fn a_long_url_is_414_on_every_path(flavor: Flavor) {
+    let srv = flavor
+        .start(config().max_head_bytes(8192).max_url_bytes(2048))
+        .await;
+    // Within the head limit: the service refuses it, whichever path.
+    let long = format!("&pad={}", "u".repeat(3000));
+    for (what, req) in every_path(&[], &format!("?x=1{long}")) {
+        let r = srv.send(req).await;
+        assert_eq!(r.head.status, 414, "{what}: {}", r.head.raw);
+        r.expect_error(414, &["url too long", "max 2048 bytes"]);
+    }
+    // Exactly at the limit is fine.
+    let path = "/ch/c/poll?timeout=0&pad=";
+    let ok = format!("{path}{}", "u".repeat(2048 - path.len()));
+    assert_eq!(srv.get(&ok).await.head.status, 200);
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+}
+
+/// A URL longer than the whole head limit: still 414 (not 431), since the
+/// request line is what is wrong, on every path (`serve` reads it first).
+#[tokio::test]
+async fn a_url_longer_than_the_head_limit_is_414() {
+    let srv = Server::with_defaults().await;
+    let long = format!("&pad={}", "u".repeat(100 * 1024));
+    for (what, req) in every_path(&[], &format!("?x=1{long}")) {
+        let r = srv.send(req).await;
+        assert_eq!(r.head.status, 414, "{what}: {}", r.head.raw);
+        r.expect_error(414, &["url too long", "max 8192 bytes"]);
+    }
+}
