@@ -147,6 +147,12 @@ struct Serve {
     /// longest request URL (path and query) in bytes; longer ones get 414 [8192]
     #[argh(option)]
     max_url_bytes: Option<usize>,
+    /// close a connection whose request head takes longer than this from its first byte (slowloris), answering 408 [10s]
+    #[argh(option, from_str_fn(duration))]
+    head_timeout: Option<Duration>,
+    /// answer 408 and close when a request body (Content-Length or chunked) takes longer than this to arrive [30s]
+    #[argh(option, from_str_fn(duration))]
+    body_timeout: Option<Duration>,
     /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
     #[argh(switch)]
     no_cobrowse: bool,
@@ -251,6 +257,8 @@ impl Serve {
             shutdown_timeout,
             max_head_bytes,
             max_url_bytes,
+            head_timeout,
+            body_timeout,
         );
         if !self.allow_origin.is_empty() {
             http.allow_origins = self.allow_origin.clone();
@@ -797,6 +805,8 @@ mod tests {
             ("--shutdown-timeout", shown(h.shutdown_timeout)),
             ("--max-head-bytes", h.max_head_bytes.to_string()),
             ("--max-url-bytes", h.max_url_bytes.to_string()),
+            ("--head-timeout", shown(h.head_timeout)),
+            ("--body-timeout", shown(h.body_timeout)),
             ("--agent-session-ttl", shown(cb.agent_session_ttl)),
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),

@@ -48,14 +48,17 @@ pub trait App: Send + Sync + 'static {
 }
 
 /// Reads a request body for an app, refusing more than [`MAX_APP_BODY`].
-pub(crate) async fn read_body<B>(req: Request<B>) -> Result<Request<Bytes>, Error>
+pub(crate) async fn read_body<B>(
+    req: Request<B>,
+    timeout: std::time::Duration,
+) -> Result<Request<Bytes>, Error>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use super::read::{read_all, ReadError};
     let (parts, body) = req.into_parts();
-    let data = match read_all(body, MAX_APP_BODY).await {
+    let data = match read_all(body, MAX_APP_BODY, timeout).await {
         Ok(data) => data,
         Err(ReadError::TooLarge) => {
             return Err(Error::too_large(format!(
@@ -65,6 +68,7 @@ where
         Err(ReadError::Failed) => {
             return Err(Error::bad_request("could not read the request body"))
         }
+        Err(ReadError::TooSlow) => return Err(super::read::too_slow(timeout)),
     };
     Ok(Request::from_parts(parts, data))
 }

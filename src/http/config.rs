@@ -39,6 +39,15 @@ pub struct HttpConfig {
     /// Longest request target (path and query) taken, in bytes; a longer
     /// one is answered 414.
     pub max_url_bytes: usize,
+    /// How long a request head may take from its first byte to its end
+    /// (slowloris): then the connection is answered 408 and closed. On a
+    /// connection hyper keeps after its first request, hyper's one head
+    /// timer (`idle_timeout`, from the last answer) applies instead.
+    pub head_timeout: Duration,
+    /// How long a request body (with `Content-Length` or chunked) may take
+    /// to arrive whole, from the first wait for it: then the request is
+    /// answered 408 and the connection closed.
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +59,8 @@ impl Default for HttpConfig {
             shutdown_timeout: Duration::from_secs(10),
             max_head_bytes: 32 * 1024,
             max_url_bytes: 8 * 1024,
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -61,6 +72,8 @@ setters!(HttpConfig {
     shutdown_timeout: Duration,
     max_head_bytes: usize,
     max_url_bytes: usize,
+    head_timeout: Duration,
+    body_timeout: Duration,
 });
 
 impl HttpConfig {
@@ -80,6 +93,15 @@ impl HttpConfig {
             self.max_url_bytes >= 64 && self.max_url_bytes < self.max_head_bytes,
             || "max-url-bytes must be at least 64 and less than max-head-bytes".into(),
         )?;
+        for (name, d) in [
+            ("head-timeout", self.head_timeout),
+            ("body-timeout", self.body_timeout),
+        ] {
+            check(
+                (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d),
+                || format!("{name} must be between 100 ms and 1 hour"),
+            )?;
+        }
         for o in &self.allow_origins {
             check(
                 o == "*"

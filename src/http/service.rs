@@ -273,7 +273,12 @@ impl Service {
             if *origin == Origin::Denied {
                 req.extensions_mut().insert(super::OriginDenied);
             }
-            return Ok(app.serve(&path, super::app::read_body(req).await?).await);
+            return Ok(app
+                .serve(
+                    &path,
+                    super::app::read_body(req, self.config.body_timeout).await?,
+                )
+                .await);
         }
         let route = parse_path(path)?.ok_or_else(not_found)?;
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
@@ -440,9 +445,10 @@ impl Service {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
-        let data = match read_all(req.into_body(), max).await {
+        let data = match read_all(req.into_body(), max, self.config.body_timeout).await {
             Ok(data) => data,
             Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::TooSlow) => return Err(super::read::too_slow(self.config.body_timeout)),
             Err(ReadError::Failed) => {
                 return Err(Error::bad_request("could not read the request body"))
             }

@@ -292,6 +292,10 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
     let idle = svc.config().idle_timeout;
     let mut last = tokio::time::Instant::now();
     let mut idle_timer = std::pin::pin!(tokio::time::sleep_until(last + idle));
+    // `--head-timeout` from a head's first byte to its end, when it does
+    // not come whole: the same timer, pulled in.
+    let head_timeout = svc.config().head_timeout;
+    let mut head_due: Option<tokio::time::Instant> = None;
     // The answer is written here, reused from request to request.
     let mut out = Vec::new();
     // One shutdown future for the connection, not one per request (each
@@ -301,18 +305,37 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
     loop {
         let sniffed = tokio::select! {
             biased;
-            s = sniff::sniff(stream, buf, svc) => s,
+            s = sniff::sniff(stream, buf, svc, head_due.is_none()) => s,
             _ = &mut stopped => return Next::Done(Ok(())),
             () = &mut idle_timer => {
+                let now = tokio::time::Instant::now();
+                if head_due.is_some_and(|h| now >= h) {
+                    let e = crate::Error::request_timeout(format!(
+                        "request head too slow (max {} to send it)",
+                        crate::http::seconds(head_timeout)
+                    ));
+                    log::debug!("refusing a request: {e}");
+                    let resp = crate::http::error_response(&e);
+                    return Next::Done(lean::refuse(stream, resp).await);
+                }
                 let due = last + idle;
-                if tokio::time::Instant::now() >= due {
+                if now >= due {
                     log::debug!("closing a connection idle for {idle:?}");
                     return Next::Done(Ok(()));
                 }
-                idle_timer.as_mut().reset(due);
+                idle_timer.as_mut().reset(head_due.map_or(due, |h| h.min(due)));
                 continue;
             }
         };
+        if let Ok(Sniff::Started) = sniffed {
+            let due = tokio::time::Instant::now() + head_timeout;
+            head_due = Some(due);
+            if due < idle_timer.deadline() {
+                idle_timer.as_mut().reset(due);
+            }
+            continue;
+        }
+        head_due = None;
         match sniffed {
             Ok(Sniff::Exchange {
                 req,
@@ -322,9 +345,16 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
                 // A publish in flight when shutdown begins completes (its
                 // body is read outside the `select!`), and its answer says
                 // the connection closes.
-                let body = match sniff::read_body(stream, buf, length, idle).await {
-                    Ok(Some(body)) => body,
-                    Ok(None) => return Next::Done(Ok(())),
+                let body_timeout = svc.config().body_timeout;
+                let body = match sniff::read_body(stream, buf, length, body_timeout).await {
+                    Ok(sniff::BodyRead::Whole(body)) => body,
+                    Ok(sniff::BodyRead::Closed) => return Next::Done(Ok(())),
+                    Ok(sniff::BodyRead::TooSlow) => {
+                        let e = crate::http::too_slow(body_timeout);
+                        log::debug!("refusing a request: {e}");
+                        let resp = crate::http::error_response(&e);
+                        return Next::Done(lean::refuse(stream, resp).await);
+                    }
                     Err(e) => return Next::Done(Err(e)),
                 };
                 let req = req.map(|()| http_body_util::Full::new(body));
@@ -341,6 +371,7 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
             Ok(Sniff::Stream(req)) => return Next::Stream(req),
             Ok(Sniff::Hyper(head, rest)) => return Next::Hyper(head, rest),
             Ok(Sniff::Closed) => return Next::Done(Ok(())),
+            Ok(Sniff::Started) => unreachable!("handled above"),
             Ok(Sniff::Refuse(e)) => {
                 log::debug!("refusing a request: {e}");
                 let resp = crate::http::error_response(&e);

@@ -56,6 +56,9 @@ pub(crate) enum Sniff {
     Hyper(Bytes, Bytes),
     /// The client closed between requests.
     Closed,
+    /// The first bytes of a head came but not all of it, and the caller
+    /// asked to be told (`sniff`'s `waiting`): start the head's timer.
+    Started,
     /// A head over `--max-head-bytes` (431), or whose request line alone is
     /// over `--max-url-bytes` (414): answer this and close.
     Refuse(crate::Error),
@@ -66,17 +69,26 @@ pub(crate) enum Sniff {
 ///
 /// Cancel-safe: what was read stays in `buf`, and a later call starts from
 /// it (the caller's idle timer may interrupt a wait and resume it).
+///
+/// With `waiting` (the caller's head timer is not running yet), a head
+/// that is there only in part returns `Started` instead of waiting for the
+/// rest; a head that came whole (nearly always) never does.
 pub(crate) async fn sniff(
     stream: &mut impl Io,
     buf: &mut BytesMut,
     svc: &Service,
+    waiting: bool,
 ) -> io::Result<Sniff> {
     let max_head = svc.config().max_head_bytes;
     {
         loop {
             if !buf.is_empty() {
                 match parse(buf) {
-                    Parsed::Partial if buf.len() < max_head => {}
+                    Parsed::Partial if buf.len() < max_head => {
+                        if waiting {
+                            return Ok(Sniff::Started);
+                        }
+                    }
                     Parsed::Partial => return Ok(Sniff::Refuse(too_large(buf, svc))),
                     // Malformed or too many headers: hyper answers it.
                     Parsed::Other(raw) => return Ok(Sniff::Hyper(raw, buf.split().freeze())),
@@ -331,10 +343,18 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     }
 }
 
-/// Reads until `buf` holds a body of `len` bytes, then takes it out.
-/// `None` when the client closes mid-body, or sends nothing more for
-/// `idle` (`--idle-timeout`) while the body is incomplete: a body trickled
-/// slower than that does not hold a connection slot for long.
+/// What became of a request body.
+pub(crate) enum BodyRead {
+    Whole(Bytes),
+    /// The client closed mid-body.
+    Closed,
+    /// Not all there `--body-timeout` after the first wait for it.
+    TooSlow,
+}
+
+/// Reads until `buf` holds a body of `len` bytes, then takes it out; a
+/// body trickled so slowly that it is not whole within `timeout`
+/// (`--body-timeout`) does not hold a connection slot for long.
 ///
 /// Separate from `sniff`, which shutdown may interrupt: once a request's
 /// head is in, the request is in flight and finishes.
@@ -342,16 +362,19 @@ pub(crate) async fn read_body(
     stream: &mut impl Io,
     buf: &mut BytesMut,
     len: usize,
-    idle: std::time::Duration,
-) -> io::Result<Option<Bytes>> {
+    timeout: std::time::Duration,
+) -> io::Result<BodyRead> {
     if buf.len() < len {
         buf.reserve(len - buf.len());
     }
     // Usually the body came with the head and this loop never waits; a
-    // timer is made only for the reads that do.
+    // deadline is set only when it must.
+    let mut due = None;
     while buf.len() < len {
-        match tokio::time::timeout(idle, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Err(_) => return Ok(None),
+        let due = *due.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        match tokio::time::timeout_at(due, stream.read_buf(buf)).await {
+            Ok(Ok(0)) => return Ok(BodyRead::Closed),
+            Err(_) => return Ok(BodyRead::TooSlow),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
         }
@@ -361,7 +384,7 @@ pub(crate) async fn read_body(
     // buffer (and every request after it) in memory for that long.
     let body = Bytes::copy_from_slice(&buf[..len]);
     buf.advance(len);
-    Ok(Some(body))
+    Ok(BodyRead::Whole(body))
 }
 
 /// A socket with bytes already read from it put back in front, for hyper.

@@ -416,3 +416,136 @@ async fn a_url_longer_than_the_head_limit_is_414() {
         r.expect_error(414, &["url too long", "max 8192 bytes"]);
     }
 }
+
+// ---- A timeout for every phase of a request ----
+
+/// Trickles header lines one every 100 ms until the server answers or
+/// closes; returns what it sent back and how long that took.
+async fn trickle_head(conn: &mut Conn, start: &[u8]) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncWriteExt;
+    let t0 = std::time::Instant::now();
+    let _ = conn.stream.write_all(start).await;
+    for i in 0..100 {
+        // Writes fail once the server has closed: that is the point.
+        let _ = conn
+            .stream
+            .write_all(format!("X-{i}: 1\r\n").as_bytes())
+            .await;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+        if conn.fill_by(deadline).await.is_some() {
+            break;
+        }
+    }
+    // Whatever else comes, up to the end.
+    while conn
+        .fill_by(tokio::time::Instant::now() + std::time::Duration::from_secs(5))
+        .await
+        .is_some_and(|n| n > 0)
+    {}
+    (conn.buffered().to_vec(), t0.elapsed())
+}
+
+fn quick_timeouts() -> Setup {
+    config()
+        .head_timeout(std::time::Duration::from_millis(500))
+        .body_timeout(std::time::Duration::from_millis(500))
+        .idle_timeout(std::time::Duration::from_secs(20))
+}
+
+/// Slowloris: a first head trickled slower than `--head-timeout` is cut
+/// with 408, whichever path it would have taken (serve reads every
+/// connection's first head), long before the idle timeout.
+#[tokio::test]
+async fn a_head_trickled_too_slowly_is_cut() {
+    let srv = Server::start(quick_timeouts()).await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    for start in [
+        "GET /ch/c/sse HTTP/1.1\r\n",
+        "POST /ch/c HTTP/1.1\r\nContent-Length: 1\r\n",
+        "GET /ch/c/poll HTTP/1.1\r\n",
+        "POST /ch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let mut conn = srv.connect().await;
+        let (got, took) = trickle_head(&mut conn, start.as_bytes()).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 408"), "{start:?}: {got}");
+        assert!(got.contains("request head too slow (max 500 ms"), "{got}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{start:?}: {took:?}"
+        );
+    }
+    srv.publish("c", "still here").await;
+    assert_eq!(text(&sse.next_event().await), "still here");
+}
+
+/// On a connection hyper keeps after its first request, hyper's head timer
+/// (`--idle-timeout`, from the last answer) cuts a trickled head: the
+/// connection ends, without an answer.
+#[tokio::test]
+async fn a_later_head_trickled_on_a_hyper_connection_is_cut() {
+    let srv = Server::start(quick_timeouts().idle_timeout(std::time::Duration::from_secs(1))).await;
+    let mut conn = srv.connect().await;
+    let r = conn
+        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
+        .await;
+    assert_eq!(r.head.status, 200);
+    let (_, took) = trickle_head(&mut conn, b"GET /ch/c/poll HTTP/1.1\r\n").await;
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
+
+// A body that stops mid-way is answered 408 after `--body-timeout` and
+// publishes nothing: with `Content-Length` (serve: the lean path) and
+// chunked (hyper, which used to hold it for ever).
+both_flavors!(a_body_that_stops_is_408);
+async fn a_body_that_stops_is_408(flavor: Flavor) {
+    let srv = flavor.start(quick_timeouts()).await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let host = srv.host();
+    for (what, bytes) in [
+        (
+            "content-length",
+            format!("POST /ch/c HTTP/1.1\r\nHost: {host}\r\nContent-Length: 10\r\n\r\n01234"),
+        ),
+        (
+            "chunked",
+            format!(
+                "POST /ch/c HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n"
+            ),
+        ),
+        (
+            "form, chunked",
+            format!(
+                "POST /ch/c HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n5\r\ndata=\r\n"
+            ),
+        ),
+    ] {
+        let mut conn = srv.connect().await;
+        conn.send(bytes.as_bytes()).await;
+        let t0 = std::time::Instant::now();
+        let r = conn.response("POST").await;
+        assert_eq!(r.head.status, 408, "{what}: {}", r.head.raw);
+        r.expect_error(408, &["request body too slow", "500 ms"]);
+        assert!(conn.at_eof().await, "{what}: the connection ends");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{what}");
+    }
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+    srv.publish("c", "still here").await;
+    assert_eq!(text(&sse.next_event().await), "still here");
+}
+
+/// Idle keep-alive connections are closed after `--idle-timeout` on both
+/// paths: after a lean publish and after a long-poll hyper answered.
+#[tokio::test]
+async fn idle_connections_are_closed_on_both_paths() {
+    let srv =
+        Server::start(quick_timeouts().idle_timeout(std::time::Duration::from_millis(500))).await;
+    for req in [Req::post("/ch/c", b"x"), Req::get("/ch/c/poll?timeout=0")] {
+        let mut conn = srv.connect().await;
+        let r = conn.request(&req.clone().host(&srv.host())).await;
+        assert!(r.head.status < 300, "{}", r.head.raw);
+        let t0 = std::time::Instant::now();
+        assert!(conn.at_eof().await);
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    }
+}

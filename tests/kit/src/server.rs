@@ -79,6 +79,8 @@ forward!(http {
     shutdown_timeout: Duration,
     max_head_bytes: usize,
     max_url_bytes: usize,
+    head_timeout: Duration,
+    body_timeout: Duration,
 });
 
 impl Setup {
