@@ -153,6 +153,18 @@ struct Serve {
     /// answer 408 and close when a request body (Content-Length or chunked) takes longer than this to arrive [30s]
     #[argh(option, from_str_fn(duration))]
     body_timeout: Option<Duration>,
+    /// open connections one client address may hold; beyond, new ones get 429 (a trusted proxy's are not counted) [1000]
+    #[argh(option)]
+    max_connections_per_addr: Option<usize>,
+    /// publishes one client address may make per second (bursts of as many); beyond, 429 with Retry-After; 0 for no limit [0]
+    #[argh(option)]
+    publishes_per_second: Option<u32>,
+    /// new help sessions and classes one client address may open per minute; beyond, 429 with Retry-After; 0 for no limit [10]
+    #[argh(option)]
+    sessions_per_minute: Option<u32>,
+    /// a reverse proxy (address or CIDR block) whose Forwarded / X-Forwarded-For name the client; repeat for more; `none` trusts none [127.0.0.0/8 and ::1]
+    #[argh(option)]
+    trusted_proxy: Vec<String>,
     /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
     #[argh(switch)]
     no_cobrowse: bool,
@@ -259,7 +271,18 @@ impl Serve {
             max_url_bytes,
             head_timeout,
             body_timeout,
+            max_connections_per_addr,
+            publishes_per_second,
+            sessions_per_minute,
         );
+        if !self.trusted_proxy.is_empty() {
+            http.trusted_proxies = self
+                .trusted_proxy
+                .iter()
+                .filter(|p| p.as_str() != "none")
+                .cloned()
+                .collect();
+        }
         if !self.allow_origin.is_empty() {
             http.allow_origins = self.allow_origin.clone();
         }
@@ -807,6 +830,12 @@ mod tests {
             ("--max-url-bytes", h.max_url_bytes.to_string()),
             ("--head-timeout", shown(h.head_timeout)),
             ("--body-timeout", shown(h.body_timeout)),
+            (
+                "--max-connections-per-addr",
+                h.max_connections_per_addr.to_string(),
+            ),
+            ("--publishes-per-second", h.publishes_per_second.to_string()),
+            ("--sessions-per-minute", h.sessions_per_minute.to_string()),
             ("--agent-session-ttl", shown(cb.agent_session_ttl)),
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),

@@ -45,6 +45,13 @@ pub trait App: Send + Sync + 'static {
     fn serve(&self, path: &str, req: Request<Bytes>) -> AppFuture;
     /// Allows (`Ok`) or refuses (an error with its status) access to a channel.
     fn gate(&self, channel: &str, access: Access, headers: &HeaderMap) -> Result<(), Error>;
+    /// Whether a request to a path it claims opens a new session (a help
+    /// session, say): `serve` limits those per client address
+    /// ([`crate::http::HttpConfig::sessions_per_minute`]). None by default.
+    fn opens_session(&self, method: &hyper::Method, path: &str) -> bool {
+        let _ = (method, path);
+        false
+    }
 }
 
 /// Reads a request body for an app, refusing more than [`MAX_APP_BODY`].

@@ -48,6 +48,20 @@ pub struct HttpConfig {
     /// to arrive whole, from the first wait for it: then the request is
     /// answered 408 and the connection closed.
     pub body_timeout: Duration,
+    /// Open connections one client address may hold; beyond, new ones get
+    /// 429 (by [`crate::serve`]). A trusted proxy's are not counted.
+    pub max_connections_per_addr: usize,
+    /// Publishes one client address may make per second (in bursts of as
+    /// many), beyond which they get 429 with `Retry-After`; 0: no limit.
+    pub publishes_per_second: u32,
+    /// New sessions (an app's, such as co-browsing's help sessions and
+    /// classes: [`crate::http::App::opens_session`]) one client address may
+    /// open per minute, beyond which 429 with `Retry-After`; 0: no limit.
+    pub sessions_per_minute: u32,
+    /// Peers (addresses or CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-For` name the client; from any other peer those headers
+    /// are ignored. Loopback by default (a proxy on the same host).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -61,6 +75,10 @@ impl Default for HttpConfig {
             max_url_bytes: 8 * 1024,
             head_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            max_connections_per_addr: 1000,
+            publishes_per_second: 0,
+            sessions_per_minute: 10,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }
@@ -74,6 +92,10 @@ setters!(HttpConfig {
     max_url_bytes: usize,
     head_timeout: Duration,
     body_timeout: Duration,
+    max_connections_per_addr: usize,
+    publishes_per_second: u32,
+    sessions_per_minute: u32,
+    trusted_proxies: Vec<String>,
 });
 
 impl HttpConfig {
@@ -101,6 +123,14 @@ impl HttpConfig {
                 (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d),
                 || format!("{name} must be between 100 ms and 1 hour"),
             )?;
+        }
+        check(self.max_connections_per_addr >= 1, || {
+            "max-connections-per-addr must be at least 1".into()
+        })?;
+        for p in &self.trusted_proxies {
+            check(super::limits::Cidr::parse(p).is_some(), || {
+                format!("trusted-proxy {p:?} must be an IP address or a CIDR block (10.0.0.0/8, fd00::/8)")
+            })?;
         }
         for o in &self.allow_origins {
             check(

@@ -225,6 +225,21 @@ impl Service {
         !matches!(sub, Sub::Poll | Sub::Jsonp)
     }
 
+    /// Whether a POST to `uri` is a publish (for the per-address limit).
+    pub(crate) fn is_publish_request(&self, uri: &hyper::Uri) -> bool {
+        self.own_path(uri.path())
+            .is_some_and(|p| matches!(parse_path(p), Ok(Some(Route::Channel(_)))))
+    }
+
+    /// Whether a request opens a session of the mounted app (for the
+    /// per-address limit).
+    pub(crate) fn opens_session(&self, method: &Method, uri: &hyper::Uri) -> bool {
+        match (&self.app, self.own_path(uri.path())) {
+            (Some(app), Some(path)) => app.claims(path) && app.opens_session(method, path),
+            _ => false,
+        }
+    }
+
     /// Answers one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where

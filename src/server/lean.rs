@@ -65,8 +65,20 @@ pub(crate) async fn exchange(
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let http10 = req.version() == Version::HTTP_10;
     let resp = svc.handle(req).await;
+    answer(stream, resp, keep_alive, out).await
+}
+
+/// Writes the answer to a request read whole by `sniff` (always HTTP/1.1:
+/// see `classify`) through `out`. Returns whether the connection may carry
+/// another request.
+pub(crate) async fn answer(
+    stream: &mut impl Io,
+    resp: Response<Body>,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let http10 = false;
     let (parts, mut body) = resp.into_parts();
     let Some(len) = body.size_hint().exact() else {
         // An endless answer to a POST (an application's stream): chunked,

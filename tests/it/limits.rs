@@ -549,3 +549,210 @@ async fn idle_connections_are_closed_on_both_paths() {
         assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     }
 }
+
+// ---- Per client address: connections, publishes, new sessions ----
+
+/// A connection from another loopback address (the whole of 127/8 is
+/// this host), so a test has two client addresses.
+async fn connect_from(srv: &Server, ip: &str) -> Conn {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{ip}:0").parse().expect("address"))
+        .expect("bind a loopback address");
+    Conn::from_stream(socket.connect(srv.addr).await.expect("connect"))
+}
+
+/// `n` publishes pipelined on one connection in one write; their statuses.
+async fn pipelined_publishes(conn: &mut Conn, srv: &Server, n: usize, xff: &str) -> Vec<Response> {
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        let mut req = Req::post("/ch/c", format!("p{i}").as_bytes()).host(&srv.host());
+        if !xff.is_empty() {
+            req = req.header("X-Forwarded-For", xff);
+        }
+        req.write(&mut bytes);
+    }
+    conn.send(&bytes).await;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(conn.response("POST").await);
+    }
+    out
+}
+
+/// The first `limit` were taken, and at least one after them refused with
+/// 429, `Retry-After` and the limit named (a slow machine may refill a
+/// token or two while the rest are answered: no timing is assumed).
+fn expect_throttled(rs: &[Response], limit: usize, what: &str) -> usize {
+    for r in &rs[..limit] {
+        assert_eq!(r.head.status, 202, "{what}: {}", r.text());
+    }
+    let refused: Vec<_> = rs.iter().filter(|r| r.head.status == 429).collect();
+    assert!(!refused.is_empty(), "{what}: none of {} refused", rs.len());
+    for r in &refused {
+        r.expect_error(
+            429,
+            &[
+                "too many publishes from one address",
+                &format!("max {limit} a second"),
+            ],
+        );
+        r.head.expect("retry-after", "1");
+    }
+    rs.iter().filter(|r| r.head.status == 202).count()
+}
+
+#[tokio::test]
+async fn an_address_over_its_publish_rate_gets_429_and_others_do_not() {
+    // 127.0.0.1 is a trusted proxy (its X-Forwarded-For names the client),
+    // 127.0.0.2 an ordinary client.
+    let srv = Server::start(
+        config()
+            .publishes_per_second(3)
+            .trusted_proxies(vec!["127.0.0.1".into()]),
+    )
+    .await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut taken = 0;
+
+    // The lean path: ten publishes at once from client A (behind the proxy).
+    let mut conn = srv.connect().await;
+    let rs = pipelined_publishes(&mut conn, &srv, 10, "203.0.113.1").await;
+    taken += expect_throttled(&rs, 3, "lean, A");
+    // The refusal read the body: the connection goes on.
+    let r = conn
+        .request(&Req::get("/ch/c/info").host(&srv.host()))
+        .await;
+    assert_eq!(r.head.status, 200);
+
+    // hyper's path (chunked), client B: the same limit.
+    let mut rs = Vec::new();
+    for i in 0..10 {
+        let req = Req::post("/ch/c", format!("q{i}").as_bytes())
+            .header("X-Forwarded-For", "198.51.100.9, 203.0.113.2")
+            .chunked();
+        rs.push(srv.send(req).await);
+    }
+    taken += expect_throttled(&rs, 3, "hyper, B");
+
+    // Client C, behind the same proxy, is unaffected by A and B.
+    let r = srv
+        .send(Req::post("/ch/c", b"c").header("X-Forwarded-For", "203.0.113.3"))
+        .await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    taken += 1;
+
+    // An untrusted peer's X-Forwarded-For is ignored: naming A does not
+    // make it A (refused), and naming a new address each time does not
+    // get it past its own limit.
+    let mut other = connect_from(&srv, "127.0.0.2").await;
+    let r = other
+        .request(
+            &Req::post("/ch/c", b"d")
+                .host(&srv.host())
+                .header("X-Forwarded-For", "203.0.113.1"),
+        )
+        .await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    taken += 1;
+    let mut bytes = Vec::new();
+    for i in 0..10 {
+        Req::post("/ch/c", b"e")
+            .host(&srv.host())
+            .header("X-Forwarded-For", &format!("192.0.2.{i}"))
+            .write(&mut bytes);
+    }
+    other.send(&bytes).await;
+    let mut refused = 0;
+    for _ in 0..10 {
+        let r = other.response("POST").await;
+        match r.head.status {
+            202 => taken += 1,
+            429 => refused += 1,
+            s => panic!("{s}: {}", r.text()),
+        }
+    }
+    assert!(refused > 0, "spoofed addresses got past the limit");
+
+    assert_eq!(srv.hub.info("c").last_id as usize, taken);
+    // The subscriber got every event taken, and keeps receiving.
+    let id = srv.publish("c", "still here").await;
+    loop {
+        let e = sse.next_event().await;
+        if e.id == Some(id) {
+            assert_eq!(text(&e), "still here");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_address_over_its_connections_gets_429_and_others_do_not() {
+    let srv = Server::start(
+        config()
+            .max_connections_per_addr(2)
+            .trusted_proxies(vec!["127.0.0.3".into()]),
+    )
+    .await;
+    let first = srv.sse("/ch/c/sse").await;
+    let mut second = srv.sse("/ch/c/sse").await;
+    let r = srv.get("/healthz").await;
+    r.expect_error(429, &["too many connections from one address", "max 2"]);
+    r.head.expect("retry-after", "1");
+    // Another address is unaffected, and so are the open streams.
+    let mut other = connect_from(&srv, "127.0.0.2").await;
+    let r = other.request(&Req::get("/healthz").host(&srv.host())).await;
+    assert_eq!(r.head.status, 200);
+    let id = srv
+        .publish_event("c", tandem::NewEvent::message("still here"))
+        .await;
+    assert_eq!(second.next_event().await.id, Some(id));
+    // A trusted proxy's connections are not counted per address.
+    let mut via_proxy = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from(&srv, "127.0.0.3").await;
+        let r = c.request(&Req::get("/healthz").host(&srv.host())).await;
+        assert_eq!(r.head.status, 200);
+        via_proxy.push(c);
+    }
+    // Once one leaves, there is room again.
+    drop(first);
+    srv.wait_subscribers("c", tandem::Transport::Sse, 1).await;
+    wait_until("a slot of 127.0.0.1 frees up", || async {
+        srv.get("/healthz").await.head.status == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_address_over_its_new_sessions_gets_429_and_others_do_not() {
+    let srv = Server::start(
+        config()
+            .sessions_per_minute(2)
+            .trusted_proxies(vec!["127.0.0.1".into()]),
+    )
+    .await;
+    let ask = |xff: &str| {
+        Req::post(
+            "/cobrowse/session",
+            br#"{"url":"/portal/cart","title":"Your cart"}"#,
+        )
+        .header("Content-Type", "application/json")
+        .header("X-Forwarded-For", xff)
+    };
+    for _ in 0..2 {
+        assert_eq!(srv.send(ask("203.0.113.1")).await.head.status, 201);
+    }
+    let r = srv.send(ask("203.0.113.1")).await;
+    r.expect_error(
+        429,
+        &["too many new sessions from one address", "max 2 a minute"],
+    );
+    let wait: u64 = r.head.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    // The same through hyper (chunked body).
+    let r = srv.send(ask("203.0.113.1").chunked()).await;
+    assert_eq!(r.head.status, 429, "{}", r.text());
+    // Another customer is unaffected.
+    assert_eq!(srv.send(ask("203.0.113.2")).await.head.status, 201);
+}

@@ -81,6 +81,10 @@ forward!(http {
     max_url_bytes: usize,
     head_timeout: Duration,
     body_timeout: Duration,
+    max_connections_per_addr: usize,
+    publishes_per_second: u32,
+    sessions_per_minute: u32,
+    trusted_proxies: Vec<String>,
 });
 
 impl Setup {
