@@ -16,6 +16,9 @@
 //! such entries are swept when a shard has doubled since its last sweep:
 //! the maps hold only the addresses active in the last period.
 //!
+//! Addresses are counted as themselves (IPv4) or by their /64 (IPv6: a
+//! host or a subscriber line gets a whole /64).
+//!
 //! The client address is the connection's peer, unless the peer is one of
 //! `trusted_proxies`: then it is taken from `Forwarded` (`for=`) or else
 //! `X-Forwarded-For`, read from the right and skipping the addresses that
@@ -30,7 +33,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, FORWARDED, RETRY_AFTER};
 use hyper::{Method, Request, Response};
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -75,6 +78,16 @@ impl Cidr {
     }
 }
 
+/// What an address is counted as: an IPv4 address itself, an IPv6 address
+/// by its /64 (one subscriber line or host gets a whole /64, so counting
+/// single IPv6 addresses would give each client 2^64 allowances).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
+    }
+}
+
 /// An IPv4 address mapped into IPv6 (`::ffff:a.b.c.d`, a dual-stack
 /// listener's view of an IPv4 client) is the IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -84,7 +97,51 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
 const SHARDS: usize = 16;
+
+/// A keyed multiply-xor hasher for the address maps: SipHash cost a tenth
+/// of a limited publish. The key is random per map, so which addresses
+/// collide cannot be worked out from outside.
+#[derive(Clone, Copy)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517C_C1B7_2722_0A95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        // Fold the high bits in: the map takes its buckets from the low.
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AddrKey(u64);
+
+impl Default for AddrKey {
+    fn default() -> Self {
+        let mut seed = [0u8; 8];
+        // Without randomness the maps still work, only predictably.
+        let _ = getrandom::getrandom(&mut seed);
+        AddrKey(u64::from_le_bytes(seed) | 1)
+    }
+}
+
+impl std::hash::BuildHasher for AddrKey {
+    type Hasher = AddrHasher;
+    fn build_hasher(&self) -> AddrHasher {
+        AddrHasher(self.0)
+    }
+}
+
+type AddrMap<T> = HashMap<IpAddr, T, AddrKey>;
 
 fn shard_of(ip: &IpAddr) -> usize {
     // Cheap and spread enough: the low bits of the address vary most.
@@ -99,7 +156,7 @@ fn shard_of(ip: &IpAddr) -> usize {
 }
 
 struct Shard<T> {
-    map: HashMap<IpAddr, T>,
+    map: AddrMap<T>,
     /// Sweep when the map grows past this.
     sweep_at: usize,
 }
@@ -107,7 +164,7 @@ struct Shard<T> {
 impl<T> Default for Shard<T> {
     fn default() -> Self {
         Shard {
-            map: HashMap::new(),
+            map: AddrMap::default(),
             sweep_at: 1024,
         }
     }
@@ -235,7 +292,7 @@ impl Limits {
         if self.is_trusted(peer) {
             return Ok(None);
         }
-        let ip = canonical(peer);
+        let ip = counted_as(peer);
         let mut shard = self.connections[shard_of(&ip)].lock();
         let n = shard.map.entry(ip).or_insert(0);
         if *n as usize >= self.max_connections {
@@ -269,7 +326,7 @@ impl Limits {
             (_, Some(s)) if svc.opens_session(req.method(), req.uri()) => s,
             _ => return None,
         };
-        let client = self.client(peer, req.headers());
+        let client = counted_as(self.client(peer, req.headers()));
         rate.take(client).err().map(|wait| {
             log::debug!("{client}: too many {}", rate.what);
             rate.refusal(wait)
@@ -277,40 +334,43 @@ impl Limits {
     }
 
     /// The client's address: the peer, or behind a trusted proxy the
-    /// address it forwarded for.
+    /// address it forwarded for. Walks the header values from the right
+    /// without collecting them.
     pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
         if self.trusted.is_empty() || !self.is_trusted(peer) {
             return peer;
         }
-        let forwarded: Vec<&str> = headers
-            .get_all("forwarded")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|e| {
-                e.split(';')
-                    .map(str::trim)
-                    .find_map(|p| {
-                        p.get(..4)
-                            .filter(|k| k.eq_ignore_ascii_case("for="))
-                            .map(|_| &p[4..])
-                    })
-                    .unwrap_or("")
-            })
-            .collect();
-        let entries = if forwarded.is_empty() {
-            headers
-                .get_all("x-forwarded-for")
+        let forwarded = headers.get_all(FORWARDED);
+        if forwarded.iter().next().is_some() {
+            let entries = forwarded
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .collect()
-        } else {
-            forwarded
-        };
+                .rev()
+                .flat_map(|v| v.to_str().unwrap_or("").rsplit(','))
+                .map(|e| {
+                    e.split(';')
+                        .map(str::trim)
+                        .find_map(|p| {
+                            p.get(..4)
+                                .filter(|k| k.eq_ignore_ascii_case("for="))
+                                .map(|_| &p[4..])
+                        })
+                        .unwrap_or("")
+                });
+            return self.walk(peer, entries);
+        }
+        let entries = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .rev()
+            .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
+        self.walk(peer, entries)
+    }
+
+    /// From the right: the first address that is not a trusted proxy.
+    fn walk<'a>(&self, peer: IpAddr, entries: impl Iterator<Item = &'a str>) -> IpAddr {
         let mut client = peer;
-        for entry in entries.iter().rev() {
+        for entry in entries {
             match parse_node(entry) {
                 Some(ip) => {
                     client = ip;
@@ -404,6 +464,20 @@ mod tests {
         assert_eq!(l.client(ip("10.0.0.1"), &port), ip("192.0.2.61"));
         // No proxies trusted: always the peer.
         assert_eq!(limits(&[]).client(ip("10.0.0.1"), &xff), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        assert_eq!(counted_as(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(counted_as(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        let l = Arc::new(Limits::new(
+            &HttpConfig::default()
+                .max_connections_per_addr(1)
+                .trusted_proxies(vec![]),
+        ));
+        let _one = l.open(ip("2001:db8::1")).unwrap();
+        assert!(l.open(ip("2001:db8::2")).is_err(), "the same /64");
+        assert!(l.open(ip("2001:db8:0:1::1")).is_ok(), "another /64");
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,7 +18,7 @@
 //! closes: the socket's read side is watched for EOF while the stream is
 //! idle, so a departed subscriber is dropped at once, not at the next write.
 //!
-//! Publishes read whole by `sniff` are answered here too (`exchange`): one
+//! Publishes read whole by `sniff` are answered here too (`answer`): one
 //! head and body with `Content-Length` in one write, and the connection goes
 //! back to `sniff` for its next request.
 
@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Io;
 use bytes::{Buf, Bytes};
-use http_body_util::{Empty, Full};
+use http_body_util::Empty;
 use hyper::body::Body as _;
 use hyper::{Request, Response, Version};
 
@@ -55,22 +55,9 @@ pub(crate) async fn serve_stream(
     Ok(())
 }
 
-/// Answers one request read whole by `sniff` (a publish, usually), writing
-/// the answer through `out`, a buffer kept from request to request. Returns
-/// whether the connection may carry another request.
-pub(crate) async fn exchange(
-    stream: &mut impl Io,
-    req: Request<Full<Bytes>>,
-    svc: &Service,
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) -> io::Result<bool> {
-    let resp = svc.handle(req).await;
-    answer(stream, resp, keep_alive, out).await
-}
-
-/// Writes the answer to a request read whole by `sniff` (always HTTP/1.1:
-/// see `classify`) through `out`. Returns whether the connection may carry
+/// Writes the answer to a request read whole by `sniff` (a publish,
+/// usually; always HTTP/1.1: see `classify`) through `out`, a buffer kept
+/// from request to request. Returns whether the connection may carry
 /// another request.
 pub(crate) async fn answer(
     stream: &mut impl Io,

@@ -390,14 +390,14 @@ async fn lean_requests<S: Io>(
                 let keep_alive = keep_alive && !shutdown.is_triggered();
                 // Over its address's rate: refused after the body was read,
                 // so the connection stays usable.
-                let answered = match limits.check(svc, peer.ip(), &req) {
-                    Some(refusal) => lean::answer(stream, refusal, keep_alive, &mut out).await,
+                let resp = match limits.check(svc, peer.ip(), &req) {
+                    Some(refusal) => refusal,
                     None => {
-                        let req = req.map(|()| http_body_util::Full::new(body));
-                        lean::exchange(stream, req, svc, keep_alive, &mut out).await
+                        svc.handle(req.map(|()| http_body_util::Full::new(body)))
+                            .await
                     }
                 };
-                match answered {
+                match lean::answer(stream, resp, keep_alive, &mut out).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();
                         continue;

@@ -8,7 +8,7 @@
 //!   nothing per connection;
 //! - a plain request with a body of known size (a publish: `POST` with
 //!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
-//!   (`read_body`) and answered on the lean path too (`lean::exchange`), and
+//!   (`read_body`) and answered on the lean path too (`lean::answer`), and
 //!   the connection comes back here for its next request. Publishing is the
 //!   hot path for servers that fan events out, and hyper's general machinery
 //!   (header map conversions, body channel, dispatcher) was half of a
