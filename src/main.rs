@@ -955,5 +955,44 @@ mod tests {
         assert_eq!(http.max_connections, 7);
         assert_eq!(core.buffer_events, Config::default().buffer_events);
         assert_eq!(http.idle_timeout, HttpConfig::default().idle_timeout);
+        assert_eq!(http.trusted_proxies, HttpConfig::default().trusted_proxies);
+    }
+
+    #[test]
+    fn limit_flags() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["serve"];
+            all.extend_from_slice(args);
+            let Command::Serve(s) = Cli::from_args(&["tandem"], &all).unwrap().command else {
+                panic!("not serve")
+            };
+            s.config().1
+        };
+        let http = serve(&[
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "fd00::/8",
+            "--publishes-per-second",
+            "50",
+            "--head-timeout",
+            "2s",
+            "--max-head-bytes",
+            "65536",
+        ]);
+        assert_eq!(http.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(http.publishes_per_second, 50);
+        assert_eq!(http.head_timeout, Duration::from_secs(2));
+        assert_eq!(http.max_head_bytes, 65536);
+        http.validate().unwrap();
+        assert!(serve(&["--trusted-proxy", "none"])
+            .trusted_proxies
+            .is_empty());
+        let bad = serve(&["--trusted-proxy", "proxy.example"]);
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("trusted-proxy"));
     }
 }
