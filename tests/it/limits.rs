@@ -756,3 +756,26 @@ async fn an_address_over_its_new_sessions_gets_429_and_others_do_not() {
     // Another customer is unaffected.
     assert_eq!(srv.send(ask("203.0.113.2")).await.head.status, 201);
 }
+
+/// A 200 KB head after a request hyper served: hyper refuses it (431, its
+/// empty body) once it has read past the limit, and closes.
+#[tokio::test]
+async fn a_later_200_kb_head_is_431_from_hyper() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::with_defaults().await;
+    let mut sse = srv.sse("/ch/c/sse").await;
+    let mut conn = srv.connect().await;
+    let r = conn
+        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
+        .await;
+    assert_eq!(r.head.status, 200);
+    let req = Req::get("/ch/c/poll?timeout=0")
+        .host(&srv.host())
+        .header("X-Big", &"b".repeat(200 * 1024));
+    // The write may fail once hyper has closed: what it answered is the point.
+    let _ = conn.stream.write_all(&req.to_bytes()).await;
+    let head = conn.read_head().await;
+    assert_eq!(head.status, 431, "{}", head.raw);
+    srv.publish("c", "still here").await;
+    assert_eq!(text(&sse.next_event().await), "still here");
+}
