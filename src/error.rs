@@ -31,6 +31,9 @@ pub(crate) enum Kind {
     NotFound,
     MethodNotAllowed,
     TooLarge,
+    HeadTooLarge,
+    UriTooLong,
+    RequestTimeout,
     UnsupportedMediaType,
     RateLimited,
     Unavailable,
@@ -71,6 +74,13 @@ kinds! {
     method_not_allowed, is_method_not_allowed => MethodNotAllowed;
     /// Over a size or count limit (HTTP 413).
     too_large, is_too_large => TooLarge;
+    /// A request head over the size limit (HTTP 431).
+    head_too_large, is_head_too_large => HeadTooLarge;
+    /// A request target (URL) over the length limit (HTTP 414).
+    uri_too_long, is_uri_too_long => UriTooLong;
+    /// A request that did not arrive in time: its head or body came too
+    /// slowly (HTTP 408).
+    request_timeout, is_request_timeout => RequestTimeout;
     /// A body in a format the route does not read (HTTP 415).
     unsupported_media_type, is_unsupported_media_type => UnsupportedMediaType;
     /// Too many requests from one client for now (HTTP 429).

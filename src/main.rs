@@ -141,6 +141,30 @@ struct Serve {
     /// how long shutdown waits for connections to drain [10s]
     #[argh(option, from_str_fn(duration))]
     shutdown_timeout: Option<Duration>,
+    /// largest request head (request line and headers) in bytes; larger ones get 431 [32768]
+    #[argh(option)]
+    max_head_bytes: Option<usize>,
+    /// longest request URL (path and query) in bytes; longer ones get 414 [8192]
+    #[argh(option)]
+    max_url_bytes: Option<usize>,
+    /// close a connection whose request head takes longer than this from its first byte (slowloris), answering 408 [10s]
+    #[argh(option, from_str_fn(duration))]
+    head_timeout: Option<Duration>,
+    /// answer 408 and close when a request body (Content-Length or chunked) takes longer than this to arrive [30s]
+    #[argh(option, from_str_fn(duration))]
+    body_timeout: Option<Duration>,
+    /// open connections one client address may hold; beyond, new ones get 429 (a trusted proxy's are not counted) [1000]
+    #[argh(option)]
+    max_connections_per_addr: Option<usize>,
+    /// publishes one client address may make per second (bursts of as many); beyond, 429 with Retry-After; 0 for no limit [0]
+    #[argh(option)]
+    publishes_per_second: Option<u32>,
+    /// new help sessions and classes one client address may open per minute; beyond, 429 with Retry-After; 0 for no limit [10]
+    #[argh(option)]
+    sessions_per_minute: Option<u32>,
+    /// a reverse proxy (address or CIDR block) whose Forwarded / X-Forwarded-For name the client; repeat for more; `none` trusts none [127.0.0.0/8 and ::1]
+    #[argh(option)]
+    trusted_proxy: Vec<String>,
     /// turn co-browsing off (/cobrowse.js, /agent, /cobrowse/..., /portal/)
     #[argh(switch)]
     no_cobrowse: bool,
@@ -246,7 +270,28 @@ impl Serve {
             sweep_interval,
         );
         let mut http = HttpConfig::default();
-        lay!(http, self, max_connections, idle_timeout, shutdown_timeout);
+        lay!(
+            http,
+            self,
+            max_connections,
+            idle_timeout,
+            shutdown_timeout,
+            max_head_bytes,
+            max_url_bytes,
+            head_timeout,
+            body_timeout,
+            max_connections_per_addr,
+            publishes_per_second,
+            sessions_per_minute,
+        );
+        if !self.trusted_proxy.is_empty() {
+            http.trusted_proxies = self
+                .trusted_proxy
+                .iter()
+                .filter(|p| p.as_str() != "none")
+                .cloned()
+                .collect();
+        }
         if !self.allow_origin.is_empty() {
             http.allow_origins = self.allow_origin.clone();
         }
@@ -837,6 +882,16 @@ mod tests {
             ("--max-connections", h.max_connections.to_string()),
             ("--idle-timeout", shown(h.idle_timeout)),
             ("--shutdown-timeout", shown(h.shutdown_timeout)),
+            ("--max-head-bytes", h.max_head_bytes.to_string()),
+            ("--max-url-bytes", h.max_url_bytes.to_string()),
+            ("--head-timeout", shown(h.head_timeout)),
+            ("--body-timeout", shown(h.body_timeout)),
+            (
+                "--max-connections-per-addr",
+                h.max_connections_per_addr.to_string(),
+            ),
+            ("--publishes-per-second", h.publishes_per_second.to_string()),
+            ("--sessions-per-minute", h.sessions_per_minute.to_string()),
             ("--agent-session-ttl", shown(cb.agent_session_ttl)),
             ("--help-session-ttl", shown(cb.help_session_ttl)),
             ("--max-help-sessions", cb.max_help_sessions.to_string()),
@@ -956,5 +1011,44 @@ mod tests {
         assert_eq!(http.max_connections, 7);
         assert_eq!(core.buffer_events, Config::default().buffer_events);
         assert_eq!(http.idle_timeout, HttpConfig::default().idle_timeout);
+        assert_eq!(http.trusted_proxies, HttpConfig::default().trusted_proxies);
+    }
+
+    #[test]
+    fn limit_flags() {
+        let serve = |args: &[&str]| {
+            let mut all = vec!["serve"];
+            all.extend_from_slice(args);
+            let Command::Serve(s) = Cli::from_args(&["tandem"], &all).unwrap().command else {
+                panic!("not serve")
+            };
+            s.config().1
+        };
+        let http = serve(&[
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "fd00::/8",
+            "--publishes-per-second",
+            "50",
+            "--head-timeout",
+            "2s",
+            "--max-head-bytes",
+            "65536",
+        ]);
+        assert_eq!(http.trusted_proxies, ["10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(http.publishes_per_second, 50);
+        assert_eq!(http.head_timeout, Duration::from_secs(2));
+        assert_eq!(http.max_head_bytes, 65536);
+        http.validate().unwrap();
+        assert!(serve(&["--trusted-proxy", "none"])
+            .trusted_proxies
+            .is_empty());
+        let bad = serve(&["--trusted-proxy", "proxy.example"]);
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("trusted-proxy"));
     }
 }

@@ -566,6 +566,12 @@ impl App for Cobrowse {
         })
     }
 
+    fn opens_session(&self, method: &hyper::Method, path: &str) -> bool {
+        // Asking for help, and an agent opening a class: each is a session
+        // someone must attend to (serve limits them per client address).
+        method == hyper::Method::POST && matches!(path, "/cobrowse/session" | "/cobrowse/class")
+    }
+
     fn gate(&self, channel: &str, access: Access, headers: &HeaderMap) -> Result<(), Error> {
         // Asked on every publish and subscribe of every channel: only the
         // `cb.` ones are co-browsing's, and reading three cookies out of the

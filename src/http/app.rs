@@ -61,17 +61,28 @@ pub trait App: Send + Sync + 'static {
         let _ = (channel, headers);
         None
     }
+
+    /// Whether a request to a path it claims opens a new session (a help
+    /// session, say): `serve` limits those per client address
+    /// ([`crate::http::HttpConfig::sessions_per_minute`]). None by default.
+    fn opens_session(&self, method: &hyper::Method, path: &str) -> bool {
+        let _ = (method, path);
+        false
+    }
 }
 
 /// Reads a request body for an app, refusing more than [`MAX_APP_BODY`].
-pub(crate) async fn read_body<B>(req: Request<B>) -> Result<Request<Bytes>, Error>
+pub(crate) async fn read_body<B>(
+    req: Request<B>,
+    timeout: std::time::Duration,
+) -> Result<Request<Bytes>, Error>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use super::read::{read_all, ReadError};
     let (parts, body) = req.into_parts();
-    let data = match read_all(body, MAX_APP_BODY).await {
+    let data = match read_all(body, MAX_APP_BODY, timeout).await {
         Ok(data) => data,
         Err(ReadError::TooLarge) => {
             return Err(Error::too_large(format!(
@@ -81,6 +92,7 @@ where
         Err(ReadError::Failed) => {
             return Err(Error::bad_request("could not read the request body"))
         }
+        Err(ReadError::TooSlow) => return Err(super::read::too_slow(timeout)),
     };
     Ok(Request::from_parts(parts, data))
 }

@@ -1,4 +1,5 @@
-//! The HTTP layer's settings: connections, timeouts, allowed origins.
+//! The HTTP layer's settings: connections, request limits, timeouts,
+//! allowed origins.
 
 use std::time::Duration;
 
@@ -30,6 +31,37 @@ pub struct HttpConfig {
     pub allow_origins: Vec<String>,
     /// How long graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
+    /// Largest request head (request line and headers) taken, in bytes; a
+    /// larger one is answered 431. The same on every connection path
+    /// (`server/sniff.rs` reads each connection's first head; hyper is
+    /// given this as its `max_header_size` for the ones after).
+    pub max_head_bytes: usize,
+    /// Longest request target (path and query) taken, in bytes; a longer
+    /// one is answered 414.
+    pub max_url_bytes: usize,
+    /// How long a request head may take from its first byte to its end
+    /// (slowloris): then the connection is answered 408 and closed. On a
+    /// connection hyper keeps after its first request, hyper's one head
+    /// timer (`idle_timeout`, from the last answer) applies instead.
+    pub head_timeout: Duration,
+    /// How long a request body (with `Content-Length` or chunked) may take
+    /// to arrive whole, from the first wait for it: then the request is
+    /// answered 408 and the connection closed.
+    pub body_timeout: Duration,
+    /// Open connections one client address may hold; beyond, new ones get
+    /// 429 (by [`crate::serve`]). A trusted proxy's are not counted.
+    pub max_connections_per_addr: usize,
+    /// Publishes one client address may make per second (in bursts of as
+    /// many), beyond which they get 429 with `Retry-After`; 0: no limit.
+    pub publishes_per_second: u32,
+    /// New sessions (an app's, such as co-browsing's help sessions and
+    /// classes: [`crate::http::App::opens_session`]) one client address may
+    /// open per minute, beyond which 429 with `Retry-After`; 0: no limit.
+    pub sessions_per_minute: u32,
+    /// Peers (addresses or CIDR blocks) whose `Forwarded` /
+    /// `X-Forwarded-For` name the client; from any other peer those headers
+    /// are ignored. Loopback by default (a proxy on the same host).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +71,14 @@ impl Default for HttpConfig {
             idle_timeout: Duration::from_secs(75),
             allow_origins: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            max_head_bytes: 32 * 1024,
+            max_url_bytes: 8 * 1024,
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections_per_addr: 1000,
+            publishes_per_second: 0,
+            sessions_per_minute: 10,
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }
@@ -48,6 +88,14 @@ setters!(HttpConfig {
     idle_timeout: Duration,
     allow_origins: Vec<String>,
     shutdown_timeout: Duration,
+    max_head_bytes: usize,
+    max_url_bytes: usize,
+    head_timeout: Duration,
+    body_timeout: Duration,
+    max_connections_per_addr: usize,
+    publishes_per_second: u32,
+    sessions_per_minute: u32,
+    trusted_proxies: Vec<String>,
 });
 
 impl HttpConfig {
@@ -60,6 +108,30 @@ impl HttpConfig {
             (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.idle_timeout),
             || "idle-timeout must be between 100 ms and 1 day".into(),
         )?;
+        check((1024..=1024 * 1024).contains(&self.max_head_bytes), || {
+            "max-head-bytes must be between 1024 and 1048576".into()
+        })?;
+        check(
+            self.max_url_bytes >= 64 && self.max_url_bytes < self.max_head_bytes,
+            || "max-url-bytes must be at least 64 and less than max-head-bytes".into(),
+        )?;
+        for (name, d) in [
+            ("head-timeout", self.head_timeout),
+            ("body-timeout", self.body_timeout),
+        ] {
+            check(
+                (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d),
+                || format!("{name} must be between 100 ms and 1 hour"),
+            )?;
+        }
+        check(self.max_connections_per_addr >= 1, || {
+            "max-connections-per-addr must be at least 1".into()
+        })?;
+        for p in &self.trusted_proxies {
+            check(super::limits::Cidr::parse(p).is_some(), || {
+                format!("trusted-proxy {p:?} must be an IP address or a CIDR block (10.0.0.0/8, fd00::/8)")
+            })?;
+        }
         for o in &self.allow_origins {
             check(
                 o == "*"
@@ -94,5 +166,13 @@ mod tests {
             e(HttpConfig::default().max_connections(0)),
             "max-connections must be at least 1"
         );
+        assert_eq!(
+            e(HttpConfig::default().max_head_bytes(100)),
+            "max-head-bytes must be between 1024 and 1048576"
+        );
+        assert!(e(HttpConfig::default()
+            .max_head_bytes(4096)
+            .max_url_bytes(4096))
+        .contains("max-url-bytes"));
     }
 }

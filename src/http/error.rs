@@ -18,6 +18,9 @@ pub fn status_of(e: &Error) -> StatusCode {
         Kind::NotFound => StatusCode::NOT_FOUND,
         Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        Kind::UriTooLong => StatusCode::URI_TOO_LONG,
+        Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Kind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -64,6 +67,9 @@ mod tests {
             r#"{"error":"event too large (max 3 bytes)"}"#
         );
         assert_eq!(status_of(&Error::rate_limited("slow down")), 429);
+        assert_eq!(status_of(&Error::head_too_large("head")), 431);
+        assert_eq!(status_of(&Error::uri_too_long("url")), 414);
+        assert_eq!(status_of(&Error::request_timeout("slow")), 408);
         assert_eq!(status_of(&Error::unavailable("full")), 503);
         assert_eq!(status_of(&Error::bad_gateway("upstream unreachable")), 502);
         assert_eq!(status_of(&Error::gateway_timeout("upstream too slow")), 504);

@@ -10,6 +10,8 @@
 //! * `body.rs`: the one response body type and response helpers.
 //! * `error.rs`: the status and JSON body each refusal is answered with.
 //! * `read.rs`: reading a whole request body within a limit.
+//! * `limits.rs`: per-client-address limits (connections, publishes, new
+//!   sessions) and the client's address behind a trusted proxy, for `serve`.
 //! * `app.rs`: the hook for an application mounted beside the push routes
 //!   (its own paths, and a gate on every channel access).
 //! * `assets.rs`: the browser client and demo pages, embedded from `src/web/`.
@@ -23,6 +25,7 @@ mod body;
 mod config;
 mod cors;
 mod error;
+pub(crate) mod limits;
 pub(crate) mod publish;
 mod read;
 pub(crate) mod route;
@@ -38,6 +41,7 @@ pub(crate) use service::{Forward, ForwardBody};
 pub use service::{Service, DEFAULT_CALLBACK};
 
 pub(crate) use body::{decimal, no_cache as no_store};
+pub(crate) use read::{seconds, too_slow};
 
 /// Set by the [`Service`] in the extensions of a request it hands to an
 /// [`App`] when the request's `Origin` is neither this server's nor allowed

@@ -6,7 +6,10 @@
 //! once. (`http_body_util`'s `collect` queues the chunks in a list it
 //! allocates even for one, a measurable part of a publish.)
 
-use std::pin::pin;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
@@ -17,10 +20,16 @@ pub(crate) enum ReadError {
     TooLarge,
     /// The connection failed or the body was malformed.
     Failed,
+    /// The body did not all arrive within the time allowed: a chunked
+    /// body that stops mid-way would otherwise hold the request for ever.
+    TooSlow,
 }
 
-/// The whole body, or `TooLarge` as soon as it exceeds `max` bytes.
-pub(crate) async fn read_all<B>(body: B, max: usize) -> Result<Bytes, ReadError>
+/// The whole body, or `TooLarge` as soon as it exceeds `max` bytes, or
+/// `TooSlow` if it has not all arrived `timeout` after the first wait for
+/// it. A body already there (the lean path's, a small one through hyper)
+/// never waits, and no timer is made for it.
+pub(crate) async fn read_all<B>(body: B, max: usize, timeout: Duration) -> Result<Bytes, ReadError>
 where
     B: hyper::body::Body<Data = Bytes>,
 {
@@ -28,7 +37,20 @@ where
     let mut first = Bytes::new();
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        let next = std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(Ok(frame)),
+            Poll::Pending => {
+                let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match t.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(ReadError::TooSlow)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        })
+        .await?;
+        let Some(frame) = next else { break };
         let Ok(data) = frame.map_err(|_| ReadError::Failed)?.into_data() else {
             continue; // trailers
         };
@@ -50,12 +72,29 @@ where
     Ok(joined.map_or(first, BytesMut::freeze))
 }
 
+/// The refusal of a body that did not arrive in time (408).
+pub(crate) fn too_slow(timeout: Duration) -> crate::Error {
+    crate::Error::request_timeout(format!(
+        "request body too slow (max {} to send it)",
+        seconds(timeout)
+    ))
+}
+
+/// `30 s`, `250 ms`: a limit's duration in an error message.
+pub(crate) fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::VecDeque;
     use std::convert::Infallible;
-    use std::task::{Context, Poll};
+    use std::task::Context;
 
     use hyper::body::Frame;
 
@@ -83,7 +122,7 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
-            .block_on(read_all(body, max))
+            .block_on(read_all(body, max, Duration::from_secs(1)))
     }
 
     #[test]
@@ -92,7 +131,11 @@ mod tests {
         let kept = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")
-            .block_on(read_all(Chunks(VecDeque::from([one.clone()])), 5))
+            .block_on(read_all(
+                Chunks(VecDeque::from([one.clone()])),
+                5,
+                Duration::from_secs(1),
+            ))
             .expect("within the limit");
         assert_eq!(kept.as_ptr(), one.as_ptr(), "one chunk is not copied");
         assert_eq!(

@@ -225,12 +225,35 @@ impl Service {
         !matches!(sub, Sub::Poll | Sub::Jsonp)
     }
 
+    /// Whether a POST to `uri` is a publish (for the per-address limit):
+    /// `/ch/{c}` by its shape, whatever `c` is (a POST with a bad name is
+    /// refused, and counts like any other). No `parse_path`: it allocates
+    /// the name, a tenth of a publish's cost.
+    pub(crate) fn is_publish_request(&self, uri: &hyper::Uri) -> bool {
+        self.own_path(uri.path())
+            .and_then(|p| p.strip_prefix("/ch/"))
+            .is_some_and(|c| !c.is_empty() && !c.contains('/'))
+    }
+
+    /// Whether a request opens a session of the mounted app (for the
+    /// per-address limit). The app's own test first: it is a comparison of
+    /// two paths, where `claims` may look further.
+    pub(crate) fn opens_session(&self, method: &Method, uri: &hyper::Uri) -> bool {
+        match (&self.app, self.own_path(uri.path())) {
+            (Some(app), Some(path)) => app.opens_session(method, path) && app.claims(path),
+            _ => false,
+        }
+    }
+
     /// Answers one request.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(e) = self.url_too_long(req.uri()) {
+            return super::error_response(&e);
+        }
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
@@ -247,6 +270,16 @@ impl Service {
         resp
     }
 
+    /// A request target over `max_url_bytes`, on whichever path the
+    /// request came (a head too large as a whole is refused before it gets
+    /// here: `server/sniff.rs`, or hyper's `max_header_size`).
+    fn url_too_long(&self, uri: &hyper::Uri) -> Option<Error> {
+        let max = self.config.max_url_bytes;
+        let len = uri.path_and_query().map_or(0, |p| p.as_str().len())
+            + uri.authority().map_or(0, |a| a.as_str().len());
+        (len > max).then(|| Error::uri_too_long(format!("url too long (max {max} bytes)")))
+    }
+
     async fn route<B>(&self, req: Request<B>, origin: &Origin) -> Result<Response<Body>, Error>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -260,7 +293,12 @@ impl Service {
             if *origin == Origin::Denied {
                 req.extensions_mut().insert(super::OriginDenied);
             }
-            return Ok(app.serve(&path, super::app::read_body(req).await?).await);
+            return Ok(app
+                .serve(
+                    &path,
+                    super::app::read_body(req, self.config.body_timeout).await?,
+                )
+                .await);
         }
         let route = parse_path(path)?.ok_or_else(not_found)?;
         let query = Query::parse(req.uri().query().unwrap_or(""))?;
@@ -430,9 +468,10 @@ impl Service {
         if declared.is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
-        let data = match read_all(req.into_body(), max).await {
+        let data = match read_all(req.into_body(), max, self.config.body_timeout).await {
             Ok(data) => data,
             Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::TooSlow) => return Err(super::read::too_slow(self.config.body_timeout)),
             Err(ReadError::Failed) => {
                 return Err(Error::bad_request("could not read the request body"))
             }

@@ -18,7 +18,7 @@
 //! closes: the socket's read side is watched for EOF while the stream is
 //! idle, so a departed subscriber is dropped at once, not at the next write.
 //!
-//! Publishes read whole by `sniff` are answered here too (`exchange`): one
+//! Publishes read whole by `sniff` are answered here too (`answer`): one
 //! head and body with `Content-Length` in one write, and the connection goes
 //! back to `sniff` for its next request.
 
@@ -31,7 +31,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::Io;
 use bytes::{Buf, Bytes};
-use http_body_util::{Empty, Full};
+use http_body_util::Empty;
 use hyper::body::Body as _;
 use hyper::{Request, Response, Version};
 
@@ -55,18 +55,17 @@ pub(crate) async fn serve_stream(
     Ok(())
 }
 
-/// Answers one request read whole by `sniff` (a publish, usually), writing
-/// the answer through `out`, a buffer kept from request to request. Returns
-/// whether the connection may carry another request.
-pub(crate) async fn exchange(
+/// Writes the answer to a request read whole by `sniff` (a publish,
+/// usually; always HTTP/1.1: see `classify`) through `out`, a buffer kept
+/// from request to request. Returns whether the connection may carry
+/// another request.
+pub(crate) async fn answer(
     stream: &mut impl Io,
-    req: Request<Full<Bytes>>,
-    svc: &Service,
+    resp: Response<Body>,
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) -> io::Result<bool> {
-    let http10 = req.version() == Version::HTTP_10;
-    let resp = svc.handle(req).await;
+    let http10 = false;
     let (parts, mut body) = resp.into_parts();
     let Some(len) = body.size_hint().exact() else {
         // An endless answer to a POST (an application's stream): chunked,
@@ -96,6 +95,32 @@ pub(crate) async fn exchange(
         let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
     }
     Ok(keep_alive)
+}
+
+/// Answers a request the connection cannot go on from (a head over the
+/// limit, a body that stopped coming) with `resp` and closes the connection.
+///
+/// The close lingers: the client may still be sending what was refused
+/// (the rest of a 200 KB head), and closing a socket with unread bytes
+/// makes the kernel send a reset that can destroy the answer before the
+/// client reads it. So the write side is shut, then what arrives is read
+/// and dropped until the client closes, for at most 2 s or 1 MiB.
+pub(crate) async fn refuse(stream: &mut impl Io, resp: Response<Body>) -> io::Result<()> {
+    let http10 = false;
+    respond(stream, resp, http10, false).await?;
+    let _ = tokio::io::AsyncWriteExt::shutdown(stream).await;
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut left = 1024 * 1024usize;
+        while left > 0 {
+            match tokio::io::AsyncReadExt::read(stream, &mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    Ok(())
 }
 
 /// How a response's body is delimited.

@@ -26,6 +26,7 @@ use std::future::{Future, IntoFuture};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -37,6 +38,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::http::limits::Limits;
 use crate::http::Service;
 use crate::shutdown::Shutdown;
 use sniff::{Prefixed, Sniff};
@@ -119,6 +121,7 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
     let shutdown: Shutdown = service.shutdown().clone();
     let hub = service.hub().clone();
     let cfg = service.config().clone();
+    let limits = Arc::new(Limits::new(&cfg));
     if let Some(signal) = signal {
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -149,14 +152,28 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
         if hub.metrics().connections.get() >= cfg.max_connections as u64 {
             hub.metrics().refused.inc();
             log::debug!("refusing {peer}: at the connection limit");
-            tokio::spawn(refuse(stream, cfg.max_connections, alive));
+            let max = cfg.max_connections;
+            let e = crate::Error::unavailable(format!("too many connections (max {max})"));
+            tokio::spawn(refuse(stream, e, alive));
             continue;
         }
+        // One hash lookup: this address's share of the connections.
+        let counted = match limits.open(peer.ip()) {
+            Ok(counted) => counted,
+            Err(e) => {
+                hub.metrics().refused.inc();
+                log::debug!("refusing {peer}: {e}");
+                tokio::spawn(refuse(stream, e, alive));
+                continue;
+            }
+        };
         hub.metrics().connections.inc();
         log::debug!("connection opened: {peer}");
         let svc = service.clone();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            connection(stream, peer, svc.clone()).await;
+            connection(stream, peer, svc.clone(), limits).await;
+            drop(counted);
             svc.hub().metrics().connections.dec();
             drop(alive);
         });
@@ -176,15 +193,18 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
     Ok(())
 }
 
-/// Answers a connection over the limit with `503` and closes it.
-async fn refuse(stream: impl Io, max: usize, alive: mpsc::Sender<()>) {
-    let refuse = service_fn(move |_req| async move {
-        let e = crate::Error::unavailable(format!("too many connections (max {max})"));
+/// Answers a connection over a limit with `e` (503 over the global
+/// limit, 429 over its address's share), `Retry-After: 1`, and closes it.
+async fn refuse(stream: impl Io, e: crate::Error, alive: mpsc::Sender<()>) {
+    let refuse = service_fn(move |_req| {
         let mut resp: Response<crate::http::Body> = crate::http::error_response(&e);
-        debug_assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        debug_assert!(matches!(
+            resp.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ));
         resp.headers_mut()
             .insert("retry-after", "1".parse().expect("static"));
-        Ok::<_, std::convert::Infallible>(resp)
+        async move { Ok::<_, std::convert::Infallible>(resp) }
     });
     let conn = http1::Builder::new()
         .keep_alive(false)
@@ -201,9 +221,9 @@ async fn refuse(stream: impl Io, max: usize, alive: mpsc::Sender<()>) {
 /// The phases are boxed futures so that the task, which lives as long as the
 /// connection, only holds the phase it is in: an idle stream subscriber does
 /// not pay for the request parser or hyper's connection state.
-async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
+async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service, limits: Arc<Limits>) {
     let mut buf = BytesMut::new();
-    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc)).await;
+    let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, peer, &limits)).await;
     drop(buf);
     let (head, rest) = match next {
         Next::Stream(req) => {
@@ -226,13 +246,17 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
     // writes: most answers here are one small buffer, one write.
     let idle = svc.config().idle_timeout;
     let stopped = svc.shutdown().wait();
+    // The head limit the lean path applies to a connection's first head,
+    // hyper applies to the ones after (answering 431 itself, with an empty
+    // body); URLs over the limit are the service's to refuse (414).
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(idle)
+        .max_header_size(svc.config().max_head_bytes)
         .writev(false)
         .serve_connection(
             TokioIo::new(Prefixed::new(head, rest, stream)),
-            WithPeer(svc, peer),
+            WithPeer(svc, peer, limits),
         );
     let mut conn = Box::pin(conn);
     let result = tokio::select! {
@@ -249,10 +273,11 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service) {
     }
 }
 
-/// The service with the client's address: behind the proxy it goes into
-/// each request's extensions (`X-Forwarded-For`); otherwise nothing is
-/// added (an extension costs an allocation per request).
-struct WithPeer(Service, SocketAddr);
+/// The service with the client's address: the per-address rates are
+/// checked against it, and behind the proxy it goes into each request's
+/// extensions (`X-Forwarded-For`); otherwise nothing is added (an
+/// extension costs an allocation per request).
+struct WithPeer(Service, SocketAddr, Arc<Limits>);
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
     type Response = Response<crate::http::Body>;
@@ -261,6 +286,9 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer
         <Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
 
     fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some(refusal) = self.2.check(&self.0, self.1.ip(), &req) {
+            return Box::pin(async move { Ok(refusal) });
+        }
         if self.0.is_proxy() {
             req.extensions_mut()
                 .insert(crate::proxy::ClientAddr(self.1));
@@ -280,7 +308,13 @@ enum Next {
 /// Answers requests on the lean path (publishes, one after another on a
 /// keep-alive connection) until one needs another path or the connection
 /// ends. One boxed future per connection, not one per request.
-async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service) -> Next {
+async fn lean_requests<S: Io>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    svc: &Service,
+    peer: SocketAddr,
+    limits: &Limits,
+) -> Next {
     // `--idle-timeout` from the connection's opening or its last answer to
     // the next complete head. One timer per connection, re-armed only when
     // it fires early (a timer per request was a tenth of a publish's cost):
@@ -288,6 +322,10 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
     let idle = svc.config().idle_timeout;
     let mut last = tokio::time::Instant::now();
     let mut idle_timer = std::pin::pin!(tokio::time::sleep_until(last + idle));
+    // `--head-timeout` from a head's first byte to its end, when it does
+    // not come whole: the same timer, pulled in.
+    let head_timeout = svc.config().head_timeout;
+    let mut head_due: Option<tokio::time::Instant> = None;
     // The answer is written here, reused from request to request.
     let mut out = Vec::new();
     // One shutdown future for the connection, not one per request (each
@@ -297,18 +335,37 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
     loop {
         let sniffed = tokio::select! {
             biased;
-            s = sniff::sniff(stream, buf, svc) => s,
+            s = sniff::sniff(stream, buf, svc, head_due.is_none()) => s,
             _ = &mut stopped => return Next::Done(Ok(())),
             () = &mut idle_timer => {
+                let now = tokio::time::Instant::now();
+                if head_due.is_some_and(|h| now >= h) {
+                    let e = crate::Error::request_timeout(format!(
+                        "request head too slow (max {} to send it)",
+                        crate::http::seconds(head_timeout)
+                    ));
+                    log::debug!("refusing a request: {e}");
+                    let resp = crate::http::error_response(&e);
+                    return Next::Done(lean::refuse(stream, resp).await);
+                }
                 let due = last + idle;
-                if tokio::time::Instant::now() >= due {
+                if now >= due {
                     log::debug!("closing a connection idle for {idle:?}");
                     return Next::Done(Ok(()));
                 }
-                idle_timer.as_mut().reset(due);
+                idle_timer.as_mut().reset(head_due.map_or(due, |h| h.min(due)));
                 continue;
             }
         };
+        if let Ok(Sniff::Started) = sniffed {
+            let due = tokio::time::Instant::now() + head_timeout;
+            head_due = Some(due);
+            if due < idle_timer.deadline() {
+                idle_timer.as_mut().reset(due);
+            }
+            continue;
+        }
+        head_due = None;
         match sniffed {
             Ok(Sniff::Exchange {
                 req,
@@ -318,14 +375,29 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
                 // A publish in flight when shutdown begins completes (its
                 // body is read outside the `select!`), and its answer says
                 // the connection closes.
-                let body = match sniff::read_body(stream, buf, length, idle).await {
-                    Ok(Some(body)) => body,
-                    Ok(None) => return Next::Done(Ok(())),
+                let body_timeout = svc.config().body_timeout;
+                let body = match sniff::read_body(stream, buf, length, body_timeout).await {
+                    Ok(sniff::BodyRead::Whole(body)) => body,
+                    Ok(sniff::BodyRead::Closed) => return Next::Done(Ok(())),
+                    Ok(sniff::BodyRead::TooSlow) => {
+                        let e = crate::http::too_slow(body_timeout);
+                        log::debug!("refusing a request: {e}");
+                        let resp = crate::http::error_response(&e);
+                        return Next::Done(lean::refuse(stream, resp).await);
+                    }
                     Err(e) => return Next::Done(Err(e)),
                 };
-                let req = req.map(|()| http_body_util::Full::new(body));
                 let keep_alive = keep_alive && !shutdown.is_triggered();
-                match lean::exchange(stream, req, svc, keep_alive, &mut out).await {
+                // Over its address's rate: refused after the body was read,
+                // so the connection stays usable.
+                let resp = match limits.check(svc, peer.ip(), &req) {
+                    Some(refusal) => refusal,
+                    None => {
+                        svc.handle(req.map(|()| http_body_util::Full::new(body)))
+                            .await
+                    }
+                };
+                match lean::answer(stream, resp, keep_alive, &mut out).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();
                         continue;
@@ -337,6 +409,12 @@ async fn lean_requests<S: Io>(stream: &mut S, buf: &mut BytesMut, svc: &Service)
             Ok(Sniff::Stream(req)) => return Next::Stream(req),
             Ok(Sniff::Hyper(head, rest)) => return Next::Hyper(head, rest),
             Ok(Sniff::Closed) => return Next::Done(Ok(())),
+            Ok(Sniff::Started) => unreachable!("handled above"),
+            Ok(Sniff::Refuse(e)) => {
+                log::debug!("refusing a request: {e}");
+                let resp = crate::http::error_response(&e);
+                return Next::Done(lean::refuse(stream, resp).await);
+            }
             Err(e) => return Next::Done(Err(e)),
         }
     }
@@ -355,7 +433,8 @@ mod tests {
     fn open(svc: &Service) -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
-        tokio::spawn(connection(server, peer, svc.clone()));
+        let limits = Arc::new(Limits::new(svc.config()));
+        tokio::spawn(connection(server, peer, svc.clone(), limits));
         client
     }
 

@@ -8,7 +8,7 @@
 //!   nothing per connection;
 //! - a plain request with a body of known size (a publish: `POST` with
 //!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
-//!   (`read_body`) and answered on the lean path too (`lean::exchange`), and
+//!   (`read_body`) and answered on the lean path too (`lean::answer`), and
 //!   the connection comes back here for its next request. Publishing is the
 //!   hot path for servers that fan events out, and hyper's general machinery
 //!   (header map conversions, body channel, dispatcher) was half of a
@@ -36,8 +36,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::http::Service;
 
-/// Largest request head read before handing the connection to hyper.
-const MAX_HEAD: usize = 16 * 1024;
 /// Most headers in a request taken on the lean path.
 const MAX_HEADERS: usize = 48;
 
@@ -58,6 +56,12 @@ pub(crate) enum Sniff {
     Hyper(Bytes, Bytes),
     /// The client closed between requests.
     Closed,
+    /// The first bytes of a head came but not all of it, and the caller
+    /// asked to be told (`sniff`'s `waiting`): start the head's timer.
+    Started,
+    /// A head over `--max-head-bytes` (431), or whose request line alone is
+    /// over `--max-url-bytes` (414): answer this and close.
+    Refuse(crate::Error),
 }
 
 /// Reads the next request head from `stream`, after whatever `buf` already
@@ -65,19 +69,33 @@ pub(crate) enum Sniff {
 ///
 /// Cancel-safe: what was read stays in `buf`, and a later call starts from
 /// it (the caller's idle timer may interrupt a wait and resume it).
+///
+/// With `waiting` (the caller's head timer is not running yet), a head
+/// that is there only in part returns `Started` instead of waiting for the
+/// rest; a head that came whole (nearly always) never does.
 pub(crate) async fn sniff(
     stream: &mut impl Io,
     buf: &mut BytesMut,
     svc: &Service,
+    waiting: bool,
 ) -> io::Result<Sniff> {
+    let max_head = svc.config().max_head_bytes;
     {
         loop {
             if !buf.is_empty() {
                 match parse(buf) {
-                    Parsed::Partial if buf.len() < MAX_HEAD => {}
-                    // Too long, too many headers or malformed: hyper answers it.
-                    Parsed::Partial => return Ok(Sniff::Hyper(Bytes::new(), buf.split().freeze())),
+                    Parsed::Partial if buf.len() < max_head => {
+                        if waiting {
+                            return Ok(Sniff::Started);
+                        }
+                    }
+                    Parsed::Partial => return Ok(Sniff::Refuse(too_large(buf, svc))),
+                    // Malformed or too many headers: hyper answers it.
                     Parsed::Other(raw) => return Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                    // Complete, but it came in one read larger than the limit.
+                    Parsed::Head(head) if head.raw.len() > max_head => {
+                        return Ok(Sniff::Refuse(too_large(&head.raw, svc)))
+                    }
                     Parsed::Head(head) => {
                         let raw = head.raw.clone();
                         return match classify(head, svc, buf.is_empty()) {
@@ -107,6 +125,23 @@ pub(crate) async fn sniff(
                 });
             }
         }
+    }
+}
+
+/// The refusal of a head over the limit: 414 when its request line alone
+/// is too long (the URL is what is wrong), else 431. A complete head with a
+/// long URL but within the head limit is answered 414 by the service.
+fn too_large(head: &[u8], svc: &Service) -> crate::Error {
+    let cfg = svc.config();
+    let line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    // "GET " and " HTTP/1.1\r": a little over the URL itself.
+    if line > cfg.max_url_bytes + 20 {
+        crate::Error::uri_too_long(format!("url too long (max {} bytes)", cfg.max_url_bytes))
+    } else {
+        crate::Error::head_too_large(format!(
+            "request head too large (max {} bytes)",
+            cfg.max_head_bytes
+        ))
     }
 }
 
@@ -308,10 +343,18 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     }
 }
 
-/// Reads until `buf` holds a body of `len` bytes, then takes it out.
-/// `None` when the client closes mid-body, or sends nothing more for
-/// `idle` (`--idle-timeout`) while the body is incomplete: a body trickled
-/// slower than that does not hold a connection slot for long.
+/// What became of a request body.
+pub(crate) enum BodyRead {
+    Whole(Bytes),
+    /// The client closed mid-body.
+    Closed,
+    /// Not all there `--body-timeout` after the first wait for it.
+    TooSlow,
+}
+
+/// Reads until `buf` holds a body of `len` bytes, then takes it out; a
+/// body trickled so slowly that it is not whole within `timeout`
+/// (`--body-timeout`) does not hold a connection slot for long.
 ///
 /// Separate from `sniff`, which shutdown may interrupt: once a request's
 /// head is in, the request is in flight and finishes.
@@ -319,16 +362,19 @@ pub(crate) async fn read_body(
     stream: &mut impl Io,
     buf: &mut BytesMut,
     len: usize,
-    idle: std::time::Duration,
-) -> io::Result<Option<Bytes>> {
+    timeout: std::time::Duration,
+) -> io::Result<BodyRead> {
     if buf.len() < len {
         buf.reserve(len - buf.len());
     }
     // Usually the body came with the head and this loop never waits; a
-    // timer is made only for the reads that do.
+    // deadline is set only when it must.
+    let mut due = None;
     while buf.len() < len {
-        match tokio::time::timeout(idle, stream.read_buf(buf)).await {
-            Ok(Ok(0)) | Err(_) => return Ok(None),
+        let due = *due.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+        match tokio::time::timeout_at(due, stream.read_buf(buf)).await {
+            Ok(Ok(0)) => return Ok(BodyRead::Closed),
+            Err(_) => return Ok(BodyRead::TooSlow),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
         }
@@ -338,7 +384,7 @@ pub(crate) async fn read_body(
     // buffer (and every request after it) in memory for that long.
     let body = Bytes::copy_from_slice(&buf[..len]);
     buf.advance(len);
-    Ok(Some(body))
+    Ok(BodyRead::Whole(body))
 }
 
 /// A socket with bytes already read from it put back in front, for hyper.

@@ -284,22 +284,28 @@ async fn streams_and_held_polls_outlive_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_body_that_stalls_is_dropped_and_a_slow_one_is_taken() {
-    let srv = Server::start(idle_config()).await;
-    // Half a body, then silence: closed after the idle timeout, unpublished.
+    // `--body-timeout` bounds the whole body (the idle timeout is for
+    // the time between requests).
+    let srv = Server::start(idle_config().body_timeout(Duration::from_secs(3))).await;
+    // Half a body, then silence: 408 after the body timeout, unpublished.
     let mut stalled = srv.connect().await;
     let mut bytes = publish(&srv.host(), "c", "0123456789").to_bytes();
     bytes.truncate(bytes.len() - 5);
     stalled.send(&bytes).await;
     let t0 = std::time::Instant::now();
+    stalled
+        .response("POST")
+        .await
+        .expect_error(408, &["request body too slow", "3 s"]);
     assert!(stalled.at_eof().await);
     assert!(
-        t0.elapsed() >= Duration::from_millis(350),
+        t0.elapsed() >= Duration::from_millis(2900),
         "{:?}",
         t0.elapsed()
     );
     assert_eq!(srv.hub.info("c").last_id, 0);
-    // A body in pieces 200 ms apart (each gap under the timeout, the whole
-    // over it) is read and published.
+    // A body in pieces 200 ms apart (each gap and the whole over the idle
+    // timeout, the whole under the body timeout) is read and published.
     let mut slow = srv.connect().await;
     let bytes = publish(&srv.host(), "c", "0123456789").to_bytes();
     let (head, body) = bytes.split_at(bytes.len() - 10);

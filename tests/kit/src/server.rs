@@ -79,6 +79,14 @@ forward!(http {
     idle_timeout: Duration,
     allow_origins: Vec<String>,
     shutdown_timeout: Duration,
+    max_head_bytes: usize,
+    max_url_bytes: usize,
+    head_timeout: Duration,
+    body_timeout: Duration,
+    max_connections_per_addr: usize,
+    publishes_per_second: u32,
+    sessions_per_minute: u32,
+    trusted_proxies: Vec<String>,
 });
 
 impl Setup {
@@ -511,7 +519,11 @@ pub async fn serve_hyper(
         let service = service.clone();
         let stop = service.shutdown().wait();
         connections.spawn(async move {
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            // As the docs tell an embedder: hyper's head limit is the
+            // service's (tandem refuses long URLs itself).
+            let conn = http1::Builder::new()
+                .max_header_size(service.config().max_head_bytes)
+                .serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
