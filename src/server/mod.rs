@@ -19,8 +19,9 @@
 //! that at most `shutdown_timeout`.
 //!
 //! A connection is any `AsyncRead + AsyncWrite` stream (`Io`): the accept
-//! loop hands over TCP sockets today, and a TLS layer can wrap them without
-//! a second copy of these paths.
+//! loop hands over TCP sockets, or, with [`Serve::with_tls`], the decrypted
+//! side of a TLS connection (`tls.rs`: HTTP/1.1 takes these same paths,
+//! HTTP/2 goes to hyper's HTTP/2 server).
 
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -43,8 +44,10 @@ use sniff::{Prefixed, Sniff};
 
 mod lean;
 mod sniff;
+mod tls;
 
 pub use sniff::{sniff_bytes, SniffOutcome};
+pub use tls::{TlsConfig, TlsError};
 
 /// What a connection can be served over: a TCP socket, or anything that
 /// wraps one (TLS).
@@ -74,6 +77,7 @@ pub fn serve(listener: TcpListener, service: Service) -> Serve {
         listener,
         service,
         signal: None,
+        tls: None,
     }
 }
 
@@ -83,6 +87,7 @@ pub struct Serve {
     listener: TcpListener,
     service: Service,
     signal: Option<Signal>,
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for Serve {
@@ -103,6 +108,15 @@ impl Serve {
         self.signal = Some(Box::pin(signal));
         self
     }
+
+    /// Serves TLS only (HTTP/1.1, or HTTP/2 when the client offers `h2` by
+    /// ALPN) with this certificate; keep a clone of `tls` to
+    /// [`reload`](TlsConfig::reload) it while serving. Cookies set over
+    /// TLS get `Secure`.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Serve {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 impl IntoFuture for Serve {
@@ -110,11 +124,22 @@ impl IntoFuture for Serve {
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self.listener, self.service, self.signal))
+        Box::pin(run(self.listener, self.service, self.signal, self.tls))
     }
 }
 
-async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) -> io::Result<()> {
+async fn run(
+    listener: TcpListener,
+    service: Service,
+    signal: Option<Signal>,
+    tls: Option<TlsConfig>,
+) -> io::Result<()> {
+    // TLS connections are served by a clone that marks its answers
+    // (`Secure` cookies, HSTS).
+    let (service, acceptor) = match &tls {
+        Some(tls) => (service.over_tls(tls.hsts_header()), Some(tls.acceptor())),
+        None => (service, None),
+    };
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let shutdown: Shutdown = service.shutdown().clone();
     let hub = service.hub().clone();
@@ -148,6 +173,11 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
         let alive = alive_tx.clone();
         if hub.metrics().connections.get() >= cfg.max_connections as u64 {
             hub.metrics().refused.inc();
+            if acceptor.is_some() {
+                // A plaintext 503 means nothing to a TLS client: close.
+                log::debug!("closing {peer}: at the connection limit");
+                continue;
+            }
             log::debug!("refusing {peer}: at the connection limit");
             tokio::spawn(refuse(stream, cfg.max_connections, alive));
             continue;
@@ -155,8 +185,12 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
         hub.metrics().connections.inc();
         log::debug!("connection opened: {peer}");
         let svc = service.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            connection(stream, peer, svc.clone()).await;
+            match acceptor {
+                Some(acceptor) => tls::connection(stream, peer, acceptor, svc.clone()).await,
+                None => connection(stream, peer, svc.clone()).await,
+            }
             svc.hub().metrics().connections.dec();
             drop(alive);
         });

@@ -23,4 +23,5 @@ mod redis;
 mod resume;
 mod shared_view;
 mod shutdown;
+mod tls;
 mod transports;

@@ -44,6 +44,9 @@ pub struct Setup {
     pub proxy: Option<ProxyConfig>,
     /// Share the channels through this Redis (`--redis`).
     pub redis: Option<String>,
+    /// Serve TLS only, with this certificate (`--tls-cert`; the `Serve`
+    /// flavor).
+    pub tls: Option<tandem::TlsConfig>,
 }
 
 macro_rules! forward {
@@ -80,7 +83,12 @@ forward!(http {
 });
 
 impl Setup {
-    /// tandem as a reverse proxy in front of `upstream` (`http://host:port`).
+    /// Serves TLS only with this certificate (`--tls-cert`, `--tls-key`).
+    pub fn tls(mut self, tls: tandem::TlsConfig) -> Setup {
+        self.tls = Some(tls);
+        self
+    }
+
     /// A node sharing its channels through the Redis at `url` (`--redis`).
     pub fn redis(mut self, url: &str) -> Setup {
         self.redis = Some(url.to_string());
@@ -137,6 +145,7 @@ pub fn config() -> Setup {
         cobrowse: CobrowseConfig::default(),
         proxy: None,
         redis: None,
+        tls: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -251,11 +260,12 @@ impl Server {
                     self.hub.clone(),
                     service.shutdown().clone(),
                 ));
-                tokio::spawn(
-                    tandem::serve(listener, service)
-                        .with_graceful_shutdown(stop)
-                        .into_future(),
-                )
+                let serve = tandem::serve(listener, service).with_graceful_shutdown(stop);
+                let serve = match self.setup.tls.clone() {
+                    Some(tls) => serve.with_tls(tls),
+                    None => serve,
+                };
+                tokio::spawn(serve.into_future())
             }
             None => tokio::spawn(serve_hyper(listener, service, stop)),
         });

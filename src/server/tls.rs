@@ -1,0 +1,241 @@
+//! TLS: the accept loop's optional wrap, HTTP/1.1 or HTTP/2 by ALPN.
+//!
+//! A TLS connection is handshaken here (rustls through tokio-rustls, the
+//! `ring` provider tandem already uses for its https upstreams), then:
+//!
+//! * ALPN `http/1.1` (or none): the decrypted stream goes to the same
+//!   connection code as a TCP socket (`super::connection`), so streams and
+//!   publishes keep the lean paths; only rustls' state is added per
+//!   connection.
+//! * ALPN `h2`: hyper's HTTP/2 server with the same `Service`, so a browser
+//!   holds all its streams to one origin on one connection.
+//!
+//! The certificate sits behind a resolver read at every handshake:
+//! [`TlsConfig::reload`] (the binary calls it on SIGHUP) reads the files
+//! again and swaps the key in; open connections keep the session they
+//! have, and a bad new file leaves the old certificate in place.
+//!
+//! Answers over TLS get `Secure` on every cookie and, when asked for,
+//! `Strict-Transport-Security` (the service clone the TLS connections use is
+//! marked, see `Service::over_tls`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::header::HeaderValue;
+use hyper::server::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use parking_lot::RwLock;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+
+use crate::http::Service;
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS settings for [`crate::serve`]: a certificate chain and its private
+/// key, read from PEM files, that can be read again while serving.
+///
+/// ```no_run
+/// # async fn demo(service: tandem::Service) -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = tandem::TlsConfig::from_pem_files("cert.pem", "key.pem")?
+///     .with_hsts(std::time::Duration::from_secs(31_536_000));
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+/// let reload = tls.clone(); // call reload.reload() on SIGHUP
+/// tandem::serve(listener, service).with_tls(tls).await?;
+/// # Ok(()) }
+/// ```
+///
+/// Clones share the certificate: [`reload`](Self::reload) on any clone
+/// changes what every later handshake presents.
+#[derive(Clone)]
+pub struct TlsConfig {
+    certs: Arc<Certs>,
+    hsts: Option<Duration>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.certs.cert)
+            .field("key", &self.certs.key)
+            .field("hsts", &self.hsts)
+            .finish()
+    }
+}
+
+/// Why a certificate or key could not be used: names the file and the
+/// problem.
+#[derive(Debug, Clone)]
+pub struct TlsError(String);
+
+impl fmt::Display for TlsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsError {}
+
+impl TlsConfig {
+    /// Reads a PEM certificate chain (the server's certificate first) and a
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1), and checks that they match.
+    pub fn from_pem_files(
+        cert: impl AsRef<Path>,
+        key: impl AsRef<Path>,
+    ) -> Result<TlsConfig, TlsError> {
+        let (cert, key) = (cert.as_ref().to_path_buf(), key.as_ref().to_path_buf());
+        let current = load(&cert, &key)?;
+        Ok(TlsConfig {
+            certs: Arc::new(Certs {
+                cert,
+                key,
+                current: RwLock::new(Arc::new(current)),
+            }),
+            hsts: None,
+        })
+    }
+
+    /// Adds `Strict-Transport-Security: max-age=N` to every answer over TLS
+    /// (off unless set: once a browser has seen it, the host is HTTPS-only
+    /// for it for `max_age`).
+    pub fn with_hsts(mut self, max_age: Duration) -> TlsConfig {
+        self.hsts = Some(max_age);
+        self
+    }
+
+    /// Reads the certificate and key files again. On success, every new
+    /// handshake presents the new certificate, and connections already open
+    /// carry on; on error, the old certificate stays and the error says why.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = load(&self.certs.cert, &self.certs.key)?;
+        *self.certs.current.write() = Arc::new(fresh);
+        Ok(())
+    }
+
+    /// rustls' settings: the reloadable certificate, ALPN `h2` then
+    /// `http/1.1`.
+    pub(super) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(self.certs.clone());
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+    }
+
+    /// The `Strict-Transport-Security` value, if HSTS is on.
+    pub(super) fn hsts_header(&self) -> Option<HeaderValue> {
+        self.hsts.map(|d| {
+            HeaderValue::from_str(&format!("max-age={}", d.as_secs())).expect("ascii digits")
+        })
+    }
+}
+
+/// The certificate every handshake presents, swapped by `reload`.
+struct Certs {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for Certs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certs").field("cert", &self.cert).finish()
+    }
+}
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().clone())
+    }
+}
+
+/// Reads and checks a certificate chain and its key.
+fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let bad = |what: &str, path: &Path, e: &dyn fmt::Display| {
+        TlsError(format!("{what} file {}: {e}", path.display()))
+    };
+    let pem = std::fs::read(cert).map_err(|e| bad("certificate", cert, &e))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("certificate", cert, &format!("not PEM: {e:?}")))?;
+    if chain.is_empty() {
+        return Err(bad("certificate", cert, &"no PEM CERTIFICATE block in it"));
+    }
+    let pem = std::fs::read(key).map_err(|e| bad("key", key, &e))?;
+    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            bad("key", key, &"no PEM PRIVATE KEY block in it")
+        }
+        e => bad("key", key, &format!("not PEM: {e:?}")),
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|e| bad("key", key, &format!("unusable key: {e}")))?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|e| {
+        TlsError(format!(
+            "key file {} does not match certificate file {}: {e}",
+            key.display(),
+            cert.display()
+        ))
+    })?;
+    Ok(certified)
+}
+
+/// Serves one TLS connection: the handshake, then HTTP/1.1 on tandem's
+/// connection paths or HTTP/2 through hyper, as ALPN chose.
+pub(super) async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    svc: Service,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log::debug!("tls handshake with {peer} failed: {e}");
+            return;
+        }
+        Err(_) => {
+            log::debug!("tls handshake with {peer} timed out");
+            return;
+        }
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Box::pin(serve_h2(tls, peer, svc)).await;
+    } else {
+        super::connection(tls, peer, svc).await;
+    }
+}
+
+/// HTTP/2 through hyper: every request (streams included) is a hyper
+/// stream on the one connection.
+async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
+    let stopped = svc.shutdown().clone();
+    let stopped = stopped.wait();
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), super::WithPeer(svc, peer));
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    match result {
+        Ok(()) => log::debug!("h2 connection closed: {peer}"),
+        Err(e) => log::debug!("h2 connection closed: {peer}: {e}"),
+    }
+}
