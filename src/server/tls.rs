@@ -225,7 +225,7 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
     let stopped = stopped.wait();
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(io), super::WithPeer(svc, peer));
+        .serve_connection(TokioIo::new(io), H2(super::WithPeer(svc, peer)));
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -237,5 +237,32 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
     match result {
         Ok(()) => log::debug!("h2 connection closed: {peer}"),
         Err(e) => log::debug!("h2 connection closed: {peer}: {e}"),
+    }
+}
+
+/// An HTTP/2 request names its host in `:authority` (the URI), not in a
+/// `Host` header; tandem's same-origin checks (CORS, co-browsing) and the
+/// proxy read `Host`, so it is filled in from the authority.
+struct H2(super::WithPeer);
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
+    type Response = <super::WithPeer as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Response;
+    type Error = std::convert::Infallible;
+    type Future =
+        <super::WithPeer as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+
+    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        if !req.headers().contains_key(hyper::header::HOST) {
+            if let Some(host) = req
+                .uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                req.headers_mut().insert(hyper::header::HOST, host);
+            }
+        }
+        hyper::service::Service::call(&self.0, req)
     }
 }

@@ -4,105 +4,17 @@
 //! and the plaintext warning. Certificates are made here with rcgen: a CA of
 //! the test's own, trusted by the test's clients only.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use kit::{config, wait_until, within, Server};
+use kit::{config, wait_until, within, Pki, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-
-/// A CA and the server certificates it signs, as PEM files in a directory
-/// of the test's own.
-struct Pki {
-    dir: PathBuf,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    ca_der: rustls::pki_types::CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-        static N: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tandem-tls-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "tandem tls test CA");
-        let key = KeyPair::generate().unwrap();
-        let cert = ca.self_signed(&key).unwrap();
-        Pki {
-            dir,
-            issuer: Issuer::new(ca, key),
-            ca_der: cert.der().clone(),
-        }
-    }
-
-    /// Writes a new certificate for 127.0.0.1 and localhost to `cert.pem`
-    /// and `key.pem` (replacing any there); returns its DER, to recognize
-    /// it in a handshake.
-    fn issue(&self) -> Vec<u8> {
-        let mut leaf =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-        leaf.distinguished_name
-            .push(rcgen::DnType::CommonName, "127.0.0.1");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = leaf.signed_by(&key, &self.issuer).unwrap();
-        // Written beside and renamed, as a deployment tool would.
-        std::fs::write(self.dir.join("cert.tmp"), cert.pem()).unwrap();
-        std::fs::write(self.dir.join("key.tmp"), key.serialize_pem()).unwrap();
-        std::fs::rename(self.dir.join("cert.tmp"), self.cert()).unwrap();
-        std::fs::rename(self.dir.join("key.tmp"), self.key()).unwrap();
-        cert.der().to_vec()
-    }
-
-    fn cert(&self) -> PathBuf {
-        self.dir.join("cert.pem")
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.join("key.pem")
-    }
-
-    fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(cfg))
-    }
-
-    /// A TLS connection to `port` offering these ALPN protocols.
-    async fn connect(&self, port: u16, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        within("the tls handshake", self.client(alpn).connect(name, tcp))
-            .await
-            .expect("handshake")
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The certificate a TLS connection was shown.
 fn peer_cert(tls: &TlsStream<TcpStream>) -> Vec<u8> {
@@ -276,10 +188,23 @@ async fn every_transport_over_http2_on_one_connection() {
         let mut body = resp.into_body();
         h2_read_until(&mut body, &mut Vec::new(), needle).await;
     }
+    // A browser's publish: same origin by `:authority` (HTTP/2 has no
+    // `Host` header), another origin refused.
+    let port = server.port();
+    for (origin, status) in [
+        (format!("https://127.0.0.1:{port}"), 202),
+        ("https://evil.example".into(), 403),
+    ] {
+        let mut req = h2_req("POST", "/ch/h2", "from a page");
+        *req.uri_mut() = format!("https://127.0.0.1:{port}/ch/h2").parse().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        let r = h2.send_request(req).await.unwrap();
+        assert_eq!(r.status(), status, "{origin}");
+    }
     assert_eq!(
         server.hub.metrics().connections.get(),
         1,
-        "six streams and a publish on one connection"
+        "six streams and the publishes on one connection"
     );
 }
 

@@ -341,9 +341,14 @@ impl Server {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:port{path}`.
+    /// `http://127.0.0.1:port{path}` (`https://` when serving TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.setup.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub async fn connect(&self) -> Conn {
