@@ -555,3 +555,26 @@ async fn plaintext_on_a_public_address_says_so_at_start() {
     assert!(said.contains("tandem listening on https://"), "{said}");
     assert!(!said.contains("plaintext"), "{said}");
 }
+
+#[tokio::test]
+async fn over_the_connection_limit_a_tls_connection_is_closed() {
+    let pki = Pki::new();
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    let server = Server::start(config().tls(tls).max_connections(1)).await;
+    let _held = h1_open(
+        &pki,
+        server.port(),
+        "GET /ch/full/sse HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    wait_until("the first connection counted", || async {
+        server.hub.metrics().connections.get() == 1
+    })
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let second = within("the refusal", pki.client(&[]).connect(name, tcp)).await;
+    assert!(second.is_err(), "the handshake fails: the server closed");
+    assert_eq!(server.hub.metrics().refused.get(), 1);
+}
