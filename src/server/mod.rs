@@ -188,7 +188,11 @@ async fn run(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                Some(acceptor) => tls::connection(stream, peer, acceptor, svc.clone()).await,
+                // Boxed: the task is as large as its largest future, and a
+                // plaintext connection must not carry rustls' state inline.
+                Some(acceptor) => {
+                    Box::pin(tls::connection(stream, peer, acceptor, svc.clone())).await
+                }
                 None => connection(stream, peer, svc.clone()).await,
             }
             svc.hub().metrics().connections.dec();
