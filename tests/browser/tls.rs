@@ -1,6 +1,7 @@
 //! Chromium over HTTPS: a page loaded over TLS negotiates HTTP/2, and
 //! tandem.js receives and publishes on every transport over it; then the
-//! co-browsing story's opening (ask, sign in, join) over HTTPS. The
+//! co-browsing story over HTTPS (ask, sign in, join, the shared view of
+//! the customer's cart, push, pull; the link blinking is not repeated). The
 //! certificate is made at test time by a CA Chromium does not know, so the
 //! browser runs with `--ignore-certificate-errors` (headless Chromium's
 //! way; the TLS itself is real).
@@ -10,7 +11,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tandem::NewEvent;
 
-use crate::cobrowse::{ask, join_row, sign_in_at, wait_text, KEY, ONE_STORY};
+use crate::cobrowse::{
+    ask, click, join_row, js, sign_in_at, type_into, wait_paths, wait_text, wait_true, KEY,
+    ONE_STORY,
+};
 use crate::harness::{
     assert_exactly_once, browser_slot, eventually, open_page, wait_got, wait_open,
 };
@@ -109,14 +113,18 @@ async fn every_transport_over_https_and_http2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cobrowse_story_opens_over_https() {
+async fn the_cobrowse_story_over_https() {
     let _one = ONE_STORY.lock().await;
     let _slots = (browser_slot().await, browser_slot().await);
     let pki = Pki::new();
     let server = Server::start(tls_setup(&pki, browser_config()).agent_key(Some(KEY.into()))).await;
     let customer = Browser::start(INSECURE_CA).await;
     let agent = Browser::start(INSECURE_CA).await;
-    ask(&customer, &server, "/portal/products/2", "help over https").await;
+    // The customer shops (the cart is in the portal's session), then asks.
+    customer.goto(&server.url("/portal/products/2")).await;
+    click(&customer, "#add").await;
+    wait_text(&customer, "the lamp in the cart", "#cart", "Reading lamp").await;
+    ask(&customer, &server, "/portal/cart", "help over https").await;
     sign_in_at(&agent, &server, "/agent", "ann").await;
     join_row(&agent, "help over https").await;
     wait_text(
@@ -124,6 +132,27 @@ async fn the_cobrowse_story_opens_over_https() {
         "the assisted state",
         "#tcb-assisted",
         "You are being assisted by ann",
+    )
+    .await;
+    // The agent's view uses the customer's session: the customer's cart.
+    wait_true(
+        &agent,
+        "the customer's cart in the agent's view",
+        "try { var d = document.getElementById('view').contentDocument; \
+             return !!d.getElementById('shared-view') && d.getElementById('cart').textContent.indexOf('Reading lamp') >= 0; } catch (e) { return false; }",
+    )
+    .await;
+    // Push, then pull.
+    js(&agent, "document.getElementById('push-url').value = '';").await;
+    type_into(&agent, "#push-url", "/portal/help").await;
+    click(&agent, "#push").await;
+    wait_paths(&customer, &agent, "/portal/help").await;
+    click(&agent, "#pull").await;
+    wait_text(
+        &agent,
+        "the pulled page",
+        "#session-state",
+        "Pulled: the customer is on /portal/help",
     )
     .await;
     assert_eq!(protocols(&customer).await.0, json!("h2"));
