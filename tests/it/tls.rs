@@ -363,6 +363,7 @@ async fn the_binary_serves_tls_and_reloads_on_sighup() {
     let pki = Pki::new();
     let first = pki.issue();
     let port = free_port();
+    let log = pki.dir.join("tandem.log");
     let child = Child(
         std::process::Command::new(TANDEM)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -372,7 +373,8 @@ async fn the_binary_serves_tls_and_reloads_on_sighup() {
             .arg("--tls-key")
             .arg(pki.key())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("tandem"),
     );
@@ -411,6 +413,26 @@ async fn the_binary_serves_tls_and_reloads_on_sighup() {
         "{answer}"
     );
     read_until(&mut stream, &mut got, "data: after sighup").await;
+
+    // A half-written key: the reload fails, says why, keeps the certificate.
+    std::fs::write(pki.key(), "-----BEGIN PRIVATE KEY-----\nAAAA").unwrap();
+    let hup = || {
+        std::process::Command::new("kill")
+            .args(["-HUP", &child.0.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(hup().success());
+    let key = pki.key().display().to_string();
+    wait_until("the failed reload in the log", || async {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        said.contains("tls reload failed, keeping the old certificate") && said.contains(&key)
+    })
+    .await;
+    assert_eq!(peer_cert(&pki.connect(port, &[]).await), second);
+    let answer = h1_publish(&mut publisher, "hup", "still open").await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    read_until(&mut stream, &mut got, "data: still open").await;
 }
 
 /// Runs `tandem serve` with these flags; returns its exit code and stderr.
