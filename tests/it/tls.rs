@@ -600,3 +600,37 @@ async fn over_the_connection_limit_a_tls_connection_is_closed() {
     assert!(second.is_err(), "the handshake fails: the server closed");
     assert_eq!(server.hub.metrics().refused.get(), 1);
 }
+
+/// Graceful shutdown over TLS: open HTTP/1.1 and h2 streams end (the
+/// h2 connection gets GOAWAY), and the server drains well within its
+/// shutdown timeout.
+#[tokio::test]
+async fn shutdown_ends_tls_and_h2_streams_and_drains() {
+    let pki = Pki::new();
+    let mut server = tls_server(&pki).await;
+    let port = server.port();
+    let mut h1 = h1_open(&pki, port, "GET /ch/bye/sse HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut h2 = h2_connect(&pki, port).await;
+    let mut body = h2
+        .send_request(h2_req("GET", "/ch/bye/sse", ""))
+        .await
+        .unwrap()
+        .into_body();
+    server
+        .wait_subscribers("bye", tandem::Transport::Sse, 2)
+        .await;
+    let started = std::time::Instant::now();
+    server.trigger_shutdown();
+    // The HTTP/1.1 stream's last chunk, then EOF.
+    let mut got = Vec::new();
+    read_until(&mut h1, &mut got, "0\r\n\r\n").await;
+    // The h2 stream ends cleanly.
+    within("the h2 stream's end", async {
+        while let Some(frame) = body.frame().await {
+            frame.expect("a clean end, not a reset");
+        }
+    })
+    .await;
+    server.join(Duration::from_secs(2)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
