@@ -289,7 +289,10 @@ impl Service {
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
-                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                if self.tls.is_some() {
+                    req.extensions_mut().insert(crate::proxy::OverTls);
+                }
                 return proxy.forward(req, Box::pin(self.shutdown.wait())).await;
             }
         }

@@ -240,9 +240,12 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
     }
 }
 
-/// An HTTP/2 request names its host in `:authority` (the URI), not in a
-/// `Host` header; tandem's same-origin checks (CORS, co-browsing) and the
-/// proxy read `Host`, so it is filled in from the authority.
+/// An HTTP/2 request names its host in `:authority` and comes with an
+/// absolute URI; the rest of tandem reads `Host` (same-origin checks, the
+/// proxy) and expects a path (the proxy refuses absolute-form targets, as
+/// from a forward-proxy client). So each request is given the shape of its
+/// HTTP/1.1 equivalent: `Host` from the authority, the URI reduced to its
+/// path and query.
 struct H2(super::WithPeer);
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
@@ -261,6 +264,13 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             {
                 req.headers_mut().insert(hyper::header::HOST, host);
+            }
+        }
+        if req.uri().scheme().is_some() {
+            let mut parts = hyper::http::uri::Parts::default();
+            parts.path_and_query = req.uri().path_and_query().cloned();
+            if let Ok(uri) = hyper::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
             }
         }
         hyper::service::Service::call(&self.0, req)

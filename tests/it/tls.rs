@@ -634,3 +634,44 @@ async fn shutdown_ends_tls_and_h2_streams_and_drains() {
     server.join(Duration::from_secs(2)).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// In front of an application (`--upstream`), over TLS: the application
+/// is told `X-Forwarded-Proto: https`, and its cookies reach the browser
+/// `Secure`; over HTTP/1.1 and h2 (whose `:authority` is the Host the
+/// proxy checks).
+#[tokio::test]
+async fn the_proxy_over_tls_says_https_upstream_and_secures_its_cookies() {
+    let up = kit::Upstream::start().await;
+    let pki = Pki::new();
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    let server = Server::start(config().proxy(&up.url()).tls(tls)).await;
+    let port = server.port();
+    let head = format!("GET /cookie HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    let mut h1 = h1_open(&pki, port, &head).await;
+    let text = read_until(&mut h1, &mut Vec::new(), "cookies").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let set = cookies(&text);
+    assert_eq!(set.len(), 3, "{text}");
+    assert!(set.iter().all(|c| c.ends_with("; Secure")), "{set:?}");
+    assert_eq!(
+        up.last("/cookie").header("x-forwarded-proto"),
+        Some("https")
+    );
+
+    let mut h2 = h2_connect(&pki, port).await;
+    let mut req = h2_req("GET", "/cookie", "");
+    *req.uri_mut() = format!("https://127.0.0.1:{port}/cookie").parse().unwrap();
+    let r = h2.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(set.len(), 3);
+    assert!(set
+        .iter()
+        .all(|c| c.to_str().unwrap().ends_with("; Secure")));
+    assert_eq!(up.seen().len(), 2);
+    assert_eq!(
+        up.last("/cookie").header("x-forwarded-proto"),
+        Some("https")
+    );
+}
