@@ -20,22 +20,28 @@
 //! marked, see `Service::over_tls`).
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use hyper::header::HeaderValue;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::http::Service;
+use crate::http::{Body, BoxError, Service};
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -219,24 +225,102 @@ pub(super) async fn connection(
 }
 
 /// HTTP/2 through hyper: every request (streams included) is a hyper
-/// stream on the one connection.
+/// stream on the one connection. A connection with no request in flight for
+/// `--idle-timeout` is closed (GOAWAY), as an idle HTTP/1.1 one is.
 async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
+    let idle = svc.config().idle_timeout;
     let stopped = svc.shutdown().clone();
     let stopped = stopped.wait();
+    let activity = Arc::new(Mutex::new(Activity {
+        in_flight: 0,
+        since: Instant::now(),
+    }));
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(io), H2(super::WithPeer(svc, peer)));
+        .serve_connection(
+            TokioIo::new(io),
+            H2(super::WithPeer(svc, peer), activity.clone()),
+        );
     let mut conn = std::pin::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = stopped => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut stopped = std::pin::pin!(stopped);
+    let mut timer = std::pin::pin!(tokio::time::sleep(idle));
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            () = &mut stopped => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = &mut timer => {
+                let a = *activity.lock();
+                let due = a.since + idle;
+                if a.in_flight == 0 && Instant::now() >= due {
+                    log::debug!("closing an h2 connection idle for {idle:?}: {peer}");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+                let next = if a.in_flight == 0 { due } else { Instant::now() + idle };
+                timer.as_mut().reset(next);
+            }
         }
     };
     match result {
         Ok(()) => log::debug!("h2 connection closed: {peer}"),
         Err(e) => log::debug!("h2 connection closed: {peer}: {e}"),
+    }
+}
+
+/// An h2 connection's requests in flight (from the call to the end of the
+/// answer's body), and since when it has had none.
+#[derive(Clone, Copy)]
+struct Activity {
+    in_flight: usize,
+    since: Instant,
+}
+
+/// One request in flight, until dropped.
+struct Active(Arc<Mutex<Activity>>);
+
+impl Active {
+    fn new(activity: &Arc<Mutex<Activity>>) -> Active {
+        activity.lock().in_flight += 1;
+        Active(activity.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        let mut a = self.0.lock();
+        a.in_flight -= 1;
+        if a.in_flight == 0 {
+            a.since = Instant::now();
+        }
+    }
+}
+
+/// An answer's body that counts as activity until it ends or is dropped.
+struct Tracked {
+    body: Body,
+    _active: Active,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -246,17 +330,16 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
 /// from a forward-proxy client). So each request is given the shape of its
 /// HTTP/1.1 equivalent: `Host` from the authority, the URI reduced to its
 /// path and query.
-struct H2(super::WithPeer);
+struct H2(super::WithPeer, Arc<Mutex<Activity>>);
 
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
-    type Response = <super::WithPeer as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Response;
+    type Response = hyper::Response<Tracked>;
     type Error = std::convert::Infallible;
     type Future =
-        <super::WithPeer as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+        Pin<Box<dyn Future<Output = Result<hyper::Response<Tracked>, Self::Error>> + Send>>;
 
     fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let active = Active::new(&self.1);
         if !req.headers().contains_key(hyper::header::HOST) {
             if let Some(host) = req
                 .uri()
@@ -273,6 +356,13 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
                 *req.uri_mut() = uri;
             }
         }
-        hyper::service::Service::call(&self.0, req)
+        let answer = hyper::service::Service::call(&self.0, req);
+        Box::pin(async move {
+            let resp = answer.await?;
+            Ok(resp.map(|body| Tracked {
+                body,
+                _active: active,
+            }))
+        })
     }
 }

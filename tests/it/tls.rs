@@ -675,3 +675,62 @@ async fn the_proxy_over_tls_says_https_upstream_and_secures_its_cookies() {
         Some("https")
     );
 }
+
+/// `--idle-timeout` holds for HTTP/2 as for HTTP/1.1: a connection with
+/// no request in flight is closed when it runs out; one holding a stream
+/// (or waiting on a long-poll) is not.
+#[tokio::test]
+async fn an_idle_h2_connection_is_closed_one_with_a_stream_is_not() {
+    let pki = Pki::new();
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    let idle = Duration::from_millis(400);
+    let server = Server::start(config().tls(tls).idle_timeout(idle)).await;
+    let port = server.port();
+
+    // Busy: a stream open on one connection, a long-poll on another.
+    let mut streaming = h2_connect(&pki, port).await;
+    let mut body = streaming
+        .send_request(h2_req("GET", "/ch/idle/sse", ""))
+        .await
+        .unwrap()
+        .into_body();
+    let mut polling = h2_connect(&pki, port).await;
+    let poll =
+        tokio::spawn(polling.send_request(h2_req("GET", "/ch/idle/poll?since=0&timeout=5", "")));
+    // Idle: one publish, then nothing.
+    let mut quiet_conn = h2_connect(&pki, port).await;
+    let r = quiet_conn
+        .send_request(h2_req("POST", "/ch/elsewhere", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    drop(r);
+    let quiet = &quiet_conn;
+    wait_until("the quiet connection is closed", || async move {
+        quiet.is_closed()
+    })
+    .await;
+    wait_until("the server counts the busy two only", || async {
+        server.hub.metrics().connections.get() == 2
+    })
+    .await;
+    tokio::time::sleep(idle * 3).await;
+    // Both busy connections outlived several idle timeouts.
+    server
+        .hub
+        .publish("idle", tandem::NewEvent::message("later"))
+        .await
+        .unwrap();
+    h2_read_until(&mut body, &mut Vec::new(), "data: later").await;
+    let answer = within("the long-poll", poll).await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200);
+    streaming
+        .ready()
+        .await
+        .expect("the streaming connection is open");
+    polling
+        .ready()
+        .await
+        .expect("the polling connection is open");
+}
