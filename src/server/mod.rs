@@ -173,12 +173,12 @@ async fn run(
         let alive = alive_tx.clone();
         if hub.metrics().connections.get() >= cfg.max_connections as u64 {
             hub.metrics().refused.inc();
-            if acceptor.is_some() {
-                // A plaintext 503 means nothing to a TLS client: close.
-                log::debug!("closing {peer}: at the connection limit");
+            log::debug!("refusing {peer}: at the connection limit");
+            if let Some(acceptor) = &acceptor {
+                let (acceptor, max) = (acceptor.clone(), cfg.max_connections);
+                tokio::spawn(tls::refuse(stream, acceptor, max, alive));
                 continue;
             }
-            log::debug!("refusing {peer}: at the connection limit");
             tokio::spawn(refuse(stream, cfg.max_connections, alive));
             continue;
         }
@@ -214,16 +214,20 @@ async fn run(
     Ok(())
 }
 
+/// The answer to every request on a connection over the limit.
+fn refusal(max: usize) -> Response<crate::http::Body> {
+    let e = crate::Error::unavailable(format!("too many connections (max {max})"));
+    let mut resp: Response<crate::http::Body> = crate::http::error_response(&e);
+    debug_assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    resp.headers_mut()
+        .insert("retry-after", "1".parse().expect("static"));
+    resp
+}
+
 /// Answers a connection over the limit with `503` and closes it.
 async fn refuse(stream: impl Io, max: usize, alive: mpsc::Sender<()>) {
-    let refuse = service_fn(move |_req| async move {
-        let e = crate::Error::unavailable(format!("too many connections (max {max})"));
-        let mut resp: Response<crate::http::Body> = crate::http::error_response(&e);
-        debug_assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        resp.headers_mut()
-            .insert("retry-after", "1".parse().expect("static"));
-        Ok::<_, std::convert::Infallible>(resp)
-    });
+    let refuse =
+        service_fn(move |_req| async move { Ok::<_, std::convert::Infallible>(refusal(max)) });
     let conn = http1::Builder::new()
         .keep_alive(false)
         .timer(TokioTimer::new())

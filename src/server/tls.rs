@@ -224,6 +224,47 @@ pub(super) async fn connection(
     }
 }
 
+/// A TLS connection over the limit: after the handshake, `503` with
+/// `Retry-After` to its first request (every request, over h2), then closed.
+pub(super) async fn refuse(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    max: usize,
+    alive: tokio::sync::mpsc::Sender<()>,
+) {
+    let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
+        return;
+    };
+    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let told = answered.clone();
+        let refuse = hyper::service::service_fn(move |_req| {
+            told.notify_one();
+            async move { Ok::<_, std::convert::Infallible>(super::refusal(max)) }
+        });
+        let conn = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(1)
+            .serve_connection(TokioIo::new(tls), refuse);
+        let mut conn = std::pin::pin!(conn);
+        // The first answer, then GOAWAY (the stream answered completes); a
+        // client that sends nothing is cut at the handshake timeout.
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = answered.notified() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.as_mut().await;
+                }
+            }
+        })
+        .await;
+        drop(alive);
+    } else {
+        super::refuse(tls, max, alive).await;
+    }
+}
+
 /// HTTP/2 through hyper: every request (streams included) is a hyper
 /// stream on the one connection. A connection with no request in flight for
 /// `--idle-timeout` is closed (GOAWAY), as an idle HTTP/1.1 one is.

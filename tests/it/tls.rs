@@ -579,26 +579,36 @@ async fn plaintext_on_a_public_address_says_so_at_start() {
 }
 
 #[tokio::test]
-async fn over_the_connection_limit_a_tls_connection_is_closed() {
+async fn over_the_connection_limit_tls_clients_get_503() {
     let pki = Pki::new();
     pki.issue();
     let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
     let server = Server::start(config().tls(tls).max_connections(1)).await;
-    let _held = h1_open(
-        &pki,
-        server.port(),
-        "GET /ch/full/sse HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
-    .await;
+    let port = server.port();
+    let _held = h1_open(&pki, port, "GET /ch/full/sse HTTP/1.1\r\nHost: x\r\n\r\n").await;
     wait_until("the first connection counted", || async {
         server.hub.metrics().connections.get() == 1
     })
     .await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let second = within("the refusal", pki.client(&[]).connect(name, tcp)).await;
-    assert!(second.is_err(), "the handshake fails: the server closed");
-    assert_eq!(server.hub.metrics().refused.get(), 1);
+    // HTTP/1.1: 503, Retry-After, closed.
+    let mut h1 = h1_open(&pki, port, "GET /ch/x/sse HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut got = Vec::new();
+    let text = read_until(&mut h1, &mut got, "max 1").await;
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1"),
+        "{text}"
+    );
+    // h2: 503 with Retry-After too.
+    let mut h2 = h2_connect(&pki, port).await;
+    let r = h2
+        .send_request(h2_req("GET", "/ch/x/sse", ""))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(server.hub.metrics().refused.get(), 2);
+    assert_eq!(server.hub.metrics().connections.get(), 1);
 }
 
 /// Graceful shutdown over TLS: open HTTP/1.1 and h2 streams end (the
