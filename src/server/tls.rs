@@ -206,6 +206,24 @@ pub(super) async fn connection(
     acceptor: tokio_rustls::TlsAcceptor,
     svc: Service,
 ) {
+    // Plaintext HTTP to the TLS port (an `http://` URL): say so, instead
+    // of a handshake error the client cannot show.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0].is_ascii_uppercase() => {
+            let body = "this port speaks HTTPS: use an https:// URL\n";
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let mut stream = stream;
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes()).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return;
+        }
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {

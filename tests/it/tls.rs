@@ -744,3 +744,22 @@ async fn an_idle_h2_connection_is_closed_one_with_a_stream_is_not() {
         .await
         .expect("the polling connection is open");
 }
+
+/// Plaintext HTTP sent to the TLS port is told to use https://.
+#[tokio::test]
+async fn plaintext_http_to_the_tls_port_is_told_to_use_https() {
+    let pki = Pki::new();
+    let server = tls_server(&pki).await;
+    let r = server.get("/ch/x/poll").await;
+    assert_eq!(r.head.status, 400);
+    assert!(r.text().contains("https://"), "{}", r.text());
+    // TLS clients are served as before.
+    let mut tls = h1_open(
+        &pki,
+        server.port(),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    let text = read_until(&mut tls, &mut Vec::new(), "\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
