@@ -66,7 +66,7 @@ pub use metrics::{Counter, Metrics};
 pub use router::{
     ChannelInfo, Cluster, Hub, RedisOptions, SubscribeOptions, Subscription, Transport,
 };
-pub use server::{serve, Serve};
+pub use server::{serve, Serve, TlsConfig, TlsError};
 pub use shutdown::Shutdown;
 
 /// `docs/embedding.md`, compiled and run as doctests so its code stays true.

@@ -222,6 +222,47 @@ struct Serve {
     /// with --upstream, how long the upstream may take to send its response head [1m]
     #[argh(option, from_str_fn(duration))]
     upstream_timeout: Option<Duration>,
+    /// serve TLS (HTTP/1.1 and HTTP/2) with this PEM certificate chain; needs --tls-key; reloaded on SIGHUP
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// the PEM private key of --tls-cert
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+    /// with TLS, send Strict-Transport-Security: max-age=SECONDS [off]
+    #[argh(option)]
+    hsts: Option<u64>,
+}
+
+impl Serve {
+    /// `--tls-cert`, `--tls-key` and `--hsts`, read and checked.
+    fn tls(&self) -> Result<Option<tandem::TlsConfig>, String> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) if self.hsts.is_some() => {
+                return Err("--hsts needs TLS (--tls-cert and --tls-key)".into())
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+            (Some(c), Some(k)) => (c, k),
+        };
+        let tls = tandem::TlsConfig::from_pem_files(cert, key).map_err(|e| e.to_string())?;
+        Ok(Some(match self.hsts {
+            Some(secs) => tls.with_hsts(Duration::from_secs(secs)),
+            None => tls,
+        }))
+    }
+}
+
+/// Reads the certificate again on every SIGHUP; a bad file keeps the old one.
+async fn reload_on_sighup(tls: tandem::TlsConfig) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => log::info!("SIGHUP: tls certificate and key reloaded"),
+            Err(e) => log::warn!("SIGHUP: tls reload failed, keeping the old certificate: {e}"),
+        }
+    }
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -491,6 +532,13 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
+    let tls = match serve.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Some(Err(e)) = serve.proxy(serve.listen).map(|p| p.validate()) {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
@@ -587,6 +635,10 @@ fn main() -> ExitCode {
         if let Some(cb) = cobrowse {
             if let Some(link) = cb.sign_in_link(addr) {
                 let link = link.replacen("/agent#", &format!("{own_prefix}/agent#"), 1);
+                let link = match &tls {
+                    Some(_) => link.replacen("http://", "https://", 1),
+                    None => link,
+                };
                 // Printed, not logged: the key must reach the operator
                 // whatever RUST_LOG says. It sits in the URL's fragment,
                 // which no browser sends.
@@ -595,11 +647,25 @@ fn main() -> ExitCode {
             service = service.with_app(std::sync::Arc::new(cb));
         }
         tokio::spawn(tandem::status::run(hub, service.shutdown().clone()));
-        log::info!("tandem listening on http://{addr}/");
-        match tandem::serve(listener, service)
-            .with_graceful_shutdown(signal())
-            .await
-        {
+        let server = tandem::serve(listener, service).with_graceful_shutdown(signal());
+        let server = match tls {
+            Some(tls) => {
+                log::info!("tandem listening on https://{addr}/ (HTTP/1.1 and HTTP/2)");
+                tokio::spawn(reload_on_sighup(tls.clone()));
+                server.with_tls(tls)
+            }
+            None => {
+                log::info!("tandem listening on http://{addr}/");
+                if !addr.ip().is_loopback() {
+                    // Printed, not logged: whatever RUST_LOG says.
+                    eprintln!(
+                        "tandem: warning: listening on {addr} without TLS: events, cookies and agent sign-ins cross the network in plaintext; serve HTTPS with --tls-cert FILE --tls-key FILE (PEM), or put tandem behind a TLS-terminating proxy"
+                    );
+                }
+                server
+            }
+        };
+        match server.await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("tandem: {e}");

@@ -48,6 +48,39 @@ fn id_json(id: u64) -> Bytes {
     Bytes::copy_from_slice(&answer[..7 + d.len()])
 }
 
+/// An answer over TLS: `Secure` on every cookie that lacks it (co-browsing's,
+/// and the proxied application's), and HSTS when configured.
+fn secure_answer(resp: &mut Response<Body>, hsts: Option<&HeaderValue>) {
+    use hyper::header::{SET_COOKIE, STRICT_TRANSPORT_SECURITY};
+    if let Some(hsts) = hsts {
+        resp.headers_mut()
+            .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    let insecure = |v: &HeaderValue| {
+        !v.as_bytes()
+            .split(|&b| b == b';')
+            .skip(1)
+            .any(|attr| attr.trim_ascii().eq_ignore_ascii_case(b"secure"))
+    };
+    if !resp.headers().get_all(SET_COOKIE).iter().any(insecure) {
+        return;
+    }
+    let cookies: Vec<HeaderValue> = match resp.headers_mut().entry(SET_COOKIE) {
+        hyper::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+        hyper::header::Entry::Vacant(_) => return,
+    };
+    for c in cookies {
+        let c = if insecure(&c) {
+            let mut v = c.as_bytes().to_vec();
+            v.extend_from_slice(b"; Secure");
+            HeaderValue::from_bytes(&v).unwrap_or(c)
+        } else {
+            c
+        };
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+}
+
 /// The default JSONP and iframe callback.
 pub const DEFAULT_CALLBACK: &str = "tandemEvent";
 
@@ -68,6 +101,8 @@ pub struct Service {
     app: Option<Arc<dyn App>>,
     /// Where requests outside the prefix go (`crate::proxy` sets it).
     proxy: Option<Arc<dyn Forward>>,
+    /// Set on the clone that serves TLS connections: `Some(hsts)`.
+    tls: Option<Option<HeaderValue>>,
 }
 
 /// A request body on its way elsewhere, boxed whatever it was.
@@ -121,7 +156,15 @@ impl Service {
             shutdown: Shutdown::new(),
             app: None,
             proxy: None,
+            tls: None,
         }
+    }
+
+    /// This service for connections over TLS: every cookie it sets gets
+    /// `Secure`, and every answer `Strict-Transport-Security` if `hsts`.
+    pub(crate) fn over_tls(mut self, hsts: Option<HeaderValue>) -> Service {
+        self.tls = Some(hsts);
+        self
     }
 
     /// Uses these HTTP settings (validated here) instead of the defaults.
@@ -251,13 +294,28 @@ impl Service {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let mut resp = self.answer(req).await;
+        if let Some(hsts) = &self.tls {
+            secure_answer(&mut resp, hsts.as_ref());
+        }
+        resp
+    }
+
+    async fn answer<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         if let Some(e) = self.url_too_long(req.uri()) {
             return super::error_response(&e);
         }
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
-                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                if self.tls.is_some() {
+                    req.extensions_mut().insert(crate::proxy::OverTls);
+                }
                 return proxy.forward(req, Box::pin(self.shutdown.wait())).await;
             }
         }

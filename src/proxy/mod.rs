@@ -55,6 +55,12 @@ use crate::Service;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Marks a request that came over TLS (the service serving TLS connections
+/// inserts it before forwarding): the upstream is told
+/// `X-Forwarded-Proto: https`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OverTls;
+
 /// What a request body becomes on its way upstream.
 type UpBody = ForwardBody;
 
@@ -209,7 +215,11 @@ impl Proxy {
                 h.insert(X_FORWARDED_FOR, v);
             }
         }
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = match parts.extensions.get::<OverTls>() {
+            Some(OverTls) => "https",
+            None => "http",
+        };
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         h.insert(X_FORWARDED_HOST, host);
         h.insert(HOST, self.authority.clone());
         parts.uri = Uri::try_from(target.as_str())

@@ -19,8 +19,9 @@
 //! that at most `shutdown_timeout`.
 //!
 //! A connection is any `AsyncRead + AsyncWrite` stream (`Io`): the accept
-//! loop hands over TCP sockets today, and a TLS layer can wrap them without
-//! a second copy of these paths.
+//! loop hands over TCP sockets, or, with [`Serve::with_tls`], the decrypted
+//! side of a TLS connection (`tls.rs`: HTTP/1.1 takes these same paths,
+//! HTTP/2 goes to hyper's HTTP/2 server).
 
 use std::future::{Future, IntoFuture};
 use std::io;
@@ -45,8 +46,10 @@ use sniff::{Prefixed, Sniff};
 
 mod lean;
 mod sniff;
+mod tls;
 
 pub use sniff::{sniff_bytes, SniffOutcome};
+pub use tls::{TlsConfig, TlsError};
 
 /// What a connection can be served over: a TCP socket, or anything that
 /// wraps one (TLS).
@@ -76,6 +79,7 @@ pub fn serve(listener: TcpListener, service: Service) -> Serve {
         listener,
         service,
         signal: None,
+        tls: None,
     }
 }
 
@@ -85,6 +89,7 @@ pub struct Serve {
     listener: TcpListener,
     service: Service,
     signal: Option<Signal>,
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for Serve {
@@ -105,6 +110,15 @@ impl Serve {
         self.signal = Some(Box::pin(signal));
         self
     }
+
+    /// Serves TLS only (HTTP/1.1, or HTTP/2 when the client offers `h2` by
+    /// ALPN) with this certificate; keep a clone of `tls` to
+    /// [`reload`](TlsConfig::reload) it while serving. Cookies set over
+    /// TLS get `Secure`.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Serve {
+        self.tls = Some(tls);
+        self
+    }
 }
 
 impl IntoFuture for Serve {
@@ -112,11 +126,22 @@ impl IntoFuture for Serve {
     type IntoFuture = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(run(self.listener, self.service, self.signal))
+        Box::pin(run(self.listener, self.service, self.signal, self.tls))
     }
 }
 
-async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) -> io::Result<()> {
+async fn run(
+    listener: TcpListener,
+    service: Service,
+    signal: Option<Signal>,
+    tls: Option<TlsConfig>,
+) -> io::Result<()> {
+    // TLS connections are served by a clone that marks its answers
+    // (`Secure` cookies, HSTS).
+    let (service, acceptor) = match &tls {
+        Some(tls) => (service.over_tls(tls.hsts_header()), Some(tls.acceptor())),
+        None => (service, None),
+    };
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let shutdown: Shutdown = service.shutdown().clone();
     let hub = service.hub().clone();
@@ -154,7 +179,7 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
             log::debug!("refusing {peer}: at the connection limit");
             let max = cfg.max_connections;
             let e = crate::Error::unavailable(format!("too many connections (max {max})"));
-            tokio::spawn(refuse(stream, e, alive));
+            spawn_refusal(stream, &acceptor, e, alive);
             continue;
         }
         // One hash lookup: this address's share of the connections.
@@ -163,7 +188,7 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
             Err(e) => {
                 hub.metrics().refused.inc();
                 log::debug!("refusing {peer}: {e}");
-                tokio::spawn(refuse(stream, e, alive));
+                spawn_refusal(stream, &acceptor, e, alive);
                 continue;
             }
         };
@@ -171,8 +196,16 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
         log::debug!("connection opened: {peer}");
         let svc = service.clone();
         let limits = limits.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            connection(stream, peer, svc.clone(), limits).await;
+            match acceptor {
+                // Boxed: the task is as large as its largest future, and a
+                // plaintext connection must not carry rustls' state inline.
+                Some(acceptor) => {
+                    Box::pin(tls::connection(stream, peer, acceptor, svc.clone(), limits)).await
+                }
+                None => connection(stream, peer, svc.clone(), limits).await,
+            }
             drop(counted);
             svc.hub().metrics().connections.dec();
             drop(alive);
@@ -193,17 +226,37 @@ async fn run(listener: TcpListener, service: Service, signal: Option<Signal>) ->
     Ok(())
 }
 
-/// Answers a connection over a limit with `e` (503 over the global
-/// limit, 429 over its address's share), `Retry-After: 1`, and closes it.
+/// Refuses a connection over a limit with `e` (503 over the global limit,
+/// 429 over its address's share), over TLS when the listener speaks it.
+fn spawn_refusal(
+    stream: tokio::net::TcpStream,
+    acceptor: &Option<tokio_rustls::TlsAcceptor>,
+    e: crate::Error,
+    alive: mpsc::Sender<()>,
+) {
+    match acceptor {
+        Some(acceptor) => tokio::spawn(tls::refuse(stream, acceptor.clone(), e, alive)),
+        None => tokio::spawn(refuse(stream, e, alive)),
+    };
+}
+
+/// The answer to every request on a connection over a limit: `e`, with
+/// `Retry-After: 1`.
+fn refusal(e: &crate::Error) -> Response<crate::http::Body> {
+    let mut resp: Response<crate::http::Body> = crate::http::error_response(e);
+    debug_assert!(matches!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ));
+    resp.headers_mut()
+        .insert("retry-after", "1".parse().expect("static"));
+    resp
+}
+
+/// Answers a connection over a limit with `e` (see [`refusal`]) and closes it.
 async fn refuse(stream: impl Io, e: crate::Error, alive: mpsc::Sender<()>) {
     let refuse = service_fn(move |_req| {
-        let mut resp: Response<crate::http::Body> = crate::http::error_response(&e);
-        debug_assert!(matches!(
-            resp.status(),
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-        ));
-        resp.headers_mut()
-            .insert("retry-after", "1".parse().expect("static"));
+        let resp = refusal(&e);
         async move { Ok::<_, std::convert::Infallible>(resp) }
     });
     let conn = http1::Builder::new()

@@ -20,4 +20,5 @@ mod cobrowse;
 mod es5;
 mod harness;
 mod live_image;
+mod tls;
 mod webdriver;

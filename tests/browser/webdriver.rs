@@ -261,6 +261,16 @@ impl Browser {
             .collect()
     }
 
+    /// Whether the cookie `name` of the current page's site is `Secure`
+    /// (`None`: no such cookie).
+    pub async fn cookie_secure(&self, name: &str) -> Option<bool> {
+        bounded("cookies", self.client().get_all_cookies())
+            .await
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.secure().unwrap_or(false))
+    }
+
     /// A PNG of the current window (for looking at a failing page).
     pub async fn screenshot(&self) -> Vec<u8> {
         bounded("screenshot", self.client().screenshot()).await

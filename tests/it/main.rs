@@ -25,4 +25,5 @@ mod redis_cluster;
 mod resume;
 mod shared_view;
 mod shutdown;
+mod tls;
 mod transports;

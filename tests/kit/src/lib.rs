@@ -13,6 +13,8 @@
 //! * [`server`]: a tandem [`Server`] on `127.0.0.1:0`, of either [`Flavor`]:
 //!   `tandem::serve`, or `tandem::Service` in a plain hyper server as an
 //!   embedder runs it. [`both_flavors!`] runs a test against each.
+//! * [`tls`]: a CA and server certificates made at test time ([`Pki`]),
+//!   and TLS clients that trust only it.
 //! * [`upstream`]: a small web application (plain hyper, nothing of
 //!   tandem's) for the proxy tests to put tandem in front of.
 //!
@@ -25,6 +27,7 @@ pub mod events;
 pub mod http1;
 pub mod redis;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use conn::{wait_until, within, BodyReader, Conn, Response, Stop, IO_TIMEOUT};
@@ -32,6 +35,7 @@ pub use events::{delimiter, ids, some_ids, text, AnyParser, Events, Feed, Iframe
 pub use http1::{count, find, form_data, Decoder, Framing, Head, Part, Req};
 pub use redis::{RedisCluster, RedisOpts, RedisServer};
 pub use server::{browser_config, config, serve_hyper, Flavor, Server, Setup};
+pub use tls::Pki;
 pub use upstream::Upstream;
 
 /// Runs async test functions once per server [`Flavor`]. Each `name` is an

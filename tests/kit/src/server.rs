@@ -46,6 +46,9 @@ pub struct Setup {
     pub redis: Option<String>,
     /// Or through a Redis as these say (a cluster, a password, TLS).
     pub redis_options: Option<tandem::RedisOptions>,
+    /// Serve TLS only, with this certificate (`--tls-cert`; the `Serve`
+    /// flavor).
+    pub tls: Option<tandem::TlsConfig>,
 }
 
 macro_rules! forward {
@@ -96,6 +99,13 @@ impl Setup {
         self.redis_options = Some(options);
         self
     }
+
+    /// Serves TLS only with this certificate (`--tls-cert`, `--tls-key`).
+    pub fn tls(mut self, tls: tandem::TlsConfig) -> Setup {
+        self.tls = Some(tls);
+        self
+    }
+
     /// A node sharing its channels through the Redis at `url` (`--redis`).
     pub fn redis(mut self, url: &str) -> Setup {
         self.redis = Some(url.to_string());
@@ -154,6 +164,7 @@ pub fn config() -> Setup {
         proxy: None,
         redis: None,
         redis_options: None,
+        tls: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -276,11 +287,12 @@ impl Server {
                     self.hub.clone(),
                     service.shutdown().clone(),
                 ));
-                tokio::spawn(
-                    tandem::serve(listener, service)
-                        .with_graceful_shutdown(stop)
-                        .into_future(),
-                )
+                let serve = tandem::serve(listener, service).with_graceful_shutdown(stop);
+                let serve = match self.setup.tls.clone() {
+                    Some(tls) => serve.with_tls(tls),
+                    None => serve,
+                };
+                tokio::spawn(serve.into_future())
             }
             None => tokio::spawn(serve_hyper(listener, service, stop)),
         });
@@ -351,9 +363,14 @@ impl Server {
         self.addr.port()
     }
 
-    /// `http://127.0.0.1:port{path}`.
+    /// `http://127.0.0.1:port{path}` (`https://` when serving TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.setup.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub async fn connect(&self) -> Conn {
