@@ -778,9 +778,7 @@ impl IdleCutProxy {
             a.fetch_add(1, Ordering::SeqCst);
             let cut = c.clone();
             async move {
-                if let Ok(true) = relay_until_idle(client, upstream, idle).await {
-                    cut.fetch_add(1, Ordering::SeqCst);
-                }
+                let _ = relay_until_idle(client, upstream, idle, &cut).await;
             }
         });
         IdleCutProxy {
@@ -802,13 +800,15 @@ impl IdleCutProxy {
     }
 }
 
-/// Relays bytes both ways; Ok(true) if it cut the connection for idleness,
-/// Ok(false) if either side closed first.
+/// Relays bytes both ways until either side closes, or until it cuts the
+/// connection for idleness, counting the cut in `cut` before the sockets
+/// close (a test that sees the close then finds it counted).
 async fn relay_until_idle(
     mut client: TcpStream,
     upstream: SocketAddr,
     idle: Duration,
-) -> io::Result<bool> {
+    cut: &AtomicUsize,
+) -> io::Result<()> {
     let mut up = TcpStream::connect(upstream).await?;
     let _ = up.set_nodelay(true);
     let (mut cr, mut cw) = client.split();
@@ -822,20 +822,21 @@ async fn relay_until_idle(
             r = cr.read(&mut a) => {
                 let n = r?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(());
                 }
                 uw.write_all(&a[..n]).await?;
             }
             r = ur.read(&mut b) => {
                 let n = r?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(());
                 }
                 cw.write_all(&b[..n]).await?;
             }
             _ = &mut idle_timer => {
-                // Dropping both sockets closes both connections.
-                return Ok(true);
+                cut.fetch_add(1, Ordering::SeqCst);
+                // Dropping both sockets (on return) closes both connections.
+                return Ok(());
             }
         }
         idle_timer
