@@ -428,19 +428,23 @@ impl Service {
         if let (Some(tokens), Route::Channel(c) | Route::Subscribe(c, _) | Route::Info(c)) =
             (&self.tokens, &route)
         {
-            let publish = method == Method::POST && matches!(route, Route::Channel(_));
-            let right = if publish {
-                crate::token::Right::Publish
-            } else {
-                crate::token::Right::Subscribe
-            };
-            expires = tokens.check(
-                c,
-                right,
-                req.headers(),
-                req.uri().query(),
-                query.client.as_deref(),
-            )?;
+            // An app's own channels are guarded by its credentials instead.
+            let app_gated = self.app.as_ref().is_some_and(|a| a.gates_channel(c));
+            if !app_gated {
+                let publish = method == Method::POST && matches!(route, Route::Channel(_));
+                let right = if publish {
+                    crate::token::Right::Publish
+                } else {
+                    crate::token::Right::Subscribe
+                };
+                expires = tokens.check(
+                    c,
+                    right,
+                    req.headers(),
+                    req.uri().query(),
+                    query.client.as_deref(),
+                )?;
+            }
         }
         match route {
             Route::Static(path) => {

@@ -293,3 +293,16 @@ fn a_query_token_is_redacted_for_logs() {
     assert!(!shown.contains(&tok));
     assert_eq!(shown, "/ch/c/sse?since=0&token=REDACTED&client=x");
 }
+
+#[tokio::test]
+async fn cobrowse_channels_keep_their_own_gate() {
+    // Serve mounts co-browsing: its `cb.*` channels are guarded by its
+    // cookies, not by channel tokens, even with --tokens-for all.
+    let srv = Flavor::Serve.start(with_tokens(Needs::All)).await;
+    let r = srv.get("/ch/cb.s.nobody/sse").await;
+    assert!(matches!(r.head.status, 401 | 403), "{}", r.text());
+    assert!(!r.text().contains("token"), "{}", r.text());
+    srv.get("/ch/other/sse")
+        .await
+        .expect_error(401, &["token required"]);
+}
