@@ -498,9 +498,9 @@ mod tests {
         let key = b"Jefe";
         s.ipad = [0x36; 64];
         s.opad = [0x5c; 64];
-        for i in 0..4 {
-            s.ipad[i] ^= key[i];
-            s.opad[i] ^= key[i];
+        for (i, k) in key.iter().enumerate() {
+            s.ipad[i] ^= k;
+            s.opad[i] ^= k;
         }
         let mac = s.mac(b"what do ya want for nothing?");
         let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
@@ -516,11 +516,10 @@ mod tests {
         let t = s.mint(&tok("chat", true, "sub"));
         assert!(t.starts_with("v1.") && !t.contains(['+', '/', '=']));
         let now = 1_000_000_000;
-        assert_eq!(
+        assert!(
             s.check(&t, "chat.room", Right::Subscribe, None, now)
                 .unwrap()
-                .prefix,
-            true
+                .prefix
         );
         assert_eq!(
             s.check(&t, "news", Right::Subscribe, None, now),
