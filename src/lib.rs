@@ -48,6 +48,7 @@ mod router;
 mod server;
 mod shutdown;
 pub mod status;
+pub mod token;
 mod transport;
 mod wire;
 
@@ -68,6 +69,7 @@ pub use router::{
 };
 pub use server::{serve, Serve, TlsConfig, TlsError};
 pub use shutdown::Shutdown;
+pub use token::{Signer, Token};
 
 /// `docs/embedding.md`, compiled and run as doctests so its code stays true.
 #[cfg(doctest)]

@@ -29,6 +29,65 @@ enum Command {
     Audit(AuditCmd),
     Sub(SubCmd),
     Pub(PubCmd),
+    Token(TokenCmd),
+}
+
+/// Print a signed channel token (see docs/security.md, Channel tokens).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "token")]
+struct TokenCmd {
+    /// the secret file, as given to serve --secret-file
+    #[argh(option)]
+    secret_file: PathBuf,
+    /// the channel (or, with --prefix, the channel-name prefix) it is for
+    #[argh(option)]
+    channel: String,
+    /// the channel is a prefix: the token is for every channel starting with it
+    #[argh(switch)]
+    prefix: bool,
+    /// rights: sub, pub or sub,pub [sub]
+    #[argh(option, default = "String::from(\"sub\")")]
+    rights: String,
+    /// how long it is valid from now [1h]
+    #[argh(option, from_str_fn(duration), default = "Duration::from_secs(3600)")]
+    ttl: Duration,
+    /// the only client id (client= of requests) it is for
+    #[argh(option)]
+    client: Option<String>,
+}
+
+fn token_cmd(t: &TokenCmd) -> ExitCode {
+    use tandem::token::{now_unix, Rights, Signer, Token};
+    let made = (|| -> Result<String, String> {
+        let signer = Signer::from_file(&t.secret_file)?;
+        let rights = Rights::parse(&t.rights)?;
+        if !t.prefix || !t.channel.is_empty() {
+            tandem::check_channel(&t.channel).map_err(|e| e.message().to_string())?;
+        }
+        if let Some(c) = &t.client {
+            if c.is_empty() || c.len() > 64 {
+                return Err("--client must be 1 to 64 bytes".into());
+            }
+        }
+        let ttl = t.ttl.as_secs().max(1);
+        Ok(signer.mint(&Token {
+            channel: t.channel.clone(),
+            prefix: t.prefix,
+            rights,
+            expires: now_unix() + ttl,
+            client: t.client.clone(),
+        }))
+    })();
+    match made {
+        Ok(tok) => {
+            println!("{tok}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Manage co-browsing agent accounts (the --agents file).
@@ -231,9 +290,40 @@ struct Serve {
     /// with TLS, send Strict-Transport-Security: max-age=SECONDS [off]
     #[argh(option)]
     hsts: Option<u64>,
+    /// require signed channel tokens, checked with the secret in this file (32 bytes or more); see --tokens-for
+    #[argh(option)]
+    secret_file: Option<PathBuf>,
+    /// with --secret-file, which channels need a token: all, none, or a channel-name prefix (repeatable) [all]
+    #[argh(option)]
+    tokens_for: Vec<String>,
 }
 
 impl Serve {
+    /// `--secret-file` and `--tokens-for`, read and checked.
+    fn tokens(&self) -> Result<Option<tandem::token::TokenPolicy>, String> {
+        use tandem::token::{Needs, Signer, TokenPolicy};
+        let Some(path) = &self.secret_file else {
+            if !self.tokens_for.is_empty() {
+                return Err("--tokens-for needs --secret-file".into());
+            }
+            return Ok(None);
+        };
+        let signer = Signer::from_file(path)?;
+        let needs = match self
+            .tokens_for
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()[..]
+        {
+            [] | ["all"] => Needs::All,
+            ["none"] => Needs::None,
+            ref p if p.iter().any(|p| *p == "all" || *p == "none") => {
+                return Err("--tokens-for all or none cannot be mixed with prefixes".into())
+            }
+            ref p => Needs::Prefixes(p.iter().map(|p| p.to_string()).collect()),
+        };
+        Ok(Some(TokenPolicy { signer, needs }))
+    }
     /// `--tls-cert`, `--tls-key` and `--hsts`, read and checked.
     fn tls(&self) -> Result<Option<tandem::TlsConfig>, String> {
         let (cert, key) = match (&self.tls_cert, &self.tls_key) {
@@ -511,6 +601,7 @@ fn main() -> ExitCode {
         Command::Serve(s) => s,
         Command::Sub(s) => return sub(s),
         Command::Pub(p) => return publish(p),
+        Command::Token(t) => return token_cmd(&t),
         Command::Agents(AgentsCmd {
             command: AgentsSub::Add(a),
         }) => return agents_add(&a),
@@ -551,6 +642,13 @@ fn main() -> ExitCode {
         eprintln!("tandem: {e}");
         return ExitCode::from(2);
     }
+    let tokens = match serve.tokens() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("tandem: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let redis = match serve.redis_options() {
         Ok(r) => r,
         Err(e) => {
@@ -596,6 +694,9 @@ fn main() -> ExitCode {
         let mut service = tandem::Service::new(hub.clone())
             .with_config(http)
             .expect("validated before the runtime started");
+        if let Some(policy) = tokens {
+            service = service.with_tokens(policy);
+        }
         // Co-browsing first: the proxy shares customers' sessions with it.
         let cobrowse = match cobrowse.map(|cb| Cobrowse::new(hub.clone(), cb)) {
             None => None,

@@ -582,6 +582,10 @@ impl App for Cobrowse {
         self.check_gate(channel, access, &Cookies::of(headers))
     }
 
+    fn gates_channel(&self, channel: &str) -> bool {
+        channel.starts_with(CHANNEL_PREFIX)
+    }
+
     fn before_gate<'a>(
         &'a self,
         channel: &'a str,

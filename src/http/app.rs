@@ -62,6 +62,14 @@ pub trait App: Send + Sync + 'static {
         None
     }
 
+    /// Whether this app guards `channel` itself in [`App::gate`] (its own
+    /// credentials, such as co-browsing's `cb.*` channels): signed channel
+    /// tokens (`crate::token`) are then not asked for it. None by default.
+    fn gates_channel(&self, channel: &str) -> bool {
+        let _ = channel;
+        false
+    }
+
     /// Whether a request to a path it claims opens a new session (a help
     /// session, say): `serve` limits those per client address
     /// ([`crate::http::HttpConfig::sessions_per_minute`]). None by default.

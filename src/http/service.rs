@@ -103,6 +103,8 @@ pub struct Service {
     proxy: Option<Arc<dyn Forward>>,
     /// Set on the clone that serves TLS connections: `Some(hsts)`.
     tls: Option<Option<HeaderValue>>,
+    /// Signed channel tokens required, on which channels.
+    tokens: Option<Arc<crate::token::TokenPolicy>>,
 }
 
 /// A request body on its way elsewhere, boxed whatever it was.
@@ -157,7 +159,15 @@ impl Service {
             app: None,
             proxy: None,
             tls: None,
+            tokens: None,
         }
+    }
+
+    /// Requires signed channel tokens (`crate::token`) on the channels the
+    /// policy names, on every subscribe, poll, info and publish.
+    pub fn with_tokens(mut self, policy: crate::token::TokenPolicy) -> Service {
+        self.tokens = Some(Arc::new(policy));
+        self
     }
 
     /// This service for connections over TLS: every cookie it sets gets
@@ -242,6 +252,26 @@ impl Service {
 
     fn shutdown_signal(&self) -> Option<ShutdownSignal> {
         Some(Box::pin(self.shutdown.wait()))
+    }
+
+    /// What ends a stream: shutdown, or its token's expiry (unix seconds),
+    /// whichever comes first. Both end it cleanly (the format's closing
+    /// bytes), so the client reconnects and resumes from its cursor.
+    fn stream_end(&self, expires: Option<u64>) -> Option<ShutdownSignal> {
+        let Some(exp) = expires else {
+            return self.shutdown_signal();
+        };
+        let stop = self.shutdown.wait();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Some(Box::pin(async move {
+            tokio::select! {
+                _ = stop => {}
+                _ = tokio::time::sleep(left) => {}
+            }
+        }))
     }
 
     /// Whether a request (by method, path and `Accept`) opens an endless
@@ -392,6 +422,30 @@ impl Service {
             }
             app.gate(c, access, req.headers())?;
         }
+        // Signed channel tokens: on every request, whichever path it came by
+        // (the lean paths call `handle` too); a stream ends at the expiry.
+        let mut expires = None;
+        if let (Some(tokens), Route::Channel(c) | Route::Subscribe(c, _) | Route::Info(c)) =
+            (&self.tokens, &route)
+        {
+            // An app's own channels are guarded by its credentials instead.
+            let app_gated = self.app.as_ref().is_some_and(|a| a.gates_channel(c));
+            if !app_gated {
+                let publish = method == Method::POST && matches!(route, Route::Channel(_));
+                let right = if publish {
+                    crate::token::Right::Publish
+                } else {
+                    crate::token::Right::Subscribe
+                };
+                expires = tokens.check(
+                    c,
+                    right,
+                    req.headers(),
+                    req.uri().query(),
+                    query.client.as_deref(),
+                )?;
+            }
+        }
         match route {
             Route::Static(path) => {
                 let asset = super::assets::find(&path).ok_or_else(not_found)?;
@@ -436,9 +490,13 @@ impl Service {
             }
             Route::Channel(c) => {
                 let sub = negotiate(req.headers());
-                self.subscribe(&c, sub, &query, req.headers()).await
+                self.subscribe(&c, sub, &query, req.headers(), expires)
+                    .await
             }
-            Route::Subscribe(c, sub) => self.subscribe(&c, sub, &query, req.headers()).await,
+            Route::Subscribe(c, sub) => {
+                self.subscribe(&c, sub, &query, req.headers(), expires)
+                    .await
+            }
         }
     }
 
@@ -583,6 +641,7 @@ impl Service {
         sub: Sub,
         query: &Query,
         headers: &HeaderMap,
+        expires: Option<u64>,
     ) -> Result<Response<Body>, Error> {
         let cfg = self.hub.config();
         // `EPOCH:ID` (what an SSE stream's `id:` lines carry) or a bare `ID`.
@@ -655,7 +714,7 @@ impl Service {
             style,
             prelude,
             cfg.heartbeat,
-            self.shutdown_signal(),
+            self.stream_end(expires),
             guard,
         );
         let mut resp = Response::new(Body::stream(stream));

@@ -280,7 +280,10 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service, limits:
     drop(buf);
     let (head, rest) = match next {
         Next::Stream(req) => {
-            log::debug!("stream opened: {peer} {}", req.uri());
+            log::debug!(
+                "stream opened: {peer} {}",
+                crate::token::redact(&req.uri().to_string())
+            );
             match Box::pin(lean::serve_stream(stream, req, &svc)).await {
                 Ok(()) => log::debug!("stream closed: {peer}"),
                 Err(e) => log::debug!("stream closed: {peer}: {e}"),

@@ -7,6 +7,13 @@
  *   conn.publish('chat', 'hello', function (err, res) {});
  *   conn.close();
  *
+ * Channels that need a signed token (docs/security.md, Channel tokens): pass
+ * `token`, a string or a function returning one or a promise of one. A
+ * function is called before the first request, again `tokenRenew` ms
+ * (at most half the token's life) before each token expires, and after a
+ * refusal; a renewed token reopens an open stream from the cursor, and the
+ * next poll or publish carries it (as `?token=`, on every transport).
+ *
  * Transports, best first: fetch (multipart/mixed read with a stream reader),
  * eventsource (SSE, JSON envelope), xhr (SSE read from a growing
  * responseText), poll (XHR long-poll), jsonp (script-tag long-poll), iframe
@@ -42,7 +49,12 @@
     fallback: true,
     withCredentials: false,
     echo: false,
-    publishVia: 'auto'
+    publishVia: 'auto',
+    // A channel token (docs/security.md): a string, or a function returning
+    // one or a promise of one, called again before the token expires.
+    token: null,
+    // How long before its expiry a token is renewed (ms; at most half its life).
+    tokenRenew: 30000
   };
 
   function noop() {}
@@ -901,6 +913,13 @@
     this._closed = false;
     this._queue = [];
     this._sending = false;
+    this._token = null;
+    this._tokenExp = 0;
+    this._tokenRenewAt = 0;
+    this._tokenTimer = null;
+    if (typeof o.token === 'string') {
+      this._setToken(o.token);
+    }
     var self = this;
     // Start on the next turn, so the caller holds `conn` before any callback.
     this._timer = setTimeout(function () {
@@ -964,6 +983,9 @@
     if (!this.options.echo) {
       p.client = this.client;
     }
+    if (this._token) {
+      p.token = this._token;
+    }
     for (k in extra) {
       if (has(extra, k)) {
         p[k] = extra[k];
@@ -981,7 +1003,105 @@
     safely(this._onStatus, this, [status, info]);
   };
 
+  /* ---- channel tokens ---- */
+
+  // A token's expiry in ms, read from its payload (`v1.PAYLOAD.SIG`), or 0.
+  function tokenExpiry(t) {
+    var parts = String(t).split('.'), b, o;
+    if (parts.length !== 3 || !win.atob) {
+      return 0;
+    }
+    b = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    while (b.length % 4) {
+      b += '=';
+    }
+    try {
+      o = parseJSON(win.atob(b));
+    } catch (e) {
+      o = null;
+    }
+    return o && typeof o.exp === 'number' ? o.exp * 1000 : 0;
+  }
+
+  // Whether the token must be fetched (again) before the next request.
+  Connection.prototype._tokenStale = function () {
+    if (typeof this.options.token !== 'function') {
+      return false;
+    }
+    return this._token === null || (this._tokenExp && now() >= this._tokenRenewAt);
+  };
+
+  Connection.prototype._setToken = function (t) {
+    var self = this, left;
+    this._token = t === null || t === undefined ? null : String(t);
+    this._tokenExp = this._token ? tokenExpiry(this._token) : 0;
+    clearTimeout(this._tokenTimer);
+    this._tokenTimer = null;
+    if (!this._tokenExp) {
+      return;
+    }
+    left = this._tokenExp - now();
+    this._tokenRenewAt = this._tokenExp - Math.min(this.options.tokenRenew, left / 2);
+    if (typeof this.options.token === 'function' && !this._closed) {
+      this._tokenTimer = setTimeout(function () {
+        self._tokenTimer = null;
+        self._renew(function () {
+          // A stream holds the old token until the server ends it at the
+          // expiry: open a new one now, from the cursor, so nothing waits.
+          var att = self._att;
+          if (att && !att.dead && STREAMS[att.name] && att.alive) {
+            self._restart(att);
+          }
+        });
+      }, Math.max(0, this._tokenRenewAt - now()));
+    }
+  };
+
+  // Asks the token function for a fresh token, then calls done (whatever
+  // came: a refusal by the server retries with backoff, asking again).
+  Connection.prototype._renew = function (done) {
+    var self = this, got, called = false;
+    var finish = function (t) {
+      if (called) {
+        return;
+      }
+      called = true;
+      if (t !== null && t !== undefined && t !== '') {
+        self._setToken(t);
+      }
+      if (!self._closed) {
+        done();
+      }
+    };
+    try {
+      got = this.options.token.call(this);
+    } catch (e) {
+      got = null;
+    }
+    if (got && typeof got.then === 'function') {
+      got.then(finish, function () {
+        finish(null);
+      });
+    } else {
+      finish(got);
+    }
+  };
+
   Connection.prototype._connect = function () {
+    var self = this;
+    if (this._closed) {
+      return;
+    }
+    if (this._tokenStale()) {
+      this._renew(function () {
+        self._connectNow();
+      });
+      return;
+    }
+    this._connectNow();
+  };
+
+  Connection.prototype._connectNow = function () {
     var self = this, name = this._current, probe = false;
     if (this._closed) {
       return;
@@ -1262,7 +1382,17 @@
     }
     item = this._queue.shift();
     this._sending = true;
-    url = this.options.base + '/ch/' + encodeURIComponent(this.channel) + '?' + encode({client: this.client});
+    if (this._tokenStale()) {
+      // Fetch a fresh token first; the queue waits.
+      this._queue.unshift(item);
+      this._renew(function () {
+        self._sending = false;
+        self._send();
+      });
+      return;
+    }
+    url = this.options.base + '/ch/' + encodeURIComponent(this.channel) + '?' +
+      encode(this._token ? {client: this.client, token: this._token} : {client: this.client});
     via = this.options.publishVia;
     if (via === 'auto') {
       via = this._caps.poll ? 'xhr' : 'form';
@@ -1290,6 +1420,7 @@
     }
     this._closed = true;
     clearTimeout(this._timer);
+    clearTimeout(this._tokenTimer);
     if (this._att) {
       this._kill(this._att);
     }

@@ -21,4 +21,5 @@ mod es5;
 mod harness;
 mod live_image;
 mod tls;
+mod tokens;
 mod webdriver;

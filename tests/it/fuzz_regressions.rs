@@ -24,6 +24,8 @@ mod route_query;
 mod router_model;
 #[path = "../../fuzz/checks/sniff.rs"]
 mod sniff;
+#[path = "../../fuzz/checks/token.rs"]
+mod token;
 #[path = "../../fuzz/checks/wire_roundtrip.rs"]
 mod wire_roundtrip;
 
@@ -55,6 +57,11 @@ fn replay<T>(target: &str, check: fn(&[u8]) -> T) {
             path.display()
         );
     }
+}
+
+#[test]
+fn token_regressions() {
+    replay("token", token::check);
 }
 
 #[test]

@@ -26,4 +26,5 @@ mod resume;
 mod shared_view;
 mod shutdown;
 mod tls;
+mod tokens;
 mod transports;

@@ -49,6 +49,8 @@ pub struct Setup {
     /// Serve TLS only, with this certificate (`--tls-cert`; the `Serve`
     /// flavor).
     pub tls: Option<tandem::TlsConfig>,
+    /// Require signed channel tokens (`--secret-file`, `--tokens-for`).
+    pub tokens: Option<tandem::token::TokenPolicy>,
 }
 
 macro_rules! forward {
@@ -101,6 +103,11 @@ impl Setup {
     }
 
     /// Serves TLS only with this certificate (`--tls-cert`, `--tls-key`).
+    pub fn tokens(mut self, policy: tandem::token::TokenPolicy) -> Setup {
+        self.tokens = Some(policy);
+        self
+    }
+
     pub fn tls(mut self, tls: tandem::TlsConfig) -> Setup {
         self.tls = Some(tls);
         self
@@ -165,6 +172,7 @@ pub fn config() -> Setup {
         redis: None,
         redis_options: None,
         tls: None,
+        tokens: None,
     }
     .buffer_events(64)
     .heartbeat(Duration::from_secs(30))
@@ -264,6 +272,9 @@ impl Server {
         let mut service = Service::new(self.hub.clone())
             .with_config(self.setup.http.clone())
             .expect("valid test http config");
+        if let Some(policy) = self.setup.tokens.clone() {
+            service = service.with_tokens(policy);
+        }
         // What the binary serves: channels, co-browsing with its demo
         // portal (sharing the proxied application, when there is one), and
         // the live status feed.

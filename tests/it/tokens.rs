@@ -1,0 +1,308 @@
+//! Signed channel tokens (`--secret-file`): each place a token rides
+//! (Authorization: Bearer, the tandem_token cookie, ?token=), each refusal
+//! (401 without one; 403 saying which for a bad signature, an expired token,
+//! another channel, a missing right, another client id), prefix tokens,
+//! which channels need one, long-polls checked on every poll, a stream
+//! ended at its token's expiry and resumed with a fresh one losing nothing,
+//! and the `tandem token` binary.
+
+use std::time::{Duration, Instant};
+
+use kit::*;
+use tandem::token::{now_unix, Needs, Rights, Signer, Token, TokenPolicy};
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+
+fn signer() -> Signer {
+    Signer::new(SECRET).unwrap()
+}
+
+fn with_tokens(needs: Needs) -> Setup {
+    config().tokens(TokenPolicy {
+        signer: signer(),
+        needs,
+    })
+}
+
+fn mint(channel: &str, prefix: bool, rights: &str, ttl: i64, client: Option<&str>) -> String {
+    signer().mint(&Token {
+        channel: channel.into(),
+        prefix,
+        rights: Rights::parse(rights).unwrap(),
+        expires: (now_unix() as i64 + ttl) as u64,
+        client: client.map(Into::into),
+    })
+}
+
+fn bearer(req: Req, token: &str) -> Req {
+    req.header("Authorization", &format!("Bearer {token}"))
+}
+
+both_flavors!(a_token_rides_in_header_cookie_or_query);
+async fn a_token_rides_in_header_cookie_or_query(flavor: Flavor) {
+    let srv = flavor.start(with_tokens(Needs::All)).await;
+    let sub = mint("c", false, "sub", 60, None);
+    let publ = mint("c", false, "pub", 60, None);
+    // Streams (the lean path on the Serve flavor) with each carrier.
+    let mut by_header = srv.sse_with(bearer(Req::get("/ch/c/sse"), &sub)).await;
+    let mut by_cookie = srv
+        .sse_with(Req::get("/ch/c/sse").header("Cookie", &format!("a=b; tandem_token={sub}")))
+        .await;
+    let mut by_query = srv.sse(&format!("/ch/c/sse?token={sub}")).await;
+    // Publishes (the lean publish path on Serve) with each carrier.
+    let r = srv.send(bearer(Req::post("/ch/c", b"one"), &publ)).await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    let r = srv
+        .send(Req::post("/ch/c", b"two").header("Cookie", &format!("tandem_token={publ}")))
+        .await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    let r = srv
+        .send(Req::post(&format!("/ch/c?token={publ}"), b"three"))
+        .await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    for s in [&mut by_header, &mut by_cookie, &mut by_query] {
+        let got = s.take(3).await;
+        assert_eq!(ids(&got), some_ids(1..=3));
+        assert_eq!(text(&got[2]), "three");
+    }
+    // Other transports and info with a query token.
+    let (head, _) = srv
+        .open(Req::get(&format!("/ch/c/multipart?token={sub}")))
+        .await;
+    assert_eq!(head.status, 200);
+    let (head, _) = srv
+        .open(Req::get(&format!("/ch/c/iframe?token={sub}")))
+        .await;
+    assert_eq!(head.status, 200);
+    let r = srv.get(&format!("/ch/c/info?token={sub}")).await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    let r = srv
+        .get(&format!("/ch/c/jsonp?since=0&callback=cb&token={sub}"))
+        .await;
+    assert_eq!(r.head.status, 200, "{}", r.text());
+    assert!(r.text().contains("three"), "{}", r.text());
+}
+
+both_flavors!(each_refusal_says_why);
+async fn each_refusal_says_why(flavor: Flavor) {
+    let srv = flavor.start(with_tokens(Needs::All)).await;
+    // No token: 401, streams, polls, info and publishes alike.
+    for path in ["/ch/c/sse", "/ch/c/poll", "/ch/c/multipart", "/ch/c/info"] {
+        srv.get(path).await.expect_error(401, &["token required"]);
+    }
+    srv.post("/ch/c", Some("text/plain"), b"x")
+        .await
+        .expect_error(401, &["token required"]);
+    let other = Signer::new(b"another secret, also 32 bytes long!").unwrap();
+    let forged = other.mint(&Token {
+        channel: "c".into(),
+        prefix: false,
+        rights: Rights::parse("sub,pub").unwrap(),
+        expires: now_unix() + 60,
+        client: None,
+    });
+    let cases = [
+        (forged.clone(), "signature invalid"),
+        (mint("c", false, "sub,pub", -1, None), "expired"),
+        (
+            mint("d", false, "sub,pub", 60, None),
+            "not for this channel",
+        ),
+        (
+            mint("c.", true, "sub,pub", 60, None),
+            "not for this channel",
+        ),
+        (
+            mint("c", false, "sub,pub", 60, Some("alice")),
+            "another client",
+        ),
+        ("v1.garbage".to_string(), "malformed"),
+    ];
+    for (tok, why) in &cases {
+        let r = srv
+            .send(bearer(Req::get("/ch/c/sse?client=bob"), tok))
+            .await;
+        r.expect_error(403, &[why]);
+        let r = srv
+            .send(bearer(Req::post("/ch/c?client=bob", b"x"), tok))
+            .await;
+        r.expect_error(403, &[why]);
+    }
+    // Per right: a subscribe token cannot publish, a publish token cannot
+    // subscribe (nor read the info).
+    let sub = mint("c", false, "sub", 60, None);
+    let publ = mint("c", false, "pub", 60, None);
+    srv.send(bearer(Req::post("/ch/c", b"x"), &sub))
+        .await
+        .expect_error(403, &["right"]);
+    srv.send(bearer(Req::get("/ch/c/sse"), &publ))
+        .await
+        .expect_error(403, &["right"]);
+    srv.send(bearer(Req::get("/ch/c/info"), &publ))
+        .await
+        .expect_error(403, &["right"]);
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+    // The right client id passes.
+    let alice = mint("c", false, "sub,pub", 60, Some("alice"));
+    let r = srv
+        .send(bearer(Req::post("/ch/c?client=alice", b"x"), &alice))
+        .await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+}
+
+both_flavors!(prefix_tokens_and_which_channels_need_one);
+async fn prefix_tokens_and_which_channels_need_one(flavor: Flavor) {
+    let srv = flavor
+        .start(with_tokens(Needs::Prefixes(vec![
+            "chat.".into(),
+            "ops".into(),
+        ])))
+        .await;
+    // Outside the prefixes: open as before.
+    let r = srv.post("/ch/news", Some("text/plain"), b"x").await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    // Inside: a token is needed.
+    srv.post("/ch/chat.a", Some("text/plain"), b"x")
+        .await
+        .expect_error(401, &["token"]);
+    srv.get("/ch/ops/sse").await.expect_error(401, &["token"]);
+    // A prefix token covers every channel under it, and no other.
+    let t = mint("chat.", true, "sub,pub", 60, None);
+    for c in ["chat.a", "chat.b.c"] {
+        let r = srv
+            .send(bearer(Req::post(&format!("/ch/{c}"), b"x"), &t))
+            .await;
+        assert_eq!(r.head.status, 202, "{c}: {}", r.text());
+    }
+    srv.send(bearer(Req::post("/ch/ops", b"x"), &t))
+        .await
+        .expect_error(403, &["not for this channel"]);
+}
+
+both_flavors!(long_polls_are_checked_on_every_poll);
+async fn long_polls_are_checked_on_every_poll(flavor: Flavor) {
+    let srv = flavor.start(with_tokens(Needs::All)).await;
+    srv.publish_event("c", tandem::NewEvent::message("hello".to_string()))
+        .await;
+    let good = mint("c", false, "sub", 60, None);
+    for _ in 0..3 {
+        let r = srv.get(&format!("/ch/c/poll?since=0&token={good}")).await;
+        assert_eq!(r.head.status, 200, "{}", r.text());
+        assert!(r.text().contains("hello"));
+    }
+    let expired = mint("c", false, "sub", -5, None);
+    srv.get(&format!("/ch/c/poll?since=0&token={expired}"))
+        .await
+        .expect_error(403, &["expired"]);
+    srv.get("/ch/c/poll?since=0")
+        .await
+        .expect_error(401, &["token"]);
+}
+
+both_flavors!(a_stream_ends_at_expiry_and_resumes_with_a_fresh_token);
+async fn a_stream_ends_at_expiry_and_resumes_with_a_fresh_token(flavor: Flavor) {
+    let srv = flavor.start(with_tokens(Needs::All)).await;
+    let short = mint("c", false, "sub", 2, None);
+    let started = Instant::now();
+    let mut s = srv.sse(&format!("/ch/c/sse?token={short}")).await;
+    srv.publish_event("c", tandem::NewEvent::message("1".to_string()))
+        .await;
+    let first = s.next_event().await;
+    assert_eq!(first.id, Some(1));
+    // The stream ends by itself (cleanly) at the expiry, within ~2 s.
+    let rest = tokio::time::timeout(Duration::from_secs(5), s.finish())
+        .await
+        .expect("the stream ends at its token's expiry");
+    assert!(rest.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Published while the client was away.
+    srv.publish_event("c", tandem::NewEvent::message("2".to_string()))
+        .await;
+    srv.publish_event("c", tandem::NewEvent::message("3".to_string()))
+        .await;
+    // The same token again: refused, expired.
+    srv.send(Req::get(&format!("/ch/c/sse?token={short}")))
+        .await
+        .expect_error(403, &["expired"]);
+    // A fresh one resumes from the cursor: nothing lost, nothing repeated.
+    let fresh = mint("c", false, "sub", 60, None);
+    let epoch = first.epoch.clone().expect("an epoch");
+    let mut s = srv
+        .sse_with(
+            bearer(Req::get("/ch/c/sse"), &fresh).header("Last-Event-ID", &format!("{epoch}:1")),
+        )
+        .await;
+    let got = s.take(2).await;
+    assert_eq!(ids(&got), some_ids(2..=3));
+}
+
+#[tokio::test]
+async fn the_token_binary_mints_what_the_server_accepts() {
+    let dir = std::env::temp_dir().join(format!("tandem-tokens-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, [SECRET, b"\n"].concat()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .args(["token", "--secret-file"])
+        .arg(&file)
+        .args([
+            "--channel",
+            "room.",
+            "--prefix",
+            "--rights",
+            "sub,pub",
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tok = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let claims = signer().verify(&tok, now_unix()).expect("a valid token");
+    assert!(claims.prefix && claims.rights.subscribe && claims.rights.publish);
+    assert!(claims.expires > now_unix() + 3500 && claims.expires <= now_unix() + 3600);
+    let srv = Flavor::Serve.start(with_tokens(Needs::All)).await;
+    let r = srv.send(bearer(Req::post("/ch/room.1", b"x"), &tok)).await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+
+    // serve with a short or unreadable secret: a clear start-up error, exit 2.
+    let short = dir.join("short");
+    std::fs::write(&short, b"too short").unwrap();
+    for f in [short, dir.join("missing")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tandem"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--secret-file"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("secret"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_query_token_is_redacted_for_logs() {
+    let tok = mint("c", false, "sub", 60, None);
+    let uri = format!("/ch/c/sse?since=0&token={tok}&client=x");
+    let shown = tandem::token::redact(&uri);
+    assert!(!shown.contains(&tok));
+    assert_eq!(shown, "/ch/c/sse?since=0&token=REDACTED&client=x");
+}
+
+#[tokio::test]
+async fn cobrowse_channels_keep_their_own_gate() {
+    // Serve mounts co-browsing: its `cb.*` channels are guarded by its
+    // cookies, not by channel tokens, even with --tokens-for all.
+    let srv = Flavor::Serve.start(with_tokens(Needs::All)).await;
+    let r = srv.get("/ch/cb.s.nobody/sse").await;
+    assert!(matches!(r.head.status, 401 | 403), "{}", r.text());
+    assert!(!r.text().contains("token"), "{}", r.text());
+    srv.get("/ch/other/sse")
+        .await
+        .expect_error(401, &["token required"]);
+}
