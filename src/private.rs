@@ -187,3 +187,30 @@ impl JarForTest {
         self.0.len() == 0
     }
 }
+
+/// The client address the per-address limits count for a request from
+/// `peer` with `headers` (`Forwarded`, `X-Forwarded-For`, in order; a value hyper would refuse is left
+/// out), when the proxies
+/// in `trusted` (CIDR strings, as `--trusted-proxy` takes them) are trusted.
+pub fn client_addr_for_test(
+    trusted: &[&str],
+    peer: std::net::IpAddr,
+    headers: &[(&str, &[u8])],
+) -> std::net::IpAddr {
+    let mut map = hyper::HeaderMap::new();
+    for (name, value) in headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+        // What hyper would refuse never reaches the walk.
+        if let Ok(value) = hyper::header::HeaderValue::from_bytes(value) {
+            map.append(name, value);
+        }
+    }
+    let cfg = crate::http::HttpConfig::default()
+        .trusted_proxies(trusted.iter().map(|s| s.to_string()).collect());
+    crate::http::limits::Limits::new(&cfg).client(peer, &map)
+}
+
+/// Whether `cidr` parses as a trusted-proxy block, and if so whether it holds `ip`.
+pub fn cidr_contains_for_test(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
+    crate::http::limits::Cidr::parse(cidr).map(|c| c.contains(ip))
+}

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/checks/cookie_jar.rs"]
 mod cookie_jar;
+#[path = "../../fuzz/checks/forwarded.rs"]
+mod forwarded;
 #[path = "../../fuzz/checks/inject.rs"]
 mod inject;
 #[path = "../../fuzz/checks/publish_body.rs"]
@@ -60,6 +62,44 @@ fn replay<T>(target: &str, check: fn(&[u8]) -> T) {
 #[test]
 fn cookie_jar_regressions() {
     replay("cookie_jar", cookie_jar::check);
+}
+
+#[test]
+fn forwarded_regressions() {
+    replay("forwarded", forwarded::check);
+}
+
+#[test]
+fn forwarded_seeds() {
+    // A trusted proxy (10.0.0.1, byte 1 = 1) behind 10/8 (byte 0 = 1):
+    // the first untrusted address from the right.
+    forwarded::check(b"\x01\x01X6.6.6.6, 203.0.113.9, 10.0.0.2");
+    let got = |trusted: &[&str], peer: &str, h: &[(&str, &[u8])]| {
+        tandem::__private::client_addr_for_test(trusted, peer.parse().unwrap(), h)
+    };
+    let xff: &[(&str, &[u8])] = &[("x-forwarded-for", b"6.6.6.6, 203.0.113.9, 10.0.0.2")];
+    assert_eq!(
+        got(&["10.0.0.0/8"], "10.0.0.1", xff).to_string(),
+        "203.0.113.9"
+    );
+    assert_eq!(
+        got(&["10.0.0.0/8"], "192.0.2.1", xff).to_string(),
+        "192.0.2.1"
+    );
+    // The IPv4-mapped block form of `--trusted-proxy` holds IPv4 peers
+    // (it held nothing before the fuzzer's model said otherwise).
+    assert_eq!(
+        got(&["::ffff:10.0.0.0/104"], "10.0.0.1", xff).to_string(),
+        "203.0.113.9"
+    );
+    assert_eq!(
+        tandem::__private::cidr_contains_for_test(
+            "::ffff:10.0.0.0/104",
+            "10.9.9.9".parse().unwrap()
+        ),
+        Some(true)
+    );
+    forwarded::check(b"\x80\x00::ffff:10.0.0.0/104 10.1.2.3");
 }
 
 #[test]
