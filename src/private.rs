@@ -214,3 +214,27 @@ pub fn client_addr_for_test(
 pub fn cidr_contains_for_test(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
     crate::http::limits::Cidr::parse(cidr).map(|c| c.contains(ip))
 }
+
+/// The value of cookie `name` in `Cookie` headers with these values (a
+/// value hyper would refuse is left out), as co-browsing reads its own
+/// cookies and an application's shared session
+/// (`tandem::cobrowse::share::cookie`).
+pub fn cookie_for_test(values: &[&[u8]], name: &str) -> Option<String> {
+    let mut map = hyper::HeaderMap::new();
+    for v in values {
+        if let Ok(v) = hyper::header::HeaderValue::from_bytes(v) {
+            map.append(hyper::header::COOKIE, v);
+        }
+    }
+    crate::cobrowse::share::cookie(&map, name)
+}
+
+/// The transport `GET /ch/{c}` picks for an `Accept` header with this value
+/// (`None`: no such header, or one hyper would refuse).
+pub fn negotiate_for_test(accept: Option<&[u8]>) -> Sub {
+    let mut map = hyper::HeaderMap::new();
+    if let Some(Ok(v)) = accept.map(hyper::header::HeaderValue::from_bytes) {
+        map.insert(hyper::header::ACCEPT, v);
+    }
+    crate::http::service::negotiate(&map)
+}

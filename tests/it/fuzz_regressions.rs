@@ -20,6 +20,8 @@ mod forwarded;
 mod inject;
 #[path = "../../fuzz/checks/publish_body.rs"]
 mod publish_body;
+#[path = "../../fuzz/checks/request_headers.rs"]
+mod request_headers;
 #[path = "../../fuzz/checks/route_query.rs"]
 mod route_query;
 #[path = "../../fuzz/checks/router_model.rs"]
@@ -143,6 +145,29 @@ fn publish_body_seeds() {
             by_header: None,
         }
     );
+}
+
+#[test]
+fn request_headers_regressions() {
+    replay("request_headers", request_headers::check);
+}
+
+#[test]
+fn request_headers_seeds() {
+    use tandem::__private::{cookie_for_test, negotiate_for_test, Sub};
+    request_headers::check(b"\x00text/event-stream\ntandem_help=abc.def; a=1");
+    let h: &[&[u8]] = &[b"xtandem_help=no; tandem_help=\"q\"", b"tandem_help=later"];
+    assert_eq!(cookie_for_test(h, "tandem_help").as_deref(), Some("q"));
+    assert_eq!(
+        cookie_for_test(&[b"tandem_help=; tandem_help=x"], "tandem_help"),
+        None
+    );
+    assert_eq!(negotiate_for_test(Some(b"TEXT/Event-Stream")), Sub::Sse);
+    assert_eq!(
+        negotiate_for_test(Some(b"multipart/mixed, text/event-stream")),
+        Sub::Sse
+    );
+    assert_eq!(negotiate_for_test(Some(b"image/png,\xff")), Sub::Poll);
 }
 
 #[test]
