@@ -65,7 +65,10 @@ impl Cidr {
         // so left IPv6 it would hold nothing.
         if let IpAddr::V4(v4) = canonical(addr) {
             if max == 128 {
-                return (bits >= 96).then_some(Cidr {
+                if bits < 96 {
+                    return None;
+                }
+                return Some(Cidr {
                     addr: IpAddr::V4(v4),
                     bits: bits - 96,
                 });
