@@ -200,7 +200,7 @@ async fn injection_is_escaped(flavor: Flavor) {
 
     // Long-poll and JSONP: JSON with `<`, `>`, `&`, U+2028/9 escaped.
     for path in ["/ch/j/poll?since=0", "/ch/j/jsonp?since=0&callback=app.got"] {
-        let r = srv.get(&path).await;
+        let r = srv.get(path).await;
         assert_eq!(r.head.status, 200, "{path}");
         let body = r.text();
         for raw in ["<", ">", "&", "\u{2028}", "\u{2029}", "\n"] {
@@ -286,7 +286,7 @@ async fn channel_flood(flavor: Flavor) {
     srv.publish("c", "after").await;
     let got = sse.take(2).await;
     assert_eq!(
-        got.iter().map(|e| text(e)).collect::<Vec<_>>(),
+        got.iter().map(text).collect::<Vec<_>>(),
         ["during", "after"]
     );
 }
@@ -328,7 +328,7 @@ async fn slowloris() {
     srv.publish("c", "three").await;
     let got = sse.take(3).await;
     assert_eq!(
-        got.iter().map(|e| text(e)).collect::<Vec<_>>(),
+        got.iter().map(text).collect::<Vec<_>>(),
         ["one", "two", "three"]
     );
 }
@@ -363,7 +363,7 @@ async fn bodies_that_stop(flavor: Flavor) {
     srv.publish("c", "after").await;
     let got = sse.take(2).await;
     assert_eq!(
-        got.iter().map(|e| text(e)).collect::<Vec<_>>(),
+        got.iter().map(text).collect::<Vec<_>>(),
         ["meanwhile", "after"]
     );
     assert_eq!(
