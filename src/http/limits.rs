@@ -412,7 +412,9 @@ fn parse_node(s: &str) -> Option<IpAddr> {
         return Some(canonical(ip));
     }
     let host = if let Some(rest) = s.strip_prefix('[') {
-        rest.split(']').next()?
+        // An unclosed bracket is garbage, not an address (found by the
+        // `forwarded` fuzz target: `[2001:db8::1:4711` was taken as one).
+        rest.split_once(']')?.0
     } else {
         s.rsplit_once(':')?.0
     };
