@@ -187,3 +187,54 @@ impl JarForTest {
         self.0.len() == 0
     }
 }
+
+/// The client address the per-address limits count for a request from
+/// `peer` with `headers` (`Forwarded`, `X-Forwarded-For`, in order; a value hyper would refuse is left
+/// out), when the proxies
+/// in `trusted` (CIDR strings, as `--trusted-proxy` takes them) are trusted.
+pub fn client_addr_for_test(
+    trusted: &[&str],
+    peer: std::net::IpAddr,
+    headers: &[(&str, &[u8])],
+) -> std::net::IpAddr {
+    let mut map = hyper::HeaderMap::new();
+    for (name, value) in headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("a header name");
+        // What hyper would refuse never reaches the walk.
+        if let Ok(value) = hyper::header::HeaderValue::from_bytes(value) {
+            map.append(name, value);
+        }
+    }
+    let cfg = crate::http::HttpConfig::default()
+        .trusted_proxies(trusted.iter().map(|s| s.to_string()).collect());
+    crate::http::limits::Limits::new(&cfg).client(peer, &map)
+}
+
+/// Whether `cidr` parses as a trusted-proxy block, and if so whether it holds `ip`.
+pub fn cidr_contains_for_test(cidr: &str, ip: std::net::IpAddr) -> Option<bool> {
+    crate::http::limits::Cidr::parse(cidr).map(|c| c.contains(ip))
+}
+
+/// The value of cookie `name` in `Cookie` headers with these values (a
+/// value hyper would refuse is left out), as co-browsing reads its own
+/// cookies and an application's shared session
+/// (`tandem::cobrowse::share::cookie`).
+pub fn cookie_for_test(values: &[&[u8]], name: &str) -> Option<String> {
+    let mut map = hyper::HeaderMap::new();
+    for v in values {
+        if let Ok(v) = hyper::header::HeaderValue::from_bytes(v) {
+            map.append(hyper::header::COOKIE, v);
+        }
+    }
+    crate::cobrowse::share::cookie(&map, name)
+}
+
+/// The transport `GET /ch/{c}` picks for an `Accept` header with this value
+/// (`None`: no such header, or one hyper would refuse).
+pub fn negotiate_for_test(accept: Option<&[u8]>) -> Sub {
+    let mut map = hyper::HeaderMap::new();
+    if let Some(Ok(v)) = accept.map(hyper::header::HeaderValue::from_bytes) {
+        map.insert(hyper::header::ACCEPT, v);
+    }
+    crate::http::service::negotiate(&map)
+}

@@ -57,7 +57,24 @@ impl Cidr {
         let addr: IpAddr = a.parse().ok()?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let bits = bits.unwrap_or(max);
-        (bits <= max).then_some(Cidr { addr, bits })
+        if bits > max {
+            return None;
+        }
+        // `::ffff:a.b.c.d/N` is the IPv4 block `a.b.c.d/N-96`: the
+        // addresses it is matched against are made IPv4 too (`canonical`),
+        // so left IPv6 it would hold nothing.
+        if let IpAddr::V4(v4) = canonical(addr) {
+            if max == 128 {
+                if bits < 96 {
+                    return None;
+                }
+                return Some(Cidr {
+                    addr: IpAddr::V4(v4),
+                    bits: bits - 96,
+                });
+            }
+        }
+        Some(Cidr { addr, bits })
     }
 
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
@@ -395,7 +412,9 @@ fn parse_node(s: &str) -> Option<IpAddr> {
         return Some(canonical(ip));
     }
     let host = if let Some(rest) = s.strip_prefix('[') {
-        rest.split(']').next()?
+        // An unclosed bracket is garbage, not an address (found by the
+        // `forwarded` fuzz target: `[2001:db8::1:4711` was taken as one).
+        rest.split_once(']')?.0
     } else {
         s.rsplit_once(':')?.0
     };
@@ -421,6 +440,10 @@ mod tests {
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
         assert!(!v6.contains(ip("10.0.0.1")));
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.0.0.9")));
+        assert!(!mapped.contains(ip("11.0.0.1")));
+        assert_eq!(Cidr::parse("::ffff:10.0.0.0/80"), None, "not an IPv4 block");
         for bad in ["10.0.0.0/33", "::/129", "example.com", "10.0.0.0/", ""] {
             assert_eq!(Cidr::parse(bad), None, "{bad}");
         }

@@ -29,7 +29,7 @@ pub(crate) mod limits;
 pub(crate) mod publish;
 mod read;
 pub(crate) mod route;
-mod service;
+pub(crate) mod service;
 mod stream;
 
 pub use app::{Access, App, AppFuture, GateFuture, MAX_APP_BODY};

@@ -807,7 +807,7 @@ fn wants_image(headers: &HeaderMap) -> bool {
 }
 
 /// The transport `GET /ch/{c}` picks from `Accept`.
-fn negotiate(headers: &HeaderMap) -> Sub {
+pub(crate) fn negotiate(headers: &HeaderMap) -> Sub {
     let accept = headers
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())

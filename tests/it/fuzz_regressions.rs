@@ -14,10 +14,14 @@ use std::path::{Path, PathBuf};
 
 #[path = "../../fuzz/checks/cookie_jar.rs"]
 mod cookie_jar;
+#[path = "../../fuzz/checks/forwarded.rs"]
+mod forwarded;
 #[path = "../../fuzz/checks/inject.rs"]
 mod inject;
 #[path = "../../fuzz/checks/publish_body.rs"]
 mod publish_body;
+#[path = "../../fuzz/checks/request_headers.rs"]
+mod request_headers;
 #[path = "../../fuzz/checks/route_query.rs"]
 mod route_query;
 #[path = "../../fuzz/checks/router_model.rs"]
@@ -70,6 +74,44 @@ fn cookie_jar_regressions() {
 }
 
 #[test]
+fn forwarded_regressions() {
+    replay("forwarded", forwarded::check);
+}
+
+#[test]
+fn forwarded_seeds() {
+    // A trusted proxy (10.0.0.1, byte 1 = 1) behind 10/8 (byte 0 = 1):
+    // the first untrusted address from the right.
+    forwarded::check(b"\x01\x01X6.6.6.6, 203.0.113.9, 10.0.0.2");
+    let got = |trusted: &[&str], peer: &str, h: &[(&str, &[u8])]| {
+        tandem::__private::client_addr_for_test(trusted, peer.parse().unwrap(), h)
+    };
+    let xff: &[(&str, &[u8])] = &[("x-forwarded-for", b"6.6.6.6, 203.0.113.9, 10.0.0.2")];
+    assert_eq!(
+        got(&["10.0.0.0/8"], "10.0.0.1", xff).to_string(),
+        "203.0.113.9"
+    );
+    assert_eq!(
+        got(&["10.0.0.0/8"], "192.0.2.1", xff).to_string(),
+        "192.0.2.1"
+    );
+    // The IPv4-mapped block form of `--trusted-proxy` holds IPv4 peers
+    // (it held nothing before the fuzzer's model said otherwise).
+    assert_eq!(
+        got(&["::ffff:10.0.0.0/104"], "10.0.0.1", xff).to_string(),
+        "203.0.113.9"
+    );
+    assert_eq!(
+        tandem::__private::cidr_contains_for_test(
+            "::ffff:10.0.0.0/104",
+            "10.9.9.9".parse().unwrap()
+        ),
+        Some(true)
+    );
+    forwarded::check(b"\x80\x00::ffff:10.0.0.0/104 10.1.2.3");
+}
+
+#[test]
 fn publish_body_regressions() {
     replay("publish_body", publish_body::check);
 }
@@ -110,6 +152,29 @@ fn publish_body_seeds() {
             by_header: None,
         }
     );
+}
+
+#[test]
+fn request_headers_regressions() {
+    replay("request_headers", request_headers::check);
+}
+
+#[test]
+fn request_headers_seeds() {
+    use tandem::__private::{cookie_for_test, negotiate_for_test, Sub};
+    request_headers::check(b"\x00text/event-stream\ntandem_help=abc.def; a=1");
+    let h: &[&[u8]] = &[b"xtandem_help=no; tandem_help=\"q\"", b"tandem_help=later"];
+    assert_eq!(cookie_for_test(h, "tandem_help").as_deref(), Some("q"));
+    assert_eq!(
+        cookie_for_test(&[b"tandem_help=; tandem_help=x"], "tandem_help"),
+        None
+    );
+    assert_eq!(negotiate_for_test(Some(b"TEXT/Event-Stream")), Sub::Sse);
+    assert_eq!(
+        negotiate_for_test(Some(b"multipart/mixed, text/event-stream")),
+        Sub::Sse
+    );
+    assert_eq!(negotiate_for_test(Some(b"image/png,\xff")), Sub::Poll);
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod cors;
 mod echo;
 mod fuzz_regressions;
 mod heartbeat;
+mod hostile;
 mod http10;
 mod keepalive;
 mod library;
