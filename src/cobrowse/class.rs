@@ -406,6 +406,27 @@ impl Cobrowse {
         None
     }
 
+    /// A follower joined (in memory or in Redis): the audit line, then the
+    /// event on the class's channel.
+    async fn announce_joined(&self, id: &str, fid: &str, name: &str, via: &str, count: usize) {
+        self.audit().record(
+            "class_joined",
+            &[
+                ("class", id.into()),
+                ("follower", fid.into()),
+                ("name", name.into()),
+                ("via", via.into()),
+            ],
+        );
+        self.class_publish(
+            id,
+            "joined",
+            &format!("follower:{fid}"),
+            json!({"id": fid, "name": name, "count": count}),
+        )
+        .await;
+    }
+
     async fn class_publish(&self, id: &str, kind: &str, from: &str, data: Value) {
         if let Err(e) = self.try_class_publish(id, kind, from, data).await {
             log::warn!("class event for {id} refused: {e}");
@@ -654,22 +675,8 @@ impl Cobrowse {
                 return Err(e);
             }
         };
-        self.audit().record(
-            "class_joined",
-            &[
-                ("class", id.as_str().into()),
-                ("follower", fid.as_str().into()),
-                ("name", name.as_str().into()),
-                ("via", key.via().into()),
-            ],
-        );
-        self.class_publish(
-            &id,
-            "joined",
-            &format!("follower:{fid}"),
-            json!({"id": fid, "name": name, "count": count}),
-        )
-        .await;
+        self.announce_joined(&id, &fid, &name, key.via(), count)
+            .await;
         Ok((id, fid, token))
     }
 
@@ -720,22 +727,8 @@ impl Cobrowse {
                 c.map_or(0, |c| c.followers.len()),
             )
         };
-        self.audit().record(
-            "class_joined",
-            &[
-                ("class", id.as_str().into()),
-                ("follower", fid.as_str().into()),
-                ("name", name.as_str().into()),
-                ("via", key.via().into()),
-            ],
-        );
-        self.class_publish(
-            &id,
-            "joined",
-            &format!("follower:{fid}"),
-            json!({"id": fid, "name": name, "count": count}),
-        )
-        .await;
+        self.announce_joined(&id, &fid, &name, key.via(), count)
+            .await;
         Ok((id, fid, token))
     }
 

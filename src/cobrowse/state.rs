@@ -390,12 +390,7 @@ impl Cobrowse {
         }
         let publish_current = || async {
             let list = self.inner.sessions.lock().list();
-            let ev = NewEvent {
-                kind: "sessions".into(),
-                data: Bytes::from(json!({ "sessions": list }).to_string()),
-                content_type: Some("application/json".into()),
-                from: Some("server".into()),
-            };
+            let ev = sessions_event(&list);
             if let Err(e) = self.hub().publish(CONSOLE_CHANNEL, ev).await {
                 log::warn!("console list refused: {e}");
             }
@@ -427,12 +422,7 @@ impl Cobrowse {
                         return;
                     }
                 };
-                let ev = NewEvent {
-                    kind: "sessions".into(),
-                    data: Bytes::from(json!({ "sessions": list }).to_string()),
-                    content_type: Some("application/json".into()),
-                    from: Some("server".into()),
-                };
+                let ev = sessions_event(&list);
                 if let Err(e) = self.hub().publish(CONSOLE_CHANNEL, ev).await {
                     log::warn!("console list refused: {e}");
                     return;
@@ -1005,5 +995,15 @@ impl Cobrowse {
             self.inner.agents.sign_out(t);
         }
         Ok(())
+    }
+}
+
+/// The console list as the event `cb.console` carries.
+fn sessions_event(list: &[Value]) -> NewEvent {
+    NewEvent {
+        kind: "sessions".into(),
+        data: Bytes::from(json!({ "sessions": list }).to_string()),
+        content_type: Some("application/json".into()),
+        from: Some("server".into()),
     }
 }
