@@ -48,6 +48,11 @@ pub struct Config {
     pub sse_retry: Duration,
     /// How often idle channels are swept away.
     pub sweep_interval: Duration,
+    /// Most channels that clients may make (by publishing or subscribing to
+    /// a new name); beyond it, a new name is refused with 503 while every
+    /// existing channel works on. It bounds what a flood of channel names
+    /// can cost (each channel keeps its own ring).
+    pub max_channels: usize,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             stream_padding: 2048,
             sse_retry: Duration::from_secs(2),
             sweep_interval: Duration::from_secs(30),
+            max_channels: 100_000,
         }
     }
 }
@@ -116,6 +122,7 @@ setters!(Config {
     stream_padding: usize,
     sse_retry: Duration,
     sweep_interval: Duration,
+    max_channels: usize,
 });
 
 pub(crate) fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), ConfigError> {
@@ -155,6 +162,9 @@ impl Config {
         })?;
         check(self.sweep_interval >= Duration::from_millis(10), || {
             "sweep-interval must be at least 10 ms".into()
+        })?;
+        check((1..=100_000_000).contains(&self.max_channels), || {
+            "max-channels must be between 1 and 100000000".into()
         })?;
         Ok(())
     }

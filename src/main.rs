@@ -188,6 +188,9 @@ struct Serve {
     /// how often idle channels are swept away [30s]
     #[argh(option, from_str_fn(duration))]
     sweep_interval: Option<Duration>,
+    /// channels clients may make; a new name beyond it gets 503 [100000]
+    #[argh(option)]
+    max_channels: Option<usize>,
     /// open connections beyond which new ones get 503 [10000]
     #[argh(option)]
     max_connections: Option<usize>,
@@ -399,6 +402,7 @@ impl Serve {
             stream_padding,
             sse_retry,
             sweep_interval,
+            max_channels,
         );
         let mut http = HttpConfig::default();
         lay!(
@@ -1046,6 +1050,7 @@ mod tests {
             ("--stream-padding", c.stream_padding.to_string()),
             ("--sse-retry", shown(c.sse_retry)),
             ("--sweep-interval", shown(c.sweep_interval)),
+            ("--max-channels", c.max_channels.to_string()),
             ("--max-connections", h.max_connections.to_string()),
             ("--idle-timeout", shown(h.idle_timeout)),
             ("--shutdown-timeout", shown(h.shutdown_timeout)),

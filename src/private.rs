@@ -238,3 +238,30 @@ pub fn negotiate_for_test(accept: Option<&[u8]>) -> Sub {
     }
     crate::http::service::negotiate(&map)
 }
+
+/// What `--tls-cert`/`--tls-key` files with these contents give: `Ok` with
+/// the chain's length, or the error (`cert: ...`, `key: ...`,
+/// `mismatch: ...`) the start-up message is made from.
+pub fn tls_from_pem_for_test(cert_pem: &[u8], key_pem: &[u8]) -> Result<usize, String> {
+    use crate::server::PemError;
+    match crate::server::from_pem(cert_pem, key_pem) {
+        Ok(certified) => Ok(certified.cert.len()),
+        Err(PemError::Cert(e)) => Err(format!("cert: {e}")),
+        Err(PemError::Key(e)) => Err(format!("key: {e}")),
+        Err(PemError::Mismatch(e)) => Err(format!("mismatch: {e}")),
+    }
+}
+
+/// An HTTP/2 request's URI and `Host` as the service sees them after
+/// `as_http1`: `None` if hyper would not take `uri` as a URI; else the URI
+/// and the `Host` value (`host` `None`, or one hyper would refuse: none).
+pub fn h2_as_http1_for_test(uri: &[u8], host: Option<&[u8]>) -> Option<(String, Option<Vec<u8>>)> {
+    let mut uri = hyper::Uri::from_maybe_shared(bytes::Bytes::copy_from_slice(uri)).ok()?;
+    let mut map = hyper::HeaderMap::new();
+    if let Some(Ok(v)) = host.map(hyper::header::HeaderValue::from_bytes) {
+        map.insert(hyper::header::HOST, v);
+    }
+    crate::server::as_http1(&mut uri, &mut map);
+    let host = map.get(hyper::header::HOST).map(|v| v.as_bytes().to_vec());
+    Some((uri.to_string(), host))
+}

@@ -41,7 +41,7 @@ pub(crate) use service::{Forward, ForwardBody};
 pub use service::{Service, DEFAULT_CALLBACK};
 
 pub(crate) use body::{decimal, no_cache as no_store};
-pub(crate) use read::{seconds, too_slow};
+pub(crate) use read::{seconds, too_slow, BodyStalled};
 
 /// Set by the [`Service`] in the extensions of a request it hands to an
 /// [`App`] when the request's `Origin` is neither this server's nor allowed

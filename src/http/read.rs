@@ -1,4 +1,5 @@
-//! Reading a whole request body, within a limit.
+//! Reading a whole request body, within a limit; and a body passed on
+//! (to the proxy's upstream) that must keep arriving.
 //!
 //! A publish body is usually one chunk: the lean path reads it whole
 //! (`server/sniff.rs`), and a small body through hyper arrives in one read.
@@ -70,6 +71,85 @@ where
         }
     }
     Ok(joined.map_or(first, BytesMut::freeze))
+}
+
+/// A request body passed on as it arrives (the proxy streams uploads to
+/// its upstream), that fails with [`BodyStalled`] when nothing more of it
+/// has come for `timeout`. Not a limit on the whole body as for a publish:
+/// an upload to the application may be large and slow, but one that
+/// stops would otherwise hold the request, and the upstream's, for ever.
+pub(crate) struct Stalling<B> {
+    body: B,
+    timeout: Duration,
+    /// Armed on the first wait after a frame, dropped when one comes.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Stalling<B> {
+    pub(crate) fn new(body: B, timeout: Duration) -> Stalling<B> {
+        Stalling {
+            body,
+            timeout,
+            timer: None,
+        }
+    }
+}
+
+/// The error a [`Stalling`] body ends with; the proxy finds it among its
+/// upstream request's error sources and answers 408 (not 502).
+#[derive(Debug)]
+pub(crate) struct BodyStalled(pub(crate) Duration);
+
+impl std::fmt::Display for BodyStalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "request body stalled (max {} without a byte of it)",
+            seconds(self.0)
+        )
+    }
+}
+
+impl std::error::Error for BodyStalled {}
+
+impl<B> hyper::body::Body for Stalling<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<super::BoxError>,
+{
+    type Data = Bytes;
+    type Error = super::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.timer = None;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let t = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match t.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled(timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The refusal of a body that did not arrive in time (408).

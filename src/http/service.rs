@@ -262,10 +262,7 @@ impl Service {
             return self.shutdown_signal();
         };
         let stop = self.shutdown.wait();
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
-        let left = at
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default();
+        let left = time_left(exp);
         Some(Box::pin(async move {
             tokio::select! {
                 _ = stop => {}
@@ -342,7 +339,11 @@ impl Service {
         if let Some(proxy) = &self.proxy {
             if self.own_path(req.uri().path()).is_none() {
                 use http_body_util::BodyExt;
-                let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+                // An upload that stops is cut after `--body-timeout`
+                // without a byte (the proxy answers 408).
+                let stall = self.config.body_timeout;
+                let mut req =
+                    req.map(|b| super::read::Stalling::new(Box::pin(b), stall).boxed_unsync());
                 if self.tls.is_some() {
                     req.extensions_mut().insert(crate::proxy::OverTls);
                 }
@@ -672,7 +673,9 @@ impl Service {
         let padding = cfg.stream_padding;
         let (content_type, style, prelude) = match sub {
             Sub::Poll | Sub::Jsonp => {
-                return Ok(self.poll(subscription, sub, query, callback, guard).await)
+                return Ok(self
+                    .poll(subscription, sub, query, callback, guard, expires)
+                    .await)
             }
             Sub::Multipart => (
                 multipart::content_type(false),
@@ -737,12 +740,20 @@ impl Service {
         query: &Query,
         callback: &str,
         _guard: OpenGuard,
+        expires: Option<u64>,
     ) -> Response<Body> {
         let cfg = self.hub.config();
-        let timeout = query
+        let mut timeout = query
             .timeout
             .unwrap_or(cfg.poll_timeout)
             .min(cfg.poll_timeout_max);
+        // A poll held past its token's expiry would read as the token's
+        // holder for longer than it was allowed: it is answered (empty, with
+        // its cursor) at the expiry, as a stream ends then, and the client
+        // polls again with a fresh token.
+        if let Some(exp) = expires {
+            timeout = timeout.min(time_left(exp));
+        }
         let first = match subscription.try_next() {
             Some(d) => Some(d),
             None if timeout.is_zero() => None,
@@ -794,6 +805,13 @@ impl Service {
         body::no_cache(&mut resp);
         resp
     }
+}
+
+/// How long until `exp` (unix seconds), zero once it has passed.
+fn time_left(exp: u64) -> std::time::Duration {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+    at.duration_since(std::time::SystemTime::now())
+        .unwrap_or_default()
 }
 
 /// Whether a request comes from an `<img>`: every browser's image `Accept`

@@ -255,6 +255,10 @@ impl Proxy {
             ))
         };
         let failed = |e: hyper::Error| {
+            // The client's upload stopped: its fault, not the upstream's.
+            if let Some(stalled) = stalled_body(&e) {
+                return Error::request_timeout(stalled.to_string());
+            }
             Error::bad_gateway(format!("upstream {} failed: {e}", self.cfg.upstream))
         };
         let deadline = || async {
@@ -661,6 +665,19 @@ impl Proxy {
             }
         });
     }
+}
+
+/// The client's body that stopped arriving, if that is why a request to
+/// the upstream failed (`http::read::Stalling`'s error, among the sources).
+fn stalled_body(e: &hyper::Error) -> Option<&crate::http::BodyStalled> {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(stalled) = s.downcast_ref::<crate::http::BodyStalled>() {
+            return Some(stalled);
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// A request body on its way upstream that says when it has been sent

@@ -12,11 +12,21 @@
 //! publisher or subscriber that looked it up just before simply looks again.
 //! A channel made again under the same name is a new incarnation: ids from 1,
 //! and a new random epoch, so cursors of the old one get a reset gap.
+//!
+//! Clients make channels by naming them, so their number is capped
+//! (`max_channels`): a count kept beside the map, read (one relaxed load)
+//! by every publish and subscribe, and only when it is at the cap is the
+//! name looked up (an existing channel is always served) and the shard
+//! swept before a new name is refused. Events from other nodes (Redis)
+//! make their channels regardless: the cap is on what this node's clients
+//! ask for.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -42,6 +52,8 @@ struct Shard {
 pub(crate) struct Inner {
     pub(crate) config: Arc<Config>,
     shards: [Mutex<Shard>; SHARDS],
+    /// How many channels the shards hold (for `max_channels`).
+    count: AtomicUsize,
     pub(crate) metrics: Metrics,
     /// Orders, keeps and announces the events (`backplane.rs`).
     pub(crate) backplane: Backplane,
@@ -148,6 +160,7 @@ impl Hub {
                         last_sweep: now,
                     })
                 }),
+                count: AtomicUsize::new(0),
                 metrics: Metrics::default(),
                 backplane,
             }),
@@ -293,11 +306,45 @@ impl Hub {
             self.inner.backplane.is_shared(),
         ));
         shard.channels.insert(name.into(), ch.clone());
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
         ch
+    }
+
+    /// Refuses a channel name that is not there yet when clients have made
+    /// `max_channels` already (after sweeping its shard of idle ones).
+    fn admit(&self, name: &str) -> Result<(), Error> {
+        let max = self.inner.config.max_channels;
+        if self.inner.count.load(Ordering::Relaxed) < max {
+            return Ok(());
+        }
+        let mut shard = self.shard(name).lock();
+        if shard.channels.contains_key(name) {
+            return Ok(());
+        }
+        // Idle channels may have made room; a flood of new names at the cap
+        // sweeps a shard at most every 100 ms, not once per request.
+        let now = Instant::now();
+        if now.saturating_duration_since(shard.last_sweep) >= Duration::from_millis(100) {
+            shard.last_sweep = now;
+            self.sweep_shard(&mut shard, now);
+            if self.inner.count.load(Ordering::Relaxed) < max {
+                return Ok(());
+            }
+        }
+        Err(Error::unavailable(format!(
+            "too many channels (max {max}): a new one cannot be made now"
+        )))
     }
 
     fn sweep_shard(&self, shard: &mut Shard, now: Instant) {
         let cfg = &self.inner.config;
+        let before = shard.channels.len();
+        self.sweep_idle(shard, now, cfg);
+        let removed = before - shard.channels.len();
+        self.inner.count.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    fn sweep_idle(&self, shard: &mut Shard, now: Instant, cfg: &Config) {
         shard.channels.retain(|_, ch| {
             let mut st = ch.state.lock();
             let evicted = st.expire(now, cfg.buffer_events, cfg.buffer_age);
@@ -346,6 +393,7 @@ impl Hub {
     /// Checks what `publish` would refuse, without publishing.
     pub(crate) fn validate(&self, channel: &str, event: &NewEvent) -> Result<(), Error> {
         check_channel(channel)?;
+        self.admit(channel)?;
         check_type(&event.kind)?;
         if let Some(ct) = &event.content_type {
             check_content_type(ct)?;
@@ -376,6 +424,9 @@ impl Hub {
         check_channel(channel)?;
         if let Some(c) = &opts.client {
             check_client(c)?;
+        }
+        if !internal {
+            self.admit(channel)?;
         }
         loop {
             let ch = self.channel(channel);
@@ -433,6 +484,7 @@ impl Hub {
         let Some(ch) = self.shard(channel).lock().channels.remove(channel) else {
             return false;
         };
+        self.inner.count.fetch_sub(1, Ordering::Relaxed);
         let mut st = ch.state.lock();
         st.closed = true;
         st.removed = true;

@@ -49,6 +49,7 @@ mod sniff;
 mod tls;
 
 pub use sniff::{sniff_bytes, SniffOutcome};
+pub(crate) use tls::{as_http1, from_pem, PemError};
 pub use tls::{TlsConfig, TlsError};
 
 /// What a connection can be served over: a TCP socket, or anything that

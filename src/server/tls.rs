@@ -169,33 +169,52 @@ impl ResolvesServerCert for Certs {
 
 /// Reads and checks a certificate chain and its key.
 fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
-    let bad = |what: &str, path: &Path, e: &dyn fmt::Display| {
-        TlsError(format!("{what} file {}: {e}", path.display()))
-    };
-    let pem = std::fs::read(cert).map_err(|e| bad("certificate", cert, &e))?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
+    let cert_pem = std::fs::read(cert)
+        .map_err(|e| TlsError(format!("certificate file {}: {e}", cert.display())))?;
+    let key_pem =
+        std::fs::read(key).map_err(|e| TlsError(format!("key file {}: {e}", key.display())))?;
+    from_pem(&cert_pem, &key_pem).map_err(|e| {
+        TlsError(match e {
+            PemError::Cert(e) => format!("certificate file {}: {e}", cert.display()),
+            PemError::Key(e) => format!("key file {}: {e}", key.display()),
+            PemError::Mismatch(e) => format!(
+                "key file {} does not match certificate file {}: {e}",
+                key.display(),
+                cert.display()
+            ),
+        })
+    })
+}
+
+/// What is wrong with PEM contents, by file.
+#[derive(Debug)]
+pub(crate) enum PemError {
+    Cert(String),
+    Key(String),
+    Mismatch(String),
+}
+
+/// A certificate chain and its key from PEM contents (what `load` read;
+/// the fuzz target `tls_config` feeds it anything).
+pub(crate) fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, PemError> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("certificate", cert, &format!("not PEM: {e:?}")))?;
+        .map_err(|e| PemError::Cert(format!("not PEM: {e:?}")))?;
     if chain.is_empty() {
-        return Err(bad("certificate", cert, &"no PEM CERTIFICATE block in it"));
+        return Err(PemError::Cert("no PEM CERTIFICATE block in it".into()));
     }
-    let pem = std::fs::read(key).map_err(|e| bad("key", key, &e))?;
-    let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+    let der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
-            bad("key", key, &"no PEM PRIVATE KEY block in it")
+            PemError::Key("no PEM PRIVATE KEY block in it".into())
         }
-        e => bad("key", key, &format!("not PEM: {e:?}")),
+        e => PemError::Key(format!("not PEM: {e:?}")),
     })?;
     let signer = rustls::crypto::ring::sign::any_supported_type(&der)
-        .map_err(|e| bad("key", key, &format!("unusable key: {e}")))?;
+        .map_err(|e| PemError::Key(format!("unusable key: {e}")))?;
     let certified = CertifiedKey::new(chain, signer);
-    certified.keys_match().map_err(|e| {
-        TlsError(format!(
-            "key file {} does not match certificate file {}: {e}",
-            key.display(),
-            cert.display()
-        ))
-    })?;
+    certified
+        .keys_match()
+        .map_err(|e| PemError::Mismatch(e.to_string()))?;
     Ok(certified)
 }
 
@@ -394,30 +413,39 @@ impl hyper::body::Body for Tracked {
 /// path and query.
 struct H2(super::WithPeer, Arc<Mutex<Activity>>);
 
+/// An HTTP/2 request as the service reads HTTP/1.1 ones: `Host` from
+/// `:authority` when the client sent no `Host`, and the URI cut to its
+/// path and query (hyper gives HTTP/2 requests absolute URIs). The fuzz
+/// target `tls_config` checks it on any URI and `Host`.
+pub(crate) fn as_http1(uri: &mut hyper::Uri, headers: &mut hyper::HeaderMap) {
+    if !headers.contains_key(hyper::header::HOST) {
+        if let Some(host) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(hyper::header::HOST, host);
+        }
+    }
+    if uri.scheme().is_some() {
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.path_and_query = uri.path_and_query().cloned();
+        if let Ok(short) = hyper::Uri::from_parts(parts) {
+            *uri = short;
+        }
+    }
+}
+
 impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for H2 {
     type Response = hyper::Response<Tracked>;
     type Error = std::convert::Infallible;
     type Future =
         Pin<Box<dyn Future<Output = Result<hyper::Response<Tracked>, Self::Error>> + Send>>;
 
-    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
         let active = Active::new(&self.1);
-        if !req.headers().contains_key(hyper::header::HOST) {
-            if let Some(host) = req
-                .uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                req.headers_mut().insert(hyper::header::HOST, host);
-            }
-        }
-        if req.uri().scheme().is_some() {
-            let mut parts = hyper::http::uri::Parts::default();
-            parts.path_and_query = req.uri().path_and_query().cloned();
-            if let Ok(uri) = hyper::Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
-        }
+        let (mut parts, body) = req.into_parts();
+        as_http1(&mut parts.uri, &mut parts.headers);
+        let req = hyper::Request::from_parts(parts, body);
         let answer = hyper::service::Service::call(&self.0, req);
         Box::pin(async move {
             let resp = answer.await?;

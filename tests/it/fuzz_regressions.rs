@@ -28,6 +28,8 @@ mod route_query;
 mod router_model;
 #[path = "../../fuzz/checks/sniff.rs"]
 mod sniff;
+#[path = "../../fuzz/checks/tls_config.rs"]
+mod tls_config;
 #[path = "../../fuzz/checks/token.rs"]
 mod token;
 #[path = "../../fuzz/checks/wire_roundtrip.rs"]
@@ -66,6 +68,30 @@ fn replay<T>(target: &str, check: fn(&[u8]) -> T) {
 #[test]
 fn token_regressions() {
     replay("token", token::check);
+}
+
+#[test]
+fn tls_config_regressions() {
+    replay("tls_config", tls_config::check);
+}
+
+/// The layout of `tls_config`'s inputs, and what each part must give.
+#[test]
+fn tls_config_examples() {
+    // PEM: garbage files, then the known pair wrapped in text.
+    tls_config::check(b"\x00not a certificate\xffnot a key");
+    tls_config::check(b"\x02\x01\x07A");
+    // HTTP/2: an absolute URI and no Host; with a Host; a bad Host.
+    tls_config::check(b"\x01https://example.test:8443/ch/c/sse?since=0");
+    tls_config::check(b"\x01https://a.test/ch/c\nb.test");
+    tls_config::check(b"\x01https://a.test/\nbad\x7fhost");
+    let (uri, host) =
+        tandem::__private::h2_as_http1_for_test(b"https://a.test:1/p?q=1", None).unwrap();
+    assert_eq!(uri, "/p?q=1");
+    assert_eq!(host.as_deref(), Some(&b"a.test:1"[..]));
+    assert!(tandem::__private::tls_from_pem_for_test(b"", b"")
+        .unwrap_err()
+        .starts_with("cert: "));
 }
 
 #[test]

@@ -256,11 +256,12 @@ async fn injection_is_escaped(flavor: Flavor) {
     assert_eq!(ids(&got), some_ids(1..=8));
 }
 
-/// A flood of channel creations: each costs a little memory and nothing
-/// else; the server keeps serving. There is no cap on the number of
-/// channels (see docs/security.md); idle ones are swept.
+/// A flood of channel creations: new names are taken up to
+/// `--max-channels` (1,000 here), then refused with 503 and a JSON body
+/// naming the limit, while existing channels keep working; a closed or
+/// swept channel makes room again.
 async fn channel_flood(flavor: Flavor) {
-    let srv = flavor.with_defaults().await;
+    let srv = flavor.start(config().max_channels(1000)).await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let host = srv.host();
     const N: usize = 2000;
@@ -277,18 +278,46 @@ async fn channel_flood(flavor: Flavor) {
         conns.push(conn);
     }
     srv.publish("c", "during").await;
+    let (mut taken, mut refused) = (0, 0);
     for mut conn in conns {
         for _ in 0..N / 4 {
-            assert_eq!(conn.response("POST").await.head.status, 202);
+            let r = conn.response("POST").await;
+            match r.head.status {
+                202 => taken += 1,
+                _ => {
+                    r.expect_error(503, &["too many channels", "max 1000"]);
+                    refused += 1;
+                }
+            }
         }
     }
-    assert!(srv.hub.channel_count() >= N, "{}", srv.hub.channel_count());
+    // "c" is one of the 1,000 (two worker threads may each make one more
+    // between the count's check and its increment).
+    assert!((999..=1001).contains(&taken), "{taken} taken");
+    assert_eq!(taken + refused, N);
+    assert!(
+        srv.hub.channel_count() <= 1002,
+        "{}",
+        srv.hub.channel_count()
+    );
+    // Existing channels work on; a new name is refused for streams too.
     srv.publish("c", "after").await;
+    let r = srv.send(Req::post("/ch/flood-0", b"again")).await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
+    srv.send(Req::get("/ch/new/poll?since=0&timeout=0"))
+        .await
+        .expect_error(503, &["too many channels"]);
     let got = sse.take(2).await;
     assert_eq!(
         got.iter().map(text).collect::<Vec<_>>(),
         ["during", "after"]
     );
+    // Room again once channels go.
+    for i in 0..N {
+        srv.hub.close(&format!("flood-{i}"));
+    }
+    let r = srv.send(Req::post("/ch/new", b"x")).await;
+    assert_eq!(r.head.status, 202, "{}", r.text());
 }
 
 /// Hundreds of slowloris sockets (a head begun and never finished, for

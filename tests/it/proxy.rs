@@ -546,6 +546,44 @@ async fn the_timeout_starts_when_the_upload_ends() {
     assert_eq!(body, b"form: helloworld");
 }
 
+/// An upload that stops mid-way is cut after `--body-timeout` without a
+/// byte: 408 with tandem's JSON, not held for ever (nor the upstream's
+/// connection), while other requests through the proxy go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_stops_is_cut_with_408() {
+    let up = Upstream::start().await;
+    let srv = Server::start(
+        config()
+            .proxy(&up.url())
+            .body_timeout(Duration::from_millis(800)),
+    )
+    .await;
+    let started = Instant::now();
+    let mut stalled = srv.connect().await;
+    stalled
+        .send(
+            format!(
+                "POST /form HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello",
+                srv.host()
+            )
+            .as_bytes(),
+        )
+        .await;
+    // Meanwhile a page passes.
+    let page = srv.send(Req::get("/page").host(&srv.host())).await;
+    assert_eq!(page.head.status, 200, "{}", page.head.raw);
+    let r = stalled.response("POST").await;
+    r.expect_error(408, &["stalled", "800 ms"]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    // The proxy still works.
+    let again = srv.send(Req::get("/page").host(&srv.host())).await;
+    assert_eq!(again.head.status, 200, "{}", again.head.raw);
+}
+
 /// `Expect: 100-continue` is answered by tandem itself (when the body is
 /// wanted upstream) and not passed on.
 #[tokio::test]

@@ -118,7 +118,7 @@ async fn every_transport_over_tls_http1() {
 }
 
 /// An HTTP/2 connection's request handle (the connection runs on a task).
-async fn h2_connect(pki: &Pki, port: u16) -> http2::SendRequest<Full<Bytes>> {
+pub(crate) async fn h2_connect(pki: &Pki, port: u16) -> http2::SendRequest<Full<Bytes>> {
     let tls = pki.connect(port, &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (send, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
@@ -128,7 +128,7 @@ async fn h2_connect(pki: &Pki, port: u16) -> http2::SendRequest<Full<Bytes>> {
     send
 }
 
-fn h2_req(method: &str, path: &str, body: &str) -> hyper::Request<Full<Bytes>> {
+pub(crate) fn h2_req(method: &str, path: &str, body: &str) -> hyper::Request<Full<Bytes>> {
     hyper::Request::builder()
         .method(method)
         .uri(format!("https://127.0.0.1{path}"))
@@ -137,7 +137,11 @@ fn h2_req(method: &str, path: &str, body: &str) -> hyper::Request<Full<Bytes>> {
 }
 
 /// Reads an HTTP/2 answer's body until `needle`.
-async fn h2_read_until(body: &mut hyper::body::Incoming, got: &mut Vec<u8>, needle: &str) {
+pub(crate) async fn h2_read_until(
+    body: &mut hyper::body::Incoming,
+    got: &mut Vec<u8>,
+    needle: &str,
+) {
     while !String::from_utf8_lossy(got).contains(needle) {
         let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
             .await

@@ -78,6 +78,7 @@ forward!(core {
     stream_padding: usize,
     sse_retry: Duration,
     sweep_interval: Duration,
+    max_channels: usize,
 });
 forward!(http {
     max_connections: usize,
