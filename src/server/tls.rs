@@ -428,7 +428,17 @@ pub(crate) fn as_http1(uri: &mut hyper::Uri, headers: &mut hyper::HeaderMap) {
     }
     if uri.scheme().is_some() {
         let mut parts = hyper::http::uri::Parts::default();
-        parts.path_and_query = uri.path_and_query().cloned();
+        // An empty path (`https://host`, `https://host?q`, `https://host#x`)
+        // is `/`, as an HTTP/1.1 client must send it (RFC 9112, 3.2.1):
+        // never an empty target.
+        // Made again from its text: `http` keeps `https://host#x`'s path
+        // as an empty one that shows as `/` but writes as nothing.
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        parts.path_and_query = if target.starts_with('/') || target == "*" {
+            target.parse().ok()
+        } else {
+            format!("/{target}").parse().ok()
+        };
         if let Ok(short) = hyper::Uri::from_parts(parts) {
             *uri = short;
         }
