@@ -11,7 +11,10 @@
 //! * `error.rs`: the status and JSON body each refusal is answered with.
 //! * `read.rs`: reading a whole request body within a limit.
 //! * `limits.rs`: per-client-address limits (connections, publishes, new
-//!   sessions) and the client's address behind a trusted proxy, for `serve`.
+//!   sessions) and the client's address behind a trusted proxy.
+//! * `peer.rs`: [`PeerService`], the service for one connection with those
+//!   limits (`Service::for_peer`: what `serve` uses, and an embedder's
+//!   hyper server can).
 //! * `app.rs`: the hook for an application mounted beside the push routes
 //!   (its own paths, and a gate on every channel access).
 //! * `assets.rs`: the browser client and demo pages, embedded from `src/web/`.
@@ -26,6 +29,7 @@ mod config;
 mod cors;
 mod error;
 pub(crate) mod limits;
+mod peer;
 pub(crate) mod publish;
 mod read;
 pub(crate) mod route;
@@ -37,6 +41,7 @@ pub use body::Body;
 pub(crate) use body::BoxError;
 pub use config::HttpConfig;
 pub use error::{error_json, error_response, status_of};
+pub use peer::PeerService;
 pub(crate) use service::{Forward, ForwardBody};
 pub use service::{Service, DEFAULT_CALLBACK};
 

@@ -105,6 +105,9 @@ pub struct Service {
     tls: Option<Option<HeaderValue>>,
     /// Signed channel tokens required, on which channels.
     tokens: Option<Arc<crate::token::TokenPolicy>>,
+    /// The per-address limits of every connection this service (and its
+    /// clones) serves, from `config` (`limits.rs`, `peer.rs`).
+    limits: Arc<super::limits::Limits>,
 }
 
 /// A request body on its way elsewhere, boxed whatever it was.
@@ -151,9 +154,11 @@ where
 impl Service {
     /// A service over this hub, mounted at the root.
     pub fn new(hub: Hub) -> Service {
+        let config = HttpConfig::default();
         Service {
             hub,
-            config: Arc::new(HttpConfig::default()),
+            limits: Arc::new(super::limits::Limits::new(&config)),
+            config: Arc::new(config),
             prefix: Arc::from(""),
             shutdown: Shutdown::new(),
             app: None,
@@ -180,8 +185,14 @@ impl Service {
     /// Uses these HTTP settings (validated here) instead of the defaults.
     pub fn with_config(mut self, config: HttpConfig) -> Result<Service, ConfigError> {
         config.validate()?;
+        self.limits = Arc::new(super::limits::Limits::new(&config));
         self.config = Arc::new(config);
         Ok(self)
+    }
+
+    /// The per-address limits (made from the config).
+    pub(crate) fn limits(&self) -> &Arc<super::limits::Limits> {
+        &self.limits
     }
 
     /// The HTTP settings this service runs with.

@@ -602,20 +602,23 @@ fn expect_throttled(rs: &[Response], limit: usize, what: &str) -> usize {
     rs.iter().filter(|r| r.head.status == 202).count()
 }
 
-#[tokio::test]
-async fn an_address_over_its_publish_rate_gets_429_and_others_do_not() {
+both_flavors!(an_address_over_its_publish_rate_gets_429_and_others_do_not);
+async fn an_address_over_its_publish_rate_gets_429_and_others_do_not(flavor: Flavor) {
     // 127.0.0.1 is a trusted proxy (its X-Forwarded-For names the client),
-    // 127.0.0.2 an ordinary client.
-    let srv = Server::start(
-        config()
-            .publishes_per_second(3)
-            .trusted_proxies(vec!["127.0.0.1".into()]),
-    )
-    .await;
+    // 127.0.0.2 an ordinary client. (The hyper flavor is an embedder's
+    // server giving hyper `Service::for_peer`.)
+    let srv = flavor
+        .start(
+            config()
+                .publishes_per_second(3)
+                .trusted_proxies(vec!["127.0.0.1".into()]),
+        )
+        .await;
     let mut sse = srv.sse("/ch/c/sse").await;
     let mut taken = 0;
 
-    // The lean path: ten publishes at once from client A (behind the proxy).
+    // Ten publishes at once from client A (behind the proxy): on `serve`,
+    // the lean path.
     let mut conn = srv.connect().await;
     let rs = pipelined_publishes(&mut conn, &srv, 10, "203.0.113.1").await;
     taken += expect_throttled(&rs, 3, "lean, A");
@@ -686,14 +689,15 @@ async fn an_address_over_its_publish_rate_gets_429_and_others_do_not() {
     }
 }
 
-#[tokio::test]
-async fn an_address_over_its_connections_gets_429_and_others_do_not() {
-    let srv = Server::start(
-        config()
-            .max_connections_per_addr(2)
-            .trusted_proxies(vec!["127.0.0.3".into()]),
-    )
-    .await;
+both_flavors!(an_address_over_its_connections_gets_429_and_others_do_not);
+async fn an_address_over_its_connections_gets_429_and_others_do_not(flavor: Flavor) {
+    let srv = flavor
+        .start(
+            config()
+                .max_connections_per_addr(2)
+                .trusted_proxies(vec!["127.0.0.3".into()]),
+        )
+        .await;
     let first = srv.sse("/ch/c/sse").await;
     let mut second = srv.sse("/ch/c/sse").await;
     let r = srv.get("/healthz").await;

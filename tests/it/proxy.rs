@@ -607,9 +607,9 @@ async fn expect_continue_is_answered_by_tandem() {
     assert_eq!(up.last("/form").header("expect"), None);
 }
 
-/// The service in a plain hyper server (an embedder's): the proxy works the
-/// same; without a `ClientAddr` in the request, `X-Forwarded-For` is passed
-/// on as the client sent it.
+/// The service in a plain hyper server (an embedder's, given
+/// `Service::for_peer`): the proxy works the same, and names the client in
+/// `X-Forwarded-For` as under `serve`.
 #[tokio::test]
 async fn as_a_service_in_plain_hyper() {
     let up = Upstream::start().await;
@@ -618,7 +618,7 @@ async fn as_a_service_in_plain_hyper() {
     assert_eq!(r.head.status, 200);
     assert!(r.text().contains("hello from upstream"));
     let seen = up.last("/page");
-    assert_eq!(seen.header("x-forwarded-for"), None);
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-host"), Some(srv.host().as_str()));
     let r = srv.post("/_tandem/ch/a", Some("text/plain"), b"x").await;
     assert_eq!(r.head.status, 202);

@@ -534,7 +534,7 @@ pub async fn serve_hyper(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -548,11 +548,14 @@ pub async fn serve_hyper(
         let service = service.clone();
         let stop = service.shutdown().wait();
         connections.spawn(async move {
-            // As the docs tell an embedder: hyper's head limit is the
-            // service's (tandem refuses long URLs itself).
+            // As the docs tell an embedder: hyper's head limit and head
+            // timeout are the service's (tandem refuses long URLs itself),
+            // and the service for the peer applies the per-address limits.
             let conn = http1::Builder::new()
                 .max_header_size(service.config().max_head_bytes)
-                .serve_connection(TokioIo::new(stream), service);
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(service.config().head_timeout)
+                .serve_connection(TokioIo::new(stream), service.for_peer(peer));
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
