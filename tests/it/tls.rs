@@ -814,5 +814,34 @@ async fn events_larger_than_a_record_cross_whole() {
     assert_eq!(r.status(), 202);
     let mut got = Vec::new();
     let text = read_until(&mut stream, &mut got, &format!("data: {big}2\n")).await;
-    assert!(text.contains(&format!("data: {big}1\n")), "the first event whole");
+    assert!(
+        text.contains(&format!("data: {big}1\n")),
+        "the first event whole"
+    );
+}
+
+/// An idle stream over TLS notices its client leave at once, whether the
+/// client says `close_notify` first or only closes the socket.
+#[tokio::test]
+async fn a_tls_stream_ends_when_its_client_leaves() {
+    let pki = Pki::new();
+    let server = tls_server(&pki).await;
+    let port = server.port();
+    let head = "GET /ch/gone/sse HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut polite = h1_open(&pki, port, head).await;
+    let abrupt = h1_open(&pki, port, head).await;
+    server
+        .wait_subscribers("gone", tandem::Transport::Sse, 2)
+        .await;
+    read_until(&mut polite, &mut Vec::new(), "\r\n\r\n").await;
+    polite.shutdown().await.unwrap();
+    wait_until("the polite client's stream ends", || async {
+        server.hub.info("gone").subscribers.iter().sum::<usize>() == 1
+    })
+    .await;
+    drop(abrupt);
+    wait_until("the abrupt client's stream ends", || async {
+        server.hub.info("gone").subscribers.iter().sum::<usize>() == 0
+    })
+    .await;
 }
