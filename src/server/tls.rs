@@ -239,11 +239,11 @@ pub(super) async fn connection(
             return;
         }
     };
-    // Boxed: the stream moves down through the connection's futures, and
-    // each keeps a slot of its size (this one's `tls`, `connection`'s and
-    // `serve_stream`'s parameters), so inline rustls' connection state
-    // would be held several times over for the life of the connection.
-    let tls = Box::new(tls);
+    // The stream comes boxed: it moves down through the connection's
+    // futures, and each keeps a slot of its size (this one's `tls`,
+    // `connection`'s and `serve_stream`'s parameters), so inline rustls'
+    // connection state would be held several times over for the life of
+    // the connection.
     if tls.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_h2(tls, peer, svc, limits)).await;
     } else {

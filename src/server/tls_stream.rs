@@ -55,9 +55,14 @@ impl TlsAcceptor {
     }
 
     /// The TLS handshake on `io`; wrap it in a timeout.
-    pub(crate) async fn accept(&self, io: TcpStream) -> io::Result<TlsStream> {
+    ///
+    /// The stream is boxed from the start: this future then holds a
+    /// pointer, not rustls' connection state (about 1 KiB), and neither
+    /// does the connection's future that awaits it, for as long as the
+    /// connection lives (a future keeps room for its largest state).
+    pub(crate) async fn accept(&self, io: TcpStream) -> io::Result<Box<TlsStream>> {
         let conn = UnbufferedServerConnection::new(self.0.clone()).map_err(io::Error::other)?;
-        let mut tls = TlsStream {
+        let mut tls = Box::new(TlsStream {
             io,
             conn,
             incoming: Vec::new(),
@@ -67,7 +72,7 @@ impl TlsAcceptor {
             sent: 0,
             read_closed: false,
             write_closed: false,
-        };
+        });
         std::future::poll_fn(|cx| tls.poll_handshake(cx)).await?;
         Ok(tls)
     }
