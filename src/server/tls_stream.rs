@@ -8,10 +8,10 @@
 //! 40 MiB of buffers waiting for bytes that never come. rustls' unbuffered
 //! connection leaves the buffers to its caller, so here:
 //!
-//! * a read waits for the socket to be readable before it allocates
-//!   anything (`TcpStream::poll_read_ready`), and the TLS bytes read wait in
+//! * a read goes onto the stack, and the TLS bytes read wait in
 //!   `incoming` only until rustls has processed them (a record cut in two
-//!   by the network stays until its end comes);
+//!   by the network stays until its end comes), so a read pending on an
+//!   idle connection holds nothing;
 //! * decrypted bytes wait in `plaintext` until the reader takes them;
 //! * records to send wait in `outgoing` until the socket has taken them.
 //!
@@ -22,6 +22,7 @@
 //! answer to a key update, an alert) goes out before the next wait.
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -258,30 +259,25 @@ impl TlsStream {
         Poll::Ready(Ok(()))
     }
 
-    /// Reads TLS bytes into `incoming` once the socket has some: an idle
-    /// connection waits with no buffer. Ready with 0 at the end of the
-    /// client's data.
+    /// Reads TLS bytes into `incoming`. The read goes onto the stack and
+    /// only what came is kept, so an idle connection waits with no buffer
+    /// of its own. Ready with 0 at the end of the client's data.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            if self.incoming.len() >= MAX_INCOMING {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "tls record or handshake message too large",
-                )));
-            }
-            self.incoming.reserve(READ_SIZE);
-            match self.io.try_read_buf(&mut self.incoming) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                // Readiness was stale; it is cleared, wait again.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.incoming.is_empty() {
-                        self.incoming = Vec::new();
-                    }
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        if self.incoming.len() >= MAX_INCOMING {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "tls record or handshake message too large",
+            )));
         }
+        // The socket's own `poll_read`, not `try_read` after
+        // `poll_read_ready`: it knows a short read emptied the socket and
+        // waits for the next event instead of asking again (measured: a
+        // publish over TLS cost a quarter more server CPU without it).
+        let mut raw = [MaybeUninit::<u8>::uninit(); READ_SIZE];
+        let mut buf = ReadBuf::uninit(&mut raw);
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+        self.incoming.extend_from_slice(buf.filled());
+        Poll::Ready(Ok(buf.filled().len()))
     }
 }
 
