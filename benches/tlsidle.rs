@@ -40,6 +40,13 @@ struct Args {
     /// seconds the streams sit idle before the second reading
     #[argh(option, default = "5")]
     idle: u64,
+    /// the cases to run, comma-separated: plain, h1, h2, h2many (all)
+    #[argh(option, default = "String::from(\"plain,h1,h2,h2many\")")]
+    cases: String,
+    /// a command to run the server under (`heaptrack`, say); the RSS
+    /// figures are then the wrapper's, not the server's
+    #[argh(option)]
+    wrap: Option<String>,
 }
 
 enum Case {
@@ -61,12 +68,19 @@ impl Drop for Server {
     }
 }
 
-fn start(tandem: &str, pki: Option<&Pki>) -> Server {
+fn start(tandem: &str, wrap: Option<&str>, pki: Option<&Pki>) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let mut cmd = Command::new(tandem);
+    let mut cmd = match wrap {
+        Some(wrap) => {
+            let mut cmd = Command::new(wrap);
+            cmd.arg(tandem);
+            cmd
+        }
+        None => Command::new(tandem),
+    };
     cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--threads", "1", "--buffer-events", "1000"])
         .args(["--max-connections", "20000", "--stream-padding", "0"])
@@ -184,16 +198,25 @@ fn main() {
         .build()
         .expect("runtime");
     let cases = [
-        ("plaintext HTTP/1.1", Case::Plain),
-        ("TLS HTTP/1.1", Case::TlsH1),
-        ("TLS h2, 1 stream per connection", Case::TlsH2(1)),
+        ("plain", "plaintext HTTP/1.1", Case::Plain),
+        ("h1", "TLS HTTP/1.1", Case::TlsH1),
+        ("h2", "TLS h2, 1 stream per connection", Case::TlsH2(1)),
         (
+            "h2many",
             "TLS h2, many streams per connection",
             Case::TlsH2(args.per_connection),
         ),
     ];
-    for (label, case) in cases {
-        let server = start(&args.tandem, (!matches!(case, Case::Plain)).then_some(&pki));
+    let wanted: Vec<&str> = args.cases.split(',').map(str::trim).collect();
+    for (name, label, case) in cases {
+        if !wanted.contains(&name) {
+            continue;
+        }
+        let server = start(
+            &args.tandem,
+            args.wrap.as_deref(),
+            (!matches!(case, Case::Plain)).then_some(&pki),
+        );
         let pid = server.child.id();
         // One stream first, so the reading before counts the runtime's
         // and the handshake machinery's first allocations, not the

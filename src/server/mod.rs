@@ -47,6 +47,7 @@ use sniff::{Prefixed, Sniff};
 mod lean;
 mod sniff;
 mod tls;
+mod tls_stream;
 
 pub use sniff::{sniff_bytes, SniffOutcome};
 pub(crate) use tls::{as_http1, from_pem, PemError};
@@ -231,7 +232,7 @@ async fn run(
 /// 429 over its address's share), over TLS when the listener speaks it.
 fn spawn_refusal(
     stream: tokio::net::TcpStream,
-    acceptor: &Option<tokio_rustls::TlsAcceptor>,
+    acceptor: &Option<tls_stream::TlsAcceptor>,
     e: crate::Error,
     alive: mpsc::Sender<()>,
 ) {

@@ -1,7 +1,8 @@
 //! TLS: the accept loop's optional wrap, HTTP/1.1 or HTTP/2 by ALPN.
 //!
-//! A TLS connection is handshaken here (rustls through tokio-rustls, the
-//! `ring` provider tandem already uses for its https upstreams), then:
+//! A TLS connection is handshaken here (rustls, with the `ring` provider
+//! tandem already uses for its https upstreams, driven by `tls_stream.rs`
+//! so that an idle connection holds no buffers), then:
 //!
 //! * ALPN `http/1.1` (or none): the decrypted stream goes to the same
 //!   connection code as a TCP socket (`super::connection`), so streams and
@@ -41,6 +42,7 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::tls_stream::TlsAcceptor;
 use crate::http::limits::Limits;
 use crate::http::{Body, BoxError, Service};
 
@@ -129,7 +131,7 @@ impl TlsConfig {
 
     /// rustls' settings: the reloadable certificate, ALPN `h2` then
     /// `http/1.1`.
-    pub(super) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+    pub(super) fn acceptor(&self) -> TlsAcceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -137,7 +139,7 @@ impl TlsConfig {
             .with_no_client_auth()
             .with_cert_resolver(self.certs.clone());
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+        TlsAcceptor::new(Arc::new(cfg))
     }
 
     /// The `Strict-Transport-Security` value, if HSTS is on.
@@ -223,7 +225,7 @@ pub(crate) fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, 
 pub(super) async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: TlsAcceptor,
     svc: Service,
     limits: Arc<Limits>,
 ) {
@@ -256,7 +258,12 @@ pub(super) async fn connection(
             return;
         }
     };
-    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+    // The stream comes boxed: it moves down through the connection's
+    // futures, and each keeps a slot of its size (this one's `tls`,
+    // `connection`'s and `serve_stream`'s parameters), so inline rustls'
+    // connection state would be held several times over for the life of
+    // the connection.
+    if tls.alpn_protocol() == Some(b"h2") {
         Box::pin(serve_h2(tls, peer, svc, limits)).await;
     } else {
         super::connection(tls, peer, svc, limits).await;
@@ -267,14 +274,14 @@ pub(super) async fn connection(
 /// `Retry-After` to its first request (every request, over h2), then closed.
 pub(super) async fn refuse(
     stream: TcpStream,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: TlsAcceptor,
     e: crate::Error,
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
     let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
         return;
     };
-    if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+    if tls.alpn_protocol() == Some(b"h2") {
         let answered = Arc::new(tokio::sync::Notify::new());
         let told = answered.clone();
         let refuse = hyper::service::service_fn(move |_req| {

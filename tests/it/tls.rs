@@ -767,3 +767,85 @@ async fn plaintext_http_to_the_tls_port_is_told_to_use_https() {
     let text = read_until(&mut tls, &mut Vec::new(), "\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+/// A client that comes back resumes its TLS session (the tickets sent
+/// after the handshake reach it) and is served as before.
+#[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let pki = Pki::new();
+    let server = tls_server(&pki).await;
+    let connector = pki.client(&[b"http/1.1"]);
+    let name = || rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    for (n, kind) in [
+        (1, rustls::HandshakeKind::Full),
+        (2, rustls::HandshakeKind::Resumed),
+    ] {
+        let tcp = TcpStream::connect(("127.0.0.1", server.port()))
+            .await
+            .unwrap();
+        let mut tls = within("the handshake", connector.connect(name(), tcp))
+            .await
+            .unwrap();
+        let answer = h1_publish(&mut tls, "back", "hi").await;
+        assert!(answer.contains(&format!("{{\"id\":{n}}}")), "{answer}");
+        assert_eq!(tls.get_ref().1.handshake_kind(), Some(kind));
+    }
+}
+
+/// Events larger than a TLS record (16 KiB) cross whole: published over
+/// HTTP/1.1 (the lean publish path reads the body across records) and
+/// h2, read on an HTTP/1.1 stream.
+#[tokio::test]
+async fn events_larger_than_a_record_cross_whole() {
+    let pki = Pki::new();
+    let server = tls_server(&pki).await;
+    let port = server.port();
+    let mut stream = h1_open(&pki, port, "GET /ch/big/sse HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    server
+        .wait_subscribers("big", tandem::Transport::Sse, 1)
+        .await;
+    let big: String = (0..60_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut publisher = h1_open(&pki, port, "").await;
+    let answer = h1_publish(&mut publisher, "big", &format!("{big}1")).await;
+    assert!(answer.contains("{\"id\":1}"), "{answer}");
+    let mut h2 = h2_connect(&pki, port).await;
+    let r = h2
+        .send_request(h2_req("POST", "/ch/big", &format!("{big}2")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut got = Vec::new();
+    let text = read_until(&mut stream, &mut got, &format!("data: {big}2\n")).await;
+    assert!(
+        text.contains(&format!("data: {big}1\n")),
+        "the first event whole"
+    );
+}
+
+/// An idle stream over TLS notices its client leave at once, whether the
+/// client says `close_notify` first or only closes the socket.
+#[tokio::test]
+async fn a_tls_stream_ends_when_its_client_leaves() {
+    let pki = Pki::new();
+    let server = tls_server(&pki).await;
+    let port = server.port();
+    let head = "GET /ch/gone/sse HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut polite = h1_open(&pki, port, head).await;
+    let abrupt = h1_open(&pki, port, head).await;
+    server
+        .wait_subscribers("gone", tandem::Transport::Sse, 2)
+        .await;
+    read_until(&mut polite, &mut Vec::new(), "\r\n\r\n").await;
+    polite.shutdown().await.unwrap();
+    wait_until("the polite client's stream ends", || async {
+        server.hub.info("gone").subscribers.iter().sum::<usize>() == 1
+    })
+    .await;
+    drop(abrupt);
+    wait_until("the abrupt client's stream ends", || async {
+        server.hub.info("gone").subscribers.iter().sum::<usize>() == 0
+    })
+    .await;
+}
