@@ -1,6 +1,6 @@
 //! Lending a connection to hyper for one exchange, then taking it back.
 //!
-//! Requests the lean paths do not serve (long-polls, pages, chunked bodies,
+//! Requests the lean paths do not serve (pages, chunked bodies,
 //! `Expect: 100-continue`, HTTP/1.0 bodies, the proxy's upstream pages) are
 //! served by hyper, but hyper only ever sees one request: `exchange` gives a
 //! fresh `http1::Connection` the head `sniff` already read (and whatever

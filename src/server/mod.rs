@@ -5,9 +5,9 @@
 //! and idle timeouts and the path choice are the same for every request:
 //! a GET that opens a stream is served on the lean path (`lean.rs`), which
 //! owns the socket and keeps almost nothing per connection; a publish with
-//! a `Content-Length` body is read whole and answered on the lean path too;
-//! everything else (chunked bodies, long-polls, pages, the proxy's upstream)
-//! is served by hyper, one exchange at a time (`handoff.rs`: a fresh hyper
+//! a `Content-Length` body and a long-poll are answered on the lean path
+//! too; everything else (chunked bodies, pages, the proxy's upstream) is
+//! served by hyper, one exchange at a time (`handoff.rs`: a fresh hyper
 //! connection gets the head already read, answers it, and gives the socket
 //! and any bytes read past the request back). After a publish or a hyper
 //! exchange the connection loops back to `sniff` for its next request
@@ -335,6 +335,9 @@ where
 }
 
 /// Where a connection goes after its requests.
+// Returned once per connection and matched at once: boxing the request
+// would cost every stream an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     /// To the lean stream path, for the rest of its life.
     Stream(hyper::Request<http_body_util::Empty<Bytes>>),
@@ -342,7 +345,7 @@ enum Next {
 }
 
 /// Answers requests one after another on a keep-alive connection, each
-/// head read by `sniff`: publishes on the lean path, the rest through
+/// head read by `sniff`: publishes and long-polls on the lean path, the rest through
 /// hyper (`handoff::exchange`), until one opens a stream or the connection
 /// ends. One boxed future per connection, not one per request.
 async fn lean_requests<S: Io>(
@@ -424,16 +427,28 @@ async fn lean_requests<S: Io>(
                     }
                     Err(e) => return Next::Done(Err(e)),
                 };
-                let keep_alive = keep_alive && !shutdown.is_triggered();
                 // Over its address's rate: refused after the body was read,
                 // so the connection stays usable.
                 let resp = match limits.check(svc, peer.ip(), &req) {
                     Some(refusal) => refusal,
                     None => {
-                        svc.handle(req.map(|()| http_body_util::Full::new(body)))
-                            .await
+                        let handle = svc.handle(req.map(|()| http_body_util::Full::new(body)));
+                        let mut handle = std::pin::pin!(handle);
+                        // Usually answered at once (a publish, a poll with
+                        // events waiting); a held long-poll also watches for
+                        // the client leaving, so that a departed poller's
+                        // subscription goes at once.
+                        tokio::select! {
+                            biased;
+                            resp = &mut handle => resp,
+                            gone = client_gone(stream, buf, svc.config().max_head_bytes) => {
+                                return Next::Done(gone);
+                            }
+                        }
                     }
                 };
+                // Shutdown may have come while a long-poll was held.
+                let keep_alive = keep_alive && !shutdown.is_triggered();
                 match lean::answer(stream, resp, keep_alive, &mut out).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();
@@ -468,6 +483,22 @@ async fn lean_requests<S: Io>(
                 return Next::Done(lean::refuse(stream, resp).await);
             }
             Err(e) => return Next::Done(Err(e)),
+        }
+    }
+}
+
+/// Completes when the client closes its side (or the socket fails) while
+/// its request is being answered. What it sends meanwhile (a pipelined
+/// request) is kept in `buf` for `sniff`, up to `cap` bytes; then it stops
+/// reading.
+async fn client_gone<S: Io>(stream: &mut S, buf: &mut BytesMut, cap: usize) -> io::Result<()> {
+    loop {
+        if buf.len() >= cap {
+            return std::future::pending().await;
+        }
+        sniff::reserve(buf);
+        if tokio::io::AsyncReadExt::read_buf(stream, buf).await? == 0 {
+            return Ok(());
         }
     }
 }
@@ -536,12 +567,25 @@ mod tests {
             read_until(&mut publish, &format!("{{\"id\":{n}}}")).await;
         }
 
-        // hyper's path (a long-poll is served by hyper).
+        // A long-poll, on the lean exchange too.
         let mut poll = open(&svc);
         poll.write_all(b"GET /ch/d/poll?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let answer = read_until(&mut poll, "\"next\"").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // hyper's path (a page), then the lean path again on the same
+        // connection.
+        let mut page = open(&svc);
+        page.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until(&mut page, "</html>").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        page.write_all(b"POST /ch/d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        read_until(&mut page, "{\"id\":4}").await;
     }
 }

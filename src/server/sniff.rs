@@ -7,14 +7,17 @@
 //!   (`lean::serve_stream`), which owns the socket for hours and keeps almost
 //!   nothing per connection;
 //! - a plain request with a body of known size (a publish: `POST` with
-//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
+//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`), or a long-poll
+//!   (a GET of `/poll` or `/jsonp`, HTTP/1.1, no body) is read whole
 //!   (`read_body`) and answered on the lean path too (`lean::answer`), and
 //!   the connection comes back here for its next request. Publishing is the
 //!   hot path for servers that fan events out, and hyper's general machinery
 //!   (header map conversions, body channel, dispatcher) was half of a
-//!   publish's instructions;
+//!   publish's instructions; a long-polling client comes back on its
+//!   connection after every answer, and through hyper each poll would pay
+//!   for a fresh hyper connection as well as this parse;
 //! - everything else (chunked bodies, `Expect: 100-continue`, HTTP/1.0
-//!   requests with bodies, long-polls, pages, heads with more headers than
+//!   requests, pages, heads with more headers than
 //!   the lean path takes) is served by hyper, one exchange, with the bytes
 //!   already read put back in front of the socket (`handoff.rs`); then the
 //!   connection comes back here for its next request.
@@ -174,7 +177,7 @@ fn too_large(head: &[u8], svc: &Service) -> crate::Error {
 /// a few dozen bytes at a time. A connection's first read gets 1 KiB, enough
 /// for a subscriber's request: with thousands of subscribers connecting at
 /// once, larger short-lived buffers leave the allocator holding more memory.
-fn reserve(buf: &mut BytesMut) {
+pub(crate) fn reserve(buf: &mut BytesMut) {
     if buf.capacity() == 0 {
         buf.reserve(1024);
     } else if buf.capacity() - buf.len() < 512 {
@@ -432,12 +435,19 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
     if !svc.is_own_request(req.uri()) {
         return Class::Hyper(hyper_keeps);
     }
-    if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
+    let subscribes = match length {
+        0 => svc.subscribes(req.method(), req.uri(), req.headers()),
+        _ => None,
+    };
+    if alone && subscribes == Some(true) {
         return Class::Stream(req);
     }
+    // A publish, or a long-poll: one answer of known length, on every poll
+    // of a long-polling client (through hyper, each poll paid for a fresh
+    // hyper connection as well as this parse).
     match keep_alive {
         Some(keep_alive)
-            if req.method() == Method::POST
+            if (req.method() == Method::POST || subscribes == Some(false))
                 && req.version() == Version::HTTP_11
                 && length <= svc.hub().config().max_body_bytes() =>
         {
@@ -684,12 +694,37 @@ mod tests {
                 "POST /ch/c HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
             ),
             ("a page", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            ("a long-poll", "GET /ch/c/poll HTTP/1.1\r\n\r\n"),
+            ("an HTTP/1.0 long-poll", "GET /ch/c/poll HTTP/1.0\r\n\r\n"),
+            ("a long-poll with a body", "GET /ch/c/poll HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
         ] {
             assert_eq!(path_of(req), "hyper", "{why}");
         }
         assert_eq!(path_of("BAD\r\n\r\n"), "refused (malformed)");
         assert_eq!(path_of("POST /ch/c HTTP/1.1\r\nHost"), "partial");
+    }
+
+    /// A long-poll is answered once, with a length: the lean exchange,
+    /// as a publish (a client polls again and again on one connection).
+    #[test]
+    fn long_polls_are_lean() {
+        assert_eq!(
+            path_of("GET /ch/c/poll?since=3 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "exchange"
+        );
+        assert_eq!(
+            path_of("GET /ch/c/jsonp?callback=f HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "exchange"
+        );
+        assert_eq!(path_of("GET /ch/c HTTP/1.1\r\nHost: x\r\n\r\n"), "exchange");
+        assert_eq!(
+            path_of("GET /ch/c/poll HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "exchange, then close"
+        );
+        // Pipelined behind it is fine: it is answered, then the next.
+        assert_eq!(
+            path_of("GET /ch/c/poll HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            "exchange"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Every request head on a connection is tandem's to read, not only the
-//! first: after a request hyper served (a long-poll, a page, a chunked
-//! publish), the next head on the same keep-alive connection still gets
+//! first: after a request hyper served (a page, a chunked publish), the
+//! next head on the same keep-alive connection still gets
 //! tandem's limits (431, 414, 408, 400 with a JSON body naming what was
 //! wrong) and the path it would have got first (a stream goes to the lean
 //! path). `serve` lends the connection to hyper for one exchange at a time
@@ -24,11 +24,8 @@ fn small() -> Setup {
 /// The requests hyper serves, each answered at once.
 fn served_by_hyper(host: &str) -> Vec<(&'static str, Req)> {
     vec![
-        (
-            "a long-poll",
-            Req::get("/ch/c/poll?since=0&timeout=0").host(host),
-        ),
         ("a page", Req::get("/").host(host)),
+        ("a health check", Req::get("/healthz").host(host)),
         (
             "a chunked publish",
             Req::post("/ch/other", b"chunked").chunked().host(host),

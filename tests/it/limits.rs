@@ -301,7 +301,7 @@ async fn refusal_keeps_the_connection_usable_when_the_body_was_read(flavor: Flav
 //
 // `serve` reads every request head itself and then serves it on the lean
 // path (streams, Content-Length publishes) or lends the connection to hyper
-// for the one exchange (long-polls, chunked publishes, pages). The limits
+// for the one exchange (chunked publishes, pages). The limits
 // must not depend on which (and the heads after the first on a connection
 // get the same: tests/it/heads.rs).
 
@@ -323,7 +323,7 @@ fn every_path(extra: &[(&str, &str)], path_suffix: &str) -> Vec<(&'static str, R
             with(Req::post(&format!("/ch/c{path_suffix}"), b"x")),
         ),
         (
-            "a long-poll (hyper)",
+            "a long-poll (lean)",
             with(Req::get(&format!("/ch/c/poll?timeout=30{path_suffix}"))),
         ),
         (
@@ -495,12 +495,17 @@ async fn a_body_that_stops_is_408(flavor: Flavor) {
 }
 
 /// Idle keep-alive connections are closed after `--idle-timeout` on both
-/// paths: after a lean publish and after a long-poll hyper answered.
+/// paths: after a lean publish, after a long-poll, after a page hyper
+/// served (tandem's timer, not hyper's).
 #[tokio::test]
 async fn idle_connections_are_closed_on_both_paths() {
     let srv =
         Server::start(quick_timeouts().idle_timeout(std::time::Duration::from_millis(500))).await;
-    for req in [Req::post("/ch/c", b"x"), Req::get("/ch/c/poll?timeout=0")] {
+    for req in [
+        Req::post("/ch/c", b"x"),
+        Req::get("/ch/c/poll?timeout=0"),
+        Req::get("/"),
+    ] {
         let mut conn = srv.connect().await;
         let r = conn.request(&req.clone().host(&srv.host())).await;
         assert!(r.head.status < 300, "{}", r.head.raw);
