@@ -529,8 +529,14 @@ pub enum SniffOutcome {
     },
     /// Not a complete head yet.
     Partial,
-    /// Given to hyper as it is: the head's bytes if they were taken out,
-    /// then the rest.
+    /// Refused by tandem (400 or 431): a malformed head (`httparse` or
+    /// `http`'s types refuse it), or more than 100 headers.
+    Refused {
+        /// What the refusal says is wrong.
+        why: &'static str,
+    },
+    /// Given to hyper as it is (more headers than the lean path takes):
+    /// the head's bytes if they were taken out, then the rest.
     Other {
         /// The head, if taken out of the buffer.
         taken: Vec<u8>,
@@ -548,9 +554,9 @@ pub fn sniff_bytes(data: &[u8]) -> SniffOutcome {
     let mut buf = BytesMut::from(data);
     match parse(&mut buf) {
         Parsed::Partial => SniffOutcome::Partial,
-        Parsed::Malformed(_) | Parsed::TooMany => SniffOutcome::Other {
-            taken: Vec::new(),
-            rest: buf.to_vec(),
+        Parsed::Malformed(why) => SniffOutcome::Refused { why },
+        Parsed::TooMany => SniffOutcome::Refused {
+            why: "too many request headers",
         },
         Parsed::Other(_) => SniffOutcome::Other {
             taken: Vec::new(),
