@@ -24,12 +24,17 @@
 //! the request, a pipelined next one).
 //!
 //! That is done only for an answer after which the connection can go on,
-//! as hyper would decide it (`Answer`): the request allows it (HTTP/1.1
-//! without `Connection: close`, or HTTP/1.0 with `keep-alive`), the answer
-//! does not say `close` and its framing ends without closing (a length, or
-//! chunks for HTTP/1.1), and the server is not shutting down. Any other
-//! exchange is driven to its end as hyper drives a connection: its answer
-//! flushed and the socket shut down. A connection taken back goes to
+//! by hyper's own rules (`proto/h1/role.rs`, `conn.rs`), checked on the
+//! head as it came (`sniff`: hyper drops a `Content-Length` sent beside
+//! chunked, which ends the connection) and on the answer (`Answer`): the
+//! request allows it (HTTP/1.1 without `Connection: close`, or HTTP/1.0
+//! with `keep-alive`; no body framed both ways, no upgrade, no CONNECT),
+//! the answer does not say `close` and its framing ends without closing (a
+//! length, or chunks for HTTP/1.1), and the server is not shutting down.
+//! Any other exchange is driven to its end as hyper drives a connection,
+//! its answer made to say `connection: close` (so that hyper closes it
+//! rather than read another head itself): the answer flushed and the
+//! socket shut down. A connection taken back goes to
 //! `sniff` again only if nothing of the request is left unread and hyper
 //! read no other:
 //!

@@ -381,3 +381,70 @@ async fn shutdown_after_a_hyper_exchange_closes_the_connection() {
     assert!(conn.at_eof().await);
     srv.shutdown().await;
 }
+
+/// HTTP/1.1 over TLS takes the same connection code: after a page, a
+/// malformed head and a head over the limit are tandem's to refuse.
+#[tokio::test]
+async fn over_tls_later_heads_are_tandems_too() {
+    use tokio::io::AsyncReadExt;
+    let pki = Pki::new();
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    let srv = Server::start(small().tls(tls)).await;
+    for (bad, want) in [
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n".to_string(),
+            "malformed request head",
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(5000)
+            ),
+            "request head too large (max 4096 bytes)",
+        ),
+    ] {
+        let mut io = pki.connect(srv.port(), &[b"http/1.1"]).await;
+        io.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 8192];
+        // The page, whole (its length is in its head), then the bad head.
+        let page_end = loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+                .await
+                .expect("the page within 5 s")
+                .expect("read");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .expect("a length")
+                    .parse()
+                    .unwrap();
+                if body.len() >= len {
+                    break head.len() + 4 + len;
+                }
+            }
+        };
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        let _ = io.write_all(bad.as_bytes()).await;
+        let mut rest = got.split_off(page_end);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => rest.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(rest.starts_with("HTTP/1.1 4"), "{rest}");
+        assert!(
+            rest.contains("application/json") && rest.contains(want),
+            "{rest}"
+        );
+    }
+}
