@@ -275,8 +275,8 @@ async fn refuse(stream: impl Io, e: crate::Error, alive: mpsc::Sender<()>) {
     drop(alive);
 }
 
-/// Serves one connection: stream subscriptions and publishes on the lean
-/// path, everything else through hyper one exchange at a time
+/// Serves one connection: stream subscriptions, long-polls and publishes
+/// on the lean path, everything else through hyper one exchange at a time
 /// (`handoff.rs`); every request head is read by `sniff`.
 ///
 /// The phases are boxed futures so that the task, which lives as long as the
