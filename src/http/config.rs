@@ -32,17 +32,17 @@ pub struct HttpConfig {
     /// How long graceful shutdown waits for connections to finish.
     pub shutdown_timeout: Duration,
     /// Largest request head (request line and headers) taken, in bytes; a
-    /// larger one is answered 431. The same on every connection path
-    /// (`server/sniff.rs` reads each connection's first head; hyper is
-    /// given this as its `max_header_size` for the ones after).
+    /// larger one is answered 431. The same on every connection path and
+    /// for every request of a connection (`server/sniff.rs` reads every
+    /// head; in your own hyper server, give hyper this as its
+    /// `max_header_size`).
     pub max_head_bytes: usize,
     /// Longest request target (path and query) taken, in bytes; a longer
     /// one is answered 414.
     pub max_url_bytes: usize,
     /// How long a request head may take from its first byte to its end
-    /// (slowloris): then the connection is answered 408 and closed. On a
-    /// connection hyper keeps after its first request, hyper's one head
-    /// timer (`idle_timeout`, from the last answer) applies instead.
+    /// (slowloris): then the connection is answered 408 and closed, for
+    /// every request of a connection (`server/sniff.rs` reads every head).
     pub head_timeout: Duration,
     /// How long a request body (with `Content-Length` or chunked) may take
     /// to arrive whole, from the first wait for it: then the request is

@@ -282,28 +282,28 @@ impl Service {
         }))
     }
 
-    /// Whether a request (by method, path and `Accept`) opens an endless
-    /// stream: a GET of `/multipart`, `/mixed`, `/sse`, `/iframe`, or of
-    /// `/ch/{c}` negotiated to one of them. The server serves these on its
-    /// lean connection path (`server/lean.rs`) instead of through hyper.
-    pub(crate) fn is_stream_request(
+    /// How a request (by method, path and `Accept`) subscribes, if it does:
+    /// `Some(true)` for an endless stream (a GET of `/multipart`, `/mixed`,
+    /// `/sse`, `/iframe`, or of `/ch/{c}` negotiated to one of them),
+    /// `Some(false)` for a long-poll (`/poll`, `/jsonp`, or negotiated). The
+    /// server serves both on its lean connection path (`server/lean.rs`)
+    /// instead of through hyper.
+    pub(crate) fn subscribes(
         &self,
         method: &Method,
         uri: &hyper::Uri,
         headers: &HeaderMap,
-    ) -> bool {
+    ) -> Option<bool> {
         if method != Method::GET {
-            return false;
+            return None;
         }
-        let Some(path) = self.own_path(uri.path()) else {
-            return false;
-        };
+        let path = self.own_path(uri.path())?;
         let sub = match parse_path(path) {
             Ok(Some(Route::Subscribe(_, sub))) => sub,
             Ok(Some(Route::Channel(_))) => negotiate(headers),
-            _ => return false,
+            _ => return None,
         };
-        !matches!(sub, Sub::Poll | Sub::Jsonp)
+        Some(!matches!(sub, Sub::Poll | Sub::Jsonp))
     }
 
     /// Whether a POST to `uri` is a publish (for the per-address limit):

@@ -18,9 +18,9 @@
 //! closes: the socket's read side is watched for EOF while the stream is
 //! idle, so a departed subscriber is dropped at once, not at the next write.
 //!
-//! Publishes read whole by `sniff` are answered here too (`answer`): one
-//! head and body with `Content-Length` in one write, and the connection goes
-//! back to `sniff` for its next request.
+//! Publishes read whole by `sniff`, and long-polls, are answered here too
+//! (`answer`): one head and body with `Content-Length` in one write, and
+//! the connection goes back to `sniff` for its next request.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

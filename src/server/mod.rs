@@ -1,20 +1,26 @@
 //! The accept loop: connection limit, HTTP/1 connections, graceful shutdown.
 //!
-//! Each request head is read first (`sniff.rs`): a GET that opens a stream
-//! is served on the lean path (`lean.rs`), which owns the socket and keeps
-//! almost nothing per connection; a publish with a `Content-Length` body is
-//! read whole and answered on the lean path too, and the connection loops
-//! back for its next request; everything else (chunked bodies, long-poll,
-//! pages) is served by hyper with the bytes already read put back in front
-//! of the socket, and hyper keeps the connection from then on.
+//! Every request head is read by tandem (`sniff.rs`), the first on a
+//! connection and every one after it, so the head and URL limits, the head
+//! and idle timeouts and the path choice are the same for every request:
+//! a GET that opens a stream is served on the lean path (`lean.rs`), which
+//! owns the socket and keeps almost nothing per connection; a publish with
+//! a `Content-Length` body and a long-poll are answered on the lean path
+//! too; everything else (chunked bodies, pages, the proxy's upstream) is
+//! served by hyper, one exchange at a time (`handoff.rs`: a fresh hyper
+//! connection gets the head already read, answers it, and gives the socket
+//! and any bytes read past the request back). After a publish or a hyper
+//! exchange the connection loops back to `sniff` for its next request
+//! (`lean_requests`).
 //!
 //! Shutdown follows the axum pattern: `serve(listener, service)
 //! .with_graceful_shutdown(signal)`. When the signal completes (or anyone
 //! triggers the service's [`Shutdown`]), the loop stops accepting, every
-//! connection stops taking new requests (hyper's `graceful_shutdown`, or the
-//! lean loop between requests), every stream writes its closing words and
-//! ends, every long-poll answers at once, and publishes already in flight
-//! finish normally. Each connection task holds a clone of an `mpsc` sender;
+//! connection stops taking new requests (the loop between requests closes
+//! it; a request in flight, on either path, finishes and its answer says
+//! `connection: close`), every stream writes its closing words and ends,
+//! every long-poll answers at once, and publishes already in flight finish
+//! normally. Each connection task holds a clone of an `mpsc` sender;
 //! when the last one is dropped, everything has drained. `serve` waits for
 //! that at most `shutdown_timeout`.
 //!
@@ -42,8 +48,9 @@ use tokio::sync::mpsc;
 use crate::http::limits::Limits;
 use crate::http::Service;
 use crate::shutdown::Shutdown;
-use sniff::{Prefixed, Sniff};
+use sniff::Sniff;
 
+mod handoff;
 mod lean;
 mod sniff;
 mod tls;
@@ -270,8 +277,9 @@ async fn refuse(stream: impl Io, e: crate::Error, alive: mpsc::Sender<()>) {
     drop(alive);
 }
 
-/// Serves one connection: stream subscriptions and publishes on the lean
-/// path, everything else through hyper.
+/// Serves one connection: stream subscriptions, long-polls and publishes
+/// on the lean path, everything else through hyper one exchange at a time
+/// (`handoff.rs`); every request head is read by `sniff`.
 ///
 /// The phases are boxed futures so that the task, which lives as long as the
 /// connection, only holds the phase it is in: an idle stream subscriber does
@@ -280,7 +288,7 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service, limits:
     let mut buf = BytesMut::new();
     let next = Box::pin(lean_requests(&mut stream, &mut buf, &svc, peer, &limits)).await;
     drop(buf);
-    let (head, rest) = match next {
+    match next {
         Next::Stream(req) => {
             log::debug!(
                 "stream opened: {peer} {}",
@@ -290,46 +298,16 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service, limits:
                 Ok(()) => log::debug!("stream closed: {peer}"),
                 Err(e) => log::debug!("stream closed: {peer}: {e}"),
             }
-            return;
         }
-        Next::Hyper(head, rest) => (head, rest),
-        Next::Done(Ok(())) => return,
-        Next::Done(Err(e)) => {
-            log::debug!("connection closed: {peer}: {e}");
-            return;
-        }
-    };
-    // hyper's header-read timer runs from the end of an answer (or now) to
-    // the next complete head, the same rule as the lean loop's. Flattened
-    // writes: most answers here are one small buffer, one write.
-    let idle = svc.config().idle_timeout;
-    let stopped = svc.shutdown().wait();
-    // The head limit the lean path applies to a connection's first head,
-    // hyper applies to the ones after (answering 431 itself, with an empty
-    // body); URLs over the limit are the service's to refuse (414).
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .max_header_size(svc.config().max_head_bytes)
-        .writev(false)
-        .serve_connection(
-            TokioIo::new(Prefixed::new(head, rest, stream)),
-            WithPeer(svc, peer, limits),
-        );
-    let mut conn = Box::pin(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = stopped => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
-    };
-    match result {
-        Ok(()) => log::debug!("connection closed: {peer}"),
-        Err(e) if e.is_parse() => log::warn!("connection {peer}: bad request: {e}"),
-        Err(e) => log::debug!("connection closed: {peer}: {e}"),
+        Next::Done(Ok(())) => log::debug!("connection closed: {peer}"),
+        Next::Done(Err(e)) => log::debug!("connection closed: {peer}: {e}"),
     }
 }
+
+/// The answer to a request: what every service future is.
+type BoxFuture = Pin<
+    Box<dyn Future<Output = Result<Response<crate::http::Body>, std::convert::Infallible>> + Send>,
+>;
 
 /// The service with the client's address: the per-address rates are
 /// checked against it, and behind the proxy it goes into each request's
@@ -337,13 +315,16 @@ async fn connection(mut stream: impl Io, peer: SocketAddr, svc: Service, limits:
 /// extension costs an allocation per request).
 struct WithPeer(Service, SocketAddr, Arc<Limits>);
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer {
+impl<B> hyper::service::Service<hyper::Request<B>> for WithPeer
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Response = Response<crate::http::Body>;
     type Error = std::convert::Infallible;
-    type Future =
-        <Service as hyper::service::Service<hyper::Request<hyper::body::Incoming>>>::Future;
+    type Future = BoxFuture;
 
-    fn call(&self, mut req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<B>) -> BoxFuture {
         if let Some(refusal) = self.2.check(&self.0, self.1.ip(), &req) {
             return Box::pin(async move { Ok(refusal) });
         }
@@ -355,23 +336,26 @@ impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for WithPeer
     }
 }
 
-/// Where a connection goes after its lean requests.
+/// Where a connection goes after its requests.
+// Returned once per connection and matched at once: boxing the request
+// would cost every stream an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Next {
+    /// To the lean stream path, for the rest of its life.
     Stream(hyper::Request<http_body_util::Empty<Bytes>>),
-    /// To hyper, with the bytes already read (a request head, what followed).
-    Hyper(Bytes, Bytes),
     Done(io::Result<()>),
 }
 
-/// Answers requests on the lean path (publishes, one after another on a
-/// keep-alive connection) until one needs another path or the connection
+/// Answers requests one after another on a keep-alive connection, each
+/// head read by `sniff`: publishes and long-polls on the lean path, the rest through
+/// hyper (`handoff::exchange`), until one opens a stream or the connection
 /// ends. One boxed future per connection, not one per request.
 async fn lean_requests<S: Io>(
     stream: &mut S,
     buf: &mut BytesMut,
     svc: &Service,
     peer: SocketAddr,
-    limits: &Limits,
+    limits: &Arc<Limits>,
 ) -> Next {
     // `--idle-timeout` from the connection's opening or its last answer to
     // the next complete head. One timer per connection, re-armed only when
@@ -445,16 +429,28 @@ async fn lean_requests<S: Io>(
                     }
                     Err(e) => return Next::Done(Err(e)),
                 };
-                let keep_alive = keep_alive && !shutdown.is_triggered();
                 // Over its address's rate: refused after the body was read,
                 // so the connection stays usable.
                 let resp = match limits.check(svc, peer.ip(), &req) {
                     Some(refusal) => refusal,
                     None => {
-                        svc.handle(req.map(|()| http_body_util::Full::new(body)))
-                            .await
+                        let handle = svc.handle(req.map(|()| http_body_util::Full::new(body)));
+                        let mut handle = std::pin::pin!(handle);
+                        // Usually answered at once (a publish, a poll with
+                        // events waiting); a held long-poll also watches for
+                        // the client leaving, so that a departed poller's
+                        // subscription goes at once.
+                        tokio::select! {
+                            biased;
+                            resp = &mut handle => resp,
+                            gone = client_gone(stream, buf, svc.config().max_head_bytes) => {
+                                return Next::Done(gone);
+                            }
+                        }
                     }
                 };
+                // Shutdown may have come while a long-poll was held.
+                let keep_alive = keep_alive && !shutdown.is_triggered();
                 match lean::answer(stream, resp, keep_alive, &mut out).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();
@@ -465,7 +461,22 @@ async fn lean_requests<S: Io>(
                 }
             }
             Ok(Sniff::Stream(req)) => return Next::Stream(req),
-            Ok(Sniff::Hyper(head, rest)) => return Next::Hyper(head, rest),
+            Ok(Sniff::Hyper(head, rest, keeps)) => {
+                // Once the head is in, the request is in flight: shutdown
+                // lets it finish, and the connection closes after it.
+                // Boxed: hyper's connection state is large, and an idle
+                // keep-alive connection must not carry it between requests.
+                let exchange =
+                    handoff::exchange(stream, buf, (head, rest, keeps), svc, peer, limits);
+                match Box::pin(exchange).await {
+                    Ok(true) => {
+                        last = tokio::time::Instant::now();
+                        continue;
+                    }
+                    Ok(false) => return Next::Done(Ok(())),
+                    Err(e) => return Next::Done(Err(e)),
+                }
+            }
             Ok(Sniff::Closed) => return Next::Done(Ok(())),
             Ok(Sniff::Started) => unreachable!("handled above"),
             Ok(Sniff::Refuse(e)) => {
@@ -474,6 +485,22 @@ async fn lean_requests<S: Io>(
                 return Next::Done(lean::refuse(stream, resp).await);
             }
             Err(e) => return Next::Done(Err(e)),
+        }
+    }
+}
+
+/// Completes when the client closes its side (or the socket fails) while
+/// its request is being answered. What it sends meanwhile (a pipelined
+/// request) is kept in `buf` for `sniff`, up to `cap` bytes; then it stops
+/// reading.
+async fn client_gone<S: Io>(stream: &mut S, buf: &mut BytesMut, cap: usize) -> io::Result<()> {
+    loop {
+        if buf.len() >= cap {
+            return std::future::pending().await;
+        }
+        sniff::reserve(buf);
+        if tokio::io::AsyncReadExt::read_buf(stream, buf).await? == 0 {
+            return Ok(());
         }
     }
 }
@@ -542,12 +569,25 @@ mod tests {
             read_until(&mut publish, &format!("{{\"id\":{n}}}")).await;
         }
 
-        // hyper's path (a long-poll is served by hyper).
+        // A long-poll, on the lean exchange too.
         let mut poll = open(&svc);
         poll.write_all(b"GET /ch/d/poll?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let answer = read_until(&mut poll, "\"next\"").await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // hyper's path (a page), then the lean path again on the same
+        // connection.
+        let mut page = open(&svc);
+        page.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_until(&mut page, "</html>").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        page.write_all(b"POST /ch/d HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+            .await
+            .unwrap();
+        read_until(&mut page, "{\"id\":4}").await;
     }
 }

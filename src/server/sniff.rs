@@ -7,23 +7,32 @@
 //!   (`lean::serve_stream`), which owns the socket for hours and keeps almost
 //!   nothing per connection;
 //! - a plain request with a body of known size (a publish: `POST` with
-//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`) is read whole
+//!   `Content-Length`, HTTP/1.1, no `Expect`, no `Upgrade`), or a long-poll
+//!   (a GET of `/poll` or `/jsonp`, HTTP/1.1, no body) is read whole
 //!   (`read_body`) and answered on the lean path too (`lean::answer`), and
 //!   the connection comes back here for its next request. Publishing is the
 //!   hot path for servers that fan events out, and hyper's general machinery
 //!   (header map conversions, body channel, dispatcher) was half of a
-//!   publish's instructions;
+//!   publish's instructions; a long-polling client comes back on its
+//!   connection after every answer, and through hyper each poll would pay
+//!   for a fresh hyper connection as well as this parse;
 //! - everything else (chunked bodies, `Expect: 100-continue`, HTTP/1.0
-//!   requests with bodies, malformed or huge heads, long-polls, pages) goes
-//!   to hyper, with the bytes already read put back in front of the socket
-//!   (`Prefixed`). Once hyper has a connection it keeps it.
+//!   requests, pages, heads with more headers than
+//!   the lean path takes) is served by hyper, one exchange, with the bytes
+//!   already read put back in front of the socket (`handoff.rs`); then the
+//!   connection comes back here for its next request.
+//!
+//! Every head of a connection is read here, so its limits are tandem's on
+//! every request: a head over `--max-head-bytes` is refused with 431 (414
+//! when its request line alone is over `--max-url-bytes`), a malformed one
+//! (what `httparse` or `http`'s types refuse: bare CR, NUL, obsolete line
+//! folding, a space before the colon) with 400, each with a JSON body, and
+//! the connection closed.
 //!
 //! The buffer lives with the connection, so pipelined requests are parsed
 //! from what was already read before reading more.
 
-use std::io::{self, IoSlice};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::io;
 
 use super::Io;
 use bytes::{Buf, Bytes, BytesMut};
@@ -32,12 +41,16 @@ use hyper::header::{
     HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::{Method, Request, Version};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 
 use crate::http::Service;
 
 /// Most headers in a request taken on the lean path.
 const MAX_HEADERS: usize = 48;
+
+/// Most headers in a request at all (hyper's own limit, which serves the
+/// requests with more than `MAX_HEADERS`).
+const MAX_HYPER_HEADERS: usize = 100;
 
 /// What the next request on a connection turned out to be.
 pub(crate) enum Sniff {
@@ -51,16 +64,19 @@ pub(crate) enum Sniff {
         length: usize,
         keep_alive: bool,
     },
-    /// Anything else: hyper serves the connection, after these bytes (the
-    /// request head, then what followed it).
-    Hyper(Bytes, Bytes),
-    /// The client closed between requests.
+    /// Anything else: hyper serves the request, after these bytes (the
+    /// request head, then what followed it); whether hyper could keep the
+    /// connection after it (its own rules, from the head as sent: hyper
+    /// drops some of what they read, a `Content-Length` beside chunked).
+    Hyper(Bytes, Bytes, bool),
+    /// The client closed between requests (or in the middle of a head).
     Closed,
     /// The first bytes of a head came but not all of it, and the caller
     /// asked to be told (`sniff`'s `waiting`): start the head's timer.
     Started,
     /// A head over `--max-head-bytes` (431), or whose request line alone is
-    /// over `--max-url-bytes` (414): answer this and close.
+    /// over `--max-url-bytes` (414), or malformed (400): answer this and
+    /// close.
     Refuse(crate::Error),
 }
 
@@ -90,8 +106,20 @@ pub(crate) async fn sniff(
                         }
                     }
                     Parsed::Partial => return Ok(Sniff::Refuse(too_large(buf, svc))),
-                    // Malformed or too many headers: hyper answers it.
-                    Parsed::Other(raw) => return Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                    Parsed::Malformed(why) => {
+                        return Ok(Sniff::Refuse(crate::Error::bad_request(format!(
+                            "malformed request head ({why})"
+                        ))))
+                    }
+                    Parsed::TooMany => {
+                        return Ok(Sniff::Refuse(crate::Error::head_too_large(format!(
+                            "too many request headers (max {MAX_HYPER_HEADERS})"
+                        ))))
+                    }
+                    // More headers than the lean path takes: hyper reads it.
+                    Parsed::Other(keeps) => {
+                        return Ok(Sniff::Hyper(Bytes::new(), buf.split().freeze(), keeps))
+                    }
                     // Complete, but it came in one read larger than the limit.
                     Parsed::Head(head) if head.raw.len() > max_head => {
                         return Ok(Sniff::Refuse(too_large(&head.raw, svc)))
@@ -111,18 +139,18 @@ pub(crate) async fn sniff(
                                 length,
                                 keep_alive,
                             }),
-                            Class::Hyper => Ok(Sniff::Hyper(raw, buf.split().freeze())),
+                            Class::Hyper(keeps) => {
+                                Ok(Sniff::Hyper(raw, buf.split().freeze(), keeps))
+                            }
                         };
                     }
                 }
             }
             reserve(buf);
+            // The client closed, between requests or in the middle of a
+            // head: nothing to answer.
             if stream.read_buf(buf).await? == 0 {
-                return Ok(if buf.is_empty() {
-                    Sniff::Closed
-                } else {
-                    Sniff::Hyper(Bytes::new(), buf.split().freeze())
-                });
+                return Ok(Sniff::Closed);
             }
         }
     }
@@ -149,7 +177,7 @@ fn too_large(head: &[u8], svc: &Service) -> crate::Error {
 /// a few dozen bytes at a time. A connection's first read gets 1 KiB, enough
 /// for a subscriber's request: with thousands of subscribers connecting at
 /// once, larger short-lived buffers leave the allocator holding more memory.
-fn reserve(buf: &mut BytesMut) {
+pub(crate) fn reserve(buf: &mut BytesMut) {
     if buf.capacity() == 0 {
         buf.reserve(1024);
     } else if buf.capacity() - buf.len() < 512 {
@@ -164,9 +192,14 @@ enum Parsed {
     /// A complete head (taken out of the buffer).
     Head(Head),
     Partial,
-    /// Malformed, or beyond what the lean path takes; the head's bytes if
-    /// they were already taken out of the buffer.
-    Other(Bytes),
+    /// Not a valid request head: what is wrong with it.
+    Malformed(&'static str),
+    /// A complete head with more headers than `MAX_HEADERS`, within
+    /// `MAX_HYPER_HEADERS` (left in the buffer); whether hyper could keep
+    /// the connection after it.
+    Other(bool),
+    /// More headers than `MAX_HYPER_HEADERS`.
+    TooMany,
 }
 
 /// A request head, and what the choice of path depends on, gathered while
@@ -185,6 +218,8 @@ struct Head {
     /// `Some(keep_alive)` from `Connection: keep-alive|close`, `None` for
     /// another value; `Some(true)` when absent.
     keep_alive: Option<bool>,
+    /// Whether hyper, serving it, could keep the connection after it.
+    hyper_keeps: bool,
 }
 
 /// Where a parsed header's name and value sit in the head: offsets, so the
@@ -203,7 +238,8 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         let n = match parsed.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Parsed::Partial,
-            Err(_) => return Parsed::Other(Bytes::new()),
+            Err(httparse::Error::TooManyHeaders) => return many_headers(buf),
+            Err(e) => return Parsed::Malformed(malformed(e)),
         };
         let base = buf.as_ptr() as usize;
         let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
@@ -216,10 +252,10 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         let (Some(method), Some(path), Some(version)) =
             (parsed.method, parsed.path, parsed.version)
         else {
-            return Parsed::Other(Bytes::new());
+            return Parsed::Malformed("incomplete request line");
         };
         let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-            return Parsed::Other(Bytes::new());
+            return Parsed::Malformed("invalid method");
         };
         (
             n,
@@ -232,8 +268,59 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let raw = buf.split_to(n).freeze();
     match to_head(raw, &spots[..count], method, path, version) {
         Ok(head) => Parsed::Head(head),
-        // Not valid for `http`'s types: hyper gets the bytes and answers.
-        Err(raw) => Parsed::Other(raw),
+        // Not valid for `http`'s types (hyper refuses these too).
+        Err(why) => Parsed::Malformed(why),
+    }
+}
+
+/// A head with more headers than the lean path takes: hyper serves it if
+/// it is complete and within hyper's count; the count is checked here, so
+/// that the refusal is tandem's and a partial head waits under tandem's
+/// timers.
+#[cold]
+fn many_headers(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HYPER_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => {
+            let (mut te, mut cl, mut upgrade, mut close, mut keep_token) =
+                (false, false, false, false, false);
+            for h in req.headers.iter() {
+                let name = h.name.as_bytes();
+                te |= name.eq_ignore_ascii_case(b"transfer-encoding");
+                cl |= name.eq_ignore_ascii_case(b"content-length");
+                upgrade |= name.eq_ignore_ascii_case(b"upgrade");
+                if name.eq_ignore_ascii_case(b"connection") {
+                    for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                        close |= token.eq_ignore_ascii_case(b"close");
+                        keep_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    }
+                }
+            }
+            // The same rules as `to_head`'s.
+            Parsed::Other(
+                !close
+                    && (req.version == Some(1) || keep_token)
+                    && !(te && cl)
+                    && !upgrade
+                    && req.method != Some("CONNECT"),
+            )
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => Parsed::TooMany,
+        Err(e) => Parsed::Malformed(malformed(e)),
+    }
+}
+
+/// What is wrong with a head `httparse` refuses, for the 400's message.
+fn malformed(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line end",
+        httparse::Error::Version => "invalid HTTP version",
+        // `Token`: a bad method or request target; `Status` is for responses.
+        _ => "invalid request line",
     }
 }
 
@@ -243,12 +330,12 @@ fn to_head(
     method: Method,
     path: (usize, usize),
     version: u8,
-) -> Result<Head, Bytes> {
+) -> Result<Head, &'static str> {
     let slice = |(at, len): (usize, usize)| raw.slice(at..at + len);
     let mut req = Request::new(());
     *req.method_mut() = method;
     let Ok(uri) = hyper::Uri::from_maybe_shared(slice(path)) else {
-        return Err(raw);
+        return Err("invalid request target");
     };
     *req.uri_mut() = uri;
     *req.version_mut() = match version {
@@ -259,15 +346,17 @@ fn to_head(
     let mut lengths = 0;
     let mut special = false;
     let mut keep_alive = Some(true);
+    // What hyper decides keep-alive by, should it serve the request.
+    let (mut te, mut upgrade, mut close, mut keep_token) = (false, false, false, false);
     let map = req.headers_mut();
     map.reserve(spots.len());
     for spot in spots {
         let (at, len) = spot.name;
         let Ok(name) = HeaderName::from_bytes(&raw[at..at + len]) else {
-            return Err(raw);
+            return Err("invalid header name");
         };
         let Ok(value) = HeaderValue::from_maybe_shared(slice(spot.value)) else {
-            return Err(raw);
+            return Err("invalid header value");
         };
         if name == CONTENT_LENGTH {
             lengths += 1;
@@ -278,8 +367,14 @@ fn to_head(
                 .filter(|_| lengths == 1);
         } else if name == TRANSFER_ENCODING || name == UPGRADE || name == EXPECT {
             special = true;
+            te |= name == TRANSFER_ENCODING;
+            upgrade |= name == UPGRADE;
         } else if name == CONNECTION {
             let v = value.as_bytes();
+            for token in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
             keep_alive = if map.contains_key(CONNECTION) {
                 None
             } else if v.eq_ignore_ascii_case(b"keep-alive") {
@@ -293,12 +388,22 @@ fn to_head(
         }
         map.append(name, value);
     }
+    // hyper's rules (`proto/h1/role.rs`): HTTP/1.1 unless `close`, HTTP/1.0
+    // only with `keep-alive`; never after a body framed both ways (it is
+    // read as chunked, and what follows could be a smuggled request), an
+    // upgrade or a CONNECT.
+    let hyper_keeps = !close
+        && (version == 1 || keep_token)
+        && !(te && lengths > 0)
+        && !upgrade
+        && req.method() != Method::CONNECT;
     Ok(Head {
         req,
         raw,
         length,
         special,
         keep_alive,
+        hyper_keeps,
     })
 }
 
@@ -306,7 +411,8 @@ enum Class {
     Stream(Request<()>),
     /// The request, its body length, whether the client keeps the connection.
     Exchange(Request<()>, usize, bool),
-    Hyper,
+    /// Whether hyper could keep the connection after it.
+    Hyper(bool),
 }
 
 /// Which path serves a parsed request head. `alone` is whether nothing
@@ -318,28 +424,36 @@ fn classify(head: Head, svc: &Service, alone: bool) -> Class {
         length,
         special,
         keep_alive,
+        hyper_keeps,
         ..
     } = head;
     let (Some(length), false) = (length, special) else {
-        return Class::Hyper;
+        return Class::Hyper(hyper_keeps);
     };
     // Behind the proxy, a request outside tandem's prefix is the upstream's:
     // never a stream or a publish, and its answer streams through hyper.
     if !svc.is_own_request(req.uri()) {
-        return Class::Hyper;
+        return Class::Hyper(hyper_keeps);
     }
-    if length == 0 && alone && svc.is_stream_request(req.method(), req.uri(), req.headers()) {
+    let subscribes = match length {
+        0 => svc.subscribes(req.method(), req.uri(), req.headers()),
+        _ => None,
+    };
+    if alone && subscribes == Some(true) {
         return Class::Stream(req);
     }
+    // A publish, or a long-poll: one answer of known length, on every poll
+    // of a long-polling client (through hyper, each poll paid for a fresh
+    // hyper connection as well as this parse).
     match keep_alive {
         Some(keep_alive)
-            if req.method() == Method::POST
+            if (req.method() == Method::POST || subscribes == Some(false))
                 && req.version() == Version::HTTP_11
                 && length <= svc.hub().config().max_body_bytes() =>
         {
             Class::Exchange(req, length, keep_alive)
         }
-        _ => Class::Hyper,
+        _ => Class::Hyper(hyper_keeps),
     }
 }
 
@@ -387,70 +501,6 @@ pub(crate) async fn read_body(
     Ok(BodyRead::Whole(body))
 }
 
-/// A socket with bytes already read from it put back in front, for hyper.
-pub(crate) struct Prefixed<S> {
-    prefix: Bytes,
-    then: Bytes,
-    stream: S,
-}
-
-impl<S> Prefixed<S> {
-    /// `prefix`, then `then`, then the socket.
-    pub(crate) fn new(prefix: Bytes, then: Bytes, stream: S) -> Prefixed<S> {
-        Prefixed {
-            prefix,
-            then,
-            stream,
-        }
-    }
-}
-
-impl<S: Io> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.is_empty() {
-            std::mem::swap(&mut this.prefix, &mut this.then);
-        }
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: Io> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
 /// What the lean path makes of a connection's first bytes: the fuzz target
 /// `sniff` compares it with `httparse` (not a stable API).
 #[doc(hidden)]
@@ -479,8 +529,14 @@ pub enum SniffOutcome {
     },
     /// Not a complete head yet.
     Partial,
-    /// Given to hyper as it is: the head's bytes if they were taken out,
-    /// then the rest.
+    /// Refused by tandem (400 or 431): a malformed head (`httparse` or
+    /// `http`'s types refuse it), or more than 100 headers.
+    Refused {
+        /// What the refusal says is wrong.
+        why: &'static str,
+    },
+    /// Given to hyper as it is (more headers than the lean path takes):
+    /// the head's bytes if they were taken out, then the rest.
     Other {
         /// The head, if taken out of the buffer.
         taken: Vec<u8>,
@@ -498,8 +554,12 @@ pub fn sniff_bytes(data: &[u8]) -> SniffOutcome {
     let mut buf = BytesMut::from(data);
     match parse(&mut buf) {
         Parsed::Partial => SniffOutcome::Partial,
-        Parsed::Other(taken) => SniffOutcome::Other {
-            taken: taken.to_vec(),
+        Parsed::Malformed(why) => SniffOutcome::Refused { why },
+        Parsed::TooMany => SniffOutcome::Refused {
+            why: "too many request headers",
+        },
+        Parsed::Other(_) => SniffOutcome::Other {
+            taken: Vec::new(),
             rest: buf.to_vec(),
         },
         Parsed::Head(head) => {
@@ -518,7 +578,7 @@ pub fn sniff_bytes(data: &[u8]) -> SniffOutcome {
             let path = match classify(head, &svc, buf.is_empty()) {
                 Class::Stream(_) => "stream",
                 Class::Exchange(..) => "exchange",
-                Class::Hyper => "hyper",
+                Class::Hyper(_) => "hyper",
             };
             SniffOutcome::Head {
                 method,
@@ -555,9 +615,11 @@ mod tests {
                 Class::Stream(_) => "stream",
                 Class::Exchange(_, _, true) => "exchange",
                 Class::Exchange(_, _, false) => "exchange, then close",
-                Class::Hyper => "hyper",
+                Class::Hyper(_) => "hyper",
             },
             Parsed::Partial => "partial",
+            Parsed::Malformed(_) => "refused (malformed)",
+            Parsed::TooMany => "refused (too many headers)",
             Parsed::Other(_) => "hyper (unparsed)",
         }
     }
@@ -638,12 +700,37 @@ mod tests {
                 "POST /ch/c HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
             ),
             ("a page", "GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
-            ("a long-poll", "GET /ch/c/poll HTTP/1.1\r\n\r\n"),
+            ("an HTTP/1.0 long-poll", "GET /ch/c/poll HTTP/1.0\r\n\r\n"),
+            ("a long-poll with a body", "GET /ch/c/poll HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"),
         ] {
             assert_eq!(path_of(req), "hyper", "{why}");
         }
-        assert_eq!(path_of("BAD\r\n\r\n"), "hyper (unparsed)");
+        assert_eq!(path_of("BAD\r\n\r\n"), "refused (malformed)");
         assert_eq!(path_of("POST /ch/c HTTP/1.1\r\nHost"), "partial");
+    }
+
+    /// A long-poll is answered once, with a length: the lean exchange,
+    /// as a publish (a client polls again and again on one connection).
+    #[test]
+    fn long_polls_are_lean() {
+        assert_eq!(
+            path_of("GET /ch/c/poll?since=3 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "exchange"
+        );
+        assert_eq!(
+            path_of("GET /ch/c/jsonp?callback=f HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "exchange"
+        );
+        assert_eq!(path_of("GET /ch/c HTTP/1.1\r\nHost: x\r\n\r\n"), "exchange");
+        assert_eq!(
+            path_of("GET /ch/c/poll HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "exchange, then close"
+        );
+        // Pipelined behind it is fine: it is answered, then the next.
+        assert_eq!(
+            path_of("GET /ch/c/poll HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            "exchange"
+        );
     }
 
     #[test]

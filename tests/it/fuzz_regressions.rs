@@ -322,6 +322,7 @@ fn sniff_seeds() {
         match sniff_bytes(data) {
             SniffOutcome::Head { path, .. } => path,
             SniffOutcome::Partial => "partial",
+            SniffOutcome::Refused { .. } => "refused",
             SniffOutcome::Other { .. } => "other",
         }
     };
@@ -335,17 +336,29 @@ fn sniff_seeds() {
         "hyper"
     );
     assert_eq!(path_of(b"POST /ch/c HTTP/1.1\r\nHost"), "partial");
-    assert_eq!(path_of(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"), "other");
-    // A path `http` refuses although httparse takes it: handed over whole.
+    assert_eq!(
+        path_of(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"),
+        "refused"
+    );
+    assert_eq!(path_of(b"GET /ch/c/poll HTTP/1.1\r\n\r\n"), "exchange");
+    // A path `http` refuses although httparse takes it: refused (hyper
+    // refuses it too).
     match sniff_bytes(b"GET /a<b HTTP/1.1\r\n\r\nrest") {
-        SniffOutcome::Other { taken, rest } => {
-            assert!(
-                taken.starts_with(b"GET ") && rest == b"rest",
-                "{taken:?} {rest:?}"
-            )
-        }
+        SniffOutcome::Refused { why } => assert_eq!(why, "invalid request target"),
         other => panic!("{other:?}"),
     }
+    // More headers than the lean path takes: hyper's, whole; beyond 100,
+    // refused.
+    let many: String = (0..60).map(|i| format!("X-{i}: 1\r\n")).collect();
+    assert_eq!(
+        path_of(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+        "other"
+    );
+    let more: String = (0..120).map(|i| format!("X-{i}: 1\r\n")).collect();
+    assert_eq!(
+        path_of(format!("GET / HTTP/1.1\r\n{more}\r\n").as_bytes()),
+        "refused"
+    );
 }
 
 #[test]

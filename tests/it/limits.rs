@@ -299,10 +299,11 @@ async fn refusal_keeps_the_connection_usable_when_the_body_was_read(flavor: Flav
 
 // ---- One set of request limits on every connection path ----
 //
-// `serve` reads every connection's first request head itself and then
-// serves it on the lean path (streams, Content-Length publishes) or hands it
-// to hyper (long-polls, chunked publishes, pages), which keeps the
-// connection for the requests after. The limits must not depend on which.
+// `serve` reads every request head itself and then serves it on the lean
+// path (streams, Content-Length publishes) or lends the connection to hyper
+// for the one exchange (chunked publishes, pages). The limits
+// must not depend on which (and the heads after the first on a connection
+// get the same: tests/it/heads.rs).
 
 /// A request of each path: (what, request) with `extra` headers.
 fn every_path(extra: &[(&str, &str)], path_suffix: &str) -> Vec<(&'static str, Req)> {
@@ -322,7 +323,7 @@ fn every_path(extra: &[(&str, &str)], path_suffix: &str) -> Vec<(&'static str, R
             with(Req::post(&format!("/ch/c{path_suffix}"), b"x")),
         ),
         (
-            "a long-poll (hyper)",
+            "a long-poll (lean)",
             with(Req::get(&format!("/ch/c/poll?timeout=30{path_suffix}"))),
         ),
         (
@@ -357,32 +358,6 @@ async fn a_200_kb_header_is_431_on_every_path() {
     // The subscriber never noticed.
     srv.publish("c", "still here").await;
     assert_eq!(text(&sse.next_event().await), "still here");
-}
-
-/// A head over the limit on a connection hyper already keeps (after a
-/// request hyper served): hyper refuses it with the same status, but with
-/// an empty body (it answers its own parse errors).
-#[tokio::test]
-async fn a_later_head_over_the_limit_is_431_from_hyper() {
-    let srv = Server::start(config().max_head_bytes(4096).max_url_bytes(1024)).await;
-    let mut conn = srv.connect().await;
-    let r = conn
-        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
-        .await;
-    assert_eq!(r.head.status, 200);
-    let req = Req::get("/ch/c/poll?timeout=0")
-        .host(&srv.host())
-        .header("X-Big", &"b".repeat(5000));
-    let r = conn.request(&req).await;
-    assert_eq!(r.head.status, 431, "{}", r.head.raw);
-    // Within the limit, the same connection path takes it.
-    let mut conn = srv.connect().await;
-    conn.request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
-        .await;
-    let req = Req::get("/ch/c/poll?timeout=0")
-        .host(&srv.host())
-        .header("X-Big", &"b".repeat(3000));
-    assert_eq!(conn.request(&req).await.head.status, 200);
 }
 
 both_flavors!(a_long_url_is_414_on_every_path);
@@ -454,7 +429,7 @@ fn quick_timeouts() -> Setup {
 
 /// Slowloris: a first head trickled slower than `--head-timeout` is cut
 /// with 408, whichever path it would have taken (serve reads every
-/// connection's first head), long before the idle timeout.
+/// head), long before the idle timeout.
 #[tokio::test]
 async fn a_head_trickled_too_slowly_is_cut() {
     let srv = Server::start(quick_timeouts()).await;
@@ -477,21 +452,6 @@ async fn a_head_trickled_too_slowly_is_cut() {
     }
     srv.publish("c", "still here").await;
     assert_eq!(text(&sse.next_event().await), "still here");
-}
-
-/// On a connection hyper keeps after its first request, hyper's head timer
-/// (`--idle-timeout`, from the last answer) cuts a trickled head: the
-/// connection ends, without an answer.
-#[tokio::test]
-async fn a_later_head_trickled_on_a_hyper_connection_is_cut() {
-    let srv = Server::start(quick_timeouts().idle_timeout(std::time::Duration::from_secs(1))).await;
-    let mut conn = srv.connect().await;
-    let r = conn
-        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
-        .await;
-    assert_eq!(r.head.status, 200);
-    let (_, took) = trickle_head(&mut conn, b"GET /ch/c/poll HTTP/1.1\r\n").await;
-    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
 }
 
 // A body that stops mid-way is answered 408 after `--body-timeout` and
@@ -535,12 +495,17 @@ async fn a_body_that_stops_is_408(flavor: Flavor) {
 }
 
 /// Idle keep-alive connections are closed after `--idle-timeout` on both
-/// paths: after a lean publish and after a long-poll hyper answered.
+/// paths: after a lean publish, after a long-poll, after a page hyper
+/// served (tandem's timer, not hyper's).
 #[tokio::test]
 async fn idle_connections_are_closed_on_both_paths() {
     let srv =
         Server::start(quick_timeouts().idle_timeout(std::time::Duration::from_millis(500))).await;
-    for req in [Req::post("/ch/c", b"x"), Req::get("/ch/c/poll?timeout=0")] {
+    for req in [
+        Req::post("/ch/c", b"x"),
+        Req::get("/ch/c/poll?timeout=0"),
+        Req::get("/"),
+    ] {
         let mut conn = srv.connect().await;
         let r = conn.request(&req.clone().host(&srv.host())).await;
         assert!(r.head.status < 300, "{}", r.head.raw);
@@ -759,27 +724,4 @@ async fn an_address_over_its_new_sessions_gets_429_and_others_do_not() {
     assert_eq!(r.head.status, 429, "{}", r.text());
     // Another customer is unaffected.
     assert_eq!(srv.send(ask("203.0.113.2")).await.head.status, 201);
-}
-
-/// A 200 KB head after a request hyper served: hyper refuses it (431, its
-/// empty body) once it has read past the limit, and closes.
-#[tokio::test]
-async fn a_later_200_kb_head_is_431_from_hyper() {
-    use tokio::io::AsyncWriteExt;
-    let srv = Server::with_defaults().await;
-    let mut sse = srv.sse("/ch/c/sse").await;
-    let mut conn = srv.connect().await;
-    let r = conn
-        .request(&Req::get("/ch/c/poll?timeout=0").host(&srv.host()))
-        .await;
-    assert_eq!(r.head.status, 200);
-    let req = Req::get("/ch/c/poll?timeout=0")
-        .host(&srv.host())
-        .header("X-Big", &"b".repeat(200 * 1024));
-    // The write may fail once hyper has closed: what it answered is the point.
-    let _ = conn.stream.write_all(&req.to_bytes()).await;
-    let head = conn.read_head().await;
-    assert_eq!(head.status, 431, "{}", head.raw);
-    srv.publish("c", "still here").await;
-    assert_eq!(text(&sse.next_event().await), "still here");
 }

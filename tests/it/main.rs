@@ -11,6 +11,7 @@ mod connections;
 mod cors;
 mod echo;
 mod fuzz_regressions;
+mod heads;
 mod heartbeat;
 mod hostile;
 mod http10;
