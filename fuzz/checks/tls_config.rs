@@ -135,7 +135,10 @@ fn h2(rest: &[u8]) {
             "{text:?} seen as {seen:?}"
         );
     } else {
-        assert_eq!(seen, text.as_ref(), "a URI without scheme is kept");
+        // Kept as it is, but for a fragment, which a request target never
+        // carries (`http` drops it when parsing).
+        let target = text.split('#').next().unwrap_or_default();
+        assert_eq!(seen, target, "a URI without scheme is kept");
     }
     let valid_host = host.filter(|h| valid_header_value(h));
     match valid_host {

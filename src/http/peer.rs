@@ -77,6 +77,22 @@ impl Service {
 }
 
 impl PeerService {
+    /// For a connection `serve`'s accept loop has counted already (it
+    /// refuses one over its address's share before reading a byte).
+    pub(crate) fn counted(svc: Service, peer: SocketAddr) -> PeerService {
+        PeerService {
+            limits: svc.limits().clone(),
+            svc,
+            peer,
+            counted: Ok(None),
+        }
+    }
+
+    /// The service it calls.
+    pub(crate) fn service(&self) -> &Service {
+        &self.svc
+    }
+
     /// The service and its limits' answer to `req`: a refusal, or `None`
     /// to serve it (with the client's address added for the proxy).
     pub(crate) fn admit<B>(&self, req: &mut Request<B>) -> Option<Response<Body>> {

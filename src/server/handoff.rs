@@ -61,9 +61,8 @@ use hyper::{Request, Response, Version};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{Io, WithPeer};
-use crate::http::limits::Limits;
-use crate::http::{Body, Service};
+use super::Io;
+use crate::http::{Body, PeerService, Service};
 
 /// The answer's body was dropped by hyper: its bytes are written (to
 /// hyper's buffer), only the flush is left.
@@ -107,7 +106,6 @@ pub(crate) async fn exchange<S: Io>(
     (head, rest, keeps): (Bytes, Bytes, bool),
     svc: &Service,
     peer: SocketAddr,
-    limits: &Arc<Limits>,
 ) -> io::Result<bool> {
     let flags = Arc::new(Flags::default());
     let io = Lent {
@@ -125,7 +123,7 @@ pub(crate) async fn exchange<S: Io>(
         .serve_connection(
             TokioIo::new(io),
             Lender {
-                svc: WithPeer(svc.clone(), peer, limits.clone()),
+                svc: PeerService::counted(svc.clone(), peer),
                 flags: flags.clone(),
                 keeps,
             },
@@ -257,12 +255,12 @@ impl<S: Io> AsyncWrite for Lent<'_, S> {
     }
 }
 
-/// The service (with the client's address, `WithPeer`) for one lent
+/// The service (with the client's address, `PeerService`) for one lent
 /// exchange: it marks the request body read to its end and the answer
 /// written, and decides whether the request and its answer allow another
 /// request.
 struct Lender {
-    svc: WithPeer,
+    svc: PeerService,
     flags: Arc<Flags>,
     /// Whether hyper could keep the connection after the request (`sniff`).
     keeps: bool,
@@ -294,7 +292,7 @@ impl hyper::service::Service<Request<Incoming>> for Lender {
             flags: Some(flags),
             keep,
             http11,
-            shutdown: self.svc.0.shutdown().clone(),
+            shutdown: self.svc.service().shutdown().clone(),
         }
     }
 }

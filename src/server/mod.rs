@@ -155,7 +155,9 @@ async fn run(
     let shutdown: Shutdown = service.shutdown().clone();
     let hub = service.hub().clone();
     let cfg = service.config().clone();
-    let limits = Arc::new(Limits::new(&cfg));
+    // The service's own limits: one count per address whichever way a
+    // connection comes (plaintext, TLS).
+    let limits = service.limits().clone();
     if let Some(signal) = signal {
         let trigger = shutdown.clone();
         tokio::spawn(async move {
@@ -309,33 +311,6 @@ type BoxFuture = Pin<
     Box<dyn Future<Output = Result<Response<crate::http::Body>, std::convert::Infallible>> + Send>,
 >;
 
-/// The service with the client's address: the per-address rates are
-/// checked against it, and behind the proxy it goes into each request's
-/// extensions (`X-Forwarded-For`); otherwise nothing is added (an
-/// extension costs an allocation per request).
-struct WithPeer(Service, SocketAddr, Arc<Limits>);
-
-impl<B> hyper::service::Service<hyper::Request<B>> for WithPeer
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    type Response = Response<crate::http::Body>;
-    type Error = std::convert::Infallible;
-    type Future = BoxFuture;
-
-    fn call(&self, mut req: hyper::Request<B>) -> BoxFuture {
-        if let Some(refusal) = self.2.check(&self.0, self.1.ip(), &req) {
-            return Box::pin(async move { Ok(refusal) });
-        }
-        if self.0.is_proxy() {
-            req.extensions_mut()
-                .insert(crate::proxy::ClientAddr(self.1));
-        }
-        hyper::service::Service::call(&self.0, req)
-    }
-}
-
 /// Where a connection goes after its requests.
 // Returned once per connection and matched at once: boxing the request
 // would cost every stream an allocation for nothing.
@@ -466,8 +441,7 @@ async fn lean_requests<S: Io>(
                 // lets it finish, and the connection closes after it.
                 // Boxed: hyper's connection state is large, and an idle
                 // keep-alive connection must not carry it between requests.
-                let exchange =
-                    handoff::exchange(stream, buf, (head, rest, keeps), svc, peer, limits);
+                let exchange = handoff::exchange(stream, buf, (head, rest, keeps), svc, peer);
                 match Box::pin(exchange).await {
                     Ok(true) => {
                         last = tokio::time::Instant::now();
@@ -518,7 +492,7 @@ mod tests {
     fn open(svc: &Service) -> DuplexStream {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let peer = SocketAddr::from(([127, 0, 0, 1], 9));
-        let limits = Arc::new(Limits::new(svc.config()));
+        let limits = svc.limits().clone();
         tokio::spawn(connection(server, peer, svc.clone(), limits));
         client
     }

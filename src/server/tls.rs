@@ -264,7 +264,7 @@ pub(super) async fn connection(
     // connection state would be held several times over for the life of
     // the connection.
     if tls.alpn_protocol() == Some(b"h2") {
-        Box::pin(serve_h2(tls, peer, svc, limits)).await;
+        Box::pin(serve_h2(tls, peer, svc)).await;
     } else {
         super::connection(tls, peer, svc, limits).await;
     }
@@ -315,7 +315,7 @@ pub(super) async fn refuse(
 /// HTTP/2 through hyper: every request (streams included) is a hyper
 /// stream on the one connection. A connection with no request in flight for
 /// `--idle-timeout` is closed (GOAWAY), as an idle HTTP/1.1 one is.
-async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service, limits: Arc<Limits>) {
+async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
     let idle = svc.config().idle_timeout;
     let stopped = svc.shutdown().clone();
     let stopped = stopped.wait();
@@ -327,7 +327,10 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service, limits: Ar
         .timer(TokioTimer::new())
         .serve_connection(
             TokioIo::new(io),
-            H2(super::WithPeer(svc, peer, limits), activity.clone()),
+            H2(
+                crate::http::PeerService::counted(svc, peer),
+                activity.clone(),
+            ),
         );
     let mut conn = std::pin::pin!(conn);
     let mut stopped = std::pin::pin!(stopped);
@@ -418,7 +421,7 @@ impl hyper::body::Body for Tracked {
 /// from a forward-proxy client). So each request is given the shape of its
 /// HTTP/1.1 equivalent: `Host` from the authority, the URI reduced to its
 /// path and query.
-struct H2(super::WithPeer, Arc<Mutex<Activity>>);
+struct H2(crate::http::PeerService, Arc<Mutex<Activity>>);
 
 /// An HTTP/2 request as the service reads HTTP/1.1 ones: `Host` from
 /// `:authority` when the client sent no `Host`, and the URI cut to its
