@@ -8,6 +8,11 @@
 //! * refused (400) when `httparse` refuses it, or `http`'s types refuse
 //!   what it parsed; refused (431) or given to hyper whole beyond 48
 //!   headers;
+//! * refused for its framing exactly when hyper would refuse it (a model
+//!   of hyper's rules below): a length that is not plain digits or two
+//!   different lengths before any `Transfer-Encoding`, a last
+//!   `Transfer-Encoding` line not ending in `chunked`, a
+//!   `Transfer-Encoding` in HTTP/1.0; no head hyper would refuse is served;
 //! * a head turned into a request keeps the method, the path (origin form:
 //!   exactly, less a `#fragment`), every header with its exact value (the
 //!   values of one name in order), and leaves exactly the bytes after the
@@ -37,6 +42,14 @@ pub fn check(data: &[u8]) {
             match (httparse::Request::new(&mut more).parse(data), got) {
                 (Ok(httparse::Status::Partial), SniffOutcome::Partial) => {}
                 (Ok(httparse::Status::Complete(_)), SniffOutcome::Other { taken, rest }) => {
+                    let mut again = [httparse::EMPTY_HEADER; 100];
+                    let mut head = httparse::Request::new(&mut again);
+                    let _ = head.parse(data);
+                    assert_eq!(
+                        framing_refused(head.version, head.headers),
+                        None,
+                        "a head hyper would refuse is given to hyper"
+                    );
                     assert!(taken.is_empty(), "a head for hyper is not taken out");
                     assert_eq!(rest, data, "all of it goes to hyper");
                 }
@@ -47,8 +60,17 @@ pub fn check(data: &[u8]) {
         }
         (Err(_), SniffOutcome::Refused { .. }) => {}
         // Valid for httparse, not for `http`'s types (hyper refuses these
-        // too): refused.
-        (Ok(httparse::Status::Complete(_)), SniffOutcome::Refused { .. }) => {}
+        // too), or framed as hyper would refuse: refused.
+        (Ok(httparse::Status::Complete(_)), SniffOutcome::Refused { why }) => {
+            if let Some(model) = framing_refused(want.version, want.headers) {
+                assert_eq!(why, model, "refused for its framing");
+            } else {
+                assert!(
+                    !why.contains("Content-Length") && !why.contains("Transfer-Encoding"),
+                    "refused for a framing hyper accepts: {why}"
+                );
+            }
+        }
         (
             Ok(httparse::Status::Complete(n)),
             SniffOutcome::Head {
@@ -64,6 +86,11 @@ pub fn check(data: &[u8]) {
             },
         ) => {
             assert_eq!(Some(method.as_str()), want.method);
+            assert_eq!(
+                framing_refused(want.version, want.headers),
+                None,
+                "a head hyper would refuse is served"
+            );
             let target = want.path.expect("a complete head has a path");
             if target.starts_with('/') {
                 // `http`'s `Uri` drops a fragment (as hyper's requests do).
@@ -140,4 +167,43 @@ fn values<'a>(headers: &[httparse::Header<'a>], name: &str) -> Vec<&'a [u8]> {
         .filter(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
         .collect()
+}
+
+/// hyper's verdict on a head's framing (`proto/h1/role.rs`), with the
+/// message tandem's refusal gives: found by position rather than in one
+/// pass as the server does.
+fn framing_refused(version: Option<u8>, headers: &[httparse::Header]) -> Option<&'static str> {
+    let is = |h: &httparse::Header, name: &str| h.name.eq_ignore_ascii_case(name);
+    let first_te = headers.iter().position(|h| is(h, "transfer-encoding"));
+    // Lengths after a `Transfer-Encoding` are not read.
+    let before = &headers[..first_te.unwrap_or(headers.len())];
+    let mut first = None;
+    for h in before.iter().filter(|h| is(h, "content-length")) {
+        let digits = !h.value.is_empty() && h.value.iter().all(u8::is_ascii_digit);
+        let n = digits
+            .then(|| std::str::from_utf8(h.value).ok()?.parse::<u64>().ok())
+            .flatten()
+            .filter(|&n| n < u64::MAX - 1);
+        match (n, first) {
+            (None, _) => return Some("invalid Content-Length: digits only"),
+            (Some(n), Some(f)) if n != f => return Some("conflicting Content-Length headers"),
+            (Some(n), _) => first = Some(n),
+        }
+    }
+    let te = first_te?;
+    if version == Some(0) {
+        return Some("Transfer-Encoding in an HTTP/1.0 request");
+    }
+    let last = headers[te..]
+        .iter()
+        .rev()
+        .find(|h| is(h, "transfer-encoding"))
+        .expect("one at least");
+    let text = std::str::from_utf8(last.value)
+        .ok()
+        .filter(|t| t.chars().all(|c| c == '\t' || (' '..='~').contains(&c)));
+    let chunked = text
+        .and_then(|t| t.split(',').next_back())
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+    (!chunked).then_some("a Transfer-Encoding must end with chunked")
 }

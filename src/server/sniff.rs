@@ -26,8 +26,9 @@
 //! every request: a head over `--max-head-bytes` is refused with 431 (414
 //! when its request line alone is over `--max-url-bytes`), a malformed one
 //! (what `httparse` or `http`'s types refuse: bare CR, NUL, obsolete line
-//! folding, a space before the colon) with 400, each with a JSON body, and
-//! the connection closed.
+//! folding, a space before the colon; or a framing hyper would refuse: two
+//! lengths, a length that is not digits, a coding other than `chunked`
+//! last) with 400, each with a JSON body, and the connection closed.
 //!
 //! The buffer lives with the connection, so pipelined requests are parsed
 //! from what was already read before reading more.
@@ -283,6 +284,10 @@ fn many_headers(buf: &[u8]) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(_)) => {
+            let pairs = req.headers.iter().map(|h| (h.name.as_bytes(), h.value));
+            if let Some(why) = bad_framing(req.version == Some(1), pairs) {
+                return Parsed::Malformed(why);
+            }
             let (mut te, mut cl, mut upgrade, mut close, mut keep_token) =
                 (false, false, false, false, false);
             for h in req.headers.iter() {
@@ -310,6 +315,53 @@ fn many_headers(buf: &[u8]) -> Parsed {
         Err(httparse::Error::TooManyHeaders) => Parsed::TooMany,
         Err(e) => Parsed::Malformed(malformed(e)),
     }
+}
+
+/// Why hyper would refuse a parsed head's framing (its rules, in
+/// `proto/h1/role.rs`), so that tandem refuses it first, with its JSON
+/// `400`, on every head of a connection. `headers` in the order sent:
+/// hyper ignores a `Content-Length` that comes after a `Transfer-Encoding`
+/// (the body is chunked) and judges the coding by the last
+/// `Transfer-Encoding` line. Only called for a head with a
+/// `Transfer-Encoding` or a length that is not one plain number.
+#[cold]
+fn bad_framing<'a>(
+    http11: bool,
+    headers: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+) -> Option<&'static str> {
+    let (mut te, mut chunked, mut length) = (false, false, None);
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            if !http11 {
+                return Some("Transfer-Encoding in an HTTP/1.0 request");
+            }
+            te = true;
+            // `chunked` must be the last coding; hyper reads a value with
+            // a byte outside visible ASCII as not chunked.
+            chunked = value
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+                && value
+                    .rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case(b"content-length") && !te {
+            // Digits only, and below hyper's largest length (`u64::MAX - 2`).
+            let n = std::str::from_utf8(value)
+                .ok()
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|&n| n <= u64::MAX - 2);
+            let Some(n) = n else {
+                return Some("invalid Content-Length: digits only");
+            };
+            if length.is_some_and(|l| l != n) {
+                return Some("conflicting Content-Length headers");
+            }
+            length = Some(n);
+        }
+    }
+    (te && !chunked).then_some("a Transfer-Encoding must end with chunked")
 }
 
 /// What is wrong with a head `httparse` refuses, for the 400's message.
@@ -387,6 +439,15 @@ fn to_head(
             };
         }
         map.append(name, value);
+    }
+    // Anything but one plain length: is the framing one hyper would refuse?
+    // (Checked here so that the refusal is tandem's JSON 400.)
+    if te || length.is_none() {
+        let at = |(at, len): (usize, usize)| &raw[at..at + len];
+        let pairs = spots.iter().map(|s| (at(s.name), at(s.value)));
+        if let Some(why) = bad_framing(version == 1, pairs) {
+            return Err(why);
+        }
     }
     // hyper's rules (`proto/h1/role.rs`): HTTP/1.1 unless `close`, HTTP/1.0
     // only with `keep-alive`; never after a body framed both ways (it is
@@ -686,7 +747,6 @@ mod tests {
                 "two lengths",
                 "POST /ch/c HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
             ),
-            ("signed length", "POST /ch/c HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
             (
                 "upgrade",
                 "POST /ch/c HTTP/1.1\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n",
@@ -706,6 +766,29 @@ mod tests {
             assert_eq!(path_of(req), "hyper", "{why}");
         }
         assert_eq!(path_of("BAD\r\n\r\n"), "refused (malformed)");
+        // Framings hyper would refuse are refused here, with tandem's 400.
+        for (why, req) in [
+            ("signed length", "POST /ch/c HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
+            (
+                "two lengths",
+                "POST /ch/c HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 4\r\n\r\nhello",
+            ),
+            ("gzip", "POST /ch/c HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            (
+                "chunked, then gzip",
+                "POST /ch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            ),
+            ("http/1.0 chunked", "POST /ch/c HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ] {
+            assert_eq!(path_of(req), "refused (malformed)", "{why}");
+        }
+        // A length after the coding is not read (the body is chunked).
+        assert_eq!(
+            path_of(
+                "POST /ch/c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n"
+            ),
+            "hyper"
+        );
         assert_eq!(path_of("POST /ch/c HTTP/1.1\r\nHost"), "partial");
     }
 

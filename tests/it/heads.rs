@@ -153,6 +153,67 @@ async fn a_later_malformed_head_is_400_json() {
     }
 }
 
+/// A framing HTTP/1.1 forbids (hyper would refuse it, with no body) is
+/// refused by tandem first, with the reason, on a later head too, and with
+/// more headers than the lean path takes (those heads go to hyper).
+#[tokio::test]
+async fn a_framing_hyper_forbids_is_400_json_on_every_head() {
+    let srv = Server::start(small()).await;
+    let host = srv.host();
+    let padding: String = (0..60).map(|i| format!("X-{i}: 1\r\n")).collect();
+    let post = format!("POST /ch/c HTTP/1.1\r\nHost: {host}\r\n");
+    let cases = [
+        (
+            "Content-Length: 1\r\nContent-Length: 2\r\n\r\nXY",
+            "conflicting Content-Length headers",
+        ),
+        (
+            "Content-Length: 1, 1\r\n\r\nX",
+            "invalid Content-Length: digits only",
+        ),
+        (
+            "Transfer-Encoding: gzip\r\n\r\n",
+            "a Transfer-Encoding must end with chunked",
+        ),
+        (
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n",
+            "must end with chunked",
+        ),
+    ];
+    for (rest, why) in cases {
+        for padded in [false, true] {
+            let pad = if padded { padding.as_str() } else { "" };
+            let bad = format!("{post}{pad}{rest}");
+            // First on a fresh connection, then after a page hyper served.
+            for (what, first) in [("fresh", None)].into_iter().chain(
+                served_by_hyper(&host)
+                    .into_iter()
+                    .map(|(w, r)| (w, Some(r))),
+            ) {
+                let mut conn = match &first {
+                    None => srv.connect().await,
+                    Some(first) => after_hyper(&srv, what, first).await,
+                };
+                conn.send(bad.as_bytes()).await;
+                let r = conn.response("POST").await;
+                r.expect_error(400, &["malformed request head", why]);
+                r.head.expect("connection", "close");
+                assert!(conn.at_eof().await, "{what} {why}");
+            }
+        }
+    }
+    // HTTP/1.0 has no transfer codings.
+    let mut conn = srv.connect().await;
+    let old = format!(
+        "POST /ch/c HTTP/1.0\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    conn.send(old.as_bytes()).await;
+    conn.response("POST")
+        .await
+        .expect_error(400, &["Transfer-Encoding in an HTTP/1.0 request"]);
+    assert_eq!(srv.hub.info("c").last_id, 0, "nothing was published");
+}
+
 /// More headers than the lean path takes goes to hyper, within hyper's
 /// count (100); beyond it, tandem refuses it (431) before hyper sees it.
 #[tokio::test]
