@@ -27,7 +27,8 @@
 //! wire format), [`http`] (the [`Service`], [`http::HttpConfig`], how an
 //! error is answered), [`proxy`] (tandem in front of one web application),
 //! `shutdown.rs`, `server/`, [`status`], [`cobrowse`], `wire.rs` (parsers,
-//! client side) and [`client`]. What the fuzz targets
+//! client side), `tls_roots.rs` (the TLS client settings the proxy and the
+//! client share) and [`client`]. What the fuzz targets
 //! and tests reach inside is in the hidden `__private` module, not the API.
 //!
 //! `src/main.rs` lays the flags over the defaults and assembles what the
@@ -48,6 +49,7 @@ mod router;
 mod server;
 mod shutdown;
 pub mod status;
+mod tls_roots;
 pub mod token;
 mod transport;
 mod wire;

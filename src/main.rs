@@ -2,7 +2,7 @@
 //! Nothing else lives here.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -817,9 +817,12 @@ fn parse_args() -> Cli {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "sub")]
 struct SubCmd {
-    /// the channel URL: http://HOST:PORT/ch/NAME[/TRANSPORT][?since=CURSOR]
+    /// the channel URL: http[s]://HOST:PORT/ch/NAME[/TRANSPORT][?since=CURSOR]
     #[argh(positional)]
     url: String,
+    /// check an https server's certificate against this PEM file's CA certificates instead of the system's
+    #[argh(option)]
+    ca: Option<PathBuf>,
     /// sse, multipart, mixed, poll, jsonp or iframe (default: the URL's, else sse)
     #[argh(option)]
     transport: Option<tandem::client::Transport>,
@@ -856,9 +859,12 @@ impl std::str::FromStr for Format {
 #[derive(FromArgs)]
 #[argh(subcommand, name = "pub")]
 struct PubCmd {
-    /// the channel URL: http://HOST:PORT/ch/NAME
+    /// the channel URL: http[s]://HOST:PORT/ch/NAME
     #[argh(positional)]
     url: String,
+    /// check an https server's certificate against this PEM file's CA certificates instead of the system's
+    #[argh(option)]
+    ca: Option<PathBuf>,
     /// the data; - or nothing reads standard input
     #[argh(positional)]
     data: Option<String>,
@@ -878,6 +884,17 @@ fn client_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// The client, told of `--ca` when given.
+fn with_ca(
+    client: tandem::client::Client,
+    ca: Option<&Path>,
+) -> Result<tandem::client::Client, tandem::client::Error> {
+    match ca {
+        Some(path) => client.with_ca_file(path),
+        None => Ok(client),
+    }
+}
+
 /// A client error as an exit: 2 for bad input, 1 for the rest.
 fn client_failure(e: &tandem::client::Error) -> ExitCode {
     eprintln!("tandem: {e}");
@@ -892,7 +909,10 @@ fn sub(cmd: SubCmd) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut left = cmd.count;
-    let client = Client::new().with_retries(None);
+    let client = match with_ca(Client::new().with_retries(None), cmd.ca.as_deref()) {
+        Ok(client) => client,
+        Err(e) => return client_failure(&e),
+    };
     client_runtime().block_on(async {
         let mut subscribe = client.subscribe(&cmd.url);
         if let Some(t) = cmd.transport {
@@ -1004,7 +1024,10 @@ fn publish(cmd: PubCmd) -> ExitCode {
         event = event.with_kind(k);
     }
     event.content_type = cmd.content_type;
-    let client = tandem::client::Client::new();
+    let client = match with_ca(tandem::client::Client::new(), cmd.ca.as_deref()) {
+        Ok(client) => client,
+        Err(e) => return client_failure(&e),
+    };
     match client_runtime().block_on(client.publish(&cmd.url, event)) {
         Ok(id) => {
             println!("{id}");

@@ -1,11 +1,11 @@
-//! HTTP/1 requests with hyper's client connections, over TCP.
+//! HTTP/1 requests with hyper's client connections, over TCP or TLS.
 //!
 //! A stream gets a connection of its own for as long as it lasts. Publishes
 //! and long-polls reuse idle keep-alive connections from a small pool, and a
 //! request that a pooled connection closed before sending is sent again on
 //! a new one (never a request that may have reached the server: a publish is
-//! not repeated). TLS would wrap the `TcpStream` in [`connect`] and nothing
-//! else.
+//! not repeated). For an `https` endpoint, [`connect`] wraps the
+//! `TcpStream` in TLS (`tls.rs`) and nothing else changes.
 
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,7 @@ impl Pool {
 /// A new HTTP/1 connection to `ep`; its driver runs as a task of its own
 /// and ends when the sender and the last answer are dropped.
 async fn connect(s: &Settings, ep: &Endpoint) -> Result<Sender, Error> {
+    let started = Instant::now();
     let tcp = match tokio::time::timeout(s.connect_timeout, TcpStream::connect(&ep.addr)).await {
         Err(_) => {
             return Err(Error::timeout(
@@ -80,7 +81,27 @@ async fn connect(s: &Settings, ep: &Endpoint) -> Result<Sender, Error> {
     };
     // Small writes (a request head, a publish) should leave at once.
     let _ = tcp.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+    let Some(name) = &ep.tls else {
+        return http1_over(tcp, ep).await;
+    };
+    // The connect timeout covers TCP and TLS together.
+    let left = s.connect_timeout.saturating_sub(started.elapsed());
+    let shake = super::tls::handshake(tcp, ep, name, s.ca.as_ref());
+    match tokio::time::timeout(left, shake).await {
+        Ok(tls) => http1_over(tls?, ep).await,
+        Err(_) => Err(Error::timeout(
+            format!("connecting to {} (TLS)", ep.addr),
+            s.connect_timeout,
+        )),
+    }
+}
+
+/// hyper's HTTP/1 client connection over `io`, its driver a task of its own.
+async fn http1_over<T>(io: T, ep: &Endpoint) -> Result<Sender, Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::io(&ep.addr, e))?;
     let addr = ep.addr.clone();

@@ -46,8 +46,9 @@
 //!   duplicates, move the cursor, back off, resume.
 //! * `publish.rs`: [`Client::publish`].
 //! * `conn.rs`: HTTP/1 with hyper's client connections over TCP, a small
-//!   pool of keep-alive connections for publishes and polls. Plain `http://`
-//!   only: TLS wraps the TCP stream there when it comes.
+//!   pool of keep-alive connections for publishes and polls.
+//! * `tls.rs`: `https://`, the TLS handshake on a new connection, checked
+//!   against a CA file ([`Client::with_ca_file`]) or the system's CAs.
 //! * `error.rs`: [`Error`], asked with `is_*()`.
 
 mod conn;
@@ -57,8 +58,10 @@ mod error;
 mod publish;
 mod subscription;
 mod target;
+mod tls;
 mod transport;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +96,9 @@ pub(crate) struct Settings {
     pub(crate) retry_delay: Duration,
     pub(crate) max_retry_delay: Duration,
     pub(crate) retries: Option<u32>,
+    /// `https` servers' certificates are checked against this CA file's
+    /// certificates; `None`: the system's.
+    pub(crate) ca: Option<tls::CaFile>,
 }
 
 impl Default for Settings {
@@ -106,6 +112,7 @@ impl Default for Settings {
             retry_delay: Duration::from_millis(250),
             max_retry_delay: Duration::from_secs(10),
             retries: Some(10),
+            ca: None,
         }
     }
 }
@@ -125,6 +132,7 @@ impl Client {
     }
 
     /// Subscribes to a channel URL: `http://host:port/ch/NAME/TRANSPORT`
+    /// (or `https://`, see [`Client::with_ca_file`])
     /// (`sse`, `multipart`, `mixed`, `poll`, `jsonp` or `iframe`), or
     /// `/ch/NAME` for SSE. A prefix before `/ch/` is kept, as are query
     /// parameters such as `client=ID` (echo suppression) and `backlog=N`;
@@ -183,6 +191,23 @@ impl Client {
         self.settings.retry_delay = first;
         self.settings.max_retry_delay = max.max(first);
         self
+    }
+
+    /// Checks the certificates of `https://` servers against the CA
+    /// certificates of this PEM file instead of the system's (a server with
+    /// a certificate of your own CA, or a self-signed one named as its own
+    /// CA). The file is read now: one that cannot be read, holds no
+    /// certificate or holds one that is not a CA is an input error. There
+    /// is no way to skip the check.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), tandem::client::Error> {
+    /// let client = tandem::client::Client::new().with_ca_file("/etc/tandem/ca.pem")?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Result<Client, Error> {
+        self.settings.ca = Some(tls::CaFile::read(path.as_ref())?);
+        Ok(self)
     }
 
     /// How many failed attempts in a row a subscription makes before it

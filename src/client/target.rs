@@ -1,7 +1,7 @@
 //! A channel URL taken apart: where to connect, the channel, the transport.
 //!
-//! `http://host:port[/prefix]/ch/NAME[/TRANSPORT][?query]` (the `http://`
-//! may be left out, as with curl): the prefix is
+//! `http[s]://host:port[/prefix]/ch/NAME[/TRANSPORT][?query]` (the
+//! `http://` may be left out, as with curl): the prefix is
 //! kept (a `Service` mounted under `/push` serves `/push/ch/NAME`), the
 //! query's `since` becomes the starting cursor and its other parameters
 //! (`client`, `backlog`, ...) travel on every request, except the ones the
@@ -13,14 +13,17 @@ use super::cursor::{self, Cursor};
 use super::error::Error;
 use super::transport::Transport;
 
-/// Where to open connections. Only `http` today; TLS adds a scheme here and
-/// a wrapper around the stream in `conn.rs`, and nothing else changes.
+/// Where to open connections (the pool keeps connections per endpoint, so
+/// an `https` one never gets a plain connection).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Endpoint {
     /// `host:port`, for `TcpStream::connect` (names are resolved there).
     pub(crate) addr: String,
     /// The `Host` header: the URL's authority as written.
     pub(crate) host: String,
+    /// `https`: the name the server's certificate must carry (the URL's
+    /// host, an IPv6 address without its brackets).
+    pub(crate) tls: Option<String>,
 }
 
 /// A parsed channel URL.
@@ -41,7 +44,7 @@ pub(crate) struct Target {
 /// Parameters the client sets itself on each request.
 const OWN_PARAMS: [&str; 4] = ["since", "timeout", "callback", "envelope"];
 
-const URL_FORM: &str = "http://HOST:PORT/ch/NAME[/TRANSPORT]";
+const URL_FORM: &str = "http[s]://HOST:PORT/ch/NAME[/TRANSPORT]";
 
 impl Target {
     pub(crate) fn parse(url: &str) -> Result<Target, Error> {
@@ -56,15 +59,11 @@ impl Target {
         let uri: Uri = full
             .parse()
             .map_err(|e| Error::input(format!("bad url {url:?}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(Error::input(format!(
-                    "https is not supported yet: {url:?} (use http://)"
-                )))
-            }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             _ => return Err(Error::input(format!("bad url {url:?} (want {URL_FORM})"))),
-        }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| Error::input(format!("bad url {url:?}: no host")))?;
@@ -73,10 +72,16 @@ impl Target {
                 "bad url {url:?}: credentials in a url are not supported"
             )));
         }
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let host = authority.host();
         let endpoint = Endpoint {
-            addr: format!("{}:{port}", authority.host()),
+            addr: format!("{host}:{port}"),
             host: authority.as_str().to_string(),
+            tls: https.then(|| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            }),
         };
         let not_a_channel =
             || Error::input(format!("not a channel url: {url:?} (want {URL_FORM})"));
@@ -220,13 +225,26 @@ mod tests {
             (t.channel.as_str(), t.transport),
             ("ch", Some(Transport::Mixed))
         );
+        assert_eq!(t.endpoint.tls, None);
+    }
+
+    #[test]
+    fn https_names_the_certificate_and_defaults_to_443() {
+        let t = Target::parse("https://Push.Example.com/ch/a").unwrap();
+        assert_eq!(t.endpoint.addr, "Push.Example.com:443");
+        assert_eq!(t.endpoint.tls.as_deref(), Some("Push.Example.com"));
+        let t = Target::parse("https://[::1]:8443/ch/a/poll").unwrap();
+        assert_eq!(t.endpoint.addr, "[::1]:8443");
+        assert_eq!(t.endpoint.host, "[::1]:8443");
+        assert_eq!(t.endpoint.tls.as_deref(), Some("::1"));
+        let plain = Target::parse("http://[::1]:8443/ch/a").unwrap();
+        assert_ne!(plain.endpoint, t.endpoint, "never the same pool entry");
     }
 
     #[test]
     fn says_what_is_wrong_with_a_url() {
         for (url, words) in [
-            ("ftp://h/ch/a", "want http://"),
-            ("https://h/ch/a", "https is not supported yet"),
+            ("ftp://h/ch/a", "want http[s]://"),
             ("http://h/a/b", "not a channel url"),
             ("http://h/ch/", "not a channel url"),
             ("http://h/ch/a/b/c", "not a channel url"),

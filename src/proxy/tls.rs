@@ -3,33 +3,26 @@
 //!
 //! The upstream's certificate is checked against the CA certificates of
 //! [`ProxyConfig::upstream_ca`] (`--upstream-ca`, a PEM file) when given,
-//! else against the system's (`rustls-native-certs`), for the upstream's
-//! host: a DNS name, or an IP address matched against the certificate's IP
-//! addresses. There is no way to skip the check: an application with a
-//! self-signed certificate names that certificate as its CA.
-//!
-//! Only `http/1.1` is offered by ALPN: the proxy speaks HTTP/1.1 upstream
-//! (hyper's HTTP/1 client over the TLS stream, pooled as plain connections
-//! are). The cryptography is rustls' `ring` provider, named here rather than
-//! taken from a process-wide default, so an embedder's own choice of
-//! provider does not matter.
+//! else against the system's, for the upstream's host: a DNS name, or an IP
+//! address matched against the certificate's IP addresses. The roots, the
+//! rustls settings (HTTP/1.1 by ALPN, the `ring` provider) and what cannot
+//! be skipped are `src/tls_roots.rs`'s, shared with `tandem::client`.
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::RootCertStore;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::config::{ProxyConfig, Upstream};
-use crate::config::{check as ensure, ConfigError};
+use crate::config::ConfigError;
 use crate::error::Error;
+use crate::tls_roots;
 
 /// The TLS side of an `https://` upstream: the client settings and the name
 /// its certificate must carry.
@@ -60,15 +53,10 @@ impl Tls {
         let name = server_name(&cfg.upstream)?;
         let roots = match &cfg.upstream_ca {
             Some(path) => roots_from_file(path)?,
-            None => system_roots(),
+            None => tls_roots::system("proxy", "name a CA file with --upstream-ca"),
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut client = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::new(format!("upstream {}: TLS: {e}", cfg.upstream)))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = tls_roots::client_config(roots)
+            .map_err(|e| ConfigError::new(format!("upstream {}: TLS: {e}", cfg.upstream)))?;
         Ok(Some(Tls {
             connector: TlsConnector::from(Arc::new(client)),
             name,
@@ -89,22 +77,13 @@ impl Tls {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(Error::bad_gateway(format!(
                 "upstream {up}: TLS handshake failed: {}",
-                reason(&e)
+                tls_roots::reason(&e)
             ))),
             Err(_) => Err(Error::gateway_timeout(format!(
                 "upstream {up} did not accept a connection and finish its TLS handshake within {:?}",
                 self.timeout
             ))),
         }
-    }
-}
-
-/// What went wrong in a handshake: rustls' own error when there is one
-/// (`invalid peer certificate: UnknownIssuer`), else the I/O error.
-fn reason(e: &io::Error) -> String {
-    match e.get_ref() {
-        Some(inner) => inner.to_string(),
-        None => e.to_string(),
     }
 }
 
@@ -119,55 +98,9 @@ fn server_name(up: &Upstream) -> Result<ServerName<'static>, ConfigError> {
     })
 }
 
-/// The CA certificates of a PEM file, every one of them usable as a root.
+/// The CA certificates of `--upstream-ca`.
 fn roots_from_file(path: &Path) -> Result<RootCertStore, ConfigError> {
-    let named = |what: String| ConfigError::new(format!("upstream-ca {}: {what}", path.display()));
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| named(unpem(e)))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| named(unpem(e)))?;
-    ensure(!certs.is_empty(), || {
-        format!(
-            "upstream-ca {}: no certificate in it (a PEM file of -----BEGIN CERTIFICATE----- blocks)",
-            path.display()
-        )
-    })?;
-    let mut roots = RootCertStore::empty();
-    for (i, cert) in certs.into_iter().enumerate() {
-        roots
-            .add(cert)
-            .map_err(|e| named(format!("certificate {} is not a usable CA: {e}", i + 1)))?;
-    }
-    Ok(roots)
-}
-
-/// A PEM reading error as a phrase (an unreadable file says why).
-fn unpem(e: rustls::pki_types::pem::Error) -> String {
-    match e {
-        rustls::pki_types::pem::Error::Io(e) => format!("cannot read it: {e}"),
-        e => format!("not a PEM file of certificates: {e}"),
-    }
-}
-
-/// The system's CA certificates. One that does not parse is skipped, and
-/// an empty store is not fatal here: every handshake then fails with
-/// `UnknownIssuer`, which the 502 names, and the log says why at start.
-fn system_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    for e in &found.errors {
-        log::warn!("proxy: reading the system's CA certificates: {e}");
-    }
-    let mut roots = RootCertStore::empty();
-    let (added, skipped) = roots.add_parsable_certificates(found.certs);
-    if skipped > 0 {
-        log::debug!("proxy: {skipped} of the system's CA certificates skipped (unparsable)");
-    }
-    if added == 0 {
-        log::warn!(
-            "proxy: no CA certificates found in the system's store: no https upstream can be verified; install them or name a CA file with --upstream-ca"
-        );
-    }
-    roots
+    tls_roots::from_file(path).map_err(|e| ConfigError::new(format!("upstream-ca {e}")))
 }
 
 #[cfg(test)]

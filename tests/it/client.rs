@@ -1,6 +1,7 @@
 //! `tandem::client` against a real server: every transport, resume across a
 //! cut connection, a silent one and a server restart, gaps and resets,
-//! publish, refusals; and `tandem sub` / `tandem pub` on the command line.
+//! publish, refusals, https with a CA file; and `tandem sub` / `tandem pub`
+//! on the command line.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -511,6 +512,126 @@ async fn a_subscription_gives_up_after_its_retries() {
     assert!(within("end", sub.next()).await.is_none());
 }
 
+// --- https ----------------------------------------------------------------
+
+/// A TLS server with a certificate of `pki`'s CA.
+async fn tls_server(pki: &Pki) -> Server {
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    Server::start(config().tls(tls)).await
+}
+
+#[tokio::test]
+async fn https_every_transport_delivers_and_publishes() {
+    let pki = Pki::new();
+    let srv = tls_server(&pki).await;
+    let c = client().with_ca_file(pki.ca_file()).unwrap();
+    for t in Transport::ALL {
+        let ch = format!("https://{}/ch/tls-{t}", srv.addr);
+        publish_texts(&c, &ch, 1..=2).await;
+        let mut sub = c.subscribe(&format!("{ch}/{t}?since=0")).await.unwrap();
+        expect_texts(&mut sub, 1, 2).await;
+        publish_texts(&c, &ch, 3..=4).await;
+        expect_texts(&mut sub, 3, 2).await;
+    }
+    // The name in the certificate, rather than the address, works too.
+    let by_name = format!("https://localhost:{}/ch/by-name", srv.port());
+    assert_eq!(
+        c.publish(&by_name, NewEvent::message("x")).await.unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn https_refusals_say_what_is_wrong() {
+    let pki = Pki::new();
+    let srv = tls_server(&pki).await;
+    let ch = format!("https://{}/ch/refused", srv.addr);
+    let handshake_failed = |e: &tandem::client::Error, why: &str| {
+        assert!(e.is_connect(), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "cannot connect to {}: TLS handshake failed: ",
+                srv.addr
+            )) && msg.contains(why),
+            "{msg}"
+        );
+    };
+    // Not the system's CA, nor another CA: refused, at once, never retried
+    // into a wait.
+    let e = client().subscribe(&ch).await.unwrap_err();
+    handshake_failed(&e, "UnknownIssuer");
+    let other = Pki::new();
+    let c = client().with_ca_file(other.ca_file()).unwrap();
+    // (The other CA has the same name: rustls finds its signature wrong.)
+    let e = c.publish(&ch, NewEvent::message("x")).await.unwrap_err();
+    handshake_failed(&e, "invalid peer certificate");
+    let mut sub = c.subscribe(&ch).since(Cursor::bare(0)).await.unwrap();
+    let e = within("refusal", sub.next()).await.unwrap().unwrap_err();
+    handshake_failed(&e, "invalid peer certificate");
+    assert_eq!(srv.hub.info("refused").last_id, 0, "nothing published");
+
+    // https to a plaintext server: the handshake fails, clearly.
+    let plain = Server::with_defaults().await;
+    let c = client().with_ca_file(pki.ca_file()).unwrap();
+    let e = c
+        .publish(
+            &format!("https://{}/ch/x", plain.addr),
+            NewEvent::message("x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    assert!(e.to_string().contains("TLS handshake failed"), "{e}");
+    // http to the TLS port: the server's own answer says to use https.
+    let e = c
+        .publish(&format!("http://{}/ch/x", srv.addr), NewEvent::message("x"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400), "{e}");
+    assert!(e.server_message().unwrap().contains("https://"), "{e}");
+
+    // A server that takes the connection and never answers the hello: the
+    // connect timeout covers the handshake.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let e = client()
+        .with_connect_timeout(Duration::from_millis(300))
+        .publish(
+            &format!("https://{silent_addr}/ch/x"),
+            NewEvent::message("x"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("connecting to {silent_addr} (TLS) timed out after 300ms")
+    );
+    held.abort();
+
+    // A CA file that cannot serve: an input error when the client is made.
+    for (file, why) in [
+        (pki.dir.join("missing.pem"), "cannot read it"),
+        (pki.key(), "no certificate in it"),
+    ] {
+        let e = Client::new().with_ca_file(&file).unwrap_err();
+        assert!(e.is_input(), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("CA file {}: {why}", file.display())),
+            "{e}"
+        );
+    }
+}
+
 // --- the command line -------------------------------------------------
 
 const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
@@ -565,6 +686,35 @@ async fn cli_pub_prints_ids_and_sub_prints_each_event() {
         (0, "hello\nfrom stdin\nno dash\n"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn cli_over_https_with_a_ca_file() {
+    let pki = Pki::new();
+    let srv = tls_server(&pki).await;
+    let ch = format!("https://{}/ch/cli-tls", srv.addr);
+    let ca = pki.ca_file();
+    let ca = ca.to_str().unwrap();
+    assert_eq!(
+        run(&["pub", &ch, "--ca", ca, "one"], b"").await,
+        (0, "1\n".into(), String::new())
+    );
+    let sse = format!("{ch}/sse?since=0");
+    let (code, out, err) = run(&["sub", &sse, "--ca", ca, "--count", "1"], b"").await;
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    // Without the CA: a failure (1) that says why; a CA file that is not
+    // one: a usage error (2) naming it.
+    let (code, _, err) = run(&["pub", &ch, "two"], b"").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("TLS handshake failed") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    let key = pki.key();
+    let (code, _, err) = run(&["sub", &sse, "--ca", key.to_str().unwrap()], b"").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no certificate in it"), "{err}");
+    assert_eq!(srv.hub.info("cli-tls").last_id, 1);
 }
 
 #[tokio::test]

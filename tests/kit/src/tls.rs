@@ -42,6 +42,7 @@ impl Pki {
             .push(DnType::CommonName, "tandem tls test CA");
         let key = KeyPair::generate().unwrap();
         let cert = ca.self_signed(&key).unwrap();
+        std::fs::write(dir.join("ca.pem"), cert.pem()).unwrap();
         Pki {
             dir,
             issuer: Issuer::new(ca, key),
@@ -70,6 +71,11 @@ impl Pki {
     /// The server certificate's PEM file.
     pub fn cert(&self) -> PathBuf {
         self.dir.join("cert.pem")
+    }
+
+    /// The CA's certificate as a PEM file (what a client is told to trust).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
     }
 
     /// The server key's PEM file.
