@@ -34,8 +34,8 @@ pub struct HttpConfig {
     /// Largest request head (request line and headers) taken, in bytes; a
     /// larger one is answered 431. The same on every connection path and
     /// for every request of a connection (`server/sniff.rs` reads every
-    /// head; in your own hyper server, give hyper this as its
-    /// `max_header_size`).
+    /// head; over HTTP/2 it is h2's header list limit; in your own hyper
+    /// server, give hyper this as its `max_header_size`).
     pub max_head_bytes: usize,
     /// Longest request target (path and query) taken, in bytes; a longer
     /// one is answered 414.

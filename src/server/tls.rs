@@ -323,8 +323,13 @@ async fn serve_h2(io: impl super::Io, peer: SocketAddr, svc: Service) {
         in_flight: 0,
         since: Instant::now(),
     }));
+    // The head limit of HTTP/1.1 holds here too: h2 answers a larger
+    // header list with 431 (hyper's default would be 16 KiB). h2 counts a
+    // field as its name, its value and 32 bytes.
+    let max_head = u32::try_from(svc.config().max_head_bytes).unwrap_or(u32::MAX);
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .max_header_list_size(max_head)
         .serve_connection(
             TokioIo::new(io),
             H2(

@@ -159,6 +159,47 @@ pub(crate) async fn h2_read_until(
     }
 }
 
+/// The head and URL limits of HTTP/1.1 hold over HTTP/2: a header list over
+/// `--max-head-bytes` is refused with 431 (not hyper's own 16 KiB), a URL
+/// over `--max-url-bytes` with tandem's 414, each on its stream alone: the
+/// connection serves the next request.
+#[tokio::test]
+async fn http2_heads_have_the_same_limits() {
+    let pki = Pki::new();
+    pki.issue();
+    let tls = tandem::TlsConfig::from_pem_files(pki.cert(), pki.key()).unwrap();
+    let roomy = Server::start(config().max_head_bytes(40_000).tls(tls.clone())).await;
+    let mut h2 = h2_connect(&pki, roomy.port()).await;
+    let mut req = h2_req("GET", "/ch/c/poll?timeout=0", "");
+    req.headers_mut()
+        .insert("x-big", "a".repeat(24_000).parse().unwrap());
+    let r = h2.send_request(req).await.expect("answered");
+    assert_eq!(r.status(), 200, "24 KB is within a 40,000-byte head limit");
+
+    let small = Server::start(config().max_head_bytes(4096).max_url_bytes(1024).tls(tls)).await;
+    let mut h2 = h2_connect(&pki, small.port()).await;
+    let mut req = h2_req("GET", "/ch/c/poll?timeout=0", "");
+    req.headers_mut()
+        .insert("x-big", "a".repeat(6_000).parse().unwrap());
+    let r = h2.send_request(req).await.expect("answered");
+    assert_eq!(r.status(), 431);
+    let long = format!("/ch/c/poll?timeout=0&x={}", "a".repeat(2_000));
+    let r = h2
+        .send_request(h2_req("GET", &long, ""))
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 414);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("url too long (max 1024 bytes)"), "{body}");
+    let r = h2
+        .send_request(h2_req("POST", "/ch/c", "after"))
+        .await
+        .expect("the connection still serves");
+    assert_eq!(r.status(), 202);
+    assert_eq!(small.hub.info("c").last_id, 1);
+}
+
 #[tokio::test]
 async fn every_transport_over_http2_on_one_connection() {
     let pki = Pki::new();
