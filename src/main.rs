@@ -823,6 +823,12 @@ struct SubCmd {
     /// check an https server's certificate against this PEM file's CA certificates instead of the system's
     #[argh(option)]
     ca: Option<PathBuf>,
+    /// a channel token, sent as Authorization: Bearer (for a server with --secret-file)
+    #[argh(option)]
+    token: Option<String>,
+    /// a file holding the channel token, read again when the token in it nears its expiry (a renewer keeps it fresh)
+    #[argh(option)]
+    token_file: Option<PathBuf>,
     /// sse, multipart, mixed, poll, jsonp or iframe (default: the URL's, else sse)
     #[argh(option)]
     transport: Option<tandem::client::Transport>,
@@ -865,6 +871,12 @@ struct PubCmd {
     /// check an https server's certificate against this PEM file's CA certificates instead of the system's
     #[argh(option)]
     ca: Option<PathBuf>,
+    /// a channel token, sent as Authorization: Bearer (for a server with --secret-file)
+    #[argh(option)]
+    token: Option<String>,
+    /// a file holding the channel token, read again when the token in it nears its expiry (a renewer keeps it fresh)
+    #[argh(option)]
+    token_file: Option<PathBuf>,
     /// the data; - or nothing reads standard input
     #[argh(positional)]
     data: Option<String>,
@@ -884,15 +896,40 @@ fn client_runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// The client, told of `--ca` when given.
-fn with_ca(
-    client: tandem::client::Client,
+/// The client, told of `--ca`, `--token` and `--token-file` when given.
+fn configured(
+    mut client: tandem::client::Client,
     ca: Option<&Path>,
-) -> Result<tandem::client::Client, tandem::client::Error> {
-    match ca {
-        Some(path) => client.with_ca_file(path),
-        None => Ok(client),
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+) -> Result<tandem::client::Client, String> {
+    if let Some(path) = ca {
+        client = client.with_ca_file(path).map_err(|e| e.to_string())?;
     }
+    match (token, token_file) {
+        (Some(_), Some(_)) => Err("--token and --token-file: give one".into()),
+        (Some(t), None) => Ok(client.with_token(t)),
+        (None, Some(path)) => {
+            // Read now, so that a wrong path is a usage error at once.
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
+            Ok(client.with_token_source(move || {
+                let path = path.clone();
+                async move {
+                    std::fs::read_to_string(&path).map_err(|e| {
+                        format!("cannot read the token file {}: {e}", path.display()).into()
+                    })
+                }
+            }))
+        }
+        (None, None) => Ok(client),
+    }
+}
+
+/// A usage error of a client command: said, exit status 2.
+fn usage_failure(msg: &str) -> ExitCode {
+    eprintln!("tandem: {msg}");
+    ExitCode::from(2)
 }
 
 /// A client error as an exit: 2 for bad input, 1 for the rest.
@@ -909,9 +946,10 @@ fn sub(cmd: SubCmd) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut left = cmd.count;
-    let client = match with_ca(Client::new().with_retries(None), cmd.ca.as_deref()) {
+    let client = Client::new().with_retries(None);
+    let client = match configured(client, cmd.ca.as_deref(), cmd.token, cmd.token_file) {
         Ok(client) => client,
-        Err(e) => return client_failure(&e),
+        Err(e) => return usage_failure(&e),
     };
     client_runtime().block_on(async {
         let mut subscribe = client.subscribe(&cmd.url);
@@ -1024,9 +1062,10 @@ fn publish(cmd: PubCmd) -> ExitCode {
         event = event.with_kind(k);
     }
     event.content_type = cmd.content_type;
-    let client = match with_ca(tandem::client::Client::new(), cmd.ca.as_deref()) {
+    let client = tandem::client::Client::new();
+    let client = match configured(client, cmd.ca.as_deref(), cmd.token, cmd.token_file) {
         Ok(client) => client,
-        Err(e) => return client_failure(&e),
+        Err(e) => return usage_failure(&e),
     };
     match client_runtime().block_on(client.publish(&cmd.url, event)) {
         Ok(id) => {

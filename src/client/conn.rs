@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderName, HeaderValue, HOST, USER_AGENT};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST, USER_AGENT};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
@@ -131,12 +131,20 @@ impl Req {
         }
     }
 
-    fn build(&self, ep: &Endpoint) -> Result<Request<Full<Bytes>>, Error> {
+    /// The request, with the client's token (asked of its source first
+    /// if need be).
+    async fn build(&self, s: &Settings, ep: &Endpoint) -> Result<Request<Full<Bytes>>, Error> {
         let mut req = Request::builder()
             .method(self.method.clone())
             .uri(&self.path)
             .header(HOST, &ep.host)
             .header(USER_AGENT, concat!("tandem/", env!("CARGO_PKG_VERSION")));
+        if let Some(tokens) = &s.token {
+            let token = tokens.get().await?;
+            let bearer = HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Error::input("the token is not a valid header value"))?;
+            req = req.header(AUTHORIZATION, bearer);
+        }
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
@@ -161,9 +169,10 @@ pub(crate) struct Opened {
 pub(crate) async fn open(s: &Settings, ep: &Endpoint, req: Req) -> Result<Opened, Error> {
     let what = req.what();
     let head = async {
+        let built = req.build(s, ep).await?;
         let mut sender = connect(s, ep).await?;
         let resp = sender
-            .send_request(req.build(ep)?)
+            .send_request(built)
             .await
             .map_err(|e| Error::io(&ep.addr, e))?;
         Ok(Opened {
@@ -190,7 +199,7 @@ pub(crate) async fn fetch(
 ) -> Result<Bytes, Error> {
     let what = req.what();
     bounded(&what, deadline, async {
-        let (mut sender, resp) = send_pooled(s, pool, ep, req.build(ep)?).await?;
+        let (mut sender, resp) = send_pooled(s, pool, ep, req.build(s, ep).await?).await?;
         if !resp.status().is_success() {
             return Err(refusal(s, resp).await);
         }

@@ -28,6 +28,7 @@ enum Kind {
     Io(String),
     Status(StatusCode, String),
     Protocol(String),
+    Token,
 }
 
 impl Error {
@@ -48,6 +49,9 @@ impl Error {
     }
     pub(crate) fn protocol(msg: impl Into<String>) -> Error {
         Error::new(Kind::Protocol(msg.into()))
+    }
+    pub(crate) fn token(e: impl Into<Source>) -> Error {
+        Error::new(Kind::Token).with_source(e)
     }
 
     fn new(kind: Kind) -> Error {
@@ -83,6 +87,12 @@ impl Error {
     /// the way, or not a tandem server).
     pub fn is_protocol(&self) -> bool {
         matches!(self.kind, Kind::Protocol(_))
+    }
+    /// Whether the token source ([`Client::with_token_source`]) failed.
+    ///
+    /// [`Client::with_token_source`]: super::Client::with_token_source
+    pub fn is_token(&self) -> bool {
+        matches!(self.kind, Kind::Token)
     }
     /// The status of a refusal.
     pub fn status(&self) -> Option<StatusCode> {
@@ -135,6 +145,7 @@ impl fmt::Display for Error {
             Kind::Connect(addr) => write!(f, "cannot connect to {addr}{}", source()),
             Kind::Timeout(what, d) => write!(f, "{what} timed out after {d:?}"),
             Kind::Io(addr) => write!(f, "connection to {addr} failed{}", source()),
+            Kind::Token => write!(f, "getting a token failed{}", source()),
             Kind::Status(s, m) => {
                 let reason = s.canonical_reason().unwrap_or("error").to_lowercase();
                 write!(f, "{} {reason}: {m}", s.as_u16())

@@ -49,6 +49,8 @@
 //!   pool of keep-alive connections for publishes and polls.
 //! * `tls.rs`: `https://`, the TLS handshake on a new connection, checked
 //!   against a CA file ([`Client::with_ca_file`]) or the system's CAs.
+//! * `token.rs`: channel tokens, fixed or from a source asked again ahead
+//!   of expiry, sent as `Authorization: Bearer`.
 //! * `error.rs`: [`Error`], asked with `is_*()`.
 
 mod conn;
@@ -59,6 +61,7 @@ mod publish;
 mod subscription;
 mod target;
 mod tls;
+mod token;
 mod transport;
 
 use std::path::Path;
@@ -99,6 +102,8 @@ pub(crate) struct Settings {
     /// `https` servers' certificates are checked against this CA file's
     /// certificates; `None`: the system's.
     pub(crate) ca: Option<tls::CaFile>,
+    /// The channel token sent with every request, if any.
+    pub(crate) token: Option<token::Tokens>,
 }
 
 impl Default for Settings {
@@ -113,6 +118,7 @@ impl Default for Settings {
             max_retry_delay: Duration::from_secs(10),
             retries: Some(10),
             ca: None,
+            token: None,
         }
     }
 }
@@ -208,6 +214,43 @@ impl Client {
     pub fn with_ca_file(mut self, path: impl AsRef<Path>) -> Result<Client, Error> {
         self.settings.ca = Some(tls::CaFile::read(path.as_ref())?);
         Ok(self)
+    }
+
+    /// Sends this channel token with every request, in `Authorization:
+    /// Bearer` (for a server with `--secret-file`; docs/security.md,
+    /// Channel tokens). When it expires, the server ends streams and
+    /// refuses requests with `403 token expired`: for a client that outlives
+    /// its token, use [`Client::with_token_source`].
+    pub fn with_token(mut self, token: impl Into<String>) -> Client {
+        self.settings.token = Some(token::Tokens::fixed(token.into()));
+        self
+    }
+
+    /// Gets channel tokens from `source` (your application's endpoint that
+    /// mints them, a file a sidecar renews...): asked before the first
+    /// request, then again whenever the token it gave has a third of its
+    /// life (and at most 30 s) left, so a long-lived subscription never
+    /// sends an expired one. A stream the server ends at its token's expiry
+    /// opens again with the fresh token from its cursor, losing nothing.
+    /// Clones of the client share the token. A source that fails is an
+    /// error (`is_token()`) that a subscription retries with its backoff.
+    ///
+    /// ```no_run
+    /// # async fn mint() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # fn demo() {
+    /// let client = tandem::client::Client::new()
+    ///     .with_token_source(|| async { Ok(mint().await?) });
+    /// # let _ = client; }
+    /// ```
+    pub fn with_token_source<F, Fut>(mut self, source: F) -> Client
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<String, Box<dyn std::error::Error + Send + Sync>>>
+            + Send
+            + 'static,
+    {
+        self.settings.token = Some(token::Tokens::source(source));
+        self
     }
 
     /// How many failed attempts in a row a subscription makes before it

@@ -718,6 +718,54 @@ async fn cli_over_https_with_a_ca_file() {
 }
 
 #[tokio::test]
+async fn cli_sends_a_token_from_the_flag_or_a_file() {
+    use tandem::token::{now_unix, Needs, Rights, Signer, Token, TokenPolicy};
+    let signer = Signer::new(&[42u8; 32]).unwrap();
+    let srv = Server::start(config().tokens(TokenPolicy {
+        signer: signer.clone(),
+        needs: Needs::All,
+    }))
+    .await;
+    let token = signer.mint(&Token {
+        channel: "cli-tok".into(),
+        prefix: false,
+        rights: Rights::parse("sub,pub").unwrap(),
+        expires: now_unix() + 60,
+        client: None,
+    });
+    let ch = url(srv.addr, "/ch/cli-tok");
+    assert_eq!(
+        run(&["pub", &ch, "--token", &token, "one"], b"").await,
+        (0, "1\n".into(), String::new())
+    );
+    let dir = std::env::temp_dir().join(format!("tandem-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let file = file.to_str().unwrap();
+    let sse = format!("{ch}/sse?since=0");
+    let (code, out, err) = run(&["sub", &sse, "--token-file", file, "--count", "1"], b"").await;
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    // No token: the server's refusal, exit 1; a missing file: usage, exit 2.
+    let (code, _, err) = run(&["pub", &ch, "two"], b"").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("401") && err.contains("token required"),
+        "{err}"
+    );
+    let missing = dir.join("missing");
+    let (code, _, err) = run(
+        &["pub", &ch, "--token-file", missing.to_str().unwrap(), "x"],
+        b"",
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read the token file"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(srv.hub.info("cli-tok").last_id, 1);
+}
+
+#[tokio::test]
 async fn cli_sub_json_shows_ids_types_and_gaps() {
     let srv = Server::start(config().buffer_events(2)).await;
     let ch = url(srv.addr, "/ch/json");

@@ -4,7 +4,8 @@
 //! another channel, a missing right, another client id), prefix tokens,
 //! which channels need one, long-polls checked on every poll, a stream
 //! ended at its token's expiry and resumed with a fresh one losing nothing,
-//! a held long-poll answered at its token's expiry,
+//! a held long-poll answered at its token's expiry, the Rust client's
+//! tokens (fixed, or renewed from a source),
 //! and the `tandem token` binary.
 
 use std::time::{Duration, Instant};
@@ -270,6 +271,96 @@ async fn a_stream_ends_at_expiry_and_resumes_with_a_fresh_token(flavor: Flavor) 
         .await;
     let got = s.take(2).await;
     assert_eq!(ids(&got), some_ids(2..=3));
+}
+
+/// `tandem::client` with a token source of 3-second tokens: a stream (SSE)
+/// and a long-poll subscription, and the publishes, run across several
+/// expiries; the source is asked again each time, the stream the server
+/// ends at expiry opens again with the fresh token, and every event comes
+/// once, in order, with no gap.
+#[tokio::test]
+async fn the_rust_client_renews_its_tokens() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use tandem::client::{Client, Delivery, Transport};
+
+    let srv = Server::start(with_tokens(Needs::All)).await;
+    let asked = Arc::new(AtomicU32::new(0));
+    let counter = asked.clone();
+    let client = Client::new()
+        .with_retry_delay(Duration::from_millis(10), Duration::from_millis(100))
+        .with_poll_timeout(Duration::from_secs(5))
+        .with_token_source(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(mint("rc", false, "sub,pub", 3, None)) }
+        });
+    let url = format!("http://{}/ch/rc", srv.addr);
+    let mut subs = Vec::new();
+    for t in [Transport::Sse, Transport::Poll] {
+        let sub = client
+            .subscribe(&format!("{url}/{t}?since=0"))
+            .await
+            .unwrap();
+        subs.push(sub);
+    }
+    let n = 16u64;
+    let publisher = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            for i in 1..=n {
+                let id = client
+                    .publish(&url, tandem::NewEvent::message(format!("e{i}")))
+                    .await
+                    .expect("publish with a fresh token");
+                assert_eq!(id, i);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    for sub in &mut subs {
+        for i in 1..=n {
+            let d = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("a delivery")
+                .expect("the subscription goes on")
+                .unwrap_or_else(|e| panic!("on {}: {e}", sub.transport()));
+            match d {
+                Delivery::Event(e) => {
+                    assert_eq!((e.id, e.text()), (i, Some(format!("e{i}").as_str())));
+                }
+                Delivery::Gap(g) => panic!("a gap on {}: {g:?}", sub.transport()),
+            }
+        }
+    }
+    publisher.await.unwrap();
+    // 8 s of 3-second tokens: asked at least three times.
+    assert!(asked.load(Ordering::SeqCst) >= 3, "{asked:?}");
+    assert!(
+        srv.hub.info("rc").subscribers.iter().sum::<usize>() <= 2,
+        "no stream left behind"
+    );
+}
+
+/// A fixed token: sent, refused clearly once expired; none: 401.
+#[tokio::test]
+async fn the_rust_client_says_why_a_token_is_refused() {
+    use tandem::client::Client;
+    let srv = Server::start(with_tokens(Needs::All)).await;
+    let url = format!("http://{}/ch/fixed", srv.addr);
+    let event = || tandem::NewEvent::message("x");
+    let good = Client::new().with_token(mint("fixed", false, "pub", 60, None));
+    assert_eq!(good.publish(&url, event()).await.unwrap(), 1);
+    let e = Client::new().publish(&url, event()).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(401), "{e}");
+    let old = Client::new().with_token(mint("fixed", false, "pub", -1, None));
+    let e = old.publish(&url, event()).await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(403), "{e}");
+    assert!(e.server_message().unwrap().contains("expired"), "{e}");
+    let failing = Client::new().with_token_source(|| async { Err("the minter is down".into()) });
+    let e = failing.publish(&url, event()).await.unwrap_err();
+    assert!(e.is_token(), "{e:?}");
+    assert_eq!(e.to_string(), "getting a token failed: the minter is down");
 }
 
 #[tokio::test]
