@@ -293,7 +293,7 @@ struct Serve {
     /// with TLS, send Strict-Transport-Security: max-age=SECONDS [off]
     #[argh(option)]
     hsts: Option<u64>,
-    /// require signed channel tokens, checked with the secret in this file (32 bytes or more); see --tokens-for
+    /// require signed channel tokens, checked with the secret in this file (32 bytes or more; read again on SIGHUP, the previous secret accepted until the next SIGHUP); see --tokens-for
     #[argh(option)]
     secret_file: Option<PathBuf>,
     /// with --secret-file, which channels need a token: all, none, or a channel-name prefix (repeatable) [all]
@@ -346,14 +346,32 @@ impl Serve {
     }
 }
 
-/// Reads the certificate again on every SIGHUP; a bad file keeps the old one.
-async fn reload_on_sighup(tls: tandem::TlsConfig) {
+/// On every SIGHUP, reads the certificate and the token secret again; a
+/// bad file keeps what was there. A changed secret is rotated in: the one
+/// before it is still accepted until the next SIGHUP.
+async fn reload_on_sighup(
+    tls: Option<tandem::TlsConfig>,
+    secret: Option<(PathBuf, tandem::Service)>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).expect("install SIGHUP handler");
     while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => log::info!("SIGHUP: tls certificate and key reloaded"),
-            Err(e) => log::warn!("SIGHUP: tls reload failed, keeping the old certificate: {e}"),
+        if let Some(tls) = &tls {
+            match tls.reload() {
+                Ok(()) => log::info!("SIGHUP: tls certificate and key reloaded"),
+                Err(e) => log::warn!("SIGHUP: tls reload failed, keeping the old certificate: {e}"),
+            }
+        }
+        if let Some((path, service)) = &secret {
+            match tandem::token::Signer::from_file(path).map(|s| service.rotate_token_secret(s)) {
+                Ok(true) => log::info!(
+                    "SIGHUP: token secret rotated; tokens of the previous secret are accepted until the next SIGHUP"
+                ),
+                Ok(false) => log::info!(
+                    "SIGHUP: token secret unchanged; tokens of any previous secret are now refused"
+                ),
+                Err(e) => log::warn!("SIGHUP: token secret not reloaded, keeping the old one: {e}"),
+            }
         }
     }
 }
@@ -653,6 +671,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Read again on SIGHUP.
+    let secret_file = serve.secret_file.clone();
     let redis = match serve.redis_options() {
         Ok(r) => r,
         Err(e) => {
@@ -752,11 +772,14 @@ fn main() -> ExitCode {
             service = service.with_app(std::sync::Arc::new(cb));
         }
         tokio::spawn(tandem::status::run(hub, service.shutdown().clone()));
+        if tls.is_some() || secret_file.is_some() {
+            let secret = secret_file.map(|path| (path, service.clone()));
+            tokio::spawn(reload_on_sighup(tls.clone(), secret));
+        }
         let server = tandem::serve(listener, service).with_graceful_shutdown(signal());
         let server = match tls {
             Some(tls) => {
                 log::info!("tandem listening on https://{addr}/ (HTTP/1.1 and HTTP/2)");
-                tokio::spawn(reload_on_sighup(tls.clone()));
                 server.with_tls(tls)
             }
             None => {

@@ -133,12 +133,34 @@ pub fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Mints and checks tokens with one secret.
+/// Mints and checks tokens with one secret; after [`Signer::rotated`],
+/// tokens of the secret before it are still accepted.
 #[derive(Clone)]
 pub struct Signer {
-    /// The key, padded to SHA-256's block: `K ^ ipad`, `K ^ opad`.
+    key: Key,
+    /// The secret before a rotation, still accepted (never used to mint).
+    previous: Option<Key>,
+}
+
+/// An HMAC-SHA256 key, padded to SHA-256's block: `K ^ ipad`, `K ^ opad`.
+#[derive(Clone, PartialEq, Eq)]
+struct Key {
     ipad: [u8; 64],
     opad: [u8; 64],
+}
+
+impl Key {
+    fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        let inner = Sha256::new()
+            .chain_update(self.ipad)
+            .chain_update(msg)
+            .finalize();
+        Sha256::new()
+            .chain_update(self.opad)
+            .chain_update(inner)
+            .finalize()
+            .into()
+    }
 }
 
 impl std::fmt::Debug for Signer {
@@ -168,7 +190,28 @@ impl Signer {
             ipad[i] ^= key[i];
             opad[i] ^= key[i];
         }
-        Ok(Signer { ipad, opad })
+        Ok(Signer {
+            key: Key { ipad, opad },
+            previous: None,
+        })
+    }
+
+    /// This signer's secret replaced by `next`'s, the secret before it
+    /// still accepted (one generation only: a token of two rotations ago
+    /// is refused). Rotating to the same secret again drops the previous
+    /// one: that is how a leaked secret's tokens are refused at once.
+    /// `serve --secret-file` does this on SIGHUP.
+    pub fn rotated(&self, next: Signer) -> Signer {
+        let previous = (next.key != self.key).then(|| self.key.clone());
+        Signer {
+            key: next.key,
+            previous,
+        }
+    }
+
+    /// Whether tokens of a previous secret are still accepted.
+    pub fn accepts_previous(&self) -> bool {
+        self.previous.is_some()
     }
 
     /// A signer with the secret in this file (its bytes, surrounding white
@@ -178,18 +221,6 @@ impl Signer {
             .map_err(|e| format!("cannot read the secret file {}: {e}", path.display()))?;
         let trimmed = bytes.trim_ascii();
         Signer::new(trimmed).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    fn mac(&self, msg: &[u8]) -> [u8; 32] {
-        let inner = Sha256::new()
-            .chain_update(self.ipad)
-            .chain_update(msg)
-            .finalize();
-        Sha256::new()
-            .chain_update(self.opad)
-            .chain_update(inner)
-            .finalize()
-            .into()
     }
 
     /// The token for these claims.
@@ -208,7 +239,7 @@ impl Signer {
         }
         let mut out = String::from("v1.");
         B64.encode_string(json.to_string(), &mut out);
-        let sig = self.mac(out.as_bytes());
+        let sig = self.key.mac(out.as_bytes());
         out.push('.');
         B64.encode_string(sig, &mut out);
         out
@@ -237,7 +268,8 @@ impl Signer {
             Ok(32) => {}
             _ => return Err(TokenError::Malformed),
         }
-        if !ct_eq(&self.mac(signed.as_bytes()), &got) {
+        let signed_by = |k: &Key| ct_eq(&k.mac(signed.as_bytes()), &got);
+        if !signed_by(&self.key) && !self.previous.as_ref().is_some_and(signed_by) {
             return Err(TokenError::BadSignature);
         }
         parse_payload(payload)
@@ -494,11 +526,11 @@ mod tests {
     fn hmac_matches_rfc4231_case2() {
         // RFC 4231 test case 2 with a key under MIN_SECRET_BYTES: build the
         // pads by hand through a long enough key's path instead.
-        let mut s = Signer::new(&[0u8; 32]).unwrap();
-        let key = b"Jefe";
-        s.ipad = [0x36; 64];
-        s.opad = [0x5c; 64];
-        for (i, k) in key.iter().enumerate() {
+        let mut s = Key {
+            ipad: [0x36; 64],
+            opad: [0x5c; 64],
+        };
+        for (i, k) in b"Jefe".iter().enumerate() {
             s.ipad[i] ^= k;
             s.opad[i] ^= k;
         }
@@ -508,6 +540,29 @@ mod tests {
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn a_rotated_signer_accepts_one_previous_secret() {
+        let (a, b, c) = (
+            Signer::new(&[1u8; 32]).unwrap(),
+            Signer::new(&[2u8; 32]).unwrap(),
+            Signer::new(&[3u8; 32]).unwrap(),
+        );
+        let t = tok("chat", false, "sub");
+        let (by_a, by_b) = (a.mint(&t), b.mint(&t));
+        let ab = a.rotated(b.clone());
+        assert!(ab.accepts_previous());
+        assert_eq!(ab.mint(&t), by_b, "the new secret mints");
+        assert!(ab.verify_signature(&by_a).is_ok() && ab.verify_signature(&by_b).is_ok());
+        // The same secret again: the previous one is dropped.
+        let bb = ab.rotated(b.clone());
+        assert!(!bb.accepts_previous());
+        assert_eq!(bb.verify_signature(&by_a), Err(TokenError::BadSignature));
+        // One generation only.
+        let bc = ab.rotated(c);
+        assert!(bc.verify_signature(&by_b).is_ok());
+        assert_eq!(bc.verify_signature(&by_a), Err(TokenError::BadSignature));
     }
 
     #[test]

@@ -104,7 +104,9 @@ pub struct Service {
     /// Set on the clone that serves TLS connections: `Some(hsts)`.
     tls: Option<Option<HeaderValue>>,
     /// Signed channel tokens required, on which channels.
-    tokens: Option<Arc<crate::token::TokenPolicy>>,
+    /// (Behind a lock so that the secret can be rotated while serving:
+    /// read for the microsecond of a check, never across an await.)
+    tokens: Option<Arc<parking_lot::RwLock<crate::token::TokenPolicy>>>,
     /// The per-address limits of every connection this service (and its
     /// clones) serves, from `config` (`limits.rs`, `peer.rs`).
     limits: Arc<super::limits::Limits>,
@@ -171,8 +173,27 @@ impl Service {
     /// Requires signed channel tokens (`crate::token`) on the channels the
     /// policy names, on every subscribe, poll, info and publish.
     pub fn with_tokens(mut self, policy: crate::token::TokenPolicy) -> Service {
-        self.tokens = Some(Arc::new(policy));
+        self.tokens = Some(Arc::new(parking_lot::RwLock::new(policy)));
         self
+    }
+
+    /// Rotates the token secret while serving ([`Signer::rotated`]): from
+    /// now on tokens of `next`'s secret are accepted, and those of the
+    /// secret before it still are, until the next rotation. Rotating to the
+    /// same secret again refuses the previous one's tokens. Streams already
+    /// open keep going until their tokens expire. Every clone of this
+    /// service (every connection) sees it. Returns whether a previous
+    /// secret is still accepted; `false`, and nothing done, for a service
+    /// without tokens.
+    ///
+    /// [`Signer::rotated`]: crate::token::Signer::rotated
+    pub fn rotate_token_secret(&self, next: crate::token::Signer) -> bool {
+        let Some(tokens) = &self.tokens else {
+            return false;
+        };
+        let mut policy = tokens.write();
+        policy.signer = policy.signer.rotated(next);
+        policy.signer.accepts_previous()
     }
 
     /// This service for connections over TLS: every cookie it sets gets
@@ -449,7 +470,7 @@ impl Service {
                 } else {
                     crate::token::Right::Subscribe
                 };
-                expires = tokens.check(
+                expires = tokens.read().check(
                     c,
                     right,
                     req.headers(),

@@ -460,6 +460,105 @@ impl Drop for LoggedServer {
     }
 }
 
+/// Secret rotation on SIGHUP: the new secret's tokens are accepted and the
+/// old one's still are (tokens already handed out), a stream open across
+/// it keeps receiving; a second SIGHUP with the same file refuses the old
+/// secret's tokens; a file too short keeps the secret as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_the_secret() {
+    let dir = std::env::temp_dir().join(format!("tandem-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, SECRET).unwrap();
+    let srv = LoggedServer::start(&dir, "rotate", &["--secret-file", file.to_str().unwrap()]).await;
+    let addr = ("127.0.0.1", srv.port);
+    let next: &[u8] = b"a brand new secret of at least thirty-two bytes";
+    let (old_sub, old_pub) = (
+        mint("c", false, "sub", 60, None),
+        mint("c", false, "pub", 60, None),
+    );
+    let new_pub = Signer::new(next).unwrap().mint(&Token {
+        channel: "c".into(),
+        prefix: false,
+        rights: Rights::parse("pub").unwrap(),
+        expires: now_unix() + 60,
+        client: None,
+    });
+    let publish = |token: String, data: &'static [u8]| async move {
+        Conn::connect(addr)
+            .await
+            .request(&bearer(Req::post("/ch/c", data), &token))
+            .await
+    };
+    let hup = |pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    let mut stream = Conn::connect(addr).await;
+    stream
+        .send(
+            format!("GET /ch/c/sse?since=0&token={old_sub} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await;
+    assert_eq!(stream.read_head().await.status, 200);
+    assert_eq!(publish(new_pub.clone(), b"x").await.head.status, 403);
+
+    std::fs::write(&file, next).unwrap();
+    hup(srv.child.id());
+    wait_until("the new secret is taken", || {
+        let t = new_pub.clone();
+        async move { publish(t, b"new").await.head.status == 202 }
+    })
+    .await;
+    assert_eq!(
+        publish(old_pub.clone(), b"old").await.head.status,
+        202,
+        "the previous secret is still accepted"
+    );
+
+    // Again with the same file: the old secret's tokens are refused.
+    hup(srv.child.id());
+    wait_until("the previous secret is dropped", || {
+        let t = old_pub.clone();
+        async move { publish(t, b"refused").await.head.status == 403 }
+    })
+    .await;
+    let r = publish(old_pub.clone(), b"refused").await;
+    r.expect_error(403, &["signature"]);
+    // A file that cannot be a secret: the current one stays.
+    std::fs::write(&file, "short").unwrap();
+    hup(srv.child.id());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(publish(new_pub.clone(), b"still").await.head.status, 202);
+    // The stream opened with the old secret's token kept receiving.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for want in ["new", "old", "still"] {
+        while !String::from_utf8_lossy(stream.buffered()).contains(&format!("data: {want}")) {
+            let n = stream.fill_by(deadline.into()).await;
+            assert!(
+                n.is_some_and(|n| n > 0),
+                "no {want:?}: {:?}",
+                String::from_utf8_lossy(stream.buffered())
+            );
+        }
+    }
+    let log = srv.stop();
+    assert!(log.contains("token secret rotated"), "{log}");
+    assert!(
+        log.contains("tokens of any previous secret are now refused"),
+        "{log}"
+    );
+    assert!(
+        log.contains("token secret not reloaded, keeping the old one"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The end-to-end check of "a token in a URL is never written to the log":
 /// a real `tandem serve` logging at `trace`, tokens sent in every place
 /// (query, header, cookie) down every path (a lean stream, a long-poll
