@@ -1,5 +1,5 @@
-//! A Rust client for tandem servers: subscribe to a channel over HTTP on any
-//! transport, publish to it.
+//! A Rust client for tandem servers: subscribe to a channel over HTTP or
+//! HTTPS on any transport, publish to it.
 //!
 //! ```no_run
 //! use tandem::client::{Client, Delivery};
@@ -138,8 +138,8 @@ impl Client {
     }
 
     /// Subscribes to a channel URL: `http://host:port/ch/NAME/TRANSPORT`
-    /// (or `https://`, see [`Client::with_ca_file`])
-    /// (`sse`, `multipart`, `mixed`, `poll`, `jsonp` or `iframe`), or
+    /// or `https://...` (see [`Client::with_ca_file`]), the transport
+    /// `sse`, `multipart`, `mixed`, `poll`, `jsonp` or `iframe`, or
     /// `/ch/NAME` for SSE. A prefix before `/ch/` is kept, as are query
     /// parameters such as `client=ID` (echo suppression) and `backlog=N`;
     /// `since=CURSOR` sets where to start. Set the cursor and transport
