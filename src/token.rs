@@ -258,6 +258,11 @@ impl Signer {
 
     /// The claims of a token signed with this secret, expired or not.
     pub fn verify_signature(&self, token: &str) -> Result<Token, TokenError> {
+        self.verify_signature_by(token).map(|(t, _)| t)
+    }
+
+    /// The claims, and whether the previous secret signed them.
+    fn verify_signature_by(&self, token: &str) -> Result<(Token, bool), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -269,10 +274,19 @@ impl Signer {
             _ => return Err(TokenError::Malformed),
         }
         let signed_by = |k: &Key| ct_eq(&k.mac(signed.as_bytes()), &got);
-        if !signed_by(&self.key) && !self.previous.as_ref().is_some_and(signed_by) {
+        let by_previous = if signed_by(&self.key) {
+            false
+        } else if self.previous.as_ref().is_some_and(signed_by) {
+            true
+        } else {
             return Err(TokenError::BadSignature);
-        }
-        parse_payload(payload)
+        };
+        Ok((parse_payload(payload)?, by_previous))
+    }
+
+    /// Whether `other` has this signer's (current) secret.
+    pub(crate) fn same_secret(&self, other: &Signer) -> bool {
+        self.key == other.key
     }
 
     /// Whether `token` allows `right` on `channel` for `client` at `now`:
@@ -285,9 +299,25 @@ impl Signer {
         client: Option<&str>,
         now: u64,
     ) -> Result<Token, TokenError> {
-        let t = self.verify(token, now)?;
+        self.check_by(token, channel, right, client, now)
+            .map(|(t, _)| t)
+    }
+
+    /// [`Signer::check`], and whether the previous secret signed the token.
+    fn check_by(
+        &self,
+        token: &str,
+        channel: &str,
+        right: Right,
+        client: Option<&str>,
+        now: u64,
+    ) -> Result<(Token, bool), TokenError> {
+        let (t, by_previous) = self.verify_signature_by(token)?;
+        if now >= t.expires {
+            return Err(TokenError::Expired);
+        }
         t.allows(channel, right, client)?;
-        Ok(t)
+        Ok((t, by_previous))
     }
 }
 
@@ -442,6 +472,13 @@ pub struct TokenPolicy {
     pub needs: Needs,
 }
 
+/// What a request's token was found to be: when it expires, and whether
+/// the previous secret signed it (its stream ends if that secret is dropped).
+pub(crate) struct Checked {
+    pub(crate) expires: u64,
+    pub(crate) by_previous: bool,
+}
+
 /// The name of the cookie a token may ride in.
 pub const COOKIE: &str = "tandem_token";
 
@@ -485,7 +522,7 @@ impl TokenPolicy {
         headers: &hyper::HeaderMap,
         query: Option<&str>,
         client: Option<&str>,
-    ) -> Result<Option<u64>, Error> {
+    ) -> Result<Option<Checked>, Error> {
         if !self.needs.covers(channel) {
             return Ok(None);
         }
@@ -496,9 +533,12 @@ impl TokenPolicy {
         };
         match self
             .signer
-            .check(&token, channel, right, client, now_unix())
+            .check_by(&token, channel, right, client, now_unix())
         {
-            Ok(t) => Ok(Some(t.expires)),
+            Ok((t, by_previous)) => Ok(Some(Checked {
+                expires: t.expires,
+                by_previous,
+            })),
             Err(e) => Err(Error::forbidden(e.message())),
         }
     }

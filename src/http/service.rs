@@ -106,10 +106,26 @@ pub struct Service {
     /// Signed channel tokens required, on which channels.
     /// (Behind a lock so that the secret can be rotated while serving:
     /// read for the microsecond of a check, never across an await.)
-    tokens: Option<Arc<parking_lot::RwLock<crate::token::TokenPolicy>>>,
+    tokens: Option<Arc<parking_lot::RwLock<TokenState>>>,
     /// The per-address limits of every connection this service (and its
     /// clones) serves, from `config` (`limits.rs`, `peer.rs`).
     limits: Arc<super::limits::Limits>,
+}
+
+/// The token policy, and for each secret it accepts a signal that fires
+/// when that secret is dropped (`rotate_token_secret`), ending at once the
+/// streams its tokens opened.
+struct TokenState {
+    policy: crate::token::TokenPolicy,
+    current: Shutdown,
+    previous: Shutdown,
+}
+
+/// What ends a stream opened with a token, besides shutdown: the token's
+/// expiry (unix seconds), or the secret that signed it being dropped.
+struct TokenEnd {
+    expires: u64,
+    dropped: Shutdown,
 }
 
 /// A request body on its way elsewhere, boxed whatever it was.
@@ -173,7 +189,11 @@ impl Service {
     /// Requires signed channel tokens (`crate::token`) on the channels the
     /// policy names, on every subscribe, poll, info and publish.
     pub fn with_tokens(mut self, policy: crate::token::TokenPolicy) -> Service {
-        self.tokens = Some(Arc::new(parking_lot::RwLock::new(policy)));
+        self.tokens = Some(Arc::new(parking_lot::RwLock::new(TokenState {
+            policy,
+            current: Shutdown::new(),
+            previous: Shutdown::new(),
+        })));
         self
     }
 
@@ -181,8 +201,10 @@ impl Service {
     /// now on tokens of `next`'s secret are accepted, and those of the
     /// secret before it still are, until the next rotation. Rotating to the
     /// same secret again refuses the previous one's tokens. Streams already
-    /// open keep going until their tokens expire. Every clone of this
-    /// service (every connection) sees it. Returns whether a previous
+    /// open go on until their tokens expire, except those whose tokens the
+    /// dropped secret signed: they end at once (cleanly; the client's next
+    /// request needs a token of a secret still accepted). Every clone of
+    /// this service (every connection) sees it. Returns whether a previous
     /// secret is still accepted; `false`, and nothing done, for a service
     /// without tokens.
     ///
@@ -191,9 +213,15 @@ impl Service {
         let Some(tokens) = &self.tokens else {
             return false;
         };
-        let mut policy = tokens.write();
-        policy.signer = policy.signer.rotated(next);
-        policy.signer.accepts_previous()
+        let mut state = tokens.write();
+        let same = state.policy.signer.same_secret(&next);
+        state.policy.signer = state.policy.signer.rotated(next);
+        // The previous secret, if there was one, is no longer accepted.
+        std::mem::take(&mut state.previous).trigger();
+        if !same {
+            state.previous = std::mem::take(&mut state.current);
+        }
+        state.policy.signer.accepts_previous()
     }
 
     /// This service for connections over TLS: every cookie it sets gets
@@ -286,18 +314,21 @@ impl Service {
         Some(Box::pin(self.shutdown.wait()))
     }
 
-    /// What ends a stream: shutdown, or its token's expiry (unix seconds),
-    /// whichever comes first. Both end it cleanly (the format's closing
-    /// bytes), so the client reconnects and resumes from its cursor.
-    fn stream_end(&self, expires: Option<u64>) -> Option<ShutdownSignal> {
-        let Some(exp) = expires else {
+    /// What ends a stream: shutdown, its token's expiry (unix seconds) or
+    /// the secret that signed the token being dropped, whichever comes
+    /// first. Each ends it cleanly (the format's closing bytes), so the
+    /// client reconnects and resumes from its cursor.
+    fn stream_end(&self, token: Option<TokenEnd>) -> Option<ShutdownSignal> {
+        let Some(token) = token else {
             return self.shutdown_signal();
         };
         let stop = self.shutdown.wait();
-        let left = time_left(exp);
+        let dropped = token.dropped.wait();
+        let left = time_left(token.expires);
         Some(Box::pin(async move {
             tokio::select! {
                 _ = stop => {}
+                _ = dropped => {}
                 _ = tokio::time::sleep(left) => {}
             }
         }))
@@ -457,7 +488,7 @@ impl Service {
         }
         // Signed channel tokens: on every request, whichever path it came by
         // (the lean paths call `handle` too); a stream ends at the expiry.
-        let mut expires = None;
+        let mut token = None;
         if let (Some(tokens), Route::Channel(c) | Route::Subscribe(c, _) | Route::Info(c)) =
             (&self.tokens, &route)
         {
@@ -470,13 +501,21 @@ impl Service {
                 } else {
                     crate::token::Right::Subscribe
                 };
-                expires = tokens.read().check(
+                let state = tokens.read();
+                let checked = state.policy.check(
                     c,
                     right,
                     req.headers(),
                     req.uri().query(),
                     query.client.as_deref(),
                 )?;
+                token = checked.map(|c| TokenEnd {
+                    expires: c.expires,
+                    dropped: match c.by_previous {
+                        true => state.previous.clone(),
+                        false => state.current.clone(),
+                    },
+                });
             }
         }
         match route {
@@ -523,13 +562,9 @@ impl Service {
             }
             Route::Channel(c) => {
                 let sub = negotiate(req.headers());
-                self.subscribe(&c, sub, &query, req.headers(), expires)
-                    .await
+                self.subscribe(&c, sub, &query, req.headers(), token).await
             }
-            Route::Subscribe(c, sub) => {
-                self.subscribe(&c, sub, &query, req.headers(), expires)
-                    .await
-            }
+            Route::Subscribe(c, sub) => self.subscribe(&c, sub, &query, req.headers(), token).await,
         }
     }
 
@@ -674,7 +709,7 @@ impl Service {
         sub: Sub,
         query: &Query,
         headers: &HeaderMap,
-        expires: Option<u64>,
+        token: Option<TokenEnd>,
     ) -> Result<Response<Body>, Error> {
         let cfg = self.hub.config();
         // `EPOCH:ID` (what an SSE stream's `id:` lines carry) or a bare `ID`.
@@ -706,7 +741,14 @@ impl Service {
         let (content_type, style, prelude) = match sub {
             Sub::Poll | Sub::Jsonp => {
                 return Ok(self
-                    .poll(subscription, sub, query, callback, guard, expires)
+                    .poll(
+                        subscription,
+                        sub,
+                        query,
+                        callback,
+                        guard,
+                        token.map(|t| t.expires),
+                    )
                     .await)
             }
             Sub::Multipart => (
@@ -749,7 +791,7 @@ impl Service {
             style,
             prelude,
             cfg.heartbeat,
-            self.stream_end(expires),
+            self.stream_end(token),
             guard,
         );
         let mut resp = Response::new(Body::stream(stream));
