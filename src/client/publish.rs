@@ -7,6 +7,7 @@ use crate::NewEvent;
 
 use super::conn::{self, Req};
 use super::error::Error;
+use super::subscription::token_refused;
 use super::target::Target;
 use super::Client;
 
@@ -19,7 +20,9 @@ impl Client {
     /// `Content-Type` (none when it has none: the server takes UTF-8 as
     /// text), its type as `Event-Type` and its `from` as `?client=` (unless
     /// the URL has one). It is sent once: a publish that fails on the way is
-    /// not repeated, since the server may have it.
+    /// not repeated, since the server may have it. (A token the server
+    /// refuses is asked of the token source again and the publish sent
+    /// once more: the server took nothing.)
     pub async fn publish(&self, url: &str, event: NewEvent) -> Result<u64, Error> {
         let target = Target::parse(url)?;
         let mut extra = Vec::new();
@@ -40,14 +43,24 @@ impl Client {
         if let Some(ct) = &event.content_type {
             headers.push(header(CONTENT_TYPE.as_str(), ct)?);
         }
-        let req = Req {
+        let req = || Req {
             method: Method::POST,
             path: target.publish_path(&extra),
-            headers,
-            body: event.data,
+            headers: headers.clone(),
+            body: event.data.clone(),
         };
         let s = &self.settings;
-        let body = conn::fetch(s, &self.pool, &target.endpoint, req, s.request_timeout).await?;
+        let send = || conn::fetch(s, &self.pool, &target.endpoint, req(), s.request_timeout);
+        let renewable = s.token.as_ref().filter(|t| t.renewable());
+        let body = match (send().await, renewable) {
+            // A refused token from a source: a fresh one, once (the server
+            // took nothing, so sending again cannot publish twice).
+            (Err(e), Some(tokens)) if token_refused(&e) => {
+                tokens.forget();
+                send().await?
+            }
+            (result, _) => result?,
+        };
         let v: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
             Error::protocol(format!(
                 "the publish answer is not json: {:?}",

@@ -51,6 +51,9 @@ pub struct Subscription {
     reached: bool,
     /// Failed attempts in a row.
     failures: u32,
+    /// Whether a refused token was replaced since the server last answered
+    /// (a second refusal in a row is the error).
+    token_retried: bool,
     /// Deliveries read but not yet taken, each with the cursor after it.
     ready: VecDeque<(Delivery, Cursor)>,
     /// The cursor after the last delivery taken (what `cursor()` says
@@ -151,6 +154,7 @@ impl Subscription {
             backlog: target.has_param("backlog"),
             reached: false,
             failures: 0,
+            token_retried: false,
             ready: VecDeque::new(),
             taken: None,
             state: State::Idle,
@@ -292,6 +296,7 @@ impl Subscription {
     fn reached(&mut self) {
         self.reached = true;
         self.failures = 0;
+        self.token_retried = false;
     }
 
     /// Takes one delivery in: skips duplicates, moves the cursor.
@@ -339,6 +344,22 @@ impl Subscription {
 
     /// An attempt failed: back off and try again, or give up.
     fn failed(&mut self, e: Error) {
+        // A refused token from a source: ask for a fresh one, once.
+        if !self.token_retried && token_refused(&e) {
+            if let Some(tokens) = self
+                .client
+                .settings
+                .token
+                .as_ref()
+                .filter(|t| t.renewable())
+            {
+                tokens.forget();
+                self.token_retried = true;
+                log::info!("{e}; asking for a fresh token");
+                self.wait(Duration::ZERO);
+                return;
+            }
+        }
         let never_reached = e.is_connect() && !self.reached;
         self.failures += 1;
         let spent = self
@@ -529,6 +550,12 @@ impl std::fmt::Debug for Subscription {
             .field("cursor", &self.cursor)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the server refused the request's token (401 or 403).
+pub(crate) fn token_refused(e: &Error) -> bool {
+    e.status()
+        .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403)
 }
 
 #[cfg(test)]

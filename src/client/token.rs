@@ -7,6 +7,8 @@
 //! there is no token yet or the one it gave has a third of its life, and at
 //! most 30 s, left; a stream the server ends at its token's expiry opens
 //! again with the fresh one and resumes from its cursor, losing nothing.
+//! A token the server refuses (401, 403: say its secret was dropped) is
+//! forgotten and the source asked again, once, before the error is given.
 
 use std::fmt;
 use std::future::Future;
@@ -65,6 +67,18 @@ impl Tokens {
         Tokens {
             source: Some(Arc::new(move || Box::pin(source()))),
             held: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Whether a refused token can be replaced (there is a source).
+    pub(crate) fn renewable(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// After a refusal (401, 403): the next request asks the source again.
+    pub(crate) fn forget(&self) {
+        if self.renewable() {
+            *self.held.lock() = None;
         }
     }
 

@@ -342,6 +342,84 @@ async fn the_rust_client_renews_its_tokens() {
     );
 }
 
+/// A secret rotated and then dropped under a running Rust client: its
+/// stream is cut when the secret is dropped, the refused token is replaced
+/// by the source's fresh one, and the subscription and the publishes go on
+/// with no loss.
+#[tokio::test]
+async fn the_rust_client_rides_out_a_dropped_secret() {
+    use std::sync::Arc;
+    use tandem::client::Client;
+
+    let srv = Server::start(with_tokens(Needs::All)).await;
+    let second: &[u8] = b"the application's next secret, 32+ bytes";
+    // The application's secret, as its token endpoint would use it.
+    let minting = Arc::new(parking_lot::Mutex::new(signer()));
+    let asked = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let client = Client::new()
+        .with_retry_delay(Duration::from_millis(10), Duration::from_millis(100))
+        .with_token_source({
+            let (minting, asked) = (minting.clone(), asked.clone());
+            move || {
+                asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let t = minting.lock().mint(&Token {
+                    channel: "drop".into(),
+                    prefix: false,
+                    rights: Rights::parse("sub,pub").unwrap(),
+                    expires: now_unix() + 600,
+                    client: None,
+                });
+                async move { Ok(t) }
+            }
+        });
+    let url = format!("http://{}/ch/drop", srv.addr);
+    let mut sub = client
+        .subscribe(&format!("{url}/sse?since=0"))
+        .await
+        .unwrap();
+    let publish = |i: u64| client.publish(&url, tandem::NewEvent::message(format!("e{i}")));
+    assert_eq!(publish(1).await.unwrap(), 1);
+    expect_event(&mut sub, 1).await;
+    // Rotated: the application mints with the new secret; the old tokens
+    // still pass.
+    *minting.lock() = Signer::new(second).unwrap();
+    assert!(srv
+        .service()
+        .rotate_token_secret(Signer::new(second).unwrap()));
+    assert_eq!(publish(2).await.unwrap(), 2);
+    expect_event(&mut sub, 2).await;
+    // Dropped: the stream opened with the old secret's token is cut, and
+    // the client's held token (the old secret's) is refused once, then
+    // replaced.
+    assert!(!srv
+        .service()
+        .rotate_token_secret(Signer::new(second).unwrap()));
+    assert_eq!(publish(3).await.unwrap(), 3);
+    expect_event(&mut sub, 3).await;
+    assert_eq!(publish(4).await.unwrap(), 4);
+    expect_event(&mut sub, 4).await;
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "asked again once"
+    );
+}
+
+/// The next delivery of `sub` is the event `e{i}` with id `i`.
+async fn expect_event(sub: &mut tandem::client::Subscription, i: u64) {
+    let d = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a delivery")
+        .expect("the subscription goes on")
+        .unwrap_or_else(|e| panic!("{e}"));
+    match d {
+        tandem::client::Delivery::Event(e) => {
+            assert_eq!((e.id, e.text()), (i, Some(format!("e{i}").as_str())))
+        }
+        tandem::client::Delivery::Gap(g) => panic!("a gap: {g:?}"),
+    }
+}
+
 /// A fixed token: sent, refused clearly once expired; none: 401.
 #[tokio::test]
 async fn the_rust_client_says_why_a_token_is_refused() {

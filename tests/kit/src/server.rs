@@ -218,6 +218,7 @@ impl Flavor {
             hub,
             setup,
             flavor: self,
+            service: None,
             stop: None,
             task: None,
         };
@@ -250,6 +251,8 @@ pub struct Server {
     pub hub: Hub,
     pub setup: Setup,
     pub flavor: Flavor,
+    /// A clone of the service it serves (clones share their state).
+    service: Option<Service>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<io::Result<()>>>,
 }
@@ -295,6 +298,7 @@ impl Server {
         self.task = Some(match cb {
             Some(cb) => {
                 let service = service.with_app(Arc::new(cb));
+                self.service = Some(service.clone());
                 tokio::spawn(tandem::status::run(
                     self.hub.clone(),
                     service.shutdown().clone(),
@@ -306,8 +310,16 @@ impl Server {
                 };
                 tokio::spawn(serve.into_future())
             }
-            None => tokio::spawn(serve_hyper(listener, service, stop)),
+            None => {
+                self.service = Some(service.clone());
+                tokio::spawn(serve_hyper(listener, service, stop))
+            }
         });
+    }
+
+    /// The service it serves (a clone: what it changes, the server sees).
+    pub fn service(&self) -> &Service {
+        self.service.as_ref().expect("the server is serving")
     }
 
     /// Completes the shutdown future the server was given.
