@@ -11,8 +11,9 @@
  * `token`, a string or a function returning one or a promise of one. A
  * function is called before the first request, again `tokenRenew` ms
  * (at most half the token's life) before each token expires, and after a
- * refusal; a renewed token reopens an open stream from the cursor, and the
- * next poll or publish carries it (as `?token=`, on every transport).
+ * refusal (or an attempt that failed before it opened); a renewed token
+ * reopens an open stream from the cursor, and the next poll or publish
+ * carries it (as `?token=`, on every transport).
  *
  * Transports, best first: fetch (multipart/mixed read with a stream reader),
  * eventsource (SSE, JSON envelope), xhr (SSE read from a growing
@@ -1335,6 +1336,14 @@
     this._kill(att);
     if (this._closed) {
       return;
+    }
+    // A refused token (its secret dropped, say) is asked of the token
+    // function again before the next attempt: on a 401 or 403, or, where
+    // the transport cannot see the status (EventSource, JSONP, iframe), on
+    // an attempt that failed before it opened.
+    if (typeof this.options.token === 'function' &&
+        (/^HTTP 40[13]$/.test(reason) || this.status !== 'open')) {
+      this._token = null;
     }
     this._failures++;
     base = Math.min(this.options.retryMax, this.options.retryMin * Math.pow(2, this._failures - 1));

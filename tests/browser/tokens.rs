@@ -128,3 +128,98 @@ async fn jsonp_renews_tokens() {
 async fn iframe_renews_tokens() {
     renews_tokens("iframe").await;
 }
+
+/// A secret dropped under a running page (`Service::rotate_token_secret`,
+/// what SIGHUP does): the stream its token opened is cut, the reconnect is
+/// refused (on EventSource and iframe without a status the page can read),
+/// and tandem.js asks its token function again and resumes with the new
+/// secret's token, every event once.
+async fn rides_out_a_dropped_secret(transport: &str) {
+    let _slot = browser_slot().await;
+    let old = Signer::new(SECRET).unwrap();
+    let new: &[u8] = b"the next browser test secret, 32 bytes+";
+    let server = Server::start(browser_config().tokens(TokenPolicy {
+        signer: old.clone(),
+        needs: Needs::All,
+    }))
+    .await;
+    let browser = Browser::start(&[]).await;
+    browser.goto(&server.url("/")).await;
+    load_client(&browser).await;
+    let token = |s: &Signer| {
+        s.mint(&Token {
+            channel: "room".into(),
+            prefix: false,
+            rights: Rights::parse("sub,pub").unwrap(),
+            expires: now_unix() + 600,
+            client: None,
+        })
+    };
+    let tokens = [token(&old), token(&Signer::new(new).unwrap())];
+    browser
+        .exec(
+            "var tokens = arguments[1];
+             window.T = {got: [], statuses: [], calls: 0};
+             T.conn = tandem.connect('room', {
+               transport: arguments[0], since: 0, retryMin: 100,
+               token: function () { return tokens[Math.min(T.calls++, 1)]; },
+               onEvent: function (ev) { T.got.push(ev); },
+               onStatus: function (s, info) {
+                 T.statuses.push([s, info.transport || '', info.reason || '']);
+               }
+             });",
+            json!([transport, tokens]),
+        )
+        .await;
+    wait_open(&browser, transport).await;
+    server
+        .publish_event("room", tandem::NewEvent::message("e1"))
+        .await;
+    wait_got(&browser, 1, Duration::from_secs(10)).await;
+    // Rotated, then dropped: the old secret's stream is cut.
+    assert!(server
+        .service()
+        .rotate_token_secret(Signer::new(new).unwrap()));
+    assert!(!server
+        .service()
+        .rotate_token_secret(Signer::new(new).unwrap()));
+    for i in 2..=3u64 {
+        server
+            .publish_event("room", tandem::NewEvent::message(format!("e{i}")))
+            .await;
+    }
+    // The refused reconnect makes the page ask for a token again.
+    crate::harness::eventually("a fresh token", Duration::from_secs(20), || async {
+        let calls = browser.exec("return T.calls;", json!([])).await;
+        (calls == json!(2)).then_some(())
+    })
+    .await;
+    for i in 4..=5u64 {
+        server
+            .publish_event("room", tandem::NewEvent::message(format!("e{i}")))
+            .await;
+    }
+    let got = wait_got(&browser, 5, Duration::from_secs(20)).await;
+    assert_exactly_once(&got, 1, 5);
+    let st = statuses(&browser).await;
+    assert!(
+        st.iter().any(|(s, _, _)| s == "reconnecting"),
+        "the stream was cut: {st:?}"
+    );
+    browser.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventsource_rides_out_a_dropped_secret() {
+    rides_out_a_dropped_secret("eventsource").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_rides_out_a_dropped_secret() {
+    rides_out_a_dropped_secret("fetch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iframe_rides_out_a_dropped_secret() {
+    rides_out_a_dropped_secret("iframe").await;
+}
