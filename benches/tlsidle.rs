@@ -14,14 +14,16 @@
 //! target/release/tlsidle --tandem target/release/tandem --streams 5000
 //! ```
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod tandem_process;
+
+use std::time::Duration;
 
 use argh::FromArgs;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Pki;
+use tandem_process::start;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,50 +56,6 @@ enum Case {
     TlsH1,
     /// HTTP/2, this many streams per connection.
     TlsH2(usize),
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(tandem: &str, wrap: Option<&str>, pki: Option<&Pki>) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut cmd = match wrap {
-        Some(wrap) => {
-            let mut cmd = Command::new(wrap);
-            cmd.arg(tandem);
-            cmd
-        }
-        None => Command::new(tandem),
-    };
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--threads", "1", "--buffer-events", "1000"])
-        .args(["--max-connections", "20000", "--stream-padding", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(pki) = pki {
-        cmd.arg("--tls-cert").arg(pki.cert());
-        cmd.arg("--tls-key").arg(pki.key());
-    }
-    let child = cmd.spawn().expect("start tandem");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tandem did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, port }
 }
 
 fn rss_kib(pid: u32) -> u64 {

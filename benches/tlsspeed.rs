@@ -22,7 +22,8 @@
 //! target/debug/tlsspeed --tandem target/release/tandem
 //! ```
 
-use std::process::{Child, Command, Stdio};
+mod tandem_process;
+
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
@@ -31,6 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kit::Pki;
+use tandem_process::start;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -69,43 +71,6 @@ enum Case {
 
 /// The last event's data: a stream has everything once it has seen this.
 const END: &[u8] = b"the-end-of-the-fan-out";
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(tandem: &str, pki: Option<&Pki>) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut cmd = Command::new(tandem);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--threads", "1", "--buffer-events", "1000"])
-        .args(["--max-connections", "20000", "--stream-padding", "0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(pki) = pki {
-        cmd.arg("--tls-cert").arg(pki.cert());
-        cmd.arg("--tls-key").arg(pki.key());
-    }
-    let child = cmd.spawn().expect("start tandem");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tandem did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, port }
-}
 
 /// The process's user + system CPU time, in seconds.
 fn cpu_secs(pid: u32) -> f64 {
@@ -277,7 +242,7 @@ fn main() {
         if !wanted.contains(&name) {
             continue;
         }
-        let server = start(&args.tandem, (case != Case::Plain).then_some(&pki));
+        let server = start(&args.tandem, None, (case != Case::Plain).then_some(&pki));
         let pid = server.child.id();
         rt.block_on(async {
             // Fan-out.
